@@ -1,0 +1,13 @@
+// Command tandem is the A/B update agent and bundler. All logic lives in
+// internal/cli and below.
+package main
+
+import (
+	"os"
+
+	"github.com/tandem-ota/tandem/internal/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}))
+}

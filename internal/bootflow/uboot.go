@@ -1,0 +1,246 @@
+package bootflow
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"github.com/tandem-ota/tandem/internal/bootenv/ubootenv"
+	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+// U-Boot flow: three variables in the U-Boot environment, read by the boot
+// script in bootloader/u-boot/ (rule table in docs/boot-flows.md):
+//
+//	tandem_default=<group>       written by tandem
+//	tandem_trial=<group>         written by tandem
+//	tandem_trial_left=<n>        decremented by the script (setexpr + saveenv) before it boots the trial
+//
+// With the file back end the environment is U-Boot's redundant layout in two
+// files: tandem reads the current copy and writes the other one with the next
+// flag (new + fsync + rename), so the current copy is never touched and a
+// power cut leaves it whole. With the fw-setenv back end, fw_setenv does the
+// same on the devices of /etc/fw_env.config (configure two copies there).
+const (
+	UBootVarDefault   = "tandem_default"
+	UBootVarTrial     = "tandem_trial"
+	UBootVarTrialLeft = "tandem_trial_left"
+)
+
+// ubootStore reads and writes the U-Boot environment.
+type ubootStore interface {
+	load() (map[string]string, error)
+	// save sets the variables (an empty value deletes) in one atomic update.
+	save(vars [][2]string) error
+}
+
+type ubootFlow struct {
+	store    ubootStore
+	groups   []string
+	attempts int
+}
+
+func newUBoot(bf config.BootFlow, groups []string, fsys rootfs.FS) *ubootFlow {
+	var store ubootStore
+	if bf.Backend == config.UBootBackendFwSetenv {
+		store = &fwSetenvStore{fsys: fsys, config: fsys.Path(bf.FwEnvConfig)}
+	} else {
+		store = &ubootFileStore{fsys: fsys, files: [2]string{bf.EnvFile, bf.EnvFileRedund}, size: bf.EnvSize}
+	}
+	return &ubootFlow{store: store, groups: groups, attempts: bf.Attempts}
+}
+
+func (u *ubootFlow) Name() string { return config.FlowUBoot }
+
+func (u *ubootFlow) Default() (string, error) {
+	env, err := u.store.load()
+	if err != nil {
+		return "", err
+	}
+	def := env[UBootVarDefault]
+	if err := checkGroup(u.groups, def); err != nil {
+		return "", fmt.Errorf("u-boot environment: %w: %s: %w", ErrBootState, UBootVarDefault, err)
+	}
+	return def, nil
+}
+
+func (u *ubootFlow) TryNext(group string) error {
+	if err := checkGroup(u.groups, group); err != nil {
+		return err
+	}
+	return u.store.save([][2]string{{UBootVarTrial, group}, {UBootVarTrialLeft, strconv.Itoa(u.attempts)}})
+}
+
+func (u *ubootFlow) CancelTry() error {
+	group, _, err := u.Trial()
+	if err == nil && group == "" {
+		return nil
+	}
+	return u.store.save([][2]string{{UBootVarTrial, ""}, {UBootVarTrialLeft, ""}})
+}
+
+// Commit changes the default and ends the trial in one environment update.
+func (u *ubootFlow) Commit(group string) error {
+	if err := checkGroup(u.groups, group); err != nil {
+		return err
+	}
+	return u.store.save([][2]string{{UBootVarDefault, group}, {UBootVarTrial, ""}, {UBootVarTrialLeft, ""}})
+}
+
+// Trial reads the trial as the script does: an unknown group or a count that
+// is not 1..9 means no trial.
+func (u *ubootFlow) Trial() (string, int, error) {
+	env, err := u.store.load()
+	if err != nil {
+		return "", 0, err
+	}
+	group := env[UBootVarTrial]
+	left, err := strconv.Atoi(env[UBootVarTrialLeft])
+	if checkGroup(u.groups, group) != nil || err != nil || left < 1 || left > config.MaxAttempts {
+		return "", 0, nil
+	}
+	return group, left, nil
+}
+
+func (u *ubootFlow) MarkBad(group string) error {
+	trial, _, err := u.Trial()
+	if err != nil || trial != group {
+		return err
+	}
+	return u.CancelTry()
+}
+
+// ubootFileStore is the redundant environment in two files.
+type ubootFileStore struct {
+	fsys  rootfs.FS
+	files [2]string
+	size  int
+}
+
+func (s *ubootFileStore) current() (int, *ubootenv.Env, byte, error) {
+	var imgs [2][]byte
+	for i, f := range s.files {
+		b, err := s.fsys.ReadFile(f)
+		if err != nil && !rootfs.IsNotExist(err) {
+			return 0, nil, 0, stateErr(s.fsys.Path(f), err)
+		}
+		imgs[i] = b
+	}
+	idx, env, flag, err := ubootenv.SelectRedundant(imgs[0], imgs[1])
+	if err != nil {
+		return 0, nil, 0, fmt.Errorf("%s, %s: %w: %w", s.fsys.Path(s.files[0]), s.fsys.Path(s.files[1]), ErrBootState, err)
+	}
+	return idx, env, flag, nil
+}
+
+func (s *ubootFileStore) load() (map[string]string, error) {
+	_, env, _, err := s.current()
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for _, n := range env.Names() {
+		m[n], _ = env.Get(n)
+	}
+	return m, nil
+}
+
+func (s *ubootFileStore) save(vars [][2]string) error {
+	idx, env, flag, err := s.current()
+	if err != nil {
+		return err
+	}
+	for _, kv := range vars {
+		if kv[1] == "" {
+			env.Delete(kv[0])
+		} else if err := env.Set(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	img, err := ubootenv.Encode(env, s.size, true, ubootenv.NextFlag(flag))
+	if err != nil {
+		return err
+	}
+	return rootfs.WriteAtomic(s.fsys, s.files[1-idx], img, 0o644)
+}
+
+// fwSetenvStore goes through libubootenv's fw_printenv and fw_setenv.
+type fwSetenvStore struct {
+	fsys   rootfs.FS
+	config string // host path of fw_env.config
+}
+
+// maxEnvOutput bounds what tandem accepts from fw_printenv.
+const maxEnvOutput = 1 << 20
+
+func (s *fwSetenvStore) load() (map[string]string, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.Command("fw_printenv", "-c", s.config)
+	cmd.Stdout, cmd.Stderr = &limitedWriter{w: &out, n: maxEnvOutput}, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("fw_printenv -c %s: %w: %s", s.config, err, lastLine(errb.String()))
+	}
+	env := map[string]string{}
+	sc := bufio.NewScanner(&out)
+	sc.Buffer(nil, maxEnvOutput)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			return nil, fmt.Errorf("fw_printenv -c %s: %w: malformed line %q", s.config, ErrBootState, sc.Text())
+		}
+		env[name] = value
+	}
+	return env, sc.Err()
+}
+
+func (s *fwSetenvStore) save(vars [][2]string) error {
+	var script strings.Builder
+	for _, kv := range vars {
+		fmt.Fprintf(&script, "%s %s\n", kv[0], kv[1])
+	}
+	f, err := os.CreateTemp("", "tandem-fw_setenv-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(script.String()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	var errb bytes.Buffer
+	cmd := exec.Command("fw_setenv", "-c", s.config, "-s", f.Name())
+	cmd.Stderr = &errb
+	if err := s.fsys.Run(cmd); err != nil {
+		return fmt.Errorf("fw_setenv -c %s: %w: %s", s.config, err, lastLine(errb.String()))
+	}
+	return nil
+}
+
+type limitedWriter struct {
+	w *bytes.Buffer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.w.Len()+len(p) > l.n {
+		return 0, fmt.Errorf("output larger than %d bytes", l.n)
+	}
+	return l.w.Write(p)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
+}
+

@@ -1,0 +1,138 @@
+// Package cli is tandem's command line: cobra commands that parse flags, call
+// the device, simulator and (later) installer packages, and print human text
+// or JSON. It decides exit codes (exit.go) and holds no update logic itself.
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
+var Version = "dev"
+
+// Env is what a command run needs from the process: streams and environment.
+// Tests run commands in-process with their own Env.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// Main runs tandem with args (without the program name) and returns the exit code.
+func Main(args []string, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	app := &app{env: env}
+	root := app.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	err := root.Execute()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "tandem: %s\n", oneLine(err.Error()))
+		if h := hint(err); h != "" {
+			fmt.Fprintf(env.Stderr, "hint: %s\n", h)
+		}
+	}
+	return exitCode(err)
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
+
+func hint(err error) string {
+	if h := config.Hint(err); h != "" {
+		return h
+	}
+	switch exitCode(err) {
+	case ExitUsage:
+		return "see tandem --help"
+	case ExitPowerCut:
+		return "the simulated device lost power; run `tandem sim reboot DIR` to boot it again"
+	}
+	return ""
+}
+
+type app struct {
+	env        Env
+	root       string
+	configPath string
+	jsonOut    bool
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "tandem",
+		Short: "Robust A/B updates for embedded Linux",
+		Long: `tandem updates embedded Linux devices with A/B boot groups: an update is written to the
+spare group, booted once on trial, and kept only when the new system commits itself.
+
+Every path tandem touches resolves under --root (or TANDEM_ROOT), so a whole device can be
+simulated in a directory: try "tandem sim new /tmp/dev --boot-flow grub" and then
+"tandem --root /tmp/dev system info".
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rule,
+5 unusable boot-loader state, 10 simulated power cut (docs/cli.md).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.PersistentFlags().StringVar(&a.root, "root", a.env.Getenv("TANDEM_ROOT"), "root prefix: the directory every device path resolves under (env TANDEM_ROOT)")
+	root.PersistentFlags().StringVar(&a.configPath, "config", config.DefaultPath, "device path of the system configuration")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(a.systemCommand(), a.simCommand())
+	return root
+}
+
+// open opens the device under --root, with the power-cut switch of a
+// simulated device from TANDEM_SIM_CUT and TANDEM_SIM_CUT_MODE.
+func (a *app) open() (*device.Device, error) {
+	opts := device.Options{Root: a.root, ConfigPath: a.configPath}
+	if v := a.env.Getenv("TANDEM_SIM_CUT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, usageError{fmt.Errorf("TANDEM_SIM_CUT=%q: want a cut point number ≥ 1", v)}
+		}
+		opts.CutAt = n
+	}
+	if v := a.env.Getenv("TANDEM_SIM_CUT_MODE"); v != "" {
+		m, err := rootfs.ParseCutMode(v)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("TANDEM_SIM_CUT_MODE: %w", err)}
+		}
+		opts.CutMode = m
+	}
+	return device.Open(opts)
+}
+
+// printJSON prints exactly one JSON document.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.env.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (a *app) printf(format string, args ...any) {
+	fmt.Fprintf(a.env.Stdout, format, args...)
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/tandem-ota/tandem/internal/bootflow"
+	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+// Exit codes, the only place they are decided (documented in docs/cli.md).
+const (
+	ExitOK        = 0  // success (also: nothing to do, e.g. commit of the default group)
+	ExitFailure   = 1  // the operation failed (I/O, a tool or controller failed)
+	ExitUsage     = 2  // wrong command line
+	ExitConfig    = 3  // the configuration is missing or invalid
+	ExitRefused   = 4  // refused by a safety rule, or the running group is unknown
+	ExitBootState = 5  // the boot loader's state is unreadable or corrupt
+	ExitPowerCut  = 10 // a simulated power cut stopped the command (simulated devices only)
+)
+
+// usageError marks errors of the command line.
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+// exitCode maps an error to the process exit status.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ue):
+		return ExitUsage
+	case errors.Is(err, rootfs.ErrPowerCut):
+		return ExitPowerCut
+	case errors.Is(err, config.ErrInvalid), errors.As(err, new(device.ConfigError)):
+		return ExitConfig
+	case errors.Is(err, device.ErrRefused), errors.Is(err, device.ErrNoActiveGroup):
+		return ExitRefused
+	case errors.Is(err, bootflow.ErrBootState):
+		return ExitBootState
+	}
+	return ExitFailure
+}

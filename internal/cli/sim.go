@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/sim"
+)
+
+func (a *app) simCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Simulated devices: try tandem, bundles and hooks without hardware",
+		Long: `A simulated device is a directory that holds a whole device: its configuration, a boot
+partition of plain files, file-backed slots and a data directory. Run any tandem command on
+it with --root DIR; "tandem sim reboot DIR" plays its boot loader.
+
+Power cuts: with TANDEM_SIM_CUT=N, a tandem command on a simulated device loses power at its
+N-th cut point (a file write, fsync, rename or removal, or just before or after running an
+external program) and exits with status 10. TANDEM_SIM_CUT_MODE says what survives:
+drop (default: nothing that was not synced), tear (as drop, but the interrupted write lands
+half) or keep (everything done so far). docs/simulator.md has the details.`,
+	}
+	cmd.AddCommand(a.simNewCommand(), a.simRebootCommand())
+	return cmd
+}
+
+func (a *app) simNewCommand() *cobra.Command {
+	var o sim.Options
+	var size string
+	cmd := &cobra.Command{
+		Use:   "new DIR --boot-flow FLOW",
+		Short: "Create a simulated device in DIR (group a active and default)",
+		Example: `  tandem sim new /tmp/dev --boot-flow grub
+  tandem sim new /tmp/dev --boot-flow uboot --slot-size 64M --image rootfs.ext4 --trust release.pub`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !slices.Contains(flows, o.BootFlow) {
+				return usageError{fmt.Errorf("--boot-flow %q: want one of %s", o.BootFlow, strings.Join(flows, ", "))}
+			}
+			if size != "" {
+				n, err := parseSize(size)
+				if err != nil {
+					return usageError{fmt.Errorf("--slot-size: %w", err)}
+				}
+				o.SlotSize = n
+			}
+			if err := sim.New(args[0], o); err != nil {
+				return err
+			}
+			a.printf("created a simulated %s device in %s: group a is active and default\n", o.BootFlow, args[0])
+			a.printf("next: tandem --root %s system info\n", args[0])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.BootFlow, "boot-flow", "", "boot flow: "+strings.Join(flows, ", ")+" (required)")
+	f.StringVar(&o.Compatible, "compatible", "tandem-sim", "the device's compatible string")
+	f.StringVar(&size, "slot-size", "", "size of each system slot: bytes, or with a K, M or G (binary) suffix (default 16M, or the image size)")
+	f.StringVar(&o.Image, "image", "", "factory image written into system-a")
+	f.StringArrayVar(&o.Trust, "trust", nil, "trusted public key file to install (repeatable)")
+	f.IntVar(&o.Attempts, "attempts", 1, "trial boot attempts before falling back (grub, uboot, custom)")
+	f.StringVar(&o.UBootBackend, "uboot-backend", config.UBootBackendFile, "uboot flow back end: file or fw-setenv")
+	_ = cmd.MarkFlagRequired("boot-flow")
+	return cmd
+}
+
+var flows = []string{config.FlowGrub, config.FlowUBoot, config.FlowRPiTryboot, config.FlowSystemdBoot, config.FlowCustom}
+
+// parseSize parses bytes with an optional binary K, M or G suffix.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult = 1 << 10
+	case strings.HasSuffix(s, "M"):
+		mult = 1 << 20
+	case strings.HasSuffix(s, "G"):
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("%q is not a size (bytes, or a number with K, M or G)", s)
+	}
+	return n * mult, nil
+}
+
+func (a *app) simRebootCommand() *cobra.Command {
+	var hang bool
+	cmd := &cobra.Command{
+		Use:   "reboot DIR [--hang]",
+		Short: "Reboot a simulated device: play its boot loader and start the chosen group",
+		Long: `Play the boot loader of the device's boot flow by its rule table (docs/boot-flows.md):
+one-shot trials, attempt counters and fallback. The chosen group becomes the running one.
+The last line of the output is the bare name of that group.
+
+--hang: the chosen system fails before it can commit (one failed attempt); tandem
+commands on the device refuse to run until the next reboot.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			group, notes, err := sim.Reboot(args[0], hang)
+			for _, n := range notes {
+				a.printf("%s\n", n)
+			}
+			if err != nil {
+				return err
+			}
+			if hang {
+				a.printf("group %s hangs before it can commit\n", group)
+			}
+			a.printf("%s\n", group)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&hang, "hang", false, "the started system fails before it can commit")
+	return cmd
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/device"
+)
+
+func (a *app) systemCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "system",
+		Short: "Show and change the boot state: info, commit, reboot",
+	}
+	cmd.AddCommand(a.infoCommand(), a.commitCommand(), a.rebootCommand())
+	return cmd
+}
+
+func (a *app) infoCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "info",
+		Short: "Show the boot flow, the active, default and spare groups, slots and the last update",
+		Long: `Show the boot state. With --json, print one JSON document (camelCase, described in
+docs/cli.md), e.g.
+
+  tandem system info --json | jq -r .boot.activeGroup`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(info)
+			}
+			a.printInfo(info)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print one JSON document")
+	return cmd
+}
+
+func (a *app) printInfo(info *device.Info) {
+	b := info.Boot
+	a.printf("boot flow      %s\n", b.BootFlow)
+	a.printf("active group   %s\n", b.ActiveGroup)
+	a.printf("default group  %s\n", b.DefaultGroup)
+	switch {
+	case b.CommitPending:
+		a.printf("commit         pending: %s runs on trial; `tandem system commit` keeps it, a reboot goes back to %s\n", b.ActiveGroup, b.DefaultGroup)
+	default:
+		a.printf("commit         not pending\n")
+	}
+	if b.Trial != nil {
+		a.printf("next boot      %s on trial (%d attempts left)\n", b.Trial.Group, b.Trial.AttemptsLeft)
+	}
+	spare := strings.Join(b.SpareGroups, ", ")
+	if spare == "" {
+		spare = "none (commit or roll back before the next update)"
+	}
+	a.printf("spare groups   %s\n", spare)
+	a.printf("groups\n")
+	for _, g := range sortedKeys(b.Groups) {
+		gi := b.Groups[g]
+		var tags []string
+		if g == b.ActiveGroup {
+			tags = append(tags, "active")
+		}
+		if g == b.DefaultGroup {
+			tags = append(tags, "default")
+		}
+		version := "unknown"
+		if gi.Version != "" {
+			version = gi.Version + " (" + gi.VersionSource + ")"
+		}
+		a.printf("  %-4s %-18s version %s\n", g, strings.Join(tags, ", "), version)
+		for _, alias := range sortedKeys(gi.Slots) {
+			name := gi.Slots[alias]
+			a.printf("       %s = %s  %s\n", alias, name, slotWhere(info.Slots[name]))
+		}
+	}
+	if u := info.LastUpdate; u != nil {
+		msg := u.Message
+		if msg == "" {
+			msg = "group " + u.Group
+		}
+		a.printf("last update    %s: %s\n", u.Status, msg)
+	} else {
+		a.printf("last update    none\n")
+	}
+}
+
+func slotWhere(s device.SlotInfo) string {
+	switch {
+	case s.Path != "":
+		return s.Type + " " + s.Path
+	case s.Device != "":
+		return s.Type + " " + s.Device
+	case s.Partition != 0:
+		return fmt.Sprintf("%s partition %d of the root disk", s.Type, s.Partition)
+	}
+	return s.Type + " " + strings.Join(s.Handler, " ")
+}
+
+func (a *app) commitCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "commit",
+		Short: "Make the running group the default (keep a trial)",
+		Long: `Make the active group the default, so that it keeps booting. Run it once the new system
+is known to work (tandem's health check will do it for you). If the active group already
+is the default, nothing is written and the exit status is 0.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			changed, err := d.Commit()
+			if err != nil {
+				return err
+			}
+			st, err := d.Status()
+			if err != nil {
+				return err
+			}
+			if changed {
+				a.printf("committed: group %s is now the default\n", st.Default)
+			} else {
+				a.printf("nothing to commit: group %s already is the default\n", st.Default)
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) rebootCommand() *cobra.Command {
+	var spare bool
+	cmd := &cobra.Command{
+		Use:   "reboot [--spare]",
+		Short: "Reboot, optionally into the spare group on trial",
+		Long: `Reboot the device. With --spare, first ask the boot loader to start the spare group
+once on trial; if that system does not commit itself, the next boot returns to the default.
+On a simulated device the reboot is recorded; "tandem sim reboot DIR" performs it.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			if spare {
+				g, err := d.TrySpare()
+				if err != nil {
+					return err
+				}
+				a.printf("group %s boots on trial at the next boot\n", g)
+			}
+			if err := d.Reboot(); err != nil {
+				return err
+			}
+			if d.Sim != nil {
+				a.printf("reboot recorded; run `tandem sim reboot %s` to boot\n", d.Root)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&spare, "spare", false, "boot the spare group once on trial")
+	return cmd
+}

@@ -1,0 +1,92 @@
+package config
+
+// DefaultPath is where the system configuration lives on a device (under the
+// root prefix).
+const DefaultPath = "/etc/tandem/system.toml"
+
+// Slot kinds.
+const (
+	SlotBlock     = "block"     // a block device, by device path or partition number of the root disk
+	SlotFile      = "file"      // a regular file (image) at Path
+	SlotDirectory = "directory" // a directory at Path (file-tree payloads)
+	SlotCustom    = "custom"    // a handler program that receives the payload on stdin
+)
+
+// Boot flow types.
+const (
+	FlowGrub        = "grub"
+	FlowUBoot       = "uboot"
+	FlowRPiTryboot  = "rpi-tryboot"
+	FlowSystemdBoot = "systemd-boot"
+	FlowCustom      = "custom"
+)
+
+// U-Boot environment back ends.
+const (
+	UBootBackendFile     = "file"      // env files on the boot partition, written by tandem itself
+	UBootBackendFwSetenv = "fw-setenv" // fw_printenv / fw_setenv with FwEnvConfig
+)
+
+// MaxAttempts is the largest number of trial attempts a counting flow accepts
+// (the GRUB script counts with a fixed table of digits).
+const MaxAttempts = 9
+
+// Config is the parsed, defaulted and validated /etc/tandem/system.toml.
+// All paths are device paths (absolute, not yet under the root prefix).
+// Optional keys are tagged omitempty so that a Config marshals back to a file
+// that Parse turns into the same Config.
+type Config struct {
+	// File is the host path the configuration was read from (for messages).
+	File string `toml:"-"`
+
+	Compatible    string   `toml:"compatible"`               // required; bundles must carry the same string
+	DataDir       string   `toml:"data-dir,omitempty"`       // default /var/lib/tandem
+	KeysDir       string   `toml:"keys-dir,omitempty"`       // trusted public keys; default /etc/tandem/keys
+	HooksDir      string   `toml:"hooks-dir,omitempty"`      // default /etc/tandem/hooks
+	RootDisk      string   `toml:"root-disk,omitempty"`      // disk for partition-number slots; default: the disk behind the root mount
+	RebootCommand []string `toml:"reboot-command,omitempty"` // default ["reboot"]; the flow may append an argument (rpi tryboot)
+
+	Slots    map[string]Slot  `toml:"slots"`     // default: system-a = partition 2, system-b = partition 3
+	Groups   map[string]Group `toml:"groups"`    // default: a = {system = "system-a"}, b = {system = "system-b"}
+	BootFlow BootFlow         `toml:"boot-flow"` // required table, type required
+}
+
+// Slot is one place that holds one copy of something updatable.
+type Slot struct {
+	Type      string   `toml:"type"`                // block | file | directory | custom
+	Device    string   `toml:"device,omitempty"`    // block: device path (exclusive with Partition)
+	Partition int      `toml:"partition,omitempty"` // block: partition number on the root disk (exclusive with Device)
+	Path      string   `toml:"path,omitempty"`      // file, directory: absolute path
+	Handler   []string `toml:"handler,omitempty"`   // custom: argv of the handler program (payload on stdin)
+}
+
+// Group is a boot group: the slots that boot together, by alias.
+type Group struct {
+	Slots          map[string]string `toml:"slots"`                     // alias → slot name; alias "system" is the root filesystem
+	FactoryVersion string            `toml:"factory-version,omitempty"` // version of the factory image in this group ("" = unknown / from os-release)
+}
+
+// BootFlow selects and configures the boot flow. Only the options of the
+// selected type may be set; the others are rejected.
+type BootFlow struct {
+	Type     string `toml:"type"`               // grub | uboot | rpi-tryboot | systemd-boot | custom
+	BootDir  string `toml:"boot-dir,omitempty"` // mount point of the boot partition; default /boot (all flows but custom)
+	Attempts int    `toml:"attempts,omitempty"` // trial boots before falling back; default 1; >1 only for grub, uboot, custom
+
+	// uboot
+	Backend       string `toml:"backend,omitempty"`         // file (default) | fw-setenv
+	EnvFile       string `toml:"env-file,omitempty"`        // default <boot-dir>/uboot.env
+	EnvFileRedund string `toml:"env-file-redund,omitempty"` // default <boot-dir>/uboot-redund.env
+	EnvSize       int    `toml:"env-size,omitempty"`        // bytes per copy, header included; default 0x4000
+	FwEnvConfig   string `toml:"fw-env-config,omitempty"`   // default /etc/fw_env.config
+
+	// rpi-tryboot
+	Partitions map[string]int `toml:"partitions,omitempty"` // group → boot partition number; default a = 2, b = 3
+
+	// systemd-boot
+	EFIVarsDir string            `toml:"efivars-dir,omitempty"` // default /sys/firmware/efi/efivars
+	Entries    map[string]string `toml:"entries,omitempty"`     // group → loader entry id; default <group> → "tandem-<group>.conf"
+
+	// custom
+	Controller []string `toml:"controller,omitempty"` // argv of the controller program
+}

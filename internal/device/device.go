@@ -1,0 +1,270 @@
+// Package device is tandem's model of the device it runs on: the
+// configuration, the file layer under the root prefix, the boot flow, which
+// group is active, default or spare, and the small state database in the data
+// directory. Commands and fleet adapters act on a Device; nothing here knows
+// about either.
+package device
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+
+	"github.com/tandem-ota/tandem/internal/bootflow"
+	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+// Sentinel errors callers branch on (the CLI maps them to exit codes).
+var (
+	// ErrRefused: the operation would break a safety rule (write the active
+	// group, try while a trial is pending, ...).
+	ErrRefused = errors.New("refused")
+	// ErrNoActiveGroup: neither the kernel command line nor the root mount
+	// tells which group runs.
+	ErrNoActiveGroup = errors.New("cannot tell which boot group is running")
+)
+
+// ConfigError wraps every failure to load the configuration (missing file
+// included), so that callers can tell it from other failures.
+type ConfigError struct{ Err error }
+
+func (c ConfigError) Error() string { return c.Err.Error() }
+func (c ConfigError) Unwrap() error { return c.Err }
+
+// SimMarker is the device path of the file that marks a simulated device
+// (created by `tandem sim new`). Only on such a device does tandem record
+// reboots instead of rebooting and honour the power-cut switch.
+const SimMarker = "/.tandem-sim.json"
+
+// SimState is the content of SimMarker.
+type SimState struct {
+	BootFlow string `json:"bootFlow"`
+	// Running is the group the simulated device runs ("" before first boot).
+	Running string `json:"running"`
+	// Hung: the running system failed before it could commit (sim reboot --hang).
+	Hung bool `json:"hung,omitempty"`
+	// Reboot is the last reboot request, nil when none is pending.
+	Reboot *RebootRequest `json:"reboot,omitempty"`
+	Boots  int            `json:"boots"`
+}
+
+// RebootRequest is a recorded reboot of a simulated device.
+type RebootRequest struct {
+	Args []string `json:"args"`
+}
+
+// Options open a device.
+type Options struct {
+	Root       string // root prefix; "" is the real system
+	ConfigPath string // device path of the configuration; "" is config.DefaultPath
+	// CutAt and CutMode are the power-cut switch (simulated devices only).
+	CutAt   int
+	CutMode rootfs.CutMode
+}
+
+// Device is an opened device.
+type Device struct {
+	Root   string
+	Config *config.Config
+	FS     rootfs.FS
+	Flow   bootflow.Flow
+	// Sim is the simulator state, nil on a real device.
+	Sim *SimState
+}
+
+// Open loads the configuration and builds the file layer and boot flow.
+func Open(opts Options) (*Device, error) {
+	cfg, err := config.Load(opts.Root, opts.ConfigPath)
+	if err != nil {
+		return nil, ConfigError{err}
+	}
+	d := &Device{Root: opts.Root, Config: cfg}
+	sim, err := ReadSimState(opts.Root)
+	if err != nil {
+		return nil, err
+	}
+	if sim != nil {
+		d.Sim = sim
+		var syncDirs []string
+		if cfg.BootFlow.Type == config.FlowSystemdBoot {
+			syncDirs = []string{cfg.BootFlow.EFIVarsDir}
+		}
+		d.FS = rootfs.NewSim(opts.Root, rootfs.SimOptions{CutAt: opts.CutAt, Mode: opts.CutMode, SyncDirs: syncDirs})
+	} else {
+		if opts.CutAt != 0 {
+			return nil, fmt.Errorf("%w: the power-cut switch works only on a simulated device", ErrRefused)
+		}
+		d.FS = rootfs.NewOS(opts.Root)
+	}
+	if d.Flow, err = bootflow.New(cfg, d.FS); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// ReadSimState returns the simulator state of the device under root, nil if
+// it is not a simulated device.
+func ReadSimState(root string) (*SimState, error) {
+	p := rootfs.Join(root, SimMarker)
+	b, err := os.ReadFile(p)
+	if rootfs.IsNotExist(err) || root == "" || root == "/" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st SimState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return &st, nil
+}
+
+// WriteSimState stores the simulator state of the device under root.
+func WriteSimState(root string, st *SimState) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return rootfs.WriteAtomic(rootfs.NewOS(root), SimMarker, append(b, '\n'), 0o644)
+}
+
+// Groups returns the configured boot groups, sorted.
+func (d *Device) Groups() []string { return d.Config.GroupNames() }
+
+// Status is the boot state at one instant.
+type Status struct {
+	Active  string
+	Default string
+	// Spare lists the groups that are neither active nor default: the only
+	// ones tandem may write.
+	Spare []string
+	// Trial is the group waiting for its trial boot ("" if none); TrialLeft
+	// its remaining attempts where the boot loader counts (else 1).
+	Trial     string
+	TrialLeft int
+}
+
+// CommitPending reports whether the running group booted on trial and is not
+// the default yet.
+func (s Status) CommitPending() bool { return s.Active != s.Default }
+
+// Status reads the active group and the boot flow's state.
+func (d *Device) Status() (Status, error) {
+	var st Status
+	var err error
+	if st.Active, err = d.ActiveGroup(); err != nil {
+		return st, err
+	}
+	if st.Default, err = d.Flow.Default(); err != nil {
+		return st, err
+	}
+	for _, g := range d.Groups() {
+		if g != st.Active && g != st.Default {
+			st.Spare = append(st.Spare, g)
+		}
+	}
+	st.Trial, st.TrialLeft = "", 0
+	if c, ok := d.Flow.(bootflow.TrialReader); ok {
+		if st.Trial, st.TrialLeft, err = c.Trial(); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// CheckWritable refuses a group that is not spare (invariant 1: tandem never
+// writes a slot of the active group; nor of the default one).
+func (st Status) CheckWritable(group string) error {
+	if !slices.Contains(st.Spare, group) {
+		return fmt.Errorf("%w: group %s is not spare (active %s, default %s)", ErrRefused, group, st.Active, st.Default)
+	}
+	return nil
+}
+
+// Commit makes the active group the default. It returns false when it
+// already was (nothing written).
+func (d *Device) Commit() (bool, error) {
+	if err := d.checkNotHung(); err != nil {
+		return false, err
+	}
+	st, err := d.Status()
+	if err != nil {
+		return false, err
+	}
+	if !st.CommitPending() {
+		return false, nil
+	}
+	if err := d.Flow.Commit(st.Active); err != nil {
+		return false, fmt.Errorf("commit %s: %w", st.Active, err)
+	}
+	return true, d.recordCommit(st.Active)
+}
+
+// TrySpare sets try-next on the spare group (there must be exactly one) and
+// returns it.
+func (d *Device) TrySpare() (string, error) {
+	if err := d.checkNotHung(); err != nil {
+		return "", err
+	}
+	st, err := d.Status()
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case st.CommitPending():
+		return "", fmt.Errorf("%w: group %s runs on trial and is not committed; commit it or reboot to roll back first", ErrRefused, st.Active)
+	case len(st.Spare) == 0:
+		return "", fmt.Errorf("%w: no spare group", ErrRefused)
+	case len(st.Spare) > 1:
+		return "", fmt.Errorf("%w: several spare groups (%v); say which", ErrRefused, st.Spare)
+	}
+	return st.Spare[0], d.TryNext(st.Spare[0])
+}
+
+// TryNext records the trial in the state database, then asks the boot flow.
+func (d *Device) TryNext(group string) error {
+	if err := d.recordTrial(group); err != nil {
+		return err
+	}
+	if err := d.Flow.TryNext(group); err != nil {
+		return fmt.Errorf("try-next %s: %w", group, err)
+	}
+	return nil
+}
+
+// Reboot reboots the device (on a simulated device it records the request).
+// The boot flow may add arguments (tryboot).
+func (d *Device) Reboot() error {
+	argv := slices.Clone(d.Config.RebootCommand)
+	if ra, ok := d.Flow.(bootflow.RebootArger); ok {
+		args, err := ra.RebootArgs()
+		if err != nil {
+			return err
+		}
+		argv = append(argv, args...)
+	}
+	if d.Sim != nil {
+		if s, ok := d.FS.(*rootfs.Sim); ok && s.Cut() != nil {
+			return s.Cut()
+		}
+		d.Sim.Reboot = &RebootRequest{Args: argv[1:]}
+		return WriteSimState(d.Root, d.Sim)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("reboot: %v: %w: %s", argv, err, out)
+	}
+	return nil
+}
+
+func (d *Device) checkNotHung() error {
+	if d.Sim != nil && d.Sim.Hung {
+		return fmt.Errorf("%w: the simulated system in group %s hung before it could run tandem; run `tandem sim reboot`", ErrRefused, d.Sim.Running)
+	}
+	return nil
+}

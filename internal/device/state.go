@@ -1,0 +1,103 @@
+package device
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+// StateFile is the state database, relative to the data directory. It is
+// written with rootfs.WriteAtomic; docs/state.md describes it.
+const StateFile = "state.json"
+
+// maxStateFile bounds the state database tandem accepts.
+const maxStateFile = 1 << 20
+
+// State is what tandem remembers across reboots.
+type State struct {
+	// Groups holds what tandem installed into each group.
+	Groups map[string]GroupState `json:"groups,omitempty"`
+	// Trial is the last try-next that was not committed yet.
+	Trial *Trial `json:"trial,omitempty"`
+	// LastUpdate is the outcome of the last finished update.
+	LastUpdate *Result `json:"lastUpdate,omitempty"`
+}
+
+// GroupState records an installation into a group.
+type GroupState struct {
+	Version     string    `json:"version,omitempty"`
+	BundleHash  string    `json:"bundleHash,omitempty"`
+	InstalledAt time.Time `json:"installedAt"`
+}
+
+// Trial is a requested trial boot.
+type Trial struct {
+	Group       string    `json:"group"`
+	RequestedAt time.Time `json:"requestedAt"`
+}
+
+// Result is the outcome of an update.
+type Result struct {
+	Group string `json:"group"`
+	// Status is committed, rolled-back or failed.
+	Status  string    `json:"status"`
+	At      time.Time `json:"at"`
+	Message string    `json:"message,omitempty"`
+}
+
+func (d *Device) statePath() string { return path.Join(d.Config.DataDir, StateFile) }
+
+// LoadState reads the state database; a missing one is empty.
+func (d *Device) LoadState() (*State, error) {
+	st := &State{}
+	b, err := d.FS.ReadFile(d.statePath())
+	if rootfs.IsNotExist(err) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxStateFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", d.FS.Path(d.statePath()), maxStateFile)
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.FS.Path(d.statePath()), err)
+	}
+	return st, nil
+}
+
+// SaveState writes the state database atomically.
+func (d *Device) SaveState(st *State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := d.FS.MkdirAll(d.Config.DataDir, 0o755); err != nil {
+		return err
+	}
+	return rootfs.WriteAtomic(d.FS, d.statePath(), append(b, '\n'), 0o644)
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+func (d *Device) recordTrial(group string) error {
+	st, err := d.LoadState()
+	if err != nil {
+		return err
+	}
+	st.Trial = &Trial{Group: group, RequestedAt: now()}
+	return d.SaveState(st)
+}
+
+func (d *Device) recordCommit(group string) error {
+	st, err := d.LoadState()
+	if err != nil {
+		return err
+	}
+	st.Trial = nil
+	st.LastUpdate = &Result{Group: group, Status: "committed", At: now()}
+	return d.SaveState(st)
+}

@@ -1,0 +1,352 @@
+package sim
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/tandem-ota/tandem/bootloader"
+	"github.com/tandem-ota/tandem/internal/bootenv/autoboot"
+	"github.com/tandem-ota/tandem/internal/bootenv/efivar"
+	"github.com/tandem-ota/tandem/internal/bootenv/grubenv"
+	"github.com/tandem-ota/tandem/internal/bootenv/ubootenv"
+	"github.com/tandem-ota/tandem/internal/bootflow"
+	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+// decrement is the script's table: a count of 1..9 goes one down; anything
+// else is no trial.
+func decrement(left string) (string, bool) {
+	n, err := strconv.Atoi(left)
+	if err != nil || n < 1 || n > config.MaxAttempts || strconv.Itoa(n) != left {
+		return "", false
+	}
+	return strconv.Itoa(n - 1), true
+}
+
+// ---- GRUB: bootloader/grub/tandem.cfg ----
+
+type grubLoader struct{}
+
+func (grubLoader) dir(cfg *config.Config) string { return path.Join(cfg.BootFlow.BootDir, bootflow.GrubDir) }
+
+func (l grubLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
+	dir := l.dir(cfg)
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	blocks := map[string][]string{
+		bootflow.GrubPrimary:   {bootflow.GrubVarDefault, cfg.GroupNames()[0]},
+		bootflow.GrubSecondary: {bootflow.GrubVarDefault, cfg.GroupNames()[0]},
+		bootflow.GrubTrial:     {bootflow.GrubVarTrial, "", bootflow.GrubVarTrialLeft, "0"},
+	}
+	for name, vars := range blocks {
+		env := &grubenv.Env{}
+		for i := 0; i < len(vars); i += 2 {
+			if err := env.Set(vars[i], vars[i+1]); err != nil {
+				return err
+			}
+		}
+		b, err := env.Encode(grubenv.BlockSize)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(fsys.Path(path.Join(dir, name)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := fsys.MkdirAll(path.Join(cfg.BootFlow.BootDir, "grub"), 0o755); err != nil {
+		return err
+	}
+	script := fmt.Sprintf("set tandem_dir=%q\nset tandem_groups=%q\n%s", "/"+bootflow.GrubDir, strings.Join(cfg.GroupNames(), " "), bootloader.GrubScript)
+	return os.WriteFile(fsys.Path(path.Join(cfg.BootFlow.BootDir, "grub", "tandem.cfg")), []byte(script), 0o644)
+}
+
+func loadGrub(fsys *rootfs.OS, p string) (*grubenv.Env, error) {
+	b, err := os.ReadFile(fsys.Path(p))
+	if err != nil {
+		return nil, err
+	}
+	return grubenv.Parse(b)
+}
+
+func (l grubLoader) boot(fsys *rootfs.OS, cfg *config.Config, _ []string) (string, []string, error) {
+	groups, dir := cfg.GroupNames(), l.dir(cfg)
+	var notes []string
+	group := ""
+	for _, name := range []string{bootflow.GrubPrimary, bootflow.GrubSecondary} {
+		env, err := loadGrub(fsys, path.Join(dir, name))
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("grub: %s unusable: %v", name, err))
+			continue
+		}
+		if def, _ := env.Get(bootflow.GrubVarDefault); slices.Contains(groups, def) {
+			group = def
+			break
+		}
+		notes = append(notes, fmt.Sprintf("grub: %s names no group", name))
+	}
+	if group == "" {
+		group = groups[0]
+		notes = append(notes, "fallback: no usable default, booting the first group "+group)
+	}
+	trialPath := fsys.Path(path.Join(dir, bootflow.GrubTrial))
+	env, err := loadGrub(fsys, path.Join(dir, bootflow.GrubTrial))
+	if err != nil {
+		return group, notes, nil
+	}
+	trial, _ := env.Get(bootflow.GrubVarTrial)
+	left, _ := env.Get(bootflow.GrubVarTrialLeft)
+	next, ok := decrement(left)
+	if !slices.Contains(groups, trial) || !ok {
+		return group, notes, nil
+	}
+	// save_env rewrites the block in place.
+	if err := env.Set(bootflow.GrubVarTrialLeft, next); err != nil {
+		return group, notes, err
+	}
+	b, err := env.Encode(grubenv.BlockSize)
+	if err != nil {
+		return group, append(notes, "grub: save_env failed, booting the default"), nil
+	}
+	if err := writeInPlace(trialPath, b); err != nil {
+		return group, append(notes, "grub: save_env failed, booting the default"), nil
+	}
+	return trial, append(notes, fmt.Sprintf("grub: trying %s, %s attempts left after this one", trial, next)), nil
+}
+
+// writeInPlace overwrites an existing file without creating or renaming.
+func writeInPlace(p string, b []byte) error {
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(b, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ---- U-Boot: bootloader/u-boot/boot.cmd, redundant environment ----
+
+type ubootLoader struct{}
+
+func (ubootLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
+	bf := cfg.BootFlow
+	env := &ubootenv.Env{}
+	for _, kv := range [][2]string{
+		{"bootdelay", "0"},
+		{"tandem_groups", strings.Join(cfg.GroupNames(), " ")},
+		{bootflow.UBootVarDefault, cfg.GroupNames()[0]},
+	} {
+		if err := env.Set(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	for i, f := range []string{bf.EnvFile, bf.EnvFileRedund} {
+		img, err := ubootenv.Encode(env, bf.EnvSize, true, byte(1-i))
+		if err != nil {
+			return err
+		}
+		if err := fsys.MkdirAll(path.Dir(f), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(fsys.Path(f), img, 0o644); err != nil {
+			return err
+		}
+	}
+	if bf.Backend == config.UBootBackendFwSetenv {
+		conf := fmt.Sprintf("# made by tandem sim new: the two copies of the redundant environment\n%s 0x0 %#x\n%s 0x0 %#x\n",
+			fsys.Path(bf.EnvFile), bf.EnvSize, fsys.Path(bf.EnvFileRedund), bf.EnvSize)
+		if err := fsys.MkdirAll(path.Dir(bf.FwEnvConfig), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(fsys.Path(bf.FwEnvConfig), []byte(conf), 0o644); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(fsys.Path(path.Join(bf.BootDir, "boot.cmd")), bootloader.UBootScript, 0o644)
+}
+
+func (ubootLoader) boot(fsys *rootfs.OS, cfg *config.Config, _ []string) (string, []string, error) {
+	bf, groups := cfg.BootFlow, cfg.GroupNames()
+	files := [2]string{fsys.Path(bf.EnvFile), fsys.Path(bf.EnvFileRedund)}
+	var imgs [2][]byte
+	for i, f := range files {
+		imgs[i], _ = os.ReadFile(f)
+	}
+	var notes []string
+	idx, env, flag, err := ubootenv.SelectRedundant(imgs[0], imgs[1])
+	if err != nil {
+		// U-Boot runs on its built-in environment, which has no tandem variables.
+		notes = append(notes, "u-boot: no valid environment copy, using the built-in default: "+err.Error())
+		env, idx = &ubootenv.Env{}, -1
+	}
+	group, _ := env.Get(bootflow.UBootVarDefault)
+	if !slices.Contains(groups, group) {
+		group = groups[0]
+		notes = append(notes, "fallback: no usable default, booting the first group "+group)
+	}
+	trial, _ := env.Get(bootflow.UBootVarTrial)
+	left, _ := env.Get(bootflow.UBootVarTrialLeft)
+	next, ok := decrement(left)
+	if !slices.Contains(groups, trial) || !ok || idx < 0 {
+		return group, notes, nil
+	}
+	if err := env.Set(bootflow.UBootVarTrialLeft, next); err != nil {
+		return group, notes, err
+	}
+	// saveenv writes the copy that is not current, with the next flag.
+	img, err := ubootenv.Encode(env, bf.EnvSize, true, ubootenv.NextFlag(flag))
+	if err == nil {
+		err = os.WriteFile(files[1-idx], img, 0o644)
+	}
+	if err != nil {
+		return group, append(notes, "u-boot: saveenv failed, booting the default"), nil
+	}
+	return trial, append(notes, fmt.Sprintf("u-boot: trying %s, %s attempts left after this one", trial, next)), nil
+}
+
+// ---- Raspberry Pi firmware: autoboot.txt and the tryboot flag ----
+
+type rpiLoader struct{}
+
+func (rpiLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
+	bf, groups := cfg.BootFlow, cfg.GroupNames()
+	f := autoboot.New(bf.Partitions[groups[0]], bf.Partitions[groups[1]])
+	return os.WriteFile(fsys.Path(path.Join(bf.BootDir, "autoboot.txt")), f.Bytes(), 0o644)
+}
+
+func (rpiLoader) boot(fsys *rootfs.OS, cfg *config.Config, args []string) (string, []string, error) {
+	bf := cfg.BootFlow
+	b, err := os.ReadFile(fsys.Path(path.Join(bf.BootDir, "autoboot.txt")))
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: firmware: autoboot.txt unreadable (%v), it would boot partition 1", errNoBoot, err)
+	}
+	f, err := autoboot.Parse(b)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: firmware: autoboot.txt: %v", errNoBoot, err)
+	}
+	all, try, err := f.Partitions()
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: firmware: autoboot.txt: %v", errNoBoot, err)
+	}
+	part, notes := all, []string(nil)
+	if slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "tryboot") }) && try != 0 {
+		part = try
+		notes = append(notes, fmt.Sprintf("firmware: tryboot flag set, booting partition %d once", try))
+	}
+	for g, p := range bf.Partitions {
+		if p == part {
+			return g, notes, nil
+		}
+	}
+	return "", notes, fmt.Errorf("%w: firmware: partition %d holds no group", errNoBoot, part)
+}
+
+// ---- systemd-boot: EFI variables and loader.conf ----
+
+type systemdBootLoader struct{}
+
+func (systemdBootLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
+	bf, groups := cfg.BootFlow, cfg.GroupNames()
+	if err := fsys.MkdirAll(bf.EFIVarsDir, 0o755); err != nil {
+		return err
+	}
+	entries := path.Join(bf.BootDir, "loader", "entries")
+	if err := fsys.MkdirAll(entries, 0o755); err != nil {
+		return err
+	}
+	conf := fmt.Sprintf("default %s\ntimeout 0\n", bf.Entries[groups[0]])
+	if err := os.WriteFile(fsys.Path(path.Join(bf.BootDir, "loader", "loader.conf")), []byte(conf), 0o644); err != nil {
+		return err
+	}
+	for _, g := range groups {
+		e := fmt.Sprintf("title tandem group %s\nlinux /%s/vmlinuz\noptions root=PARTLABEL=system-%s tandem.group=%s\n", g, g, g, g)
+		if err := os.WriteFile(fsys.Path(path.Join(entries, bf.Entries[g])), []byte(e), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (systemdBootLoader) boot(fsys *rootfs.OS, cfg *config.Config, _ []string) (string, []string, error) {
+	bf := cfg.BootFlow
+	varFile := func(name string) string {
+		return fsys.Path(path.Join(bf.EFIVarsDir, efivar.FileName(name, efivar.VendorLoader)))
+	}
+	readVar := func(name string) (string, error) {
+		b, err := os.ReadFile(varFile(name))
+		if err != nil {
+			return "", err
+		}
+		_, v, err := efivar.Decode(b)
+		if err != nil {
+			return "", err
+		}
+		return efivar.DecodeString(v)
+	}
+	var notes []string
+	entry, err := readVar(bootflow.EFIVarOneShot)
+	if err == nil {
+		notes = append(notes, "systemd-boot: one-shot entry "+entry)
+	} else if !rootfs.IsNotExist(err) {
+		notes = append(notes, fmt.Sprintf("systemd-boot: %s unusable: %v", bootflow.EFIVarOneShot, err))
+	}
+	// systemd-boot deletes the one-shot variable as soon as it read it.
+	_ = os.Remove(varFile(bootflow.EFIVarOneShot))
+	if entry == "" {
+		if entry, err = readVar(bootflow.EFIVarDefault); err != nil {
+			b, rerr := os.ReadFile(fsys.Path(path.Join(bf.BootDir, "loader", "loader.conf")))
+			if rerr != nil {
+				return "", notes, fmt.Errorf("%w: systemd-boot: no default entry: %v", errNoBoot, rerr)
+			}
+			for line := range strings.Lines(string(b)) {
+				if k, v, _ := strings.Cut(strings.TrimSpace(line), " "); k == "default" {
+					entry = strings.TrimSpace(v)
+				}
+			}
+		}
+	}
+	for g, e := range bf.Entries {
+		if e == entry {
+			sel := efivar.Encode(efivar.DefaultAttrs, efivar.EncodeString(entry))
+			return g, notes, os.WriteFile(varFile(bootflow.EFIVarSelected), sel, 0o644)
+		}
+	}
+	return "", notes, fmt.Errorf("%w: systemd-boot: entry %q is no group's entry", errNoBoot, entry)
+}
+
+// ---- custom: the controller's own boot operation ----
+
+// ControllerPath is where `tandem sim new` puts its example boot controller.
+const ControllerPath = "/usr/lib/tandem/sim-boot-controller"
+
+type customLoader struct{}
+
+func (customLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
+	if err := fsys.MkdirAll(path.Dir(ControllerPath), 0o755); err != nil {
+		return err
+	}
+	if err := fsys.MkdirAll("/boot/controller", 0o755); err != nil {
+		return err
+	}
+	state := fmt.Sprintf("default=%s\ntrial=\nleft=0\n", cfg.GroupNames()[0])
+	if err := os.WriteFile(fsys.Path("/boot/controller/state"), []byte(state), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(fsys.Path(ControllerPath), []byte(controllerScript), 0o755)
+}
+
+func (customLoader) boot(fsys *rootfs.OS, cfg *config.Config, _ []string) (string, []string, error) {
+	r, err := bootflow.RunController(fsys, cfg.BootFlow.Controller, cfg.BootFlow.Attempts, false, "boot")
+	if err != nil {
+		return "", nil, err
+	}
+	return r.Group, nil, nil
+}

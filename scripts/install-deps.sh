@@ -1,0 +1,21 @@
+#!/bin/bash
+# Installs the Debian packages tandem's tests drive, only when missing.
+set -euo pipefail
+pkgs=(grub-common u-boot-tools libubootenv-tool)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: all Debian packages present (${pkgs[*]})"
+	exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+	sudo=sudo
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q || true
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
