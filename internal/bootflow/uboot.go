@@ -201,7 +201,7 @@ func (s *fwSetenvStore) load() (map[string]string, error) {
 func (s *fwSetenvStore) save(vars [][2]string) error {
 	var script strings.Builder
 	for _, kv := range vars {
-		fmt.Fprintf(&script, "%s %s\n", kv[0], kv[1])
+		fmt.Fprintf(&script, "%s=%s\n", kv[0], kv[1]) // libubootenv: "name=value", empty value deletes
 	}
 	f, err := os.CreateTemp("", "tandem-fw_setenv-*")
 	if err != nil {

@@ -2,8 +2,11 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrInvalid is wrapped by every error that reports a configuration that
@@ -70,13 +73,48 @@ func (e *Error) Hint() string { return oneLine(e.hint) }
 // and the underlying error (*fs.PathError, go-toml's *DecodeError) if any.
 func (e *Error) Unwrap() []error { return e.errs }
 
-// oneLine escapes line breaks so that a message stays on one line whatever
-// the file name or an underlying error contains.
+// oneLine escapes line breaks, other control characters and invalid UTF-8,
+// so that a message stays on one line and cannot drive a terminal, whatever
+// the file name, a key or an underlying error contains.
 func oneLine(s string) string {
-	if !strings.ContainsAny(s, "\r\n") {
+	if !needsEscape(s) {
 		return s
 	}
-	return strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s)
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unsafeRune(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func needsEscape(s string) bool {
+	if !utf8.ValidString(s) {
+		return true
+	}
+	for _, r := range s {
+		if r == '\n' || r == '\r' || unsafeRune(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// unsafeRune reports control characters and the Unicode line separators.
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
 }
 
 // place is a position in the file; the zero place means "no place".

@@ -27,6 +27,12 @@ import (
 // MaxFileSize is the largest configuration file Load and Parse accept.
 const MaxFileSize = 1 << 20
 
+// MaxKeys is the largest number of keys (table headers and keys, counted
+// once each) a file may hold. Real files hold a few hundred; the bound keeps
+// the decoder, whose duplicate-key check is quadratic in the keys of one
+// table, fast on any file within MaxFileSize.
+const MaxKeys = 10000
+
 // Load reads, decodes, defaults and validates the configuration at path
 // (DefaultPath when empty) under the root prefix root ("" or "/" for the
 // running system). The returned Config has File set to the host path read.
@@ -91,6 +97,9 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, tooLarge(file)
 	}
 	ix := buildIndex(data)
+	if len(ix.order) > MaxKeys {
+		return nil, invalid(file, ix.key(ix.order[MaxKeys]...), fmt.Sprintf("too many keys: the limit is %d", MaxKeys), "", nil)
+	}
 	cfg := &Config{}
 	if err := decode(data, cfg); err != nil {
 		return nil, decodeError(file, ix, err)
@@ -109,41 +118,51 @@ func decode(data []byte, cfg *Config) error {
 	return dec.Decode(cfg)
 }
 
-// decodeError turns a go-toml error into a one-line *Error. Unknown keys are
-// found again in the index, which knows the full path of keys inside inline
-// tables too.
+// decodeError turns a go-toml error into a one-line *Error.
 func decodeError(file string, ix *index, err error) error {
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) {
-		if path := firstUnknownKey(ix); path != nil {
-			return invalid(file, ix.key(path...), unknownKeyMessage(path), "", err)
-		}
-		if len(strict.Errors) > 0 {
-			err = &strict.Errors[0]
-		}
+		return unknownKeyError(file, ix, strict)
 	}
 	var de *toml.DecodeError
 	if !errors.As(err, &de) {
 		return invalid(file, place{}, strings.TrimPrefix(err.Error(), "toml: "), "", err)
 	}
 	line, col := de.Position()
-	at := place{line: line, col: col}
-	msg := strings.TrimPrefix(de.Error(), "toml: ")
 	path := ix.byOffset[ix.offset(line, col)]
 	if path == nil {
 		path = de.Key()
 	}
+	msg := strings.TrimPrefix(de.Error(), "toml: ")
+	return invalid(file, place{line: line, col: col}, decodeMessage(msg, path), "", err)
+}
+
+// decodeMessage words a go-toml message: type mismatches in TOML terms and
+// with the full key, syntax errors as such.
+func decodeMessage(msg string, path []string) string {
 	switch {
-	case errors.As(err, &strict):
-		msg = unknownKeyMessage(path)
 	case typeMismatch.MatchString(msg):
-		msg = displayPath(path) + ": " + typeMessage(msg)
+		return displayPath(path) + ": " + typeMessage(msg)
 	case strings.HasPrefix(msg, "cannot ") && len(path) > 0:
-		msg = displayPath(path) + ": " + msg
+		return displayPath(path) + ": " + msg
 	default:
-		msg = "invalid TOML: " + msg
+		return "invalid TOML: " + msg
 	}
-	return invalid(file, at, msg, "", err)
+}
+
+// unknownKeyError reports the first unknown key in the file. go-toml's
+// strict mode says that there is one; the index knows its full path, also
+// inside inline tables, where go-toml's key is partial.
+func unknownKeyError(file string, ix *index, strict *toml.StrictMissingError) error {
+	if path := firstUnknownKey(ix); path != nil {
+		return invalid(file, ix.key(path...), unknownKeyMessage(path), "", strict)
+	}
+	if len(strict.Errors) == 0 {
+		return invalid(file, place{}, "unknown key", "", strict)
+	}
+	e := &strict.Errors[0]
+	line, col := e.Position()
+	return invalid(file, place{line: line, col: col}, unknownKeyMessage(e.Key()), "", strict)
 }
 
 // typeMismatch matches go-toml's message for a value of the wrong type.

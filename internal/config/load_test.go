@@ -122,8 +122,8 @@ func TestLoadInvalid(t *testing.T) {
 }
 
 func TestErrorOneLine(t *testing.T) {
-	err := &Error{File: "/etc/odd\nname.toml", Line: 1, Column: 2, Msg: "a\r\nb"}
-	if got, want := err.Error(), `/etc/odd\nname.toml:1:2: a\r\nb`; got != want {
+	err := &Error{File: "/etc/odd\nname.toml", Line: 1, Column: 2, Msg: "a\r\nb\x1b[31m\u2028\xff\tc é"}
+	if got, want := err.Error(), `/etc/odd\nname.toml:1:2: a\r\nb\u001b[31m\u2028\xff\u0009c é`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }

@@ -130,7 +130,12 @@ func WriteSimState(root string, st *SimState) error {
 	if err != nil {
 		return err
 	}
-	return rootfs.WriteAtomic(rootfs.NewOS(root), SimMarker, append(b, '\n'), 0o644)
+	// Simulator bookkeeping, not device state: rename without fsync.
+	p := rootfs.Join(root, SimMarker)
+	if err := os.WriteFile(p+".new", append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(p+".new", p)
 }
 
 // Groups returns the configured boot groups, sorted.
@@ -235,6 +240,19 @@ func (d *Device) TryNext(group string) error {
 		return fmt.Errorf("try-next %s: %w", group, err)
 	}
 	return nil
+}
+
+// CancelTry withdraws a pending try-next and forgets the recorded trial.
+func (d *Device) CancelTry() error {
+	if err := d.Flow.CancelTry(); err != nil {
+		return fmt.Errorf("cancel try: %w", err)
+	}
+	st, err := d.LoadState()
+	if err != nil || st.Trial == nil {
+		return err
+	}
+	st.Trial = nil
+	return d.SaveState(st)
 }
 
 // Reboot reboots the device (on a simulated device it records the request).

@@ -186,6 +186,7 @@ func Parse(b []byte) (*Env, error) {
 		return nil, ErrSignature
 	}
 	e := &Env{}
+	seen := map[string]bool{}
 	for p := len(Signature); p < len(b); {
 		end := lineEnd(b, p)
 		if end < 0 {
@@ -199,8 +200,11 @@ func Parse(b []byte) (*Env, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: line at offset %d: %s", ErrMalformed, p, err)
 		}
-		if !l.comment && e.index(l.name) >= 0 {
-			return nil, fmt.Errorf("%w: line at offset %d: duplicate variable %q", ErrMalformed, p, l.name)
+		if !l.comment {
+			if seen[l.name] {
+				return nil, fmt.Errorf("%w: line at offset %d: duplicate variable %q", ErrMalformed, p, l.name)
+			}
+			seen[l.name] = true
 		}
 		e.lines = append(e.lines, l)
 		p = end + 1

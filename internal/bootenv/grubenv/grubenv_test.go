@@ -3,6 +3,7 @@ package grubenv
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -216,5 +217,24 @@ func TestCommentsKept(t *testing.T) {
 	}
 	if want := block(warning + "b=2\n"); !bytes.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestParseManyVariables parses a MaxSize block packed with short variables;
+// duplicate detection must stay linear.
+func TestParseManyVariables(t *testing.T) {
+	b := []byte(Signature)
+	n := 0
+	for len(b) < MaxSize-64 {
+		b = fmt.Appendf(b, "%x=\n", n)
+		n++
+	}
+	b = append(b, bytes.Repeat([]byte("#"), MaxSize-len(b))...)
+	e, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(e.Names()); got != n {
+		t.Errorf("parsed %d variables, want %d", got, n)
 	}
 }

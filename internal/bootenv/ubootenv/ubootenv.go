@@ -30,8 +30,8 @@
 // # Flags
 //
 // With redundant copies each save goes to the other copy, whose flag becomes
-// the current copy's flag plus one (libubootenv and U-Boot on NAND, block
-// devices and files; mkenvimage -r writes 1). The copy to use is chosen as in
+// the current copy's flag plus one (U-Boot's env_export; libubootenv for
+// files, block devices, NAND and UBI; mkenvimage -r always writes 1). The copy to use is chosen as in
 // U-Boot's env_import_redund and libubootenv's libuboot_load: a copy counts
 // only if its CRC is good; of two good copies, 0 beats 255 and 255 beats 0
 // (the counter wrapped), otherwise the larger flag wins, and equal flags pick
@@ -194,6 +194,7 @@ func Decode(img []byte, redundant bool) (env *Env, flag byte, err error) {
 
 func parseData(data []byte) (*Env, error) {
 	e := &Env{}
+	seen := map[string]bool{}
 	for p := 0; ; {
 		n := bytes.IndexByte(data[p:], 0)
 		if n < 0 {
@@ -210,9 +211,10 @@ func parseData(data []byte) (*Env, error) {
 		if err := checkName(name); err != nil {
 			return nil, fmt.Errorf("%w: entry at offset %d: %v", ErrFormat, p, err)
 		}
-		if e.index(name) >= 0 {
+		if seen[name] {
 			return nil, fmt.Errorf("%w: duplicate variable %q", ErrFormat, name)
 		}
+		seen[name] = true
 		e.vars = append(e.vars, variable{name, value})
 		p += n + 1
 	}

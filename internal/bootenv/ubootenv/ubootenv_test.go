@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"reflect"
 	"strings"
@@ -251,5 +252,23 @@ func TestSelectRedundant(t *testing.T) {
 				t.Errorf("v = %q, want %q", v, tt.value)
 			}
 		})
+	}
+}
+
+// TestDecodeManyVariables decodes a MaxSize image packed with short
+// variables; duplicate detection must stay linear.
+func TestDecodeManyVariables(t *testing.T) {
+	var data []byte
+	n := 0
+	for len(data) < MaxSize-64 {
+		data = fmt.Appendf(data, "%x=\x00", n)
+		n++
+	}
+	e, _, err := Decode(image(MaxSize, true, 0, string(data)+"\x00", 0), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(e.Names()); got != n {
+		t.Errorf("decoded %d variables, want %d", got, n)
 	}
 }
