@@ -243,4 +243,3 @@ func lastLine(s string) string {
 	}
 	return s
 }
-

@@ -32,7 +32,9 @@ func decrement(left string) (string, bool) {
 
 type grubLoader struct{}
 
-func (grubLoader) dir(cfg *config.Config) string { return path.Join(cfg.BootFlow.BootDir, bootflow.GrubDir) }
+func (grubLoader) dir(cfg *config.Config) string {
+	return path.Join(cfg.BootFlow.BootDir, bootflow.GrubDir)
+}
 
 func (l grubLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
 	dir := l.dir(cfg)
