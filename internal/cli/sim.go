@@ -66,7 +66,6 @@ func (a *app) simNewCommand() *cobra.Command {
 	f.StringArrayVar(&o.Trust, "trust", nil, "trusted public key file to install (repeatable)")
 	f.IntVar(&o.Attempts, "attempts", 1, "trial boot attempts before falling back (grub, uboot, custom)")
 	f.StringVar(&o.UBootBackend, "uboot-backend", config.UBootBackendFile, "uboot flow back end: file or fw-setenv")
-	_ = cmd.MarkFlagRequired("boot-flow")
 	return cmd
 }
 

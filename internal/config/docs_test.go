@@ -21,9 +21,12 @@ func TestDocExamples(t *testing.T) {
 			in, block = true, nil
 		case in && line == "```":
 			in, n = false, n+1
-			if _, err := Parse("configuration.md", []byte(strings.Join(block, "\n"))); err != nil {
+			cfg, err := Parse("configuration.md", []byte(strings.Join(block, "\n")))
+			if err != nil {
 				t.Errorf("example ending on line %d: %v", i+1, err)
+				continue
 			}
+			checkRoundTrip(t, cfg)
 		case in:
 			block = append(block, line)
 		}

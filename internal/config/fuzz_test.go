@@ -21,18 +21,25 @@ func FuzzParse(f *testing.F) {
 			checkParseError(t, data, err)
 			return
 		}
-		out, err := toml.Marshal(cfg)
-		if err != nil {
-			t.Fatalf("Marshal: %v", err)
-		}
-		again, err := Parse(testFile, out)
-		if err != nil {
-			t.Fatalf("Parse(Marshal(cfg)): %v\n%s", err, out)
-		}
-		if !reflect.DeepEqual(cfg, again) {
-			t.Fatalf("round trip changed the config\nfirst:  %+v\nsecond: %+v\nmarshalled:\n%s", cfg, again, out)
-		}
+		checkRoundTrip(t, cfg)
 	})
+}
+
+// checkRoundTrip checks that cfg marshals to a document that parses to an
+// equal Config (File aside).
+func checkRoundTrip(t *testing.T, cfg *Config) {
+	t.Helper()
+	out, err := toml.Marshal(cfg)
+	if err != nil {
+		t.Fatalf("Marshal: %v", err)
+	}
+	again, err := Parse(cfg.File, out)
+	if err != nil {
+		t.Fatalf("Parse(Marshal(cfg)): %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(cfg, again) {
+		t.Fatalf("round trip changed the config\nfirst:  %+v\nsecond: %+v\nmarshalled:\n%s", cfg, again, out)
+	}
 }
 
 func checkParseError(t *testing.T, data []byte, err error) {

@@ -16,12 +16,15 @@ func lines(l ...string) []byte {
 	return []byte(strings.Join(l, "\n") + "\n")
 }
 
+// mustParse parses data, fails the test on error, and checks that the
+// result survives a marshal and parse round trip.
 func mustParse(t *testing.T, data []byte) *Config {
 	t.Helper()
 	cfg, err := Parse(testFile, data)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
+	checkRoundTrip(t, cfg)
 	return cfg
 }
 
