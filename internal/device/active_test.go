@@ -110,7 +110,7 @@ func TestNoActiveGroupIsSentinel(t *testing.T) {
 
 func TestOSReleaseVersion(t *testing.T) {
 	for text, want := range map[string]string{
-		"ID=debian\nVERSION_ID=\"12\"\n":          "12",
+		"ID=debian\nVERSION_ID=\"12\"\n":         "12",
 		"VERSION_ID=1\nIMAGE_VERSION='2024.1'\n": "2024.1",
 		"ID=x\n":                                 "",
 	} {
