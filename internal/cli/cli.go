@@ -5,6 +5,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -54,6 +56,12 @@ func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), 
 func hint(err error) string {
 	if h := config.Hint(err); h != "" {
 		return h
+	}
+	switch {
+	case errors.Is(err, device.ErrNoActiveGroup):
+		return "the boot script must put tandem.group=<group> on the kernel command line (docs/boot-flows.md)"
+	case errors.Is(err, bootflow.ErrBootState):
+		return "is the boot partition mounted at boot-flow.boot-dir? docs/boot-flows.md says what each file must hold"
 	}
 	switch exitCode(err) {
 	case ExitUsage:

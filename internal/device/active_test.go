@@ -120,3 +120,20 @@ func TestOSReleaseVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestLockExcludes(t *testing.T) {
+	d := fakeDevice(t, baseConfig, map[string]string{})
+	unlock, err := d.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Lock(); !errors.Is(err, ErrRefused) {
+		t.Fatalf("second lock: %v, want refused", err)
+	}
+	unlock()
+	unlock2, err := d.Lock()
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock2()
+}

@@ -197,6 +197,11 @@ func (d *Device) Commit() (bool, error) {
 	if err := d.checkNotHung(); err != nil {
 		return false, err
 	}
+	unlock, err := d.Lock()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	st, err := d.Status()
 	if err != nil {
 		return false, err
@@ -216,6 +221,11 @@ func (d *Device) TrySpare() (string, error) {
 	if err := d.checkNotHung(); err != nil {
 		return "", err
 	}
+	unlock, err := d.Lock()
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	st, err := d.Status()
 	if err != nil {
 		return "", err
@@ -228,11 +238,28 @@ func (d *Device) TrySpare() (string, error) {
 	case len(st.Spare) > 1:
 		return "", fmt.Errorf("%w: several spare groups (%v); say which", ErrRefused, st.Spare)
 	}
-	return st.Spare[0], d.TryNext(st.Spare[0])
+	return st.Spare[0], d.tryNext(st.Spare[0])
 }
 
-// TryNext records the trial in the state database, then asks the boot flow.
+// TryNext sets try-next on group, which must be spare.
 func (d *Device) TryNext(group string) error {
+	unlock, err := d.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := d.Status()
+	if err != nil {
+		return err
+	}
+	if err := st.CheckWritable(group); err != nil {
+		return err
+	}
+	return d.tryNext(group)
+}
+
+// tryNext records the trial in the state database, then asks the boot flow.
+func (d *Device) tryNext(group string) error {
 	if err := d.recordTrial(group); err != nil {
 		return err
 	}
@@ -244,6 +271,11 @@ func (d *Device) TryNext(group string) error {
 
 // CancelTry withdraws a pending try-next and forgets the recorded trial.
 func (d *Device) CancelTry() error {
+	unlock, err := d.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := d.Flow.CancelTry(); err != nil {
 		return fmt.Errorf("cancel try: %w", err)
 	}
