@@ -53,6 +53,13 @@ type Counter interface {
 	MarkBad(group string) error
 }
 
+// Repairer is implemented by flows that keep redundant copies of the
+// default. Repair rewrites every copy that does not name group (as an
+// interrupted Commit can leave them) and reports whether it wrote anything.
+type Repairer interface {
+	Repair(group string) (bool, error)
+}
+
 // RebootArger is implemented by flows whose try-next must be passed to the
 // reboot itself (the Raspberry Pi firmware's one-shot tryboot flag).
 type RebootArger interface {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/tandem-ota/tandem/internal/bootenv/grubenv"
+	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -320,8 +321,15 @@ func TestPowerCut(t *testing.T) {
 					for cut := 1; ; cut++ {
 						dir := newDevice(t, fc, groups, 1)
 						op.setup(t, dir)
-						err := op.run(openDev(t, dir, cut, mode))
+						d := openDev(t, dir, cut, mode)
+						err := op.run(d)
 						if err == nil {
+							// Power off right after the operation: all it
+							// did must have been durable.
+							must(t, d.FS.(*rootfs.Sim).PowerOff())
+							if g := reboot(t, dir, false); g != op.after {
+								t.Fatalf("power off after a complete %s: booted %s, want %s", op.name, g, op.after)
+							}
 							points = cut - 1
 							break
 						}
@@ -368,6 +376,12 @@ func completeAfterCut(t *testing.T, dir, op, running string) {
 		}
 		if g := reboot(t, dir, false); g != "b" {
 			t.Fatalf("commit repeated after the cut: booted %s, want b", g)
+		}
+		// Every redundant copy must name b now.
+		if r, ok := openDev(t, dir, 0, 0).Flow.(bootflow.Repairer); ok {
+			if wrote, err := r.Repair("b"); err != nil || wrote {
+				t.Fatalf("after the repeated commit a copy of the default still needed repair (%v, %v)", wrote, err)
+			}
 		}
 	}
 }

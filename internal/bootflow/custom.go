@@ -2,11 +2,13 @@ package bootflow
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -31,8 +33,11 @@ type customFlow struct {
 	attempts   int
 }
 
-// MaxControllerOutput bounds the JSON a controller may print.
+// MaxControllerOutput bounds what a controller may print (each of stdout and stderr).
 const MaxControllerOutput = 64 << 10
+
+// ControllerTimeout bounds one controller operation.
+const ControllerTimeout = 60 * time.Second
 
 func newCustom(bf config.BootFlow, groups []string, fsys rootfs.FS) *customFlow {
 	return &customFlow{fsys: fsys, controller: bf.Controller, groups: groups, attempts: bf.Attempts}
@@ -50,9 +55,11 @@ type ControllerReply struct {
 func RunController(fsys rootfs.FS, argv []string, attempts int, change bool, op ...string) (ControllerReply, error) {
 	var reply ControllerReply
 	var out, errb bytes.Buffer
-	cmd := exec.Command(fsys.Path(argv[0]), append(append([]string{}, argv[1:]...), op...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), ControllerTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, fsys.Path(argv[0]), append(append([]string{}, argv[1:]...), op...)...)
 	cmd.Env = append(os.Environ(), "TANDEM_ROOT="+fsys.Path("/"), "TANDEM_ATTEMPTS="+strconv.Itoa(attempts))
-	cmd.Stdout, cmd.Stderr = &limitedWriter{w: &out, n: MaxControllerOutput}, &errb
+	cmd.Stdout, cmd.Stderr = &limitedWriter{w: &out, n: MaxControllerOutput}, &limitedWriter{w: &errb, n: MaxControllerOutput}
 	run := cmd.Run
 	if change {
 		run = func() error { return fsys.Run(cmd) }

@@ -121,6 +121,25 @@ func (g *grubFlow) Commit(group string) error {
 	return g.CancelTry()
 }
 
+// Repair rewrites a copy of the default that does not name group, in the
+// same order as Commit (primary first).
+func (g *grubFlow) Repair(group string) (bool, error) {
+	if err := checkGroup(g.groups, group); err != nil {
+		return false, err
+	}
+	wrote := false
+	for _, name := range []string{GrubPrimary, GrubSecondary} {
+		if def, err := g.readDefault(name); err == nil && def == group {
+			continue
+		}
+		if err := g.write(name, GrubVarDefault, group); err != nil {
+			return wrote, err
+		}
+		wrote = true
+	}
+	return wrote, nil
+}
+
 // Trial reads the trial block as the script does: a missing or unusable
 // block, an unknown group or a count outside 1..9 mean no trial.
 func (g *grubFlow) Trial() (string, int, error) {

@@ -1,6 +1,7 @@
 package bootflow
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -141,13 +142,17 @@ func loaderConfDefault(fsys rootfs.FS, name string) (string, error) {
 	if len(b) > 64<<10 {
 		return "", fmt.Errorf("larger than 64 KiB")
 	}
+	// Like systemd-boot: whitespace-separated "key value", the last one wins.
+	entry := ""
 	for line := range strings.Lines(string(b)) {
-		key, val, _ := strings.Cut(strings.TrimSpace(line), " ")
-		if key == "default" {
-			return strings.TrimSpace(val), nil
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "default" {
+			entry = f[1]
 		}
 	}
-	return "", fmt.Errorf("no default entry")
+	if entry == "" {
+		return "", fmt.Errorf("no default entry")
+	}
+	return entry, nil
 }
 
 func (s *systemdBootFlow) TryNext(group string) error {
@@ -169,9 +174,13 @@ func (s *systemdBootFlow) Commit(group string) error {
 	return s.CancelTry()
 }
 
-// Trial reports the pending one-shot entry.
+// Trial reports the pending one-shot entry. Like systemd-boot, it ignores a
+// variable it cannot decode.
 func (s *systemdBootFlow) Trial() (string, int, error) {
 	entry, err := s.readVar(EFIVarOneShot)
+	if errors.Is(err, ErrBootState) {
+		return "", 0, nil
+	}
 	if err != nil || entry == "" {
 		return "", 0, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/bootenv/ubootenv"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/rootfs"
+	"golang.org/x/sys/unix"
 )
 
 // U-Boot flow: three variables in the U-Boot environment, read by the boot
@@ -178,7 +179,29 @@ type fwSetenvStore struct {
 // maxEnvOutput bounds what tandem accepts from fw_printenv.
 const maxEnvOutput = 1 << 20
 
+// checkRedundant refuses an fw_env.config that names fewer than two copies:
+// fw_setenv would then rewrite the only copy in place.
+func (s *fwSetenvStore) checkRedundant() error {
+	b, err := os.ReadFile(s.config)
+	if err != nil {
+		return stateErr(s.config, err)
+	}
+	copies := 0
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			copies++
+		}
+	}
+	if copies < 2 {
+		return stateErr(s.config, fmt.Errorf("names %d environment copies; tandem needs the redundant environment (two lines)", copies))
+	}
+	return nil
+}
+
 func (s *fwSetenvStore) load() (map[string]string, error) {
+	if err := s.checkRedundant(); err != nil {
+		return nil, err
+	}
 	var out, errb bytes.Buffer
 	cmd := exec.Command("fw_printenv", "-c", s.config)
 	cmd.Stdout, cmd.Stderr = &limitedWriter{w: &out, n: maxEnvOutput}, &errb
@@ -221,6 +244,8 @@ func (s *fwSetenvStore) save(vars [][2]string) error {
 	if err := s.fsys.Run(cmd); err != nil {
 		return fmt.Errorf("fw_setenv -c %s: %w: %s", s.config, err, lastLine(errb.String()))
 	}
+	// libubootenv before 0.3.2 does not fsync what it writes to files.
+	unix.Sync()
 	return nil
 }
 

@@ -43,6 +43,12 @@ func (a *app) simNewCommand() *cobra.Command {
 			if !slices.Contains(flows, o.BootFlow) {
 				return usageError{fmt.Errorf("--boot-flow %q: want one of %s", o.BootFlow, strings.Join(flows, ", "))}
 			}
+			if o.UBootBackend != config.UBootBackendFile && o.UBootBackend != config.UBootBackendFwSetenv {
+				return usageError{fmt.Errorf("--uboot-backend %q: want file or fw-setenv", o.UBootBackend)}
+			}
+			if o.Attempts < 1 || o.Attempts > config.MaxAttempts {
+				return usageError{fmt.Errorf("--attempts %d: want 1..%d", o.Attempts, config.MaxAttempts)}
+			}
 			if size != "" {
 				n, err := parseSize(size)
 				if err != nil {
@@ -101,8 +107,9 @@ func (a *app) simRebootCommand() *cobra.Command {
 one-shot trials, attempt counters and fallback. The chosen group becomes the running one.
 The last line of the output is the bare name of that group.
 
---hang: the chosen system fails before it can commit (one failed attempt); tandem
-commands on the device refuse to run until the next reboot.`,
+--hang: the chosen system fails before it can commit (one failed attempt); until the next
+reboot, commands that would need the hung system (system commit, system reboot --spare,
+update install) refuse to run.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			group, notes, err := sim.Reboot(args[0], hang)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/hooks"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
@@ -207,12 +208,23 @@ func (d *Device) Commit() (bool, error) {
 		return false, err
 	}
 	if !st.CommitPending() {
+		// An interrupted commit may have left a redundant copy behind.
+		if r, ok := d.Flow.(bootflow.Repairer); ok {
+			return r.Repair(st.Default)
+		}
 		return false, nil
+	}
+	env := "TANDEM_GROUP=" + st.Active
+	if err := hooks.Run(d.FS, d.Config.HooksDir, "system-commit", "pre-commit", env); err != nil {
+		return false, err
 	}
 	if err := d.Flow.Commit(st.Active); err != nil {
 		return false, fmt.Errorf("commit %s: %w", st.Active, err)
 	}
-	return true, d.recordCommit(st.Active)
+	if err := d.recordCommit(st.Active); err != nil {
+		return true, fmt.Errorf("group %s is committed, but the state database was not updated: %w", st.Active, err)
+	}
+	return true, hooks.Run(d.FS, d.Config.HooksDir, "system-commit", "post-commit", env)
 }
 
 // TrySpare sets try-next on the spare group (there must be exactly one) and
@@ -258,15 +270,42 @@ func (d *Device) TryNext(group string) error {
 	return d.tryNext(group)
 }
 
-// tryNext records the trial in the state database, then asks the boot flow.
+// TryNextLocked is TryNext for a caller that already holds the lock.
+func (d *Device) TryNextLocked(group string) error { return d.tryNext(group) }
+
+// tryNext repairs redundant copies of the default, records the trial in the
+// state database, then asks the boot flow; a failed flow write takes the
+// record back.
 func (d *Device) tryNext(group string) error {
+	if err := d.repair(); err != nil {
+		return err
+	}
 	if err := d.recordTrial(group); err != nil {
 		return err
 	}
 	if err := d.Flow.TryNext(group); err != nil {
+		if st, lerr := d.LoadState(); lerr == nil && st.Trial != nil && st.Trial.Group == group {
+			st.Trial = nil
+			_ = d.SaveState(st)
+		}
 		return fmt.Errorf("try-next %s: %w", group, err)
 	}
 	return nil
+}
+
+// repair rewrites redundant copies of the default an interrupted commit
+// left behind, so that a spare group is never named by a stale copy.
+func (d *Device) repair() error {
+	r, ok := d.Flow.(bootflow.Repairer)
+	if !ok {
+		return nil
+	}
+	def, err := d.Flow.Default()
+	if err != nil {
+		return err
+	}
+	_, err = r.Repair(def)
+	return err
 }
 
 // CancelTry withdraws a pending try-next and forgets the recorded trial.

@@ -61,7 +61,8 @@ func (d *Device) Info() (*Info, error) {
 	}
 	db, err := d.LoadState()
 	if err != nil {
-		return nil, err
+		// Show the boot state anyway; the broken database is the last update's story.
+		db = &State{LastUpdate: &Result{Status: "unknown", Message: err.Error()}}
 	}
 	info := &Info{
 		Compatible: d.Config.Compatible,

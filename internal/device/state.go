@@ -101,3 +101,36 @@ func (d *Device) recordCommit(group string) error {
 	st.LastUpdate = &Result{Group: group, Status: "committed", At: now()}
 	return d.SaveState(st)
 }
+
+// ForgetGroup prepares group g to be written: it cancels a try-next pending
+// on it (crash-safely, in the boot flow) and forgets what it held, so that a
+// half-written group is never booted nor reported. The caller holds the lock.
+func (d *Device) ForgetGroup(g string) error {
+	if err := d.repair(); err != nil {
+		return err
+	}
+	if err := d.Flow.CancelTry(); err != nil {
+		return fmt.Errorf("cancel the pending try of %s: %w", g, err)
+	}
+	st, err := d.LoadState()
+	if err != nil {
+		return err
+	}
+	st.Trial = nil
+	delete(st.Groups, g)
+	return d.SaveState(st)
+}
+
+// RecordInstall records what was installed into group g.
+func (d *Device) RecordInstall(g, version, bundleHash string) error {
+	st, err := d.LoadState()
+	if err != nil {
+		return err
+	}
+	if st.Groups == nil {
+		st.Groups = map[string]GroupState{}
+	}
+	st.Groups[g] = GroupState{Version: version, BundleHash: bundleHash, InstalledAt: now()}
+	st.LastUpdate = &Result{Group: g, Status: "installed", At: now()}
+	return d.SaveState(st)
+}

@@ -138,6 +138,20 @@ func (s *Sim) point(desc string, tear func()) error {
 	return s.cutErr
 }
 
+// PowerOff cuts the power now, after the last operation, as if the next
+// cut point were reached: unsynced state is lost (per the mode). It is how a
+// test proves that an operation made everything it did durable.
+func (s *Sim) PowerOff() error {
+	if s.cutErr != nil {
+		return s.cutErr
+	}
+	s.cutErr = fmt.Errorf("%w after cut point %d (power off)", ErrPowerCut, s.points)
+	if s.opts.Mode != CutKeep {
+		s.restore()
+	}
+	return nil
+}
+
 // track starts tracking the file at name (if any) with its present content as durable.
 func (s *Sim) track(name string) *inode {
 	name = path.Clean(name)
@@ -336,7 +350,7 @@ func (f *simFile) WriteAt(p []byte, off int64) (int, error) {
 		if f.ino == nil || f.ino.name == "" {
 			return
 		}
-		if ino, changed := f.s.durableEntry(f.ino.name); changed && ino != f.ino {
+		if ino, changed := f.s.durableEntry(f.ino.name); changed && ino != f.ino && f.s.opts.Mode != CutKeep {
 			return // the name this file has now is not durable: the torn data is unreachable
 		}
 		_, _ = f.f.WriteAt(p[:len(p)/2], off)

@@ -309,8 +309,8 @@ func (systemdBootLoader) boot(fsys *rootfs.OS, cfg *config.Config, _ []string) (
 				return "", notes, fmt.Errorf("%w: systemd-boot: no default entry: %v", errNoBoot, rerr)
 			}
 			for line := range strings.Lines(string(b)) {
-				if k, v, _ := strings.Cut(strings.TrimSpace(line), " "); k == "default" {
-					entry = strings.TrimSpace(v)
+				if f := strings.Fields(line); len(f) == 2 && f[0] == "default" {
+					entry = f[1]
 				}
 			}
 		}

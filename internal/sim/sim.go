@@ -51,9 +51,20 @@ func New(dir string, o Options) error {
 	if o.Attempts == 0 {
 		o.Attempts = 1
 	}
-	if err := checkEmpty(dir); err != nil {
+	created, err := checkEmpty(dir)
+	if err != nil {
 		return err
 	}
+	if err := create(dir, o); err != nil {
+		if created {
+			os.RemoveAll(dir)
+		}
+		return err
+	}
+	return nil
+}
+
+func create(dir string, o Options) error {
 	size, err := slotSize(o)
 	if err != nil {
 		return err
@@ -101,18 +112,19 @@ func New(dir string, o Options) error {
 	return err
 }
 
-func checkEmpty(dir string) error {
+// checkEmpty makes sure dir is empty, creating it if needed (created=true).
+func checkEmpty(dir string) (created bool, err error) {
 	ents, err := os.ReadDir(dir)
 	if rootfs.IsNotExist(err) {
-		return os.MkdirAll(dir, 0o755)
+		return true, os.MkdirAll(dir, 0o755)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(ents) > 0 {
-		return fmt.Errorf("%s is not empty; give a new directory", dir)
+		return false, fmt.Errorf("%s is not empty; give a new directory", dir)
 	}
-	return nil
+	return false, nil
 }
 
 func slotSize(o Options) (int64, error) {

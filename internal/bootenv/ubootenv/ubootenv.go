@@ -278,13 +278,10 @@ func newer(b, a byte) bool {
 // that ErrFormat error rather than falling back to the other copy, because
 // U-Boot would not fall back either.
 func SelectRedundant(a, b []byte) (index int, env *Env, flag byte, err error) {
-	if len(a) != len(b) {
-		return -1, nil, 0, fmt.Errorf("%w: copies of %d and %d bytes", ErrSize, len(a), len(b))
-	}
-	if err := checkSize(len(a)); err != nil {
-		return -1, nil, 0, err
-	}
-	okA, okB := crcOK(a, true), crcOK(b, true)
+	// Each copy is judged alone: a missing, short or torn copy is just not
+	// valid, as U-Boot and libubootenv treat it.
+	valid := func(img []byte) bool { return checkSize(len(img)) == nil && crcOK(img, true) }
+	okA, okB := valid(a), valid(b)
 	switch {
 	case !okA && !okB:
 		return -1, nil, 0, ErrNoValidCopy

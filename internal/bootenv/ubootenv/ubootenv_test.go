@@ -230,8 +230,9 @@ func TestSelectRedundant(t *testing.T) {
 		{"a torn", torn(copyWith(9, "a")), copyWith(2, "b"), 1, "b", 2, nil},
 		{"both torn", torn(copyWith(1, "a")), torn(copyWith(2, "b")), -1, "", 0, ErrNoValidCopy},
 		{"newer copy malformed", copyWith(1, "a"), badFormat, -1, "", 0, ErrFormat},
-		{"size mismatch", copyWith(1, "a"), copyWith(2, "b")[:63], -1, "", 0, ErrSize},
-		{"too small", []byte{1}, []byte{1}, -1, "", 0, ErrSize},
+		{"short copy is invalid", copyWith(1, "a"), copyWith(2, "b")[:63], 0, "a", 1, nil},
+		{"missing copy is invalid", nil, copyWith(2, "b"), 1, "b", 2, nil},
+		{"too small", []byte{1}, []byte{1}, -1, "", 0, ErrNoValidCopy},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
