@@ -34,3 +34,27 @@ echo "Rolled back: the device runs $(group activeGroup) again, the default it co
 run "$tandem" --root "$dev" system info
 
 say "Done. The same walk works with FLOW=uboot, rpi-tryboot, systemd-boot or custom."
+
+say "Part 2: a signed update. Build two versions of a small image and a signing key"
+work=$(mktemp -d /tmp/tandem-demo-build.XXXXXX)
+trap 'rm -rf "$dev" "$dev2" "$work"' EXIT
+( cd "$work" && "$tandem" key generate release )
+tar -cf "$work/v1.img" -C /usr/share/common-licenses . 2>/dev/null || head -c 2000000 /dev/urandom > "$work/v1.img"
+cp "$work/v1.img" "$work/v2.img"
+printf 'version 2.0.0 of the demo system\n' | dd of="$work/v2.img" bs=1 seek=100000 conv=notrunc status=none
+run "$tandem" bundle create "$work/v2.tandem" --compatible tandem-sim --version 2.0.0 --slot system="$work/v2.img" --key "$work/release.key"
+run "$tandem" bundle inspect "$work/v2.tandem"
+
+say "A fresh device that trusts the key runs version 1.0.0 in group a; install 2.0.0 into b"
+dev2=$(mktemp -d /tmp/tandem-demo2.XXXXXX)
+rmdir "$dev2"
+run "$tandem" sim new "$dev2" --boot-flow "$flow" --slot-size 8M --image "$work/v1.img" --trust "$work/release.pub"
+run "$tandem" --root "$dev2" update install "$work/v2.tandem" --reboot set
+run "$tandem" sim reboot "$dev2"
+run "$tandem" --root "$dev2" system commit
+run "$tandem" --root "$dev2" system info
+
+say "A bundle signed by another key is refused, and nothing changes"
+( cd "$work" && "$tandem" key generate mallory )
+run "$tandem" bundle create "$work/evil.tandem" --compatible tandem-sim --version 3.0.0 --slot system="$work/v2.img" --key "$work/mallory.key"
+"$tandem" --root "$dev2" update install "$work/evil.tandem" --reboot set || echo "(refused, exit status $?)"

@@ -3,6 +3,10 @@ package cli
 import (
 	"errors"
 
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/signature"
+
 	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
@@ -17,6 +21,7 @@ const (
 	ExitConfig    = 3  // the configuration is missing or invalid
 	ExitRefused   = 4  // refused by a safety rule, or the running group is unknown
 	ExitBootState = 5  // the boot loader's state is unreadable or corrupt
+	ExitBundle    = 6  // the bundle was rejected: malformed, unverified, not for this device
 	ExitPowerCut  = 10 // a simulated power cut stopped the command (simulated devices only)
 )
 
@@ -41,6 +46,24 @@ func exitCode(err error) int {
 		return ExitRefused
 	case errors.Is(err, bootflow.ErrBootState):
 		return ExitBootState
+	case isBundleErr(err):
+		return ExitBundle
 	}
 	return ExitFailure
+}
+
+var bundleErrs = []error{
+	bundle.ErrFormat, bundle.ErrVersion, bundle.ErrTooLarge, bundle.ErrTruncated, bundle.ErrTrailing,
+	bundle.ErrDigest, bundle.ErrChunk, bundle.ErrVerify,
+	signature.ErrNoTrust, signature.ErrUnsigned, signature.ErrUntrusted, signature.ErrBadSignature, signature.ErrExpired,
+	install.ErrIncompatible, install.ErrDowngrade, install.ErrPayload, install.ErrUnsafeTree,
+}
+
+func isBundleErr(err error) bool {
+	for _, e := range bundleErrs {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

@@ -71,6 +71,7 @@ func (a *app) simNewCommand() *cobra.Command {
 	f.StringVar(&o.Image, "image", "", "factory image written into system-a")
 	f.StringArrayVar(&o.Trust, "trust", nil, "trusted public key file to install (repeatable)")
 	f.IntVar(&o.Attempts, "attempts", 1, "trial boot attempts before falling back (grub, uboot, custom)")
+	f.StringVar(&o.FactoryVersion, "factory-version", "1.0.0", "version of the factory image in group a (\"\" for unknown)")
 	f.StringVar(&o.UBootBackend, "uboot-backend", config.UBootBackendFile, "uboot flow back end: file or fw-setenv")
 	return cmd
 }

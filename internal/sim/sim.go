@@ -34,6 +34,9 @@ type Options struct {
 	Trust      []string // host paths of trusted public keys
 	Groups     []string // default a, b
 	Attempts   int      // trial attempts (grub, uboot, custom); default 1
+	// FactoryVersion is the version of the factory image in the first group
+	// ("" = unknown).
+	FactoryVersion string
 	// UBootBackend selects the uboot back end: file (default) or fw-setenv
 	// (then the device gets an fw_env.config naming its env files).
 	UBootBackend string
@@ -189,8 +192,12 @@ func configText(root string, o Options) string {
 	for _, g := range o.Groups {
 		fmt.Fprintf(&b, "[slots.system-%s]\ntype = \"file\"\npath = \"/slots/system-%s.img\"\n\n", g, g)
 	}
-	for _, g := range o.Groups {
-		fmt.Fprintf(&b, "[groups.%s]\nslots = { system = \"system-%s\" }\n\n", g, g)
+	for i, g := range o.Groups {
+		fmt.Fprintf(&b, "[groups.%s]\nslots = { system = \"system-%s\" }\n", g, g)
+		if i == 0 && o.FactoryVersion != "" {
+			fmt.Fprintf(&b, "factory-version = %q\n", o.FactoryVersion)
+		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "[boot-flow]\ntype = %q\n", o.BootFlow)
 	if o.Attempts > 1 {

@@ -1,0 +1,244 @@
+package bundle
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/tandem-ota/tandem/internal/signature"
+)
+
+// testData is compressible, non-trivial content of n bytes.
+func testData(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	words := []string{"tandem ", "update ", "slot ", "boot ", "group ", "chunk ", "verify ", "\n"}
+	var b bytes.Buffer
+	for b.Len() < n {
+		if r.IntN(10) == 0 {
+			var x [16]byte
+			for i := range x {
+				x[i] = byte(r.Uint32())
+			}
+			b.Write(x[:])
+		} else {
+			b.WriteString(words[r.IntN(len(words))])
+		}
+	}
+	return b.Bytes()[:n]
+}
+
+var testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+
+func sign(h Hash) ([]signature.Signature, error) {
+	s, err := signature.Sign(testKey, nil, h)
+	return []signature.Signature{s}, err
+}
+
+type testPayload struct {
+	name string
+	kind Kind
+	data []byte
+}
+
+func makeBundle(t testing.TB, level Level, signed bool, payloads ...testPayload) ([]byte, Hash) {
+	t.Helper()
+	var specs []PayloadSpec
+	for _, p := range payloads {
+		ps := PayloadSpec{Name: p.name, Kind: p.kind, Target: p.name, Chunker: ChunkerBuzhash, ChunkSize: 4096, Source: bytes.NewReader(p.data)}
+		if p.kind == KindExecute {
+			ps.Target, ps.Handler = "", []string{"/bin/sh", "-c", "cat"}
+		}
+		specs = append(specs, ps)
+	}
+	opts := Options{Level: level, Workers: 3, TempDir: t.TempDir()}
+	if signed {
+		opts.Sign = sign
+	}
+	var buf bytes.Buffer
+	h, err := Write(&buf, Header{Compatible: "test-device", Version: "2.0.0", Name: "test", Created: 1700000000}, specs, opts)
+	if err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	return buf.Bytes(), h
+}
+
+func acceptAll(*Header, Hash, []signature.Signature) error { return nil }
+
+// readAll reads a bundle completely, returning each payload's content.
+func readAll(b []byte) (map[string][]byte, *Reader, error) { return readAllWith(b, acceptAll) }
+
+func readAllWith(b []byte, v Verifier) (map[string][]byte, *Reader, error) {
+	r, err := NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.Close()
+	if err := r.Verify(v); err != nil {
+		return nil, r, err
+	}
+	out := map[string][]byte{}
+	for {
+		pr, err := r.NextPayload()
+		if errors.Is(err, io.EOF) {
+			return out, r, nil
+		}
+		if err != nil {
+			return nil, r, err
+		}
+		data, err := io.ReadAll(pr)
+		if err != nil {
+			return nil, r, err
+		}
+		out[pr.Payload.Name] = data
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	sys, app := testData(300_000, 1), testData(5_000, 2)
+	for _, level := range []Level{LevelStored, LevelFastest, LevelDefault, LevelBest} {
+		b, h := makeBundle(t, level, true,
+			testPayload{"system", KindSlot, sys}, testPayload{"empty", KindSlot, nil}, testPayload{"script", KindExecute, app})
+		got, r, err := readAll(b)
+		if err != nil {
+			t.Fatalf("%s: read: %v", level, err)
+		}
+		if r.Hash != h || r.Hash != Hash(sha256.Sum256(b[:len(r.HeaderBytes)])) {
+			t.Fatalf("%s: hash %s, writer said %s", level, r.Hash, h)
+		}
+		if !bytes.Equal(got["system"], sys) || !bytes.Equal(got["script"], app) || len(got["empty"]) != 0 {
+			t.Fatalf("%s: payloads differ", level)
+		}
+		if len(r.Signatures) != 1 {
+			t.Fatalf("%s: %d signatures", level, len(r.Signatures))
+		}
+		if level == LevelDefault && len(b) > len(sys)/2 {
+			t.Errorf("default compression: %d bytes for %d", len(b), len(sys))
+		}
+	}
+}
+
+func TestReproducible(t *testing.T) {
+	data := testData(200_000, 3)
+	a, ha := makeBundle(t, LevelDefault, false, testPayload{"system", KindSlot, data})
+	b, hb := makeBundle(t, LevelDefault, false, testPayload{"system", KindSlot, data})
+	if ha != hb || !bytes.Equal(a, b) {
+		t.Fatal("the same inputs gave different bundles")
+	}
+}
+
+// Changing any single byte of a signed bundle makes reading it fail.
+func TestEveryByteIsAuthenticated(t *testing.T) {
+	b, _ := makeBundle(t, LevelDefault, true, testPayload{"system", KindSlot, testData(40_000, 4)}, testPayload{"x", KindExecute, testData(3000, 5)})
+	trust := trustTestKey(t)
+	verify := func(h *Header, hash Hash, sigs []signature.Signature) error {
+		_, err := signature.Verify(sigs, trust, hash, signature.TimePolicy{})
+		return err
+	}
+	if _, _, err := readAllWith(b, verify); err != nil {
+		t.Fatalf("unmodified bundle: %v", err)
+	}
+	for i := range b {
+		mod := bytes.Clone(b)
+		mod[i] ^= 0x01
+		if _, _, err := readAllWith(mod, verify); err == nil {
+			t.Fatalf("changing byte %d of %d went unnoticed", i, len(b))
+		}
+	}
+}
+
+func trustTestKey(t *testing.T) *signature.TrustStore {
+	t.Helper()
+	pemPub := pemPublic(t, testKey.Public())
+	ts, err := signature.ParseTrust(pemPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+// Truncation anywhere is an error, never a success.
+func TestTruncation(t *testing.T) {
+	b, _ := makeBundle(t, LevelDefault, true, testPayload{"system", KindSlot, testData(20_000, 6)})
+	for n := 0; n < len(b); n++ {
+		if _, _, err := readAll(b[:n]); err == nil {
+			t.Fatalf("a bundle cut at %d of %d bytes was read", n, len(b))
+		} else if n > 16 && !errors.Is(err, ErrTruncated) {
+			t.Fatalf("cut at %d: %v, want ErrTruncated", n, err)
+		}
+	}
+	if _, _, err := readAll(append(bytes.Clone(b), 0)); !errors.Is(err, ErrTrailing) {
+		t.Fatalf("trailing byte: %v", err)
+	}
+}
+
+func TestVerifyBeforePayload(t *testing.T) {
+	b, _ := makeBundle(t, LevelDefault, false, testPayload{"system", KindSlot, testData(1000, 7)})
+	r, err := NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.NextPayload(); !errors.Is(err, ErrVerify) {
+		t.Fatalf("payload before verification: %v", err)
+	}
+	refuse := errors.New("no")
+	if err := r.Verify(func(*Header, Hash, []signature.Signature) error { return refuse }); err != refuse {
+		t.Fatal(err)
+	}
+	if _, err := r.NextPayload(); !errors.Is(err, ErrVerify) {
+		t.Fatalf("payload after a refused verification: %v", err)
+	}
+}
+
+// A chunk whose zstd frame inflates past its declared size is refused
+// without decompressing it all.
+func TestDecompressionBomb(t *testing.T) {
+	b, _ := makeBundle(t, LevelDefault, false, testPayload{"system", KindSlot, bytes.Repeat([]byte{0}, 8192)})
+	r, _ := NewReader(bytes.NewReader(b))
+	off := len(r.HeaderBytes) + len(r.SigBytes)
+	p := r.Header.Payloads[0]
+	entries, err := ParseTable(b[off:off+int(p.TableSize())], &p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lie: say the first chunk is smaller than it inflates to, and re-seal
+	// the table and header digests as a malicious signer would.
+	entries[0].Size /= 2
+	_ = entries
+	e := entries[0]
+	stored := b[off+int(p.TableSize()) : off+int(p.TableSize())+int(e.StoredSize)]
+	dec, _ := NewReader(bytes.NewReader(b))
+	if _, err := verifyChunk(dec.dec, &e, stored, nil); !errors.Is(err, ErrChunk) {
+		t.Fatalf("bomb: %v, want ErrChunk", err)
+	}
+}
+
+func TestVersions(t *testing.T) {
+	order := []string{"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.1.0", "2.0.0", "10.0.0"}
+	for i := range order {
+		for j := range order {
+			a, err := ParseVersion(order[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := ParseVersion(order[j])
+			want := 0
+			if i < j {
+				want = -1
+			} else if i > j {
+				want = 1
+			}
+			if got := a.Compare(b); got != want {
+				t.Errorf("%s vs %s: %d, want %d", order[i], order[j], got, want)
+			}
+		}
+	}
+	for _, bad := range []string{"", "1", "1.0", "01.0.0", "1.0.0-", "1.0.0+", "1.0.0-01", "v1.0.0", "1.0.0 "} {
+		if _, err := ParseVersion(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

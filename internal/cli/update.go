@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/install"
+)
+
+func (a *app) updateCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "update", Short: "Install updates"}
+	var o install.Options
+	var jsonOut bool
+	installCmd := &cobra.Command{
+		Use:   "install SOURCE",
+		Short: "Install a bundle (path, - for stdin, or http(s) URL) into the spare group",
+		Long: `Install a bundle into the spare group. Every chunk is verified against the signed bundle
+header before it is written; the bundle must be signed by a trusted key (the device's keys
+directory, or --trust) or match --bundle-hash. compatible, version policy and payload sizes
+are checked before the first byte is written. Nothing of the running or default group is
+ever touched, and a failure leaves the boot configuration as it was.
+
+--reboot no (default) only writes; set arranges a trial boot of the new group at the next
+reboot; yes does that and reboots now.
+
+Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on stdout:
+{"event":"progress",...} events, then one final {"event":"done",...} or {"event":"error",...}.`,
+		Example: `  tandem update install /data/v2.tandem --reboot yes
+  curl -s https://updates.example.com/v2.tandem | tandem update install - --json`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch o.Reboot {
+			case install.RebootNo, install.RebootYes, install.RebootSet:
+			default:
+				return usageError{fmt.Errorf("--reboot %q: want no, yes or set", o.Reboot)}
+			}
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			o.Source, o.Stdin = args[0], a.env.Stdin
+			o.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
+			bar := a.progress(jsonOut)
+			o.Progress = bar.event
+			res, err := install.Install(d, o)
+			if err != nil {
+				bar.fail(err)
+				return err
+			}
+			bar.done(res)
+			return nil
+		},
+	}
+	f := installCmd.Flags()
+	f.StringVar(&o.Reboot, "reboot", install.RebootNo, "no, set or yes")
+	f.StringArrayVar(&o.Trust, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
+	f.StringVar(&o.BundleHash, "bundle-hash", "", "accept the bundle with this hash (as `bundle inspect` prints it) instead of a signature")
+	f.BoolVar(&o.Insecure, "insecure-skip-verification", false, "install without verifying the signature (never in production)")
+	f.BoolVar(&o.AllowDowngrade, "allow-downgrade", false, "allow a version older than the running one")
+	f.StringVar(&o.Group, "group", "", "target group (default: the only spare group)")
+	f.StringVar(&o.HTTP.CAFile, "ca-file", "", "PEM roots for https")
+	f.StringVar(&o.HTTP.CertFile, "client-cert", "", "client certificate for https (PEM)")
+	f.StringVar(&o.HTTP.KeyFile, "client-key", "", "key of the client certificate (PEM)")
+	f.StringArrayVar(&o.HTTP.Headers, "header", nil, "extra HTTP header \"Name: value\" (repeatable)")
+	f.BoolVar(&jsonOut, "json", false, "JSON lines on stdout instead of a progress bar")
+	cmd.AddCommand(installCmd)
+	return cmd
+}
+
+// progress renders install events as a bar on a terminal or as JSON lines.
+type progress struct {
+	a      *app
+	json   bool
+	start  time.Time
+	last   time.Time
+	enc    *json.Encoder
+	active bool
+}
+
+func (a *app) progress(jsonOut bool) *progress {
+	p := &progress{a: a, start: time.Now(), enc: json.NewEncoder(a.env.Stdout)}
+	f, ok := a.env.Stdout.(*os.File)
+	isTerm := false
+	if ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			isTerm = true
+		}
+	}
+	p.json = jsonOut || !isTerm
+	return p
+}
+
+func (p *progress) event(e install.Event) {
+	if p.json {
+		_ = p.enc.Encode(e)
+		return
+	}
+	now := time.Now()
+	if now.Sub(p.last) < 100*time.Millisecond && e.Bytes != e.Total {
+		return
+	}
+	p.last, p.active = now, true
+	frac := float64(e.Bytes) / float64(max(e.Total, 1))
+	width := 30
+	bar := strings.Repeat("█", int(frac*float64(width))) + strings.Repeat("░", width-int(frac*float64(width)))
+	secs := now.Sub(p.start).Seconds()
+	rate := float64(e.Bytes) / max(secs, 0.001)
+	eta := "?"
+	if rate > 0 {
+		eta = (time.Duration(float64(e.Total-e.Bytes)/rate) * time.Second / time.Second * time.Second).String()
+	}
+	fmt.Fprintf(p.a.env.Stdout, "\r%s %5.1f %% %s / %s  %s/s  ETA %s  ", bar, 100*frac,
+		humanBytes(e.Bytes), humanBytes(e.Total), humanBytes(uint64(rate)), eta)
+}
+
+func (p *progress) done(r *install.Result) {
+	if p.json {
+		_ = p.enc.Encode(install.Event{Event: "done", Bytes: r.BytesWritten, Total: r.BytesWritten,
+			BundleHash: r.BundleHash, Group: r.Group, Version: r.Version})
+		return
+	}
+	if p.active {
+		fmt.Fprintln(p.a.env.Stdout)
+	}
+	p.a.printf("installed %s (bundle %s) into group %s: %s written\n", r.Version, r.BundleHash, r.Group, humanBytes(r.BytesWritten))
+}
+
+func (p *progress) fail(err error) {
+	if p.json {
+		_ = p.enc.Encode(install.Event{Event: "error", Message: oneLine(err.Error())})
+		return
+	}
+	if p.active {
+		fmt.Fprintln(p.a.env.Stdout)
+	}
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

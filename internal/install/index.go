@@ -1,0 +1,53 @@
+package install
+
+import (
+	"encoding/binary"
+	"path"
+
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+// IndexDir is where slot chunk indexes live, relative to the data directory.
+const IndexDir = "index"
+
+// indexMagic starts a slot index file: "TIDX", then u16 version 1, u8
+// chunker, u8 reserved, u32 min, avg, max, u64 size, u32 count, then count
+// chunk table entries (the bundle's 80-byte format), describing the slot's
+// content from offset 0.
+const indexMagic = "TIDX"
+
+// saveSlotIndex records the chunk index of a slot written from payload p.
+func saveSlotIndex(d *device.Device, slot string, p *bundle.Payload, entries []bundle.Entry) error {
+	b := []byte(indexMagic)
+	b = binary.LittleEndian.AppendUint16(b, 1)
+	b = append(b, byte(p.Chunker), 0)
+	b = binary.LittleEndian.AppendUint32(b, p.ChunkMin)
+	b = binary.LittleEndian.AppendUint32(b, p.ChunkAvg)
+	b = binary.LittleEndian.AppendUint32(b, p.ChunkMax)
+	b = binary.LittleEndian.AppendUint64(b, p.Size)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(entries)))
+	for i := range entries {
+		b = bundle.MarshalEntry(b, &entries[i])
+	}
+	dir := path.Join(d.Config.DataDir, IndexDir)
+	if err := d.FS.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return rootfs.WriteAtomic(d.FS, path.Join(dir, slot+".tidx"), b, 0o644)
+}
+
+// forgetSlotIndex removes the chunk index of a slot before the slot is
+// written, so that an interrupted write never leaves an index that describes
+// content the slot no longer holds.
+func forgetSlotIndex(d *device.Device, slot string) error {
+	dir := path.Join(d.Config.DataDir, IndexDir)
+	if err := d.FS.Remove(path.Join(dir, slot+".tidx")); err != nil {
+		if rootfs.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	return d.FS.SyncDir(dir)
+}

@@ -1,0 +1,391 @@
+package signature
+
+import (
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Errors of Verify, for errors.Is. When several signatures fail, the error
+// is the most specific one: ErrBadSignature, then ErrExpired, then
+// ErrUntrusted.
+var (
+	// ErrNoTrust: the trust store is empty, so nothing can verify; the
+	// bundle is refused (verification fails closed).
+	ErrNoTrust = errors.New("signature: no trusted keys or certificates (empty trust store)")
+	// ErrUnsigned: the bundle carries no signature.
+	ErrUnsigned = errors.New("signature: bundle is not signed")
+	// ErrUntrusted: no signature is by a trusted key or chains to a trusted
+	// certificate (unknown keys, unknown roots, missing intermediates,
+	// unsupported algorithms, certificates not allowed to sign bundles).
+	ErrUntrusted = errors.New("signature: no signature by a trusted key")
+	// ErrBadSignature: a signature by a trusted key (or a certificate that
+	// chains to a trusted root) does not verify: wrong hash, damaged or
+	// malformed signature bytes, algorithm or key id mismatch.
+	ErrBadSignature = errors.New("signature: invalid signature by a trusted key")
+	// ErrExpired: a certificate chain to a trusted root and the signature
+	// are fine, but a certificate is not valid at the time TimePolicy chose.
+	ErrExpired = errors.New("signature: certificate not valid at the checked time")
+)
+
+// TimePolicy says which instant certificate validity is checked at, for
+// devices whose clock may be wrong (no real-time clock: they boot in 1970).
+//
+//   - Now after Floor: the clock has been set (it is later than anything
+//     this build could have been made before), so certificates are checked
+//     at Now.
+//   - Otherwise the clock is not trustworthy, and certificates are checked
+//     at Created, the bundle's creation time from its header. The header is
+//     covered by the bundle hash, so Created is as authentic as the
+//     signature itself.
+//   - Created unknown too (the zero time.Time, or the Unix epoch, which is
+//     what time.Unix(0, 0) gives for an unset header field): validity
+//     periods are not checked. Verify reports it: Signer.TimeChecked is
+//     false. The chain must still verify at some single instant (crypto/x509
+//     has no "ignore time" switch, so Verify tries the instants at which the
+//     chain's certificates become valid).
+//
+// The zero Now means time.Now(); the zero Floor means DefaultFloor(). So the
+// zero TimePolicy checks at the real clock when it looks set.
+//
+// Note that falling back to Created trusts the signer's own statement of
+// time: the holder of an expired (but not removed) certificate key can still
+// sign bundles with an old Created that devices without a clock accept.
+type TimePolicy struct {
+	Now     time.Time
+	Floor   time.Time
+	Created time.Time
+}
+
+// DefaultFloor is the build-time floor: 2026-01-01 00:00:00 UTC, a date
+// before this package was written, so a clock showing anything earlier has
+// not been set. Raising it with each release tightens the check.
+func DefaultFloor() time.Time { return time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC) }
+
+// TimeSource says where the instant certificates were checked at came from.
+type TimeSource uint8
+
+const (
+	// TimeNotChecked: validity periods were not checked (raw keys have
+	// none; for certificates neither the clock nor Created was usable).
+	TimeNotChecked TimeSource = iota
+	// TimeClock: checked at TimePolicy.Now.
+	TimeClock
+	// TimeCreated: checked at TimePolicy.Created, the bundle creation time.
+	TimeCreated
+)
+
+func (s TimeSource) String() string {
+	switch s {
+	case TimeClock:
+		return "device clock"
+	case TimeCreated:
+		return "bundle creation time"
+	}
+	return "not checked"
+}
+
+// resolve picks the checking instant.
+func (p TimePolicy) resolve() (time.Time, TimeSource) {
+	now, floor := p.Now, p.Floor
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if floor.IsZero() {
+		floor = DefaultFloor()
+	}
+	if now.After(floor) {
+		return now, TimeClock
+	}
+	if !p.Created.IsZero() && p.Created.Unix() != 0 {
+		return p.Created, TimeCreated
+	}
+	return time.Time{}, TimeNotChecked
+}
+
+// Signer describes the signature Verify accepted.
+type Signer struct {
+	Algorithm Algorithm
+	// KeyID is the signing key's id in hex (64 digits).
+	KeyID string
+	// Subject is the leaf certificate's subject common name; empty for a
+	// raw key.
+	Subject string
+	// Chain is the verified chain, leaf first, trusted certificate last;
+	// nil for a raw key.
+	Chain []*x509.Certificate
+	// Source is the trust file that holds the trusted key or certificate,
+	// when the store came from LoadTrustDir.
+	Source string
+	// TimeChecked reports whether certificate validity periods were checked
+	// (at CheckedAt, taken from TimeSource). Always false for raw keys.
+	TimeChecked bool
+	CheckedAt   time.Time
+	TimeSource  TimeSource
+}
+
+// String is a one-line description for logs.
+func (s Signer) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s key %s", s.Algorithm, s.KeyID)
+	if s.Chain != nil {
+		fmt.Fprintf(&b, ", certificate %q", s.Subject)
+		if s.TimeChecked {
+			fmt.Fprintf(&b, " valid at %s (%s)", s.CheckedAt.UTC().Format(time.RFC3339), s.TimeSource)
+		} else {
+			b.WriteString(", validity NOT checked (no trustworthy time)")
+		}
+	}
+	if s.Source != "" {
+		fmt.Fprintf(&b, ", trusted by %s", s.Source)
+	}
+	return oneLine(b.String())
+}
+
+// Verify checks that at least one of sigs is a valid signature of
+// bundleHash under trust, and describes the first such signature (see the
+// package documentation for the rules). Signatures by unknown keys are
+// ignored. The error wraps ErrNoTrust, ErrUnsigned, ErrUntrusted,
+// ErrBadSignature or ErrExpired and is one line naming every key id tried.
+func Verify(sigs []Signature, trust *TrustStore, bundleHash [32]byte, policy TimePolicy) (Signer, error) {
+	if trust.Len() == 0 {
+		return Signer{}, ErrNoTrust
+	}
+	if len(sigs) == 0 {
+		return Signer{}, ErrUnsigned
+	}
+	at, src := policy.resolve()
+	v := &verifier{t: trust, msg: Message(bundleHash), at: at, src: src, budget: maxChainVerifications}
+	var (
+		worst   error
+		reasons []string
+	)
+	for i := range sigs {
+		s := &sigs[i]
+		signer, why, kind := v.one(s)
+		if kind == nil {
+			return signer, nil
+		}
+		if rank(kind) > rank(worst) {
+			worst = kind
+		}
+		const maxListed = 8
+		if len(reasons) < maxListed {
+			reasons = append(reasons, fmt.Sprintf("key %s (%s): %s", keyIDString(s.KeyID), s.Algorithm, why))
+		} else if len(reasons) == maxListed {
+			reasons = append(reasons, fmt.Sprintf("and %d more", len(sigs)-maxListed))
+		}
+	}
+	return Signer{}, fmt.Errorf("%w: %d signature(s) tried: %s", worst, len(sigs), oneLine(strings.Join(reasons, "; ")))
+}
+
+// rank orders failure kinds, most specific last.
+func rank(err error) int {
+	switch err {
+	case ErrUntrusted:
+		return 1
+	case ErrExpired:
+		return 2
+	case ErrBadSignature:
+		return 3
+	}
+	return 0
+}
+
+// maxChainVerifications bounds the crypto/x509 chain verifications of one
+// Verify call (each is itself bounded by crypto/x509), so that a bundle
+// stuffed with certificate signatures cannot keep a device busy. Signatures
+// past the budget count as untrusted.
+const maxChainVerifications = 64
+
+// verifier is the state of one Verify call.
+type verifier struct {
+	t      *TrustStore
+	msg    []byte
+	at     time.Time
+	src    TimeSource
+	budget int // chain verifications left
+}
+
+// one checks one signature. kind is nil on success, else ErrUntrusted,
+// ErrExpired or ErrBadSignature, with the reason in why.
+func (v *verifier) one(s *Signature) (signer Signer, why string, kind error) {
+	t, msg := v.t, v.msg
+	if s.Algorithm != Ed25519 && s.Algorithm != ECDSAP256SHA256 {
+		return Signer{}, "unsupported algorithm, ignored", ErrUntrusted
+	}
+	if len(s.Sig) > MaxSigSize || len(s.Certs) > MaxCerts {
+		return Signer{}, fmt.Sprintf("oversized (%d signature bytes, %d certificates), ignored", len(s.Sig), len(s.Certs)), ErrUntrusted
+	}
+	kind, why = ErrUntrusted, "unknown key"
+	if k, ok := t.keys[s.KeyID]; ok {
+		if err := verifyRaw(k.pub, s.Algorithm, msg, s.Sig); err != nil {
+			kind, why = ErrBadSignature, "trusted key: "+err.Error()
+		} else {
+			return Signer{Algorithm: s.Algorithm, KeyID: keyIDString(s.KeyID), Source: k.source}, "", nil
+		}
+	}
+	if len(s.Certs) == 0 || len(t.rootsRaw) == 0 {
+		return Signer{}, why, kind
+	}
+	signer, cwhy, ckind := v.cert(s)
+	if ckind == nil {
+		return signer, "", nil
+	}
+	if rank(ckind) >= rank(kind) {
+		kind, why = ckind, cwhy
+	}
+	return Signer{}, why, kind
+}
+
+// cert checks a signature that carries a certificate chain.
+func (v *verifier) cert(s *Signature) (signer Signer, why string, kind error) {
+	t, msg, at, src := v.t, v.msg, v.at, v.src
+	if v.budget <= 0 {
+		return Signer{}, "certificate chain not checked: too many certificate signatures in one bundle", ErrUntrusted
+	}
+	certs := make([]*x509.Certificate, len(s.Certs))
+	for i, der := range s.Certs {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return Signer{}, fmt.Sprintf("certificate %d: %v", i, err), ErrUntrusted
+		}
+		certs[i] = c
+	}
+	leaf := certs[0]
+	keyAlg, err := algorithmOf(leaf.PublicKey)
+	if err != nil {
+		return Signer{}, "leaf certificate: " + err.Error(), ErrUntrusted
+	}
+	opts := x509.VerifyOptions{
+		Roots:         t.roots,
+		Intermediates: x509.NewCertPool(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+	}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	var chains [][]*x509.Certificate
+	// kind stays nil, or becomes ErrExpired when the chain is trusted but
+	// not valid at the checked time.
+	if src == TimeNotChecked {
+		chains, err = v.anyTime(leaf, certs[1:], opts)
+	} else {
+		opts.CurrentTime = at
+		v.budget--
+		chains, err = leaf.Verify(opts)
+		var inv x509.CertificateInvalidError
+		if errors.As(err, &inv) && inv.Reason == x509.Expired {
+			// Only ErrExpired if the chain would be trusted otherwise.
+			if _, err2 := v.anyTime(leaf, certs[1:], opts); err2 == nil {
+				kind, why = ErrExpired, fmt.Sprintf("certificate chain (checked at %s, %s): %v", at.UTC().Format(time.RFC3339), src, err)
+				err = nil
+			} else {
+				err = err2 // why it would not verify at any time
+			}
+		}
+	}
+	if err != nil {
+		return Signer{}, "certificate chain: " + err.Error(), ErrUntrusted
+	}
+	if err := checkLeafUsage(leaf); err != nil {
+		return Signer{}, "leaf certificate: " + err.Error(), ErrUntrusted
+	}
+	// The chain is trusted: from here on a mismatch is a bad signature.
+	if id, _ := KeyIDOf(leaf.PublicKey); id != s.KeyID {
+		return Signer{}, fmt.Sprintf("certificate %q: key id does not match the leaf certificate's key %s", leaf.Subject.CommonName, keyIDString(id)), ErrBadSignature
+	}
+	if keyAlg != s.Algorithm {
+		return Signer{}, fmt.Sprintf("certificate %q: %s signature from a %s key", leaf.Subject.CommonName, s.Algorithm, keyAlg), ErrBadSignature
+	}
+	if err := verifyRaw(leaf.PublicKey, s.Algorithm, msg, s.Sig); err != nil {
+		return Signer{}, fmt.Sprintf("certificate %q: %v", leaf.Subject.CommonName, err), ErrBadSignature
+	}
+	if kind != nil {
+		return Signer{}, why, kind
+	}
+	chain := chains[0]
+	return Signer{
+		Algorithm:   s.Algorithm,
+		KeyID:       keyIDString(s.KeyID),
+		Subject:     leaf.Subject.CommonName,
+		Chain:       chain,
+		Source:      t.rootsRaw[string(chain[len(chain)-1].Raw)],
+		TimeChecked: src != TimeNotChecked,
+		CheckedAt:   at,
+		TimeSource:  src,
+	}, "", nil
+}
+
+// anyTime verifies the chain without a clock, as far as crypto/x509 allows
+// (it has no "ignore validity" switch): a chain is valid at some instant iff
+// it is valid at the latest NotBefore of its certificates, so anyTime tries
+// the NotBefore of the leaf and of every carried intermediate and trusted
+// certificate that falls inside the leaf's validity, earliest first, until
+// one verifies or the budget runs out. A chain whose certificates were never
+// valid together fails.
+func (v *verifier) anyTime(leaf *x509.Certificate, inter []*x509.Certificate, opts x509.VerifyOptions) ([][]*x509.Certificate, error) {
+	candidates := []time.Time{leaf.NotBefore}
+	for _, c := range slices.Concat(inter, v.t.rootList) {
+		if c.NotBefore.After(leaf.NotBefore) && !c.NotBefore.After(leaf.NotAfter) {
+			candidates = append(candidates, c.NotBefore)
+		}
+	}
+	slices.SortFunc(candidates, time.Time.Compare)
+	candidates = slices.CompactFunc(candidates, time.Time.Equal)
+	err := errors.New("certificate chain not checked: too many certificate signatures in one bundle")
+	for _, c := range candidates {
+		if v.budget <= 0 {
+			break
+		}
+		v.budget--
+		opts.CurrentTime = c
+		var chains [][]*x509.Certificate
+		if chains, err = leaf.Verify(opts); err == nil {
+			return chains, nil
+		}
+	}
+	return nil, err
+}
+
+// oidKeyUsage is the KeyUsage extension (RFC 5280, 4.2.1.3).
+var oidKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
+
+// checkLeafUsage enforces the leaf's usages: digitalSignature when it has a
+// KeyUsage extension; codeSigning or any when it has an ExtKeyUsage
+// extension (crypto/x509 checks the EKU too, for the whole chain).
+func checkLeafUsage(leaf *x509.Certificate) error {
+	for _, e := range leaf.Extensions {
+		if e.Id.Equal(oidKeyUsage) && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+			return errors.New("key usage does not include digitalSignature")
+		}
+	}
+	if len(leaf.ExtKeyUsage) == 0 && len(leaf.UnknownExtKeyUsage) == 0 {
+		return nil
+	}
+	for _, u := range leaf.ExtKeyUsage {
+		if u == x509.ExtKeyUsageAny || u == x509.ExtKeyUsageCodeSigning {
+			return nil
+		}
+	}
+	return errors.New("extended key usage includes neither codeSigning nor any")
+}
+
+// oneLine makes text (which may quote certificate names) safe for a log
+// line: control characters become '?', and it is cut at 2000 bytes.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 2000 {
+		s = strings.ToValidUTF8(s[:2000], "") + "..."
+	}
+	return s
+}
