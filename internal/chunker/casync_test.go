@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/testutil"
 )
@@ -197,7 +198,9 @@ func TestCasyncPeer(t *testing.T) {
 	matched := 0
 	run := func(name string, p Params, data []byte) {
 		t.Helper()
+		start := time.Now()
 		want := casyncBoundaries(t, casync, dir, data, p)
+		took := time.Since(start)
 		got := Boundaries(data, p)
 		if !slices.Equal(got, want) {
 			i := 0
@@ -209,7 +212,7 @@ func TestCasyncPeer(t *testing.T) {
 			return
 		}
 		matched++
-		t.Logf("%v %s: %d bytes, %d chunks match casync", p, name, len(data), len(got))
+		t.Logf("%v %s: %d bytes, %d chunks match casync (casync took %v)", p, name, len(data), len(got), took.Round(time.Millisecond))
 	}
 	for _, p := range []Params{
 		DefaultParams(), ParamsForAvg(16 << 10), ParamsForAvg(1 << 20),

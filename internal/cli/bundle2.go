@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
 
@@ -223,13 +224,7 @@ func (a *app) bundleVerifyCommand() *cobra.Command {
 			defer f.Close()
 			defer r.Close()
 			var who signature.Signer
-			err = r.Verify(func(h *bundle.Header, hash bundle.Hash, sigs []signature.Signature) error {
-				var err error
-				who, err = signature.Verify(sigs, ts, hash, signature.TimePolicy{Now: time.Now(),
-					Floor: signature.DefaultFloor(), Created: time.Unix(h.Created, 0)})
-				return err
-			})
-			if err != nil {
+			if err := r.Verify(install.TrustVerifier(ts, time.Now(), &who)); err != nil {
 				return err
 			}
 			for {
@@ -399,14 +394,11 @@ func (a *app) bundleExtractCommand() *cobra.Command {
 			}
 			defer f.Close()
 			defer r.Close()
-			if err := r.Verify(func(h *bundle.Header, hash bundle.Hash, sigs []signature.Signature) error {
-				if insecure {
-					return nil
-				}
-				_, err := signature.Verify(sigs, ts, hash, signature.TimePolicy{Now: time.Now(),
-					Floor: signature.DefaultFloor(), Created: time.Unix(h.Created, 0)})
-				return err
-			}); err != nil {
+			verify := install.TrustVerifier(ts, time.Now(), nil)
+			if insecure {
+				verify = acceptAll
+			}
+			if err := r.Verify(verify); err != nil {
 				return err
 			}
 			for {
