@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/tandem-ota/tandem/internal/signature"
@@ -239,6 +240,18 @@ func TestVersions(t *testing.T) {
 	for _, bad := range []string{"", "1", "1.0", "01.0.0", "1.0.0-", "1.0.0+", "1.0.0-01", "v1.0.0", "1.0.0 "} {
 		if _, err := ParseVersion(bad); err == nil {
 			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func TestParseHash(t *testing.T) {
+	want := Hash(sha256.Sum256([]byte("x")))
+	if got, err := ParseHash(want.String()); err != nil || got != want {
+		t.Fatalf("ParseHash(%s) = %s, %v", want, got, err)
+	}
+	for _, bad := range []string{"", "abc", want.String()[:63] + "g", strings.ToUpper(want.String())} {
+		if _, err := ParseHash(bad); err == nil {
+			t.Errorf("ParseHash(%q) succeeded", bad)
 		}
 	}
 }

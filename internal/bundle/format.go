@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -146,7 +147,7 @@ func ParseHash(s string) (Hash, error) {
 	if len(s) != 64 {
 		return h, fmt.Errorf("bundle hash %q: want 64 hex digits", s)
 	}
-	if _, err := fmt.Sscanf(s, "%x", &h); err != nil {
+	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
 		return h, fmt.Errorf("bundle hash %q: %w", s, err)
 	}
 	if h.String() != s {

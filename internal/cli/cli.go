@@ -42,6 +42,9 @@ func Main(args []string, env Env) int {
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	err := root.Execute()
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
+		err = usageError{err}
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "tandem: %s\n", oneLine(err.Error()))
 		if h := hint(err); h != "" {

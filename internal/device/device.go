@@ -174,7 +174,6 @@ func (d *Device) Status() (Status, error) {
 			st.Spare = append(st.Spare, g)
 		}
 	}
-	st.Trial, st.TrialLeft = "", 0
 	if c, ok := d.Flow.(bootflow.TrialReader); ok {
 		if st.Trial, st.TrialLeft, err = c.Trial(); err != nil {
 			return st, err
@@ -195,7 +194,7 @@ func (st Status) CheckWritable(group string) error {
 // Commit makes the active group the default. It returns false when it
 // already was (nothing written).
 func (d *Device) Commit() (bool, error) {
-	if err := d.checkNotHung(); err != nil {
+	if err := d.CheckNotHung(); err != nil {
 		return false, err
 	}
 	unlock, err := d.Lock()
@@ -230,7 +229,7 @@ func (d *Device) Commit() (bool, error) {
 // TrySpare sets try-next on the spare group (there must be exactly one) and
 // returns it.
 func (d *Device) TrySpare() (string, error) {
-	if err := d.checkNotHung(); err != nil {
+	if err := d.CheckNotHung(); err != nil {
 		return "", err
 	}
 	unlock, err := d.Lock()
@@ -351,7 +350,9 @@ func (d *Device) Reboot() error {
 	return nil
 }
 
-func (d *Device) checkNotHung() error {
+// CheckNotHung refuses to act for a simulated system that hung before it
+// could run anything (tandem sim reboot --hang).
+func (d *Device) CheckNotHung() error {
 	if d.Sim != nil && d.Sim.Hung {
 		return fmt.Errorf("%w: the simulated system in group %s hung before it could run tandem; run `tandem sim reboot`", ErrRefused, d.Sim.Running)
 	}

@@ -82,6 +82,9 @@ func Install(d *device.Device, o Options) (*Result, error) {
 	if o.Reboot == "" {
 		o.Reboot = RebootNo
 	}
+	if err := d.CheckNotHung(); err != nil {
+		return nil, err
+	}
 	unlock, err := d.Lock()
 	if err != nil {
 		return nil, err
