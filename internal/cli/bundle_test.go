@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tandem-ota/tandem/internal/testutil"
+)
+
+// bundleFixture makes a key pair and a 300 KiB image in a temp dir.
+func bundleFixture(t *testing.T) (dir, image string) {
+	t.Helper()
+	dir = t.TempDir()
+	if r := run(t, nil, "key", "generate", filepath.Join(dir, "release")); r.code != 0 {
+		t.Fatalf("key generate: %+v", r)
+	}
+	var b bytes.Buffer
+	for i := 0; b.Len() < 300<<10; i++ {
+		b.WriteString(strings.Repeat("tandem bundle line ", i%7+1))
+		b.WriteByte(byte(i))
+	}
+	image = filepath.Join(dir, "v2.img")
+	if err := os.WriteFile(image, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, image
+}
+
+func createBundle(t *testing.T, env map[string]string, out, image string, extra ...string) string {
+	t.Helper()
+	r := run(t, env, append([]string{"bundle", "create", out, "--compatible", "tandem-sim", "--version", "2.0.0", "--slot", "system=" + image}, extra...)...)
+	if r.code != 0 {
+		t.Fatalf("bundle create: %+v", r)
+	}
+	return strings.TrimSpace(r.stdout)
+}
+
+func TestBundleCommands(t *testing.T) {
+	dir, image := bundleFixture(t)
+	key, pub := filepath.Join(dir, "release.key"), filepath.Join(dir, "release.pub")
+	out := filepath.Join(dir, "v2.tandem")
+	epoch := map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}
+	hash := createBundle(t, epoch, out, image, "--key", key)
+
+	// Reproducible: the same inputs give the same bytes.
+	again := filepath.Join(dir, "again.tandem")
+	if h := createBundle(t, epoch, again, image, "--key", key); h != hash {
+		t.Fatalf("hash %s, then %s", hash, h)
+	}
+	a, _ := os.ReadFile(out)
+	b, _ := os.ReadFile(again)
+	if !bytes.Equal(a, b) {
+		t.Fatal("the same inputs gave different bundle bytes")
+	}
+
+	r := run(t, nil, "bundle", "inspect", out, "--json", "--chunks")
+	var info BundleInfo
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &info) != nil {
+		t.Fatalf("inspect: %+v", r)
+	}
+	if info.Hash != hash || len(info.Signers) != 1 || len(info.Payloads) != 1 || info.Payloads[0].Size != uint64(len(readFile(t, image))) {
+		t.Fatalf("inspect: %+v", info)
+	}
+	var sum uint64
+	for _, c := range info.Payloads[0].Chunks {
+		if c.Offset != sum {
+			t.Fatalf("chunk offset %d, want %d", c.Offset, sum)
+		}
+		sum += uint64(c.Size)
+	}
+
+	if r := run(t, nil, "bundle", "verify", out, "--trust", pub); r.code != 0 || !strings.Contains(r.stdout, "every chunk verified") {
+		t.Fatalf("verify: %+v", r)
+	}
+	other, _ := bundleFixture(t)
+	if r := run(t, nil, "bundle", "verify", out, "--trust", filepath.Join(other, "release.pub")); r.code != ExitBundle {
+		t.Fatalf("verify with another key: %+v, want exit %d", r, ExitBundle)
+	}
+
+	// sign adds a signature and keeps the hash.
+	if r := run(t, nil, "bundle", "sign", out, "--key", filepath.Join(other, "release.key")); r.code != 0 || strings.TrimSpace(r.stdout) != hash {
+		t.Fatalf("sign: %+v", r)
+	}
+	if r := run(t, nil, "bundle", "verify", out, "--trust", filepath.Join(other, "release.pub")); r.code != 0 {
+		t.Fatalf("verify with the added key: %+v", r)
+	}
+
+	extracted := filepath.Join(dir, "system.out")
+	if r := run(t, nil, "bundle", "extract", out, "system", extracted, "--trust", pub); r.code != 0 || !bytes.Equal(readFile(t, extracted), readFile(t, image)) {
+		t.Fatalf("extract: %+v", r)
+	}
+}
+
+// The detached path works with signatures made by openssl.
+func TestDetachedSigningWithOpenSSL(t *testing.T) {
+	openssl := testutil.NeedTool(t, "openssl")
+	dir, image := bundleFixture(t)
+	out := filepath.Join(dir, "v2.tandem")
+	hash := createBundle(t, nil, out, image)
+	key, pub := filepath.Join(dir, "ossl.key"), filepath.Join(dir, "ossl.pub")
+	for _, args := range [][]string{
+		{"genpkey", "-algorithm", "ed25519", "-out", key},
+		{"pkey", "-in", key, "-pubout", "-out", pub},
+	} {
+		if b, err := exec.Command(openssl, args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %v: %v\n%s", args, err, b)
+		}
+	}
+	r := run(t, nil, "bundle", "signing-message", out)
+	msg, sig := filepath.Join(dir, "msg.bin"), filepath.Join(dir, "msg.sig")
+	if err := os.WriteFile(msg, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(openssl, "pkeyutl", "-sign", "-inkey", key, "-rawin", "-in", msg, "-out", sig).CombinedOutput(); err != nil {
+		t.Fatalf("openssl pkeyutl: %v\n%s", err, b)
+	}
+	if r := run(t, nil, "bundle", "attach", out, "--signature", sig, "--public-key", pub); r.code != 0 || strings.TrimSpace(r.stdout) != hash {
+		t.Fatalf("attach: %+v", r)
+	}
+	if r := run(t, nil, "bundle", "verify", out, "--trust", pub); r.code != 0 {
+		t.Fatalf("verify: %+v", r)
+	}
+	// A signature over something else is refused before it is attached.
+	if err := os.WriteFile(msg, []byte("something else"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exec.Command(openssl, "pkeyutl", "-sign", "-inkey", key, "-rawin", "-in", msg, "-out", sig).Run()
+	if r := run(t, nil, "bundle", "attach", out, "--signature", sig, "--public-key", pub); r.code != ExitBundle {
+		t.Fatalf("attach of a wrong signature: %+v", r)
+	}
+	// openssl-made keys sign bundles directly too.
+	if r := run(t, nil, "bundle", "sign", out, "--key", key); r.code != 0 {
+		t.Fatalf("sign with an openssl key: %+v", r)
+	}
+}
+
+// update install from a URL, JSON lines on stdout, then boot and commit.
+func TestUpdateInstallFromURL(t *testing.T) {
+	dir, image := bundleFixture(t)
+	out := filepath.Join(dir, "v2.tandem")
+	hash := createBundle(t, nil, out, image, "--key", filepath.Join(dir, "release.key"))
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	defer srv.Close()
+	dev := newSim(t, "uboot", "--trust", filepath.Join(dir, "release.pub"), "--slot-size", "1M")
+	r := run(t, nil, "--root", dev, "update", "install", srv.URL+"/v2.tandem", "--reboot", "set")
+	if r.code != 0 {
+		t.Fatalf("install: %+v", r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last["event"] != "done" || last["bundleHash"] != hash {
+		t.Fatalf("last event %q", lines[len(lines)-1])
+	}
+	if r := run(t, nil, "sim", "reboot", dev); lastLine(r.stdout) != "b" {
+		t.Fatalf("reboot: %+v", r)
+	}
+	if r := run(t, nil, "--root", dev, "system", "commit"); r.code != 0 {
+		t.Fatalf("commit: %+v", r)
+	}
+	if got := readFile(t, filepath.Join(dev, "slots/system-b.img")); !bytes.HasPrefix(got, readFile(t, image)) {
+		t.Fatal("slot b does not hold the image")
+	}
+	// A 404 is a clean failure with an error event.
+	r = run(t, nil, "--root", dev, "update", "install", srv.URL+"/missing.tandem")
+	if r.code == 0 || !strings.Contains(r.stdout, `"event":"error"`) || !strings.Contains(r.stderr, "404") {
+		t.Fatalf("missing URL: %+v", r)
+	}
+}
+
+func readFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
