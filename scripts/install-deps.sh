@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs the Debian packages tandem's tests drive, only when missing.
 set -euo pipefail
-pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl)
+pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

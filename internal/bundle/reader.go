@@ -1,13 +1,13 @@
 package bundle
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/tandem-ota/tandem/internal/signature"
@@ -105,8 +105,13 @@ func (r *Reader) Verify(v Verifier) error {
 	return nil
 }
 
-// Close releases the reader's resources.
-func (r *Reader) Close() {}
+// Close releases the reader's resources: it stops the verification
+// pipeline of a payload that was not read to its end.
+func (r *Reader) Close() {
+	if r.cur != nil {
+		r.cur.stop()
+	}
+}
 
 // NextPayload reads and checks the next payload's chunk table. After the
 // last payload it checks that the input ends there and returns io.EOF.
@@ -137,11 +142,22 @@ func (r *Reader) NextPayload() (*PayloadReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("payload %s: %w", p.Name, err)
 	}
-	r.cur = &PayloadReader{Payload: p, Entries: entries, r: r, sum: sha256.New()}
+	r.cur = &PayloadReader{Payload: p, Entries: entries, r: r}
 	return r.cur, nil
 }
 
 // PayloadReader yields the verified chunks of one payload.
+//
+// It verifies ahead of the caller: from the first call to Next, a pipeline
+// reads the stored bytes of the following chunks in order (one goroutine),
+// checks their stored digest, decompresses them and checks their content
+// digest (GOMAXPROCS workers, at most 4), and hashes the whole payload
+// (one goroutine), all while the caller writes the chunks it already has.
+// The buffers in flight are bounded by pipelineBudget. Nothing changes for
+// the caller: Next hands out chunks in order, each only after both its
+// digests matched, reports the first bad chunk (or the point where the input
+// ended) exactly as a sequential reader would, and returns io.EOF only after
+// the digest of the whole payload matched.
 type PayloadReader struct {
 	Payload *Payload
 	Entries []Entry
@@ -149,9 +165,9 @@ type PayloadReader struct {
 	r       *Reader
 	i       int    // next chunk
 	off     uint64 // uncompressed offset of the next chunk
-	stored  []byte
-	data    []byte
-	sum     hash.Hash // of the whole payload
+	pl      *pipeline
+	held    *slot // the chunk the caller has (valid until the next Next)
+	err     error // sticky
 	done    bool
 	skipped bool
 	pending []byte // for Read
@@ -168,36 +184,59 @@ type Chunk struct {
 // Next returns the next verified chunk; io.EOF after the last one, once the
 // digest of the whole payload matched too.
 func (p *PayloadReader) Next() (Chunk, error) {
+	if p.err != nil {
+		return Chunk{}, p.err
+	}
+	if p.held != nil {
+		p.held.release()
+		p.held = nil
+	}
 	if p.i == len(p.Entries) {
 		if !p.done {
-			var d [32]byte
-			if !bytes.Equal(p.sum.Sum(d[:0]), p.Payload.Digest[:]) {
-				return Chunk{}, fmt.Errorf("%w: payload %s as a whole", ErrDigest, p.Payload.Name)
+			var sum [32]byte
+			if p.pl != nil {
+				close(p.pl.hashQ)
+				sum = <-p.pl.sum
+				p.pl = nil
+			} else {
+				sum = sha256.Sum256(nil)
+			}
+			if sum != p.Payload.Digest {
+				p.err = fmt.Errorf("%w: payload %s as a whole", ErrDigest, p.Payload.Name)
+				return Chunk{}, p.err
 			}
 			p.done = true
 		}
 		return Chunk{}, io.EOF
 	}
-	e := &p.Entries[p.i]
-	if cap(p.stored) < int(e.StoredSize) {
-		p.stored = make([]byte, e.StoredSize)
+	if p.pl == nil {
+		p.pl = startPipeline(p)
 	}
-	p.stored = p.stored[:e.StoredSize]
-	if err := readFull(p.r.r, p.stored, fmt.Sprintf("chunk %d of payload %s", p.i, p.Payload.Name)); err != nil {
-		return Chunk{}, err
+	s := <-p.pl.ordered
+	<-s.done
+	if s.err != nil {
+		p.err = s.err
+		if s.verifyErr {
+			p.err = fmt.Errorf("chunk %d of payload %s: %w", p.i, p.Payload.Name, s.err)
+		}
+		p.stop()
+		return Chunk{}, p.err
 	}
-	data, err := verifyChunk(p.r.dec, e, p.stored, p.data)
-	if err != nil {
-		return Chunk{}, fmt.Errorf("chunk %d of payload %s: %w", p.i, p.Payload.Name, err)
-	}
-	if e.Compression != Stored {
-		p.data = data
-	}
-	p.sum.Write(data)
-	c := Chunk{Index: p.i, Offset: p.off, Entry: e, Data: data}
+	s.refs.Store(2) // the caller and the whole-payload hasher
+	p.pl.hashQ <- s
+	p.held = s
+	c := Chunk{Index: p.i, Offset: p.off, Entry: s.e, Data: s.data}
 	p.i++
-	p.off += uint64(e.Size)
+	p.off += uint64(s.e.Size)
 	return c, nil
+}
+
+// stop ends the pipeline (after an error, Skip or Close); it does not wait
+// for a read in progress.
+func (p *PayloadReader) stop() {
+	if p.pl != nil {
+		p.pl.stop()
+	}
 }
 
 // verifyChunk checks the stored bytes against the table, decompresses them
@@ -219,6 +258,9 @@ func verifyChunk(dec *zstd.Decoder, e *Entry, stored, buf []byte) ([]byte, error
 	}
 	if len(data) != int(e.Size) {
 		return nil, fmt.Errorf("%w: %d bytes, the table says %d", ErrChunk, len(data), e.Size)
+	}
+	if e.Compression == Stored && e.Digest == e.StoredDigest {
+		return data, nil // the same bytes, already hashed
 	}
 	if sha256.Sum256(data) != e.Digest {
 		return nil, fmt.Errorf("%w: content", ErrDigest)
@@ -244,14 +286,218 @@ func (p *PayloadReader) Read(b []byte) (int, error) {
 // Skip discards the rest of the payload's data unverified (for inspection
 // only: nothing of it may be used).
 func (p *PayloadReader) Skip() error {
+	if p.err != nil {
+		return p.err
+	}
+	if p.held != nil {
+		p.held.release()
+		p.held = nil
+	}
+	from := p.i
+	if p.pl != nil {
+		// The pipeline read ahead: stop it and skip what it has not read.
+		p.pl.stop()
+		<-p.pl.fed
+		if p.pl.readErr != nil {
+			p.err = p.pl.readErr
+			return p.err
+		}
+		from, p.pl = p.pl.next, nil
+	}
 	var rest uint64
-	for _, e := range p.Entries[p.i:] {
+	for _, e := range p.Entries[from:] {
 		rest += uint64(e.StoredSize)
 	}
 	n, err := io.CopyN(io.Discard, p.r.r, int64(rest))
 	if err != nil && uint64(n) < rest {
-		return fmt.Errorf("%w: in the data of payload %s", ErrTruncated, p.Payload.Name)
+		p.err = fmt.Errorf("%w: in the data of payload %s", ErrTruncated, p.Payload.Name)
+		return p.err
 	}
 	p.i, p.pending, p.skipped = len(p.Entries), nil, true
 	return nil
 }
+
+// pipelineBudget bounds the chunk buffers (stored and decompressed) one
+// payload keeps in flight; with the default 256 KiB maximum chunk size it
+// allows 16 chunks. A payload with larger chunks gets fewer slots, at least
+// one (then the pipeline runs one chunk at a time).
+const (
+	pipelineBudget = 8 << 20
+	maxSlots       = 16
+	maxWorkers     = 4 // the decoder's concurrency (zstdDecoder)
+)
+
+// slot is one chunk in flight, with its reusable buffers.
+type slot struct {
+	e         *Entry
+	stored    []byte
+	buf       []byte // decompression buffer
+	data      []byte // the verified content (stored or buf)
+	err       error
+	verifyErr bool          // err is the chunk's (else a read error, reported as is)
+	done      chan struct{} // one token when data/err are set
+	refs      atomic.Int32
+	free      chan<- *slot
+}
+
+// release gives up one of the slot's two holders; the last returns it to
+// the free list for the reader to refill.
+func (s *slot) release() {
+	if s.refs.Add(-1) == 0 {
+		s.free <- s
+	}
+}
+
+// pipeline is the reading, verifying and hashing ahead of one payload.
+type pipeline struct {
+	free    chan *slot    // slots nobody holds
+	work    chan *slot    // read, to verify
+	ordered chan *slot    // read, in payload order, for Next
+	hashQ   chan *slot    // handed out, in order, for the whole-payload hash
+	sum     chan [32]byte // the whole-payload digest, after hashQ closed
+	quit    chan struct{}
+	once    sync.Once
+	// The reader goroutine's position, valid once fed is closed.
+	fed     chan struct{}
+	next    int   // index of the first chunk it did not read
+	readErr error // why it stopped early (a read error), if it did
+}
+
+func startPipeline(p *PayloadReader) *pipeline {
+	var maxStored, maxSize int
+	for i := p.i; i < len(p.Entries); i++ {
+		maxStored = max(maxStored, int(p.Entries[i].StoredSize))
+		maxSize = max(maxSize, int(p.Entries[i].Size)+1)
+	}
+	n := min(max(pipelineBudget/(maxStored+maxSize), 1), maxSlots, len(p.Entries)-p.i)
+	workers := min(runtime.GOMAXPROCS(0), maxWorkers, n)
+	pl := &pipeline{
+		free: make(chan *slot, n), work: make(chan *slot, n), ordered: make(chan *slot, n),
+		hashQ: make(chan *slot, n), sum: make(chan [32]byte, 1),
+		quit: make(chan struct{}), fed: make(chan struct{}),
+	}
+	for range n {
+		pl.free <- &slot{done: make(chan struct{}, 1), free: pl.free}
+	}
+	go pl.read(p, maxStored)
+	for range workers {
+		go pl.verify(p.r.dec, maxSize)
+	}
+	go pl.hash()
+	return pl
+}
+
+func (pl *pipeline) stop() { pl.once.Do(func() { close(pl.quit) }) }
+
+// read reads the stored bytes of each chunk in order into a free slot.
+func (pl *pipeline) read(p *PayloadReader, maxStored int) {
+	defer close(pl.fed)
+	defer close(pl.work)
+	for i := p.i; i < len(p.Entries); i++ {
+		var s *slot
+		select {
+		case s = <-pl.free:
+		case <-pl.quit:
+			pl.next = i
+			return
+		}
+		e := &p.Entries[i]
+		if s.stored == nil {
+			s.stored = make([]byte, maxStored)
+		}
+		s.e, s.stored, s.data, s.err, s.verifyErr = e, s.stored[:e.StoredSize], nil, nil, false
+		if err := readFull(p.r.r, s.stored, fmt.Sprintf("chunk %d of payload %s", i, p.Payload.Name)); err != nil {
+			s.err, pl.next, pl.readErr = err, i, err
+			s.done <- struct{}{}
+			pl.ordered <- s
+			return
+		}
+		pl.ordered <- s
+		pl.work <- s
+	}
+	pl.next = len(p.Entries)
+}
+
+// verify checks and decompresses the chunks the reader hands it.
+func (pl *pipeline) verify(dec *zstd.Decoder, maxSize int) {
+	for s := range pl.work {
+		select {
+		case <-pl.quit:
+			s.err = errors.New("bundle: reader stopped")
+		default:
+			if s.buf == nil && s.e.Compression == Zstd {
+				s.buf = make([]byte, 0, maxSize)
+			}
+			s.data, s.err = verifyChunk(dec, s.e, s.stored, s.buf)
+			s.verifyErr = s.err != nil
+		}
+		s.done <- struct{}{}
+	}
+}
+
+// hash feeds the handed-out chunks, in order, to the whole-payload digest.
+func (pl *pipeline) hash() {
+	h := sha256.New()
+	for {
+		select {
+		case s, ok := <-pl.hashQ:
+			if !ok {
+				var d [32]byte
+				h.Sum(d[:0])
+				pl.sum <- d
+				return
+			}
+			h.Write(s.data)
+			s.release()
+		case <-pl.quit:
+			return
+		}
+	}
+}
+
+// Random access, for delta installs that fetch parts of a remote bundle.
+
+// PayloadOffsets returns where payload i's chunk table and chunk data start
+// in the bundle, from the sizes in the header and signature section.
+func (r *Reader) PayloadOffsets(i int) (table, data int64) {
+	off := int64(len(r.HeaderBytes) + len(r.SigBytes))
+	for j := 0; j < i; j++ {
+		p := &r.Header.Payloads[j]
+		off += int64(p.TableSize()) + int64(p.StoredSize)
+	}
+	return off, off + int64(r.Header.Payloads[i].TableSize())
+}
+
+// BundleSize returns the total size of the bundle.
+func (r *Reader) BundleSize() int64 {
+	n := len(r.Header.Payloads)
+	_, data := r.PayloadOffsets(n - 1)
+	return data + int64(r.Header.Payloads[n-1].StoredSize)
+}
+
+// Table checks payload i's chunk table bytes against the verified header
+// and parses them. It needs Verify first.
+func (r *Reader) Table(i int, table []byte) ([]Entry, error) {
+	if !r.verified {
+		return nil, ErrVerify
+	}
+	p := &r.Header.Payloads[i]
+	if TableDigest(table) != p.TableDigest {
+		return nil, fmt.Errorf("%w: chunk table of payload %s", ErrDigest, p.Name)
+	}
+	return ParseTable(table, p)
+}
+
+// VerifyChunk checks a chunk's stored bytes against its table entry,
+// decompresses them (into buf when it is large enough) and checks the
+// content. Only the returned bytes may be used.
+func VerifyChunk(e *Entry, stored, buf []byte) ([]byte, error) {
+	dec, err := zstdDecoder()
+	if err != nil {
+		return nil, err
+	}
+	return verifyChunk(dec, e, stored, buf)
+}
+
+// Info returns the payload's description and chunk table.
+func (p *PayloadReader) Info() (*Payload, []Entry) { return p.Payload, p.Entries }

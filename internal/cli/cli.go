@@ -102,7 +102,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 	root.PersistentFlags().StringVar(&a.root, "root", a.env.Getenv("TANDEM_ROOT"), "root prefix: the directory every device path resolves under (env TANDEM_ROOT)")
 	root.PersistentFlags().StringVar(&a.configPath, "config", config.DefaultPath, "device path of the system configuration")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.systemCommand(), a.simCommand(), a.updateCommand(), a.bundleCommand(), a.keyCommand())
+	root.AddCommand(a.systemCommand(), a.simCommand(), a.updateCommand(), a.bundleCommand(), a.keyCommand(), a.slotsCommand())
 	return root
 }
 

@@ -67,6 +67,8 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 	f.StringVar(&o.HTTP.KeyFile, "client-key", "", "key of the client certificate (PEM)")
 	f.StringArrayVar(&o.HTTP.Headers, "header", nil, "extra HTTP header \"Name: value\" (repeatable)")
 	f.BoolVar(&jsonOut, "json", false, "JSON lines on stdout instead of a progress bar")
+	f.BoolVar(&o.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
+	f.Int64Var(&o.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 16384, -1 = never)")
 	cmd.AddCommand(installCmd)
 	return cmd
 }
@@ -119,14 +121,20 @@ func (p *progress) event(e install.Event) {
 
 func (p *progress) done(r *install.Result) {
 	if p.json {
+		t := r.Transfer
 		_ = p.enc.Encode(install.Event{Event: "done", Bytes: r.BytesWritten, Total: r.BytesWritten,
-			BundleHash: r.BundleHash, Group: r.Group, Version: r.Version})
+			BundleHash: r.BundleHash, Group: r.Group, Version: r.Version, BytesDownloaded: t.BytesDownloaded,
+			BytesReused: t.BytesReused, ChunksFetched: t.ChunksFetched, Requests: t.Requests})
 		return
 	}
 	if p.active {
 		fmt.Fprintln(p.a.env.Stdout)
 	}
 	p.a.printf("installed %s (bundle %s) into group %s: %s written\n", r.Version, r.BundleHash, r.Group, humanBytes(r.BytesWritten))
+	if t := r.Transfer; t.Requests > 0 {
+		p.a.printf("downloaded %s in %d requests (%d chunks); reused %s from local slots\n",
+			humanBytes(uint64(t.BytesDownloaded)), t.Requests, t.ChunksFetched, humanBytes(uint64(t.BytesReused)))
+	}
 }
 
 func (p *progress) fail(err error) {

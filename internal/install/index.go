@@ -1,7 +1,6 @@
 package install
 
 import (
-	"encoding/binary"
 	"path"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
@@ -20,17 +19,7 @@ const indexMagic = "TIDX"
 
 // saveSlotIndex records the chunk index of a slot written from payload p.
 func saveSlotIndex(d *device.Device, slot string, p *bundle.Payload, entries []bundle.Entry) error {
-	b := []byte(indexMagic)
-	b = binary.LittleEndian.AppendUint16(b, 1)
-	b = append(b, byte(p.Chunker), 0)
-	b = binary.LittleEndian.AppendUint32(b, p.ChunkMin)
-	b = binary.LittleEndian.AppendUint32(b, p.ChunkAvg)
-	b = binary.LittleEndian.AppendUint32(b, p.ChunkMax)
-	b = binary.LittleEndian.AppendUint64(b, p.Size)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(entries)))
-	for i := range entries {
-		b = bundle.MarshalEntry(b, &entries[i])
-	}
+	b := marshalIndex(&SlotIndex{Chunker: p.Chunker, Min: p.ChunkMin, Avg: p.ChunkAvg, Max: p.ChunkMax, Size: p.Size, Entries: entries})
 	dir := path.Join(d.Config.DataDir, IndexDir)
 	if err := d.FS.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -43,6 +32,9 @@ func saveSlotIndex(d *device.Device, slot string, p *bundle.Payload, entries []b
 // content the slot no longer holds.
 func forgetSlotIndex(d *device.Device, slot string) error {
 	dir := path.Join(d.Config.DataDir, IndexDir)
+	if err := d.FS.Remove(path.Join(dir, slot+scanSuffix)); err != nil && !rootfs.IsNotExist(err) {
+		return err
+	}
 	if err := d.FS.Remove(path.Join(dir, slot+".tidx")); err != nil {
 		if rootfs.IsNotExist(err) {
 			return nil

@@ -7,6 +7,7 @@ package install
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,11 @@ type Options struct {
 	Source string    // path, "-" (Stdin) or http(s) URL
 	Stdin  io.Reader // for "-"
 	HTTP   HTTPOptions
+	// NoDelta reads a URL as one stream even when the server supports ranges.
+	NoDelta bool
+	// DeltaGap: fetch the bytes between two needed chunks when the gap is at
+	// most this many bytes, to save a request (0 = 16 KiB, negative = never).
+	DeltaGap int64
 
 	Trust          []string // extra trusted key or certificate files (host paths)
 	BundleHash     string   // a pinned bundle hash, accepted instead of a signature
@@ -64,6 +70,11 @@ type Event struct {
 	Group      string `json:"group,omitempty"`
 	Version    string `json:"version,omitempty"`
 	Message    string `json:"message,omitempty"`
+	// In the final "done" event of an install from a URL:
+	BytesDownloaded int64 `json:"bytesDownloaded,omitempty"` // every body byte received
+	BytesReused     int64 `json:"bytesReused,omitempty"`     // content copied from local slots
+	ChunksFetched   int64 `json:"chunksFetched,omitempty"`
+	Requests        int64 `json:"requests,omitempty"`
 }
 
 // Result describes a finished installation.
@@ -72,6 +83,7 @@ type Result struct {
 	Group        string
 	Version      string
 	BytesWritten uint64
+	Transfer     DeltaStats // what was downloaded and what was reused
 }
 
 // Install installs the bundle from o.Source into a spare group of d.
@@ -108,17 +120,17 @@ func Install(d *device.Device, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	src, err := openSource(o)
+	ctx := context.Background()
+	src, err := openSource(ctx, d, target, o)
 	if err != nil {
 		return nil, err
 	}
-	defer src.Close()
-	br, err := bundle.NewReader(bufio.NewReaderSize(src, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	defer br.Close()
+	defer src.close()
+	br := src.reader()
 	if err := br.Verify(verifier(d, o)); err != nil {
+		return nil, err
+	}
+	if err := src.check(); err != nil {
 		return nil, err
 	}
 	h := br.Header
@@ -142,19 +154,19 @@ func Install(d *device.Device, o Options) (*Result, error) {
 	}
 	w := &progressWriter{o: o, total: total, hash: br.Hash.String(), group: target, version: h.Version}
 	for i := range h.Payloads {
-		pr, err := br.NextPayload()
+		pr, done, err := src.payload(i)
 		if err != nil {
 			return nil, err
 		}
-		w.payload = pr.Payload.Name
-		if err := writePayload(d, pr, plan[i], w); err != nil {
-			return nil, fmt.Errorf("payload %s: %w", pr.Payload.Name, err)
+		p, _ := pr.Info()
+		w.payload = p.Name
+		err = writePayload(d, pr, plan[i], w)
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("payload %s: %w", p.Name, err)
 		}
 	}
-	if _, err := br.NextPayload(); !errors.Is(err, io.EOF) {
-		if err == nil {
-			err = fmt.Errorf("%w: more payloads than the header lists", bundle.ErrFormat)
-		}
+	if err := src.finish(); err != nil {
 		return nil, err
 	}
 	if err := d.RecordInstall(target, h.Version, br.Hash.String()); err != nil {
@@ -170,7 +182,7 @@ func Install(d *device.Device, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	res := &Result{BundleHash: br.Hash.String(), Group: target, Version: h.Version, BytesWritten: w.written}
+	res := &Result{BundleHash: br.Hash.String(), Group: target, Version: h.Version, BytesWritten: w.written, Transfer: src.stats()}
 	if o.Reboot == RebootYes {
 		if err := d.Reboot(); err != nil {
 			return res, err
@@ -232,6 +244,13 @@ func TrustVerifier(trust *signature.TrustStore, now time.Time, signer *signature
 		}
 		return err
 	}
+}
+
+// payloadStream yields one payload's verified content, by chunk or as bytes.
+type payloadStream interface {
+	io.Reader
+	Next() (bundle.Chunk, error)
+	Info() (*bundle.Payload, []bundle.Entry)
 }
 
 // slotPlan is where one payload goes.
@@ -317,8 +336,8 @@ func slotCapacity(d *device.Device, s config.Slot) (uint64, bool) {
 }
 
 // writePayload streams one payload's verified bytes to its destination.
-func writePayload(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *progressWriter) error {
-	p := pr.Payload
+func writePayload(d *device.Device, pr payloadStream, plan slotPlan, w *progressWriter) error {
+	p, _ := pr.Info()
 	switch {
 	case p.Kind == bundle.KindExecute:
 		return runHandler(d, p.Handler, pr, w)
@@ -346,7 +365,7 @@ func writePayload(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *
 
 // writeImage writes a slot image chunk by chunk, then syncs it and records
 // the slot's chunk index.
-func writeImage(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *progressWriter) error {
+func writeImage(d *device.Device, pr payloadStream, plan slotPlan, w *progressWriter) error {
 	p, err := d.SlotPath(plan.slot)
 	if err != nil {
 		return err
@@ -389,13 +408,15 @@ func writeImage(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *pr
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return saveSlotIndex(d, plan.name, pr.Payload, pr.Entries)
+	payload, entries := pr.Info()
+	return saveSlotIndex(d, plan.name, payload, entries)
 }
 
 // runHandler streams the payload to a handler program on stdin.
-func runHandler(d *device.Device, argv []string, pr *bundle.PayloadReader, w *progressWriter) error {
+func runHandler(d *device.Device, argv []string, pr payloadStream, w *progressWriter) error {
+	p, _ := pr.Info()
 	cmd := exec.Command(d.FS.Path(argv[0]), argv[1:]...)
-	cmd.Env = append(os.Environ(), "TANDEM_ROOT="+d.FS.Path("/"), "TANDEM_PAYLOAD="+pr.Payload.Name)
+	cmd.Env = append(os.Environ(), "TANDEM_ROOT="+d.FS.Path("/"), "TANDEM_PAYLOAD="+p.Name)
 	cmd.Stdin = io.TeeReader(pr, w)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

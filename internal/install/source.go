@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 )
 
 // HTTPOptions configure downloads.
@@ -18,51 +19,68 @@ type HTTPOptions struct {
 	Headers  []string // extra "Name: value" headers
 }
 
-// openSource opens a path, "-" (stdin) or an http(s) URL as one stream.
-func openSource(o Options) (io.ReadCloser, error) {
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
+
+// openStream opens a path, "-" (stdin) or an http(s) URL as one stream.
+func openStream(o Options) (io.ReadCloser, error) {
 	switch {
 	case o.Source == "-":
 		return io.NopCloser(o.Stdin), nil
-	case strings.HasPrefix(o.Source, "http://"), strings.HasPrefix(o.Source, "https://"):
+	case isURL(o.Source):
 		return openHTTP(o.Source, o.HTTP)
 	}
 	return os.Open(o.Source)
 }
 
-func openHTTP(url string, o HTTPOptions) (io.ReadCloser, error) {
+// httpClient returns a client with the TLS settings of o; it honours the
+// proxy environment variables.
+func httpClient(o HTTPOptions) (*http.Client, http.Header, error) {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("ca file: %w", err)
+			return nil, nil, fmt.Errorf("ca file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca file %s: no PEM certificates", o.CAFile)
+			return nil, nil, fmt.Errorf("ca file %s: no PEM certificates", o.CAFile)
 		}
 		tlsConf.RootCAs = pool
 	}
 	if o.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("client certificate: %w", err)
+			return nil, nil, fmt.Errorf("client certificate: %w", err)
 		}
 		tlsConf.Certificates = []tls.Certificate{cert}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone() // honours HTTP(S)_PROXY / NO_PROXY
 	tr.TLSClientConfig = tlsConf
+	tr.ResponseHeaderTimeout = 30 * time.Second
+	headers := http.Header{}
+	for _, h := range o.Headers {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok {
+			return nil, nil, fmt.Errorf("header %q: want \"Name: value\"", h)
+		}
+		headers.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return &http.Client{Transport: tr}, headers, nil
+}
+
+func openHTTP(url string, o HTTPOptions) (io.ReadCloser, error) {
+	client, headers, err := httpClient(o)
+	if err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	for _, h := range o.Headers {
-		k, v, ok := strings.Cut(h, ":")
-		if !ok {
-			return nil, fmt.Errorf("header %q: want \"Name: value\"", h)
-		}
-		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	req.Header = headers
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("download: %w", err)
 	}

@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/chunker"
+	"github.com/tandem-ota/tandem/internal/install"
+)
+
+func (a *app) slotsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "slots", Short: "Slot chunk indexes (for delta updates)"}
+	var chunkSize string
+	var fixed bool
+	index := &cobra.Command{
+		Use:   "index SLOT",
+		Short: "Index a slot's chunks ahead of time (delta installs otherwise do it on first need)",
+		Long: `Read a block or file slot and record the digest of every chunk of its content, with the
+chunker parameters bundles use (content-defined, average --chunk-size). Delta installs copy
+chunks found in these indexes from the local slot instead of downloading them. Slots tandem
+wrote are indexed at install time; this command is for slots it never wrote, such as the
+factory image, and is done automatically on the first delta install.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			size, err := parseSize(chunkSize)
+			if err != nil {
+				return usageError{fmt.Errorf("--chunk-size: %w", err)}
+			}
+			ch, p := bundle.ChunkerBuzhash, chunker.ParamsForAvg(int(size))
+			if fixed {
+				ch, p = bundle.ChunkerFixed, chunker.Fixed(int(size))
+			}
+			x, err := install.ScanSlot(d, args[0], ch, uint32(p.Min), uint32(p.Avg), uint32(p.Max))
+			if err != nil {
+				return err
+			}
+			a.printf("indexed slot %s: %d chunks, %s\n", args[0], len(x.Entries), humanBytes(x.Size))
+			return nil
+		},
+	}
+	index.Flags().StringVar(&chunkSize, "chunk-size", "64K", "average chunk size of the bundles this device gets")
+	index.Flags().BoolVar(&fixed, "fixed-chunks", false, "fixed-size chunks")
+	cmd.AddCommand(index)
+	return cmd
+}

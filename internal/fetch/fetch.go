@@ -1,0 +1,326 @@
+// Package fetch reads byte ranges of one file from any plain HTTP(S) server,
+// object store or CDN that honours Range requests. It is the transport of
+// tandem's delta installs: no server-side component is needed.
+//
+// # Contract
+//
+// [Client.Open] probes a URL with "Range: bytes=0-(n-1)". A 206 answer with a
+// valid Content-Range yields a [Remote] (size, ETag, Last-Modified) and the
+// first bytes of the file. A 200 answer means the server ignores Range: Open
+// then returns [ErrNoRange] together with the open body, positioned at offset
+// 0, so the caller can fall back to a streaming full install without a second
+// request.
+//
+// [Client.Fetch] gets a sorted list of non-overlapping ranges of that Remote
+// and hands each range's exact bytes to a deliver callback, in order. Ranges
+// whose gap is at most GapThreshold bytes are coalesced into one request (the
+// gap bytes are fetched, counted and discarded); no request asks for more than
+// MaxRequestSize bytes; up to Concurrency requests are in flight; at most
+// Concurrency request buffers are held at once (a single range longer than
+// MaxRequestSize is the exception: it is fetched in MaxRequestSize pieces but
+// buffered whole, since it is delivered in one call).
+//
+// Every request names both ends of its range ("bytes=A-B", never the
+// open-ended "bytes=A-"), so a misbehaving server or proxy can never make
+// tandem download more than it asked for. Every Fetch request carries
+// If-Range with the Remote's strong ETag (or its Last-Modified when there is no
+// strong ETag): a file replaced on the server answers 200 and Fetch returns
+// [ErrChanged] without retrying; the caller must start over with Open.
+//
+// Only one range is requested per HTTP request; multipart/byteranges is never
+// used. One range per request is simpler to parse, is what CDNs and object
+// stores cache and serve best (many reject or mangle multi-range requests,
+// or answer them with the whole file), and lets every response be verified
+// on its own: its Content-Range must equal the request and its body length
+// must match exactly.
+//
+// # Failures and retries
+//
+// Transient failures are retried, per request, up to Retries times with
+// capped exponential backoff and jitter: connection errors and resets, a body
+// that ends early or is longer than announced, a 206 whose Content-Range does
+// not match the request, 408, 429 and 5xx answers, and stalls (a body read
+// that makes no progress for StallTimeout). Retry-After (seconds or an HTTP
+// date) on 429 and 503 is honoured up to MaxBackoff. A retried request resumes
+// after the bytes already received, since nothing of a request is delivered
+// before all of it has arrived (progress does not refill a request's retry
+// budget). Other answers (404, 403, 416, ...) fail at once with an error
+// naming the status. The stall detector covers body reads only; the default
+// HTTP client bounds connecting and waiting for response headers.
+//
+// Fetch does not verify content: deliver gets exactly the bytes the server
+// sent for that range. Callers check each chunk's digest in deliver; if
+// deliver returns an error, Fetch stops (cancelling requests in flight) and
+// returns that error unchanged. Ranges are delivered strictly in order, so
+// after any failure the ranges delivered are a prefix of the list. To retry
+// wrong bytes the caller may call Fetch again for the remaining ranges,
+// starting with the one that failed (a caching proxy may serve the same wrong
+// bytes again, so give up after a few attempts).
+//
+// A Client is safe for concurrent use and must not be copied after first use.
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for the zero values of Client's fields.
+const (
+	DefaultRetries        = 5
+	DefaultMinBackoff     = 1 * time.Second
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultConcurrency    = 4
+	DefaultGapThreshold   = 16 << 10
+	DefaultMaxRequestSize = 8 << 20
+	DefaultStallTimeout   = 30 * time.Second
+
+	// Timeouts of the default HTTP client.
+	DefaultConnectTimeout = 15 * time.Second
+	DefaultHeaderTimeout  = 30 * time.Second
+)
+
+var (
+	// ErrNoRange is returned by Open when the server ignores Range and
+	// answers 200 with the whole file.
+	ErrNoRange = errors.New("fetch: server does not support range requests")
+	// ErrChanged is returned by Fetch when the file on the server is no
+	// longer the one Open saw (If-Range answered with 200, or a 416 for a
+	// range inside the size Open reported). It is never retried.
+	ErrChanged = errors.New("fetch: file changed on the server")
+	// ErrStalled is the cause of a body read that made no progress for
+	// StallTimeout. Fetch retries it; a body returned by Open with
+	// ErrNoRange fails with it.
+	ErrStalled = errors.New("fetch: transfer stalled")
+)
+
+// Client fetches ranges over HTTP. The zero value is ready to use; every zero
+// field takes its default.
+type Client struct {
+	// HTTP is the client requests go through. Nil: a client with a 15 s
+	// connect and TLS handshake timeout and a 30 s response header timeout,
+	// and no overall timeout (a stall detector bounds body reads instead).
+	// The stall detector applies to any client; header timeouts are the
+	// caller's business when HTTP is set.
+	HTTP *http.Client
+	// Headers are added to every request (for example authorization).
+	// Range, If-Range and Accept-Encoding are always set by the Client.
+	Headers http.Header
+	// Retries is the number of retries per request after the first attempt
+	// (default 5; negative: none).
+	Retries int
+	// MinBackoff and MaxBackoff bound the capped exponential backoff
+	// between attempts (defaults 1 s and 30 s). The n-th retry waits a
+	// uniformly random time in [d/2, d] with d = min(MaxBackoff,
+	// MinBackoff·2^(n-1)), or Retry-After if that is longer, but never more
+	// than MaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// Concurrency is the number of requests in flight (default 4).
+	Concurrency int
+	// GapThreshold coalesces two ranges whose gap is at most this many bytes
+	// into one request (default 16 KiB; negative: only adjacent ranges).
+	GapThreshold int64
+	// MaxRequestSize is the most bytes one request asks for (default 8 MiB).
+	MaxRequestSize int64
+	// StallTimeout fails a body read that makes no progress for this long
+	// (default 30 s).
+	StallTimeout time.Duration
+	// Sleep waits between attempts; tests replace it. Default: a timer that
+	// also returns early when the context is cancelled.
+	Sleep func(time.Duration)
+
+	received, requests, retries atomic.Int64
+
+	httpOnce    sync.Once
+	defaultHTTP *http.Client
+}
+
+// Remote describes a file that supports range requests.
+type Remote struct {
+	URL string
+	// Size is the file's length in bytes (from Content-Range; from
+	// Content-Length, possibly -1, with ErrNoRange).
+	Size         int64
+	ETag         string
+	LastModified string
+}
+
+// Stats are totals since a Client was created.
+type Stats struct {
+	// BytesReceived counts every response body byte read: coalescing gaps,
+	// error bodies and bytes of failed attempts included.
+	BytesReceived int64
+	// Requests counts HTTP requests sent, retries included.
+	Requests int64
+	// Retries counts attempts after the first of each request.
+	Retries int64
+}
+
+// Stats returns the totals since c was created. It is safe for concurrent
+// use.
+func (c *Client) Stats() Stats {
+	return Stats{
+		BytesReceived: c.received.Load(),
+		Requests:      c.requests.Load(),
+		Retries:       c.retries.Load(),
+	}
+}
+
+// Range is a byte range of a Remote: Len bytes from offset Off.
+type Range struct{ Off, Len int64 }
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	c.httpOnce.Do(func() {
+		d := &net.Dialer{Timeout: DefaultConnectTimeout, KeepAlive: 30 * time.Second}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = d.DialContext
+		t.TLSHandshakeTimeout = DefaultConnectTimeout
+		t.ResponseHeaderTimeout = DefaultHeaderTimeout
+		t.MaxIdleConnsPerHost = max(c.concurrency(), 2)
+		c.defaultHTTP = &http.Client{Transport: t}
+	})
+	return c.defaultHTTP
+}
+
+func (c *Client) retryLimit() int {
+	switch {
+	case c.Retries < 0:
+		return 0
+	case c.Retries == 0:
+		return DefaultRetries
+	}
+	return c.Retries
+}
+
+func (c *Client) backoffBounds() (lo, hi time.Duration) {
+	lo, hi = c.MinBackoff, c.MaxBackoff
+	if lo <= 0 {
+		lo = DefaultMinBackoff
+	}
+	if hi <= 0 {
+		hi = DefaultMaxBackoff
+	}
+	return lo, max(lo, hi)
+}
+
+func (c *Client) concurrency() int {
+	if c.Concurrency <= 0 {
+		return DefaultConcurrency
+	}
+	return c.Concurrency
+}
+
+func (c *Client) gapThreshold() int64 {
+	switch {
+	case c.GapThreshold < 0:
+		return 0
+	case c.GapThreshold == 0:
+		return DefaultGapThreshold
+	}
+	return c.GapThreshold
+}
+
+func (c *Client) maxRequestSize() int64 {
+	if c.MaxRequestSize <= 0 {
+		return DefaultMaxRequestSize
+	}
+	return c.MaxRequestSize
+}
+
+func (c *Client) stallTimeout() time.Duration {
+	if c.StallTimeout <= 0 {
+		return DefaultStallTimeout
+	}
+	return c.StallTimeout
+}
+
+// Open probes url with "Range: bytes=0-(n-1)" (n ≥ 1).
+//
+// On a 206 answer with a valid Content-Range it returns the Remote (size from
+// Content-Range, ETag, Last-Modified) and the first min(n, Size) bytes of the
+// file. An empty file (416 with "Content-Range: bytes */0", or 200 with
+// "Content-Length: 0") yields a Remote of Size 0, no bytes and no error.
+//
+// On a 200 answer (Range ignored) it returns ErrNoRange together with a
+// Remote (Size from Content-Length, -1 if unknown) and the open response body
+// positioned at offset 0; the caller must close it. Reads from that body are
+// counted in Stats and fail with ErrStalled after StallTimeout without
+// progress; ctx still governs it.
+//
+// 408, 429 and 5xx answers and transport failures are retried; any other
+// status is an error naming it. Remote.URL is url itself, not the target of a
+// redirect (signed redirect targets often expire).
+func (c *Client) Open(ctx context.Context, url string, n int64) (*Remote, []byte, io.ReadCloser, error) {
+	if n < 1 {
+		return nil, nil, nil, fmt.Errorf("fetch: Open %s: probe length %d < 1", url, n)
+	}
+	var (
+		remote *Remote
+		data   []byte
+		body   io.ReadCloser
+	)
+	rng := fmt.Sprintf("bytes=0-%d", n-1)
+	err := c.retry(ctx, func() error {
+		resp, b, err := c.get(ctx, url, rng, "")
+		if err != nil {
+			return err
+		}
+		hdr := resp.Header
+		switch resp.StatusCode {
+		case http.StatusPartialContent:
+			defer b.Close()
+			start, end, size, err := parseContentRange(hdr.Get("Content-Range"))
+			if err != nil || size < 0 || start != 0 || end != min(n, size)-1 {
+				return transient(fmt.Errorf("fetch: GET %s (%s): 206 with Content-Range %q", url, rng, hdr.Get("Content-Range")))
+			}
+			if err := checkEncoding(url, rng, hdr); err != nil {
+				return err
+			}
+			buf := make([]byte, end+1)
+			if _, err := b.readExactly(url, rng, buf, resp.ContentLength); err != nil {
+				return err
+			}
+			remote = &Remote{URL: url, Size: size, ETag: hdr.Get("ETag"), LastModified: hdr.Get("Last-Modified")}
+			data = buf
+			return nil
+		case http.StatusOK:
+			if err := checkEncoding(url, rng, hdr); err != nil {
+				b.Close()
+				return err
+			}
+			remote = &Remote{URL: url, Size: resp.ContentLength, ETag: hdr.Get("ETag"), LastModified: hdr.Get("Last-Modified")}
+			if resp.ContentLength == 0 {
+				b.drainClose() // an empty file: no range to serve
+				return nil
+			}
+			body = b
+			return nil
+		case http.StatusRequestedRangeNotSatisfiable:
+			b.drainClose()
+			if _, _, size, err := parseContentRange(hdr.Get("Content-Range")); err == nil && size == 0 {
+				remote = &Remote{URL: url, Size: 0, ETag: hdr.Get("ETag"), LastModified: hdr.Get("Last-Modified")}
+				return nil
+			}
+		default:
+			b.drainClose()
+		}
+		return statusErr(url, rng, resp)
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if body != nil {
+		return remote, nil, body, ErrNoRange
+	}
+	return remote, data, nil, nil
+}

@@ -1,0 +1,205 @@
+package install_test
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/fetch"
+	"github.com/tandem-ota/tandem/internal/install"
+)
+
+// deltaDevice is a device whose group a holds v1 as a factory image tandem
+// never wrote (so it has no recorded index).
+func deltaDevice(t *testing.T) string {
+	t.Helper()
+	dir := newDevice(t, devOpts{})
+	f, err := os.OpenFile(filepath.Join(dir, "slots/system-a.img"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(fx.imgV1, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return dir
+}
+
+// serve serves bundle b at /b.tandem through wrap (nil: plain, with Range).
+func serve(t *testing.T, b []byte, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "b.tandem", time.Unix(1700000000, 0), bytes.NewReader(b))
+	})
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL + "/b.tandem"
+}
+
+func installURL(t *testing.T, dir, url string, o install.Options) (*install.Result, error) {
+	t.Helper()
+	o.Source, o.Now = url, time.Now
+	return install.Install(open(t, dir), o)
+}
+
+func TestDeltaInstall(t *testing.T) {
+	dir := deltaDevice(t)
+	res, err := installURL(t, dir, serve(t, fx.sysV2, nil), install.Options{Reboot: install.RebootSet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSlot(t, dir, "b", fx.imgV2)
+	tr := res.Transfer
+	t.Logf("delta: %d of %d bundle bytes downloaded in %d requests, %d bytes reused, %d chunks fetched",
+		tr.BytesDownloaded, len(fx.sysV2), tr.Requests, tr.BytesReused, tr.ChunksFetched)
+	if tr.BytesReused == 0 || tr.BytesDownloaded >= int64(len(fx.sysV2))/2 {
+		t.Fatalf("delta saved too little: %+v of %d", tr, len(fx.sysV2))
+	}
+	if g := reboot(t, dir); g != "b" {
+		t.Fatalf("booted %s", g)
+	}
+	// The full path for comparison, on another device.
+	dir2 := deltaDevice(t)
+	full, err := installURL(t, dir2, serve(t, fx.sysV2, nil), install.Options{NoDelta: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Transfer.BytesDownloaded != int64(len(fx.sysV2)) || full.Transfer.Requests != 1 {
+		t.Fatalf("--no-delta: %+v", full.Transfer)
+	}
+	checkSlot(t, dir2, "b", fx.imgV2)
+}
+
+// A server that ignores Range gets a streaming full install.
+func TestDeltaFallbackWithoutRange(t *testing.T) {
+	dir := deltaDevice(t)
+	url := serve(t, fx.sysV2, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Range")
+			h.ServeHTTP(w, r)
+		})
+	})
+	res, err := installURL(t, dir, url, install.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSlot(t, dir, "b", fx.imgV2)
+	if res.Transfer.Requests != 1 || res.Transfer.BytesDownloaded != int64(len(fx.sysV2)) {
+		t.Fatalf("fallback: %+v", res.Transfer)
+	}
+}
+
+// Wrong bytes from the server are caught by the chunk digest and fetched
+// again; transient 500s are retried; the slot ends byte-identical.
+func TestDeltaServerFaults(t *testing.T) {
+	var n atomic.Int64
+	for _, tc := range []struct {
+		name string
+		wrap func(http.Handler) http.Handler
+	}{
+		{"wrong bytes once", func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) == 4 { // a chunk request, not the probe or a table
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, r)
+					body := rec.Body.Bytes()
+					if len(body) > 10 {
+						body[len(body)/2] ^= 0xff
+					}
+					for k, v := range rec.Header() {
+						w.Header()[k] = v
+					}
+					w.WriteHeader(rec.Code)
+					w.Write(body)
+					return
+				}
+				h.ServeHTTP(w, r)
+			})
+		}},
+		{"intermittent 500", func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1)%3 == 0 {
+					http.Error(w, "busy", http.StatusInternalServerError)
+					return
+				}
+				h.ServeHTTP(w, r)
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.Store(0)
+			dir := deltaDevice(t)
+			o := install.Options{}
+			if _, err := installURL(t, dir, serve(t, fx.sysV2, tc.wrap), o); err != nil {
+				t.Fatal(err)
+			}
+			checkSlot(t, dir, "b", fx.imgV2)
+		})
+	}
+}
+
+// A bundle replaced on the server during the install fails cleanly.
+func TestDeltaBundleReplaced(t *testing.T) {
+	dir := deltaDevice(t)
+	var n atomic.Int64
+	other := append(bytes.Clone(fx.sysV2[:len(fx.sysV2)-1]), fx.sysV2[len(fx.sysV2)-1]^1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		content, mod := fx.sysV2, time.Unix(1700000000, 0)
+		if n.Add(1) > 3 {
+			content, mod = other, time.Unix(1800000000, 0)
+		}
+		w.Header().Set("ETag", `"`+mod.Format("20060102150405")+`"`)
+		http.ServeContent(w, r, "b.tandem", mod, bytes.NewReader(content))
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	before := snapshot(t, filepath.Join(dir, "boot"))
+	_, err := installURL(t, dir, srv.URL+"/b.tandem", install.Options{Reboot: install.RebootSet})
+	if !errors.Is(err, fetch.ErrChanged) {
+		t.Fatalf("got %v, want ErrChanged", err)
+	}
+	if after := snapshot(t, filepath.Join(dir, "boot")); !equalSnap(before, after) {
+		t.Fatal("the boot configuration changed")
+	}
+	if st := state(t, dir); st.Groups["b"].Version != "" {
+		t.Fatal("a version was recorded for the half-written group")
+	}
+}
+
+// A remote file longer or shorter than its header says is refused before writing.
+func TestDeltaSizeMismatch(t *testing.T) {
+	for _, tc := range []struct {
+		b    []byte
+		want error
+	}{
+		{append(bytes.Clone(fx.sysV2), 0), bundle.ErrTrailing},
+		{fx.sysV2[:len(fx.sysV2)-1], bundle.ErrTruncated},
+	} {
+		dir := deltaDevice(t)
+		if _, err := installURL(t, dir, serve(t, tc.b, nil), install.Options{}); !errors.Is(err, tc.want) {
+			t.Errorf("got %v, want %v", err, tc.want)
+		}
+	}
+}
+
+func equalSnap(a, b snap) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
