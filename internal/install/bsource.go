@@ -24,6 +24,8 @@ type bundleSource interface {
 	// finish runs after the last payload.
 	finish() error
 	stats() DeltaStats
+	// resuming says an earlier install of this bundle was interrupted.
+	resuming(bool)
 	close()
 }
 
@@ -45,7 +47,7 @@ func openSource(ctx context.Context, d *device.Device, target string, o Options)
 	if err != nil {
 		return nil, err
 	}
-	fc := &fetch.Client{HTTP: client, Headers: headers, GapThreshold: o.DeltaGap}
+	fc := &fetch.Client{HTTP: client, Headers: headers, GapThreshold: o.DeltaGap, MaxRequestSize: o.MaxRequest}
 	remote, first, body, err := fc.Open(ctx, o.Source, probeSize)
 	if errors.Is(err, fetch.ErrNoRange) {
 		// The server ignores Range: install from the body it sent.
@@ -82,6 +84,7 @@ func newStreamSource(rc io.ReadCloser, remote bool) (*streamSource, error) {
 
 func (s *streamSource) reader() *bundle.Reader { return s.br }
 func (s *streamSource) check() error           { return nil }
+func (s *streamSource) resuming(bool)          {}
 func (s *streamSource) close()                 { s.rc.Close() }
 
 func (s *streamSource) payload(int) (payloadStream, func(), error) {
@@ -120,6 +123,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func (s *deltaSource) reader() *bundle.Reader { return s.br }
 func (s *deltaSource) close()                 {}
 func (s *deltaSource) finish() error          { return nil }
+func (s *deltaSource) resuming(r bool)        { s.resume = r }
 
 // check compares the remote size with the size the header describes.
 func (s *deltaSource) check() error {

@@ -72,6 +72,9 @@ type deltaSource struct {
 	stats0 DeltaStats
 	// scanned remembers the slots already indexed during this install.
 	scanned map[string]bool
+	// resume: an earlier install of this bundle into this group was
+	// interrupted; chunks already in the target slot are kept.
+	resume bool
 }
 
 // deltaPayload returns a verified stream of payload i's content.
@@ -96,6 +99,13 @@ func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
 	if p.Kind == bundle.KindSlot {
 		if local, err = localChunks(s.d, s.target, p, s.scanned); err != nil {
 			return nil, err
+		}
+		if s.resume {
+			if name, ok := s.d.Config.Groups[s.target].Slots[p.Target]; ok {
+				if sp, err := s.d.SlotPath(s.d.Config.Slots[name]); err == nil {
+					inPlace(sp, entries, local)
+				}
+			}
 		}
 	}
 	st := &deltaStream{src: s, p: p, entries: entries, local: local, sum: sha256.New(), files: map[string]*os.File{}}

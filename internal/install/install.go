@@ -47,6 +47,8 @@ type Options struct {
 	// DeltaGap: fetch the bytes between two needed chunks when the gap is at
 	// most this many bytes, to save a request (0 = 16 KiB, negative = never).
 	DeltaGap int64
+	// MaxRequest bounds one range request (0 = 8 MiB).
+	MaxRequest int64
 
 	Trust          []string // extra trusted key or certificate files (host paths)
 	BundleHash     string   // a pinned bundle hash, accepted instead of a signature
@@ -147,6 +149,11 @@ func Install(d *device.Device, o Options) (*Result, error) {
 	if err := d.ForgetGroup(target); err != nil {
 		return nil, err
 	}
+	resume, err := startJournal(d, br.Hash, target)
+	if err != nil {
+		return nil, err
+	}
+	src.resuming(resume)
 
 	var total uint64
 	for _, p := range h.Payloads {
@@ -170,6 +177,9 @@ func Install(d *device.Device, o Options) (*Result, error) {
 		return nil, err
 	}
 	if err := d.RecordInstall(target, h.Version, br.Hash.String()); err != nil {
+		return nil, err
+	}
+	if err := endJournal(d); err != nil {
 		return nil, err
 	}
 	if err := hooks.Run(d.FS, d.Config.HooksDir, "update-install", "post-update",
@@ -388,6 +398,8 @@ func writeImage(d *device.Device, pr payloadStream, plan slotPlan, w *progressWr
 			break
 		}
 		if err != nil {
+			// Keep what was verified so far: a resumed install finds it.
+			bw.Flush()
 			f.Close()
 			return err
 		}
