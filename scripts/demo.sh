@@ -36,10 +36,10 @@ run "$tandem" --root "$dev" system info
 say "Done. The same walk works with FLOW=uboot, rpi-tryboot, systemd-boot or custom."
 
 say "Part 2: a signed update. Build two versions of a small image and a signing key"
-work=$(mktemp -d /tmp/tandem-demo-build.XXXXXX)
+work=$(mktemp -d /tmp/tandem-demo-build.XXXXXX); dev2=""
 trap 'rm -rf "$dev" "$dev2" "$work"' EXIT
 ( cd "$work" && "$tandem" key generate release )
-tar -cf "$work/v1.img" -C /usr/share/common-licenses . 2>/dev/null || head -c 2000000 /dev/urandom > "$work/v1.img"
+(tar -cf - -C /usr/share doc 2>/dev/null || true) | head -c 4000000 > "$work/v1.img"; [ -s "$work/v1.img" ] || head -c 4000000 /dev/urandom > "$work/v1.img"
 cp "$work/v1.img" "$work/v2.img"
 printf 'version 2.0.0 of the demo system\n' | dd of="$work/v2.img" bs=1 seek=100000 conv=notrunc status=none
 run "$tandem" bundle create "$work/v2.tandem" --compatible tandem-sim --version 2.0.0 --slot system="$work/v2.img" --key "$work/release.key"
@@ -58,3 +58,20 @@ say "A bundle signed by another key is refused, and nothing changes"
 ( cd "$work" && "$tandem" key generate mallory )
 run "$tandem" bundle create "$work/evil.tandem" --compatible tandem-sim --version 3.0.0 --slot system="$work/v2.img" --key "$work/mallory.key"
 "$tandem" --root "$dev2" update install "$work/evil.tandem" --reboot set || echo "(refused, exit status $?)"
+
+say "Part 3: a delta update from a plain HTTP server"
+echo "The device runs 2.0.0. Version 3.0.0 changes a few percent of the image; serve it like a CDN would."
+cp "$work/v2.img" "$work/v3.img"
+head -c 20000 /dev/urandom | dd of="$work/v3.img" bs=1 seek=150000 conv=notrunc status=none
+mkdir -p "$work/www"
+run "$tandem" bundle create "$work/www/v3.tandem" --compatible tandem-sim --version 3.0.0 --slot system="$work/v3.img" --key "$work/release.key"
+"$tandem" sim serve "$work/www" > "$work/url" &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -rf "$dev" "$dev2" "$work"' EXIT
+for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
+url="$(head -1 "$work/url")v3.tandem"
+# Group a still holds the factory 1.0.0 image and b holds 2.0.0 (active): tandem reuses what it can.
+run "$tandem" --root "$dev2" update install "$url" --reboot set
+echo "Bundle size: $(stat -c %s "$work/www/v3.tandem") bytes; the summary above says how much crossed the network."
+run "$tandem" sim reboot "$dev2"
+run "$tandem" --root "$dev2" system commit

@@ -3,9 +3,12 @@ package cli
 import (
 	"fmt"
 	"maps"
+	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/config"
@@ -26,7 +29,7 @@ external program) and exits with status 10. TANDEM_SIM_CUT_MODE says what surviv
 drop (default: nothing that was not synced), tear (as drop, but the interrupted write lands
 half) or keep (everything done so far). docs/simulator.md has the details.`,
 	}
-	cmd.AddCommand(a.simNewCommand(), a.simRebootCommand())
+	cmd.AddCommand(a.simNewCommand(), a.simRebootCommand(), a.simServeCommand())
 	return cmd
 }
 
@@ -132,3 +135,29 @@ update install) refuse to run.`,
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+func (a *app) simServeCommand() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "serve DIR [--addr 127.0.0.1:8080]",
+		Short: "Serve the files of DIR over HTTP with Range support, like a plain CDN (for delta tests)",
+		Long: `Serve DIR read-only over HTTP on a loopback address, with Range requests, ETag and
+Last-Modified, as any web server or CDN would: simulated devices install bundles from it
+by delta. The first line of output is the base URL. Runs until interrupted.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			a.printf("http://%s/\n", ln.Addr())
+			if f, ok := a.env.Stdout.(interface{ Sync() error }); ok {
+				_ = f.Sync()
+			}
+			srv := &http.Server{Handler: http.FileServer(http.Dir(args[0])), ReadHeaderTimeout: 10 * time.Second}
+			return srv.Serve(ln)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:0", "address to listen on (port 0: any free port)")
+	return cmd
+}
