@@ -3,11 +3,13 @@ package install_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/fetch"
 	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/testutil"
 )
 
 // deltaDevice is a device whose group a holds v1 as a factory image tandem
@@ -248,4 +251,41 @@ func TestDeltaResume(t *testing.T) {
 		t.Fatalf("resume kept nothing: %+v (bundle %d bytes)", res.Transfer, len(b))
 	}
 	t.Logf("resumed: %+v of a %d-byte bundle", res.Transfer, len(b))
+}
+
+// Against real nginx: the slot ends byte-identical and what tandem counts
+// as downloaded is what nginx says it sent.
+func TestDeltaNginx(t *testing.T) {
+	www := t.TempDir()
+	if err := os.WriteFile(filepath.Join(www, "v2.tandem"), fx.sysV2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, accessLog := testutil.StartNginx(t, www)
+	dir := deltaDevice(t)
+	res, err := installURL(t, dir, base+"/v2.tandem", install.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSlot(t, dir, "b", fx.imgV2)
+	var sent, requests int64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(accessLog)
+		sent, requests = 0, 0
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var status, n int64
+			if _, err := fmt.Sscan(line, &status, &n); err == nil {
+				sent += n
+				requests++
+			}
+		}
+		if requests >= res.Transfer.Requests {
+			break
+		}
+	}
+	if sent != res.Transfer.BytesDownloaded || requests != res.Transfer.Requests {
+		t.Fatalf("nginx sent %d bytes in %d requests; tandem counted %+v", sent, requests, res.Transfer)
+	}
+	if sent >= int64(len(fx.sysV2))/2 {
+		t.Fatalf("delta through nginx downloaded %d of %d bytes", sent, len(fx.sysV2))
+	}
 }
