@@ -14,8 +14,8 @@ build:
 demo: build
 	bash scripts/demo.sh bin/tandem
 
-# Installs (idempotently) the Debian packages the tests drive: grub-editenv,
-# fw_printenv/fw_setenv, mkenvimage, grub-script-check.
+# Installs (idempotently) the Debian packages the tests drive: grub-editenv, casync,
+# fw_printenv/fw_setenv, mkenvimage, grub-script-check, openssl, nginx.
 deps:
 	bash scripts/install-deps.sh
 

@@ -206,6 +206,28 @@ func trustFrom(files []string) (*signature.TrustStore, error) {
 	return ts, nil
 }
 
+// openVerified opens a bundle and verifies its signature against the trust
+// files (accepting any bundle when insecure); who learns the signer.
+func openVerified(name string, trust []string, insecure bool, who *signature.Signer) (*bundle.Reader, *os.File, error) {
+	ts, err := trustFrom(trust)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, f, err := openBundle(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	verify := install.TrustVerifier(ts, time.Now(), who)
+	if insecure {
+		verify = acceptAll
+	}
+	if err := r.Verify(verify); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return r, f, nil
+}
+
 func (a *app) bundleVerifyCommand() *cobra.Command {
 	var trust []string
 	cmd := &cobra.Command{
@@ -213,20 +235,12 @@ func (a *app) bundleVerifyCommand() *cobra.Command {
 		Short: "Verify a bundle's signature and every chunk, as a device would",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ts, err := trustFrom(trust)
-			if err != nil {
-				return err
-			}
-			r, f, err := openBundle(args[0])
+			var who signature.Signer
+			r, f, err := openVerified(args[0], trust, false, &who)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			defer r.Close()
-			var who signature.Signer
-			if err := r.Verify(install.TrustVerifier(ts, time.Now(), &who)); err != nil {
-				return err
-			}
 			for {
 				pr, err := r.NextPayload()
 				if errors.Is(err, io.EOF) {
@@ -384,23 +398,11 @@ func (a *app) bundleExtractCommand() *cobra.Command {
 		Short: "Write one payload's verified content to a file",
 		Args:  exactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ts, err := trustFrom(trust)
-			if err != nil {
-				return err
-			}
-			r, f, err := openBundle(args[0])
+			r, f, err := openVerified(args[0], trust, insecure, nil)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			defer r.Close()
-			verify := install.TrustVerifier(ts, time.Now(), nil)
-			if insecure {
-				verify = acceptAll
-			}
-			if err := r.Verify(verify); err != nil {
-				return err
-			}
 			for {
 				pr, err := r.NextPayload()
 				if errors.Is(err, io.EOF) {
