@@ -4,7 +4,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 MAX_BINARY    := 12000000
 LDFLAGS       := -s -w -X github.com/tandem-ota/tandem/internal/cli.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo deps test lint unit cross fuzz clean
+.PHONY: all build demo deps test lint unit cross fuzz bench bench-delta clean
 
 all: build
 
@@ -42,6 +42,13 @@ cross:
 FUZZTIME ?= 10s
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
+
+# Benchmarks (docs/benchmarks.md): minutes and a few GiB in $$BENCH_DIR; not part of `make test`.
+bench:
+	bash bench/run.sh
+
+bench-delta:
+	bash bench/delta.sh
 
 clean:
 	rm -rf bin

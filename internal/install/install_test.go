@@ -1031,7 +1031,7 @@ func TestInstallBadInput(t *testing.T) {
 			opts: install.Options{Trust: trustCA}, want: signature.ErrExpired, preWrite: true},
 		{name: "cert/good-leaf-untrusted-root", bundle: withSys(spec{sign: signWith(goodKey, [][]byte{goodLeaf.Raw})}),
 			opts: install.Options{Trust: []string{certFile(t, otherCA)}}, want: signature.ErrUntrusted, preWrite: true},
-		{name: "wrong-pinned-hash", bundle: withSys(spec{unsigned: true}),
+		{name: "wrong-pinned-hash", bundle: withSys(spec{unsigned: true, version: "1.0.1"}), // not sysV1, whatever the clock
 			opts: install.Options{BundleHash: fx.hashV1.String()}, want: signature.ErrUntrusted, preWrite: true},
 
 		// policy
