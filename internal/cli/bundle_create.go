@@ -70,6 +70,17 @@ func writeNew(name string, data []byte, perm os.FileMode) error {
 	return f.Close()
 }
 
+// withCert applies --cert CHAIN to the one --key it belongs to.
+func withCert(keys []string, cert string) ([]string, error) {
+	if cert == "" {
+		return keys, nil
+	}
+	if len(keys) != 1 || strings.Contains(keys[0], ":") {
+		return nil, usageError{errors.New("--cert needs exactly one --key; for several, write --key KEY:CHAIN")}
+	}
+	return []string{keys[0] + ":" + cert}, nil
+}
+
 // signers loads --key PATH[:CHAIN] arguments into a signing function.
 func signers(keys []string) (func(bundle.Hash) ([]signature.Signature, error), error) {
 	if len(keys) == 0 {
@@ -116,6 +127,7 @@ func (a *app) bundleCreateCommand() *cobra.Command {
 		meta        bundle.Header
 		slots, keys []string
 		specFile    string
+		cert        string
 		level       string
 		chunkSize   string
 		fixed       bool
@@ -179,6 +191,10 @@ X.509 chain (PEM, leaf first); repeat it to sign with several keys (key rotation
 					meta.Flags |= bundle.FlagIncremental
 				}
 			}
+			keys, err := withCert(keys, cert)
+			if err != nil {
+				return err
+			}
 			created, err := sourceDateEpoch(a.env.Getenv("SOURCE_DATE_EPOCH"))
 			if err != nil {
 				return usageError{err}
@@ -205,6 +221,7 @@ X.509 chain (PEM, leaf first); repeat it to sign with several keys (key rotation
 	f.BoolVar(&incremental, "incremental", false, "mark the bundle incremental (it updates part of a group)")
 	f.StringArrayVar(&slots, "slot", nil, "ALIAS=IMAGE: a slot image payload for the slot alias (repeatable)")
 	f.StringArrayVar(&keys, "key", nil, "PATH[:CHAIN]: sign with this PEM key (repeatable)")
+	f.StringVar(&cert, "cert", "", "X.509 chain (PEM, leaf first) of the single --key")
 	f.StringVar(&specFile, "spec", "", "read the bundle description from this TOML file")
 	f.StringVar(&level, "compression", "default", "stored, fastest, default or best")
 	f.StringVar(&chunkSize, "chunk-size", "64K", "average chunk size (min = 1/4, max = 4x)")

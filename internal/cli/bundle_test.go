@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -181,4 +182,24 @@ func readFile(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// https with a private CA: --ca-file makes it work; without it the install
+// fails on the certificate and writes nothing.
+func TestUpdateInstallHTTPS(t *testing.T) {
+	dir, image := bundleFixture(t)
+	createBundle(t, nil, filepath.Join(dir, "v2.tandem"), image, "--key", filepath.Join(dir, "release.key"))
+	srv := httptest.NewTLSServer(http.FileServer(http.Dir(dir)))
+	defer srv.Close()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev := newSim(t, "grub", "--trust", filepath.Join(dir, "release.pub"), "--slot-size", "1M")
+	if r := run(t, nil, "--root", dev, "update", "install", srv.URL+"/v2.tandem"); r.code == 0 || !strings.Contains(r.stderr, "certificate") {
+		t.Fatalf("https without the CA: %+v", r)
+	}
+	if r := run(t, nil, "--root", dev, "update", "install", srv.URL+"/v2.tandem", "--ca-file", ca, "--header", "X-Device: sim"); r.code != 0 {
+		t.Fatalf("https with --ca-file: %+v", r)
+	}
 }

@@ -296,13 +296,18 @@ func resign(name string, change func(r *bundle.Reader) ([]signature.Signature, e
 
 func (a *app) bundleSignCommand() *cobra.Command {
 	var keys []string
+	var cert string
 	cmd := &cobra.Command{
-		Use:   "sign BUNDLE --key PATH[:CHAIN]...",
+		Use:   "sign BUNDLE --key KEY [--cert CHAIN]",
 		Short: "Add signatures to a bundle (its hash does not change)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(keys) == 0 {
 				return usageError{errors.New("give at least one --key")}
+			}
+			keys, err := withCert(keys, cert)
+			if err != nil {
+				return err
 			}
 			sign, err := signers(keys)
 			if err != nil {
@@ -320,6 +325,7 @@ func (a *app) bundleSignCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVar(&keys, "key", nil, "PATH[:CHAIN]: PEM private key, optionally with an X.509 chain (repeatable)")
+	cmd.Flags().StringVar(&cert, "cert", "", "X.509 chain (PEM, leaf first) of the single --key")
 	return cmd
 }
 
