@@ -100,8 +100,11 @@ func withSig(s Signature, sig []byte) Signature {
 func ecdsaDER(r, s *big.Int, pad bool) []byte {
 	integer := func(v *big.Int) []byte {
 		b := v.Bytes()
-		if len(b) == 0 || b[0]&0x80 != 0 || pad {
-			b = append([]byte{0}, b...)
+		if len(b) == 0 || b[0]&0x80 != 0 {
+			b = append([]byte{0}, b...) // DER needs this one
+		}
+		if pad {
+			b = append([]byte{0}, b...) // and forbids this one
 		}
 		return append([]byte{0x02, byte(len(b))}, b...)
 	}
