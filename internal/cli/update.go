@@ -68,7 +68,7 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 	f.StringArrayVar(&o.HTTP.Headers, "header", nil, "extra HTTP header \"Name: value\" (repeatable)")
 	f.BoolVar(&jsonOut, "json", false, "JSON lines on stdout instead of a progress bar")
 	f.BoolVar(&o.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
-	f.Int64Var(&o.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 16384, -1 = never)")
+	f.Int64Var(&o.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 4096, -1 = never)")
 	cmd.AddCommand(installCmd)
 	return cmd
 }

@@ -45,7 +45,7 @@ type Options struct {
 	// NoDelta reads a URL as one stream even when the server supports ranges.
 	NoDelta bool
 	// DeltaGap: fetch the bytes between two needed chunks when the gap is at
-	// most this many bytes, to save a request (0 = 16 KiB, negative = never).
+	// most this many bytes, to save a request (0 = DefaultDeltaGap, negative = never).
 	DeltaGap int64
 	// MaxRequest bounds one range request (0 = 8 MiB).
 	MaxRequest int64
