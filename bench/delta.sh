@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# tandem delta benchmark: bytes on the wire, requests and wall time of a v1→v2
-# update of a real ext4 image, served by nginx on loopback, for
-#   (a) tandem update install URL            (delta: range requests, local chunk reuse)
-#   (b) tandem update install URL --no-delta (the whole bundle, one stream)
-#   (c) casync extract --seed=v1 from a casync store of v2 over HTTP
+# tandem delta benchmark: bytes on the wire, requests and wall time of an
+# update of a real ext4 image (v1 → v2: 3 % of the files changed; v1 → v2s:
+# 0.3 %), everything served by one nginx on loopback, for
+#   - tandem update install URL             (delta: range requests, local chunk
+#     reuse), with the default --delta-gap, 4096 and -1, and from a bundle made
+#     with --compression best
+#   - casync extract --seed=v1.ext4 from a casync store of the new image, over HTTP
+#   - tandem update install URL --no-delta  (the whole bundle, one stream)
 # The device holds v1 as a factory image tandem never wrote (it scans it on
-# first need). See docs/benchmarks-delta.md.
+# first need). Bytes and requests come from nginx's access log. See
+# docs/benchmarks-delta.md.
 #
 #   bash bench/delta.sh            # from the repository root (or anywhere)
 #
@@ -54,14 +58,16 @@ log "building bin/tandem"
 CGO_ENABLED=0 go build -o bin/tandem ./cmd/tandem
 TANDEM=$REPO/bin/tandem
 
-# --- the trees: v1 is a copy of parts of this machine's /usr; v2 changes ~3 %
-# of its files, removes 0.3 % and adds a few. Everything is deterministic for
-# a given machine: files are taken in sorted order, changes are chosen and
-# made from a hash of each path, and every time stamp is $EPOCH.
-TREE_KEY="tree-v3 $TREE_MB $EPOCH"
+# --- the trees: v1 is a copy of parts of this machine's /usr. Two updates:
+# v2 changes 3 % of the files, removes 0.3 % and adds 0.1 % (the benchmark
+# the goals are about); v2s changes 0.3 % of them (a small fix). Everything
+# is deterministic for a given machine: files are taken in sorted order,
+# changes are chosen and made from a hash of each path, and every time stamp
+# is $EPOCH.
+TREE_KEY="tree-v4 $TREE_MB $EPOCH"
 if [ "$(cat "$B/tree.key" 2>/dev/null)" != "$TREE_KEY" ]; then
-	log "building trees v1 and v2 (~$TREE_MB MiB each)"
-	rm -rf "$B/tree-v1" "$B/tree-v2" "$B/tree.key" "$B/v1.ext4" "$B/v2.ext4" "$B/images.key"
+	log "building trees v1, v2 and v2s (~$TREE_MB MiB each)"
+	rm -rf "$B"/tree-* "$B/tree.key" "$B"/*.ext4 "$B/images.key"
 	python3 - "$B" "$TREE_MB" "$EPOCH" <<'PY'
 import hashlib, os, shutil, stat, sys
 
@@ -120,46 +126,50 @@ def change(data, rel):
     n = h(rel, "tail") % 3072
     return bytes(b) + (tail * (n // len(tail) + 1))[:n]
 
-v2 = os.path.join(out, "tree-v2")
-shutil.copytree(v1, v2, symlinks=True)
-changed = removed = added = 0
-changed_bytes = 0
-files = []
-for dirpath, dirnames, filenames in os.walk(v2):
-    dirnames.sort()
-    for name in sorted(filenames):
-        p = os.path.join(dirpath, name)
+def make_v2(name, change_below, remove_below, add_below):
+    v2 = os.path.join(out, "tree-" + name)
+    shutil.copytree(v1, v2, symlinks=True)
+    files, changed, changed_bytes, removed, added = 0, 0, 0, 0, 0
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(v2):
+        dirnames.sort()
+        paths += [os.path.join(dirpath, n) for n in sorted(filenames)]
+    for p in paths:
         if os.path.islink(p):
             continue
-        files.append(p)
-for p in files:
-    rel = os.path.relpath(p, v2)
-    r = h(rel, "pick") % 1000
-    if r < 30:
-        with open(p, "rb") as f:
-            data = f.read()
-        with open(p, "r+b") as f:  # same inode, same directory entry
-            f.write(change(data, rel))
-            f.truncate()
-        changed += 1
-        changed_bytes += len(data)
-    elif r < 33:
-        os.unlink(p)
-        removed += 1
-    elif r < 34:
-        # a new file next to this one, with new content of the same kind
-        with open(p, "rb") as f:
-            data = f.read()
-        with open(p + ".new", "wb") as f:
-            f.write(change(data[::-1], rel))
-        added += 1
-for t in (v1, v2):
+        files += 1
+        rel = os.path.relpath(p, v2)
+        r = h(rel, "pick") % 1000
+        if r < change_below:
+            with open(p, "rb") as f:
+                data = f.read()
+            with open(p, "r+b") as f:  # same inode, same directory entry
+                f.write(change(data, rel))
+                f.truncate()
+            changed += 1
+            changed_bytes += len(data)
+        elif r < remove_below:
+            os.unlink(p)
+            removed += 1
+        elif r < add_below:
+            # a new file next to this one, with new content of the same kind
+            with open(p, "rb") as f:
+                data = f.read()
+            with open(p + ".new", "wb") as f:
+                f.write(change(data[::-1], rel))
+            added += 1
+    return "%s: %d of %d regular files (%d of %d bytes) changed, %d removed, %d added" % (
+        name, changed, files, changed_bytes, total, removed, added)
+
+# Scenarios (per mille of the regular files, chosen by a hash of the path):
+# v2: 3 % changed, 0.3 % removed, 0.1 % added; v2s: 0.3 % changed (a small fix).
+stats = [make_v2("v2", 30, 33, 34), make_v2("v2s", 3, 3, 3)]
+for t in (v1, os.path.join(out, "tree-v2"), os.path.join(out, "tree-v2s")):
     for dirpath, dirnames, filenames in os.walk(t):
         for name in filenames + dirnames + [""]:
             os.utime(os.path.join(dirpath, name), (epoch, epoch), follow_symlinks=False)
 with open(os.path.join(out, "tree.stats"), "w") as f:
-    f.write("files=%d bytes=%d changed=%d changed_bytes=%d removed=%d added=%d\n"
-            % (len(files), total, changed, changed_bytes, removed, added))
+    f.write("".join(x + "\n" for x in stats))
 PY
 	echo "$TREE_KEY" >"$B/tree.key"
 fi
@@ -168,7 +178,9 @@ cat "$B/tree.stats" >&2
 # mkimage TREE OUT: a reproducible ext4 image of TREE. Fixed UUID and hash
 # seed, fake time for the file system's own stamps, no host xattrs; then
 # debugfs sets every inode's atime and ctime (mke2fs copies them from the
-# source files, whose ctime is when they were made) to $EPOCH.
+# source files, whose ctime is when they were made) to $EPOCH, and resets the
+# superblock's count of kilobytes written (which varies with how the source
+# files sit in the page cache).
 mkimage() {
 	local tree=$1 out=$2
 	rm -f "$out.tmp"
@@ -177,7 +189,8 @@ mkimage() {
 		-E "root_owner=0:0,hash_seed=$FS_UUID,no_copy_xattrs,nodiscard" -d "$tree" "$out.tmp"
 	(cd "$tree" && find . -mindepth 1 -printf '%P\n') |
 		awk -v t="@$EPOCH" '{printf "sif \"/%s\" atime %s\nsif \"/%s\" ctime %s\n", $0, t, $0, t}
-			END {for (i = 0; i < 2; i++) { d = i ? "/lost+found" : "/"; printf "sif \"%s\" atime %s\nsif \"%s\" ctime %s\n", d, t, d, t }}' >"$out.debugfs"
+			END {for (i = 0; i < 2; i++) { d = i ? "/lost+found" : "/"; printf "sif \"%s\" atime %s\nsif \"%s\" ctime %s\n", d, t, d, t }
+				print "ssv kbytes_written 0"}' >"$out.debugfs"
 	E2FSPROGS_FAKE_TIME=$EPOCH debugfs -w -f "$out.debugfs" "$out.tmp" >/dev/null 2>"$out.debugfs.err" || {
 		cat "$out.debugfs.err" >&2
 		exit 1
@@ -187,41 +200,49 @@ mkimage() {
 		log "debugfs failed on $out"
 		exit 1
 	fi
-	E2FSPROGS_FAKE_TIME=$EPOCH e2fsck -fn "$out.tmp" >/dev/null || { log "e2fsck finds $out broken"; exit 1; }
+	E2FSPROGS_FAKE_TIME=$EPOCH e2fsck -fn "$out.tmp" >/dev/null 2>&1 || { log "e2fsck finds $out broken"; exit 1; }
 	mv "$out.tmp" "$out"
 }
-IMAGES_KEY="images-v2 $TREE_KEY $IMAGE_MB $FS_UUID $(mke2fs -V 2>&1 | head -1)"
-if [ "$(cat "$B/images.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$B/v1.ext4" ] || [ ! -f "$B/v2.ext4" ]; then
-	log "making v1.ext4 and v2.ext4 ($IMAGE_MB MiB each)"
+IMAGES_KEY="images-v4 $TREE_KEY $IMAGE_MB $FS_UUID $(mke2fs -V 2>&1 | head -1)"
+if [ "$(cat "$B/images.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$B/v1.ext4" ] ||
+	[ ! -f "$B/v2.ext4" ] || [ ! -f "$B/v2s.ext4" ]; then
 	rm -f "$B/images.key"
-	mkimage "$B/tree-v1" "$B/v1.ext4"
-	mkimage "$B/tree-v2" "$B/v2.ext4"
+	for v in v1 v2 v2s; do
+		log "making $v.ext4 ($IMAGE_MB MiB)"
+		mkimage "$B/tree-$v" "$B/$v.ext4"
+	done
 	echo "$IMAGES_KEY" >"$B/images.key"
 	rm -rf "$B/www"
 fi
-IMAGE_SIZE=$(stat -c %s "$B/v2.ext4")
+IMAGE_SIZE=$(stat -c %s "$B/v1.ext4")
 
-# --- what is served: the tandem bundle of v2 and a casync store + index of v2
+# --- what is served: for each update, the tandem bundle and a casync store
+# and index (casync's default compression and digest, tandem's chunk sizes).
 W=$B/www
 mkdir -p "$W"
 if [ ! -f "$B/key.key" ] || [ ! -f "$B/key.pub" ]; then
 	rm -f "$B/key.key" "$B/key.pub"
 	"$TANDEM" key generate "$B/key" >/dev/null
 fi
-log "making the bundles (v2 served; v1 only for its chunk list)"
-rm -f "$W/v2.tandem" "$B/v1.tandem"
-SOURCE_DATE_EPOCH=$EPOCH "$TANDEM" bundle create "$W/v2.tandem" --compatible tandem-sim \
-	--version 2.0.0 --slot system="$B/v2.ext4" --key "$B/key.key" >/dev/null
-SOURCE_DATE_EPOCH=$EPOCH "$TANDEM" bundle create "$B/v1.tandem" --compatible tandem-sim \
-	--version 1.0.0 --slot system="$B/v1.ext4" --compression stored >/dev/null
-"$TANDEM" bundle inspect --json --chunks "$W/v2.tandem" >"$B/v2.chunks.json"
-"$TANDEM" bundle inspect --json --chunks "$B/v1.tandem" >"$B/v1.chunks.json"
-if [ "$(cat "$B/store.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$W/v2.caibx" ]; then
-	log "making the casync store of v2 (casync's default compression and digest)"
-	rm -rf "$W/store" "$W/v2.caibx" "$B/store.key"
-	casync make --store="$W/store" --chunk-size=16384:65536:262144 "$W/v2.caibx" "$B/v2.ext4" >/dev/null
-	echo "$IMAGES_KEY" >"$B/store.key"
-fi
+log "making the bundles (v1's only for its chunk list)"
+for b in v1 v2 v2s v2.best v2s.best; do
+	v=${b%.best} out=$W/$b.tandem args=(--key "$B/key.key") version=2.0.0
+	[ $v != v2s ] || version=2.0.1
+	[ $b = "$v" ] || args+=(--compression best)
+	[ $v != v1 ] || out=$B/v1.tandem args=(--compression stored) version=1.0.0
+	rm -f "$out"
+	SOURCE_DATE_EPOCH=$EPOCH "$TANDEM" bundle create "$out" --compatible tandem-sim \
+		--version $version --slot system="$B/$v.ext4" "${args[@]}" >/dev/null
+	"$TANDEM" bundle inspect --json --chunks "$out" >"$B/$b.chunks.json"
+done
+for v in v2 v2s; do
+	if [ "$(cat "$B/store-$v.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$W/$v.caibx" ]; then
+		log "making the casync store of $v"
+		rm -rf "$W/store-$v" "$W/$v.caibx" "$B/store-$v.key"
+		casync make --store="$W/store-$v" --chunk-size=16384:65536:262144 "$W/$v.caibx" "$B/$v.ext4" >/dev/null
+		echo "$IMAGES_KEY" >"$B/store-$v.key"
+	fi
+done
 
 # --- nginx on loopback, its files in $B/nginx --------------------------------
 NG=$B/nginx
@@ -230,14 +251,14 @@ mkdir -p "$NG/tmp"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 userline=""
 [ "$(id -u)" != 0 ] || userline="user $(id -un) $(id -gn);"
-cat >"$NG/nginx.conf" <<EOF
+cat >"$NG/nginx.conf" <<NGINX
 $userline
 worker_processes 1;
 pid "$NG/nginx.pid";
 error_log "$NG/error.log" info;
 events { worker_connections 256; }
 http {
-	log_format bench '\$status \$body_bytes_sent "\$http_range" "\$request_uri"';
+	log_format bench '\$status \$body_bytes_sent \$bytes_sent \$request_length "\$http_range" "\$request_uri"';
 	access_log "$NG/access.log" bench;
 	client_body_temp_path "$NG/tmp/client_body";
 	proxy_temp_path "$NG/tmp/proxy";
@@ -252,7 +273,7 @@ http {
 		root "$W";
 	}
 }
-EOF
+NGINX
 nginx -p "$NG/" -c "$NG/nginx.conf" -e "$NG/error.log" -g 'daemon off;' &
 NGINX_PID=$!
 trap 'kill $NGINX_PID 2>/dev/null; wait $NGINX_PID 2>/dev/null || true' EXIT
@@ -270,7 +291,7 @@ mkdir -p "$R"
 DEV=$B/dev
 OUT=$B/casync-out.img
 # wire LABEL: waits until nginx has logged every request of the run (it logs
-# after a response is sent), then writes "bytes requests" of its access log.
+# after a response is sent), then keeps the log as LABEL.log.
 wire() {
 	local prev=-1 cur
 	for _ in $(seq 50); do
@@ -280,7 +301,6 @@ wire() {
 		sleep 0.1
 	done
 	cp "$NG/access.log" "$R/$1.log"
-	awk '{b += $2; n++} END {printf "%d %d\n", b, n}' "$R/$1.log" >"$R/$1.wire"
 	if awk '$1 != 200 && $1 != 206 {bad = 1} END {exit !bad}' "$R/$1.log"; then
 		log "$1: unexpected HTTP status in the access log"
 		exit 1
@@ -291,11 +311,13 @@ fresh_device() {
 	"$TANDEM" sim new "$DEV" --boot-flow grub --slot-size "$IMAGE_SIZE" --image "$B/v1.ext4" \
 		--trust "$B/key.pub" >/dev/null
 }
-check_slot() {
-	cmp -s -n "$IMAGE_SIZE" "$1" "$B/v2.ext4" || { log "$2: the result differs from v2.ext4"; exit 1; }
+check_result() {
+	cmp -s -n "$IMAGE_SIZE" "$1" "$B/$2.ext4" || { log "$3: the result differs from $2.ext4"; exit 1; }
 }
 # run LABEL CMD...: truncates the access log, runs CMD (stdout to LABEL.out),
-# records its wall time in LABEL.time and the wire counts in LABEL.wire.
+# records its wall time in LABEL.time (until the result is on disk: tandem
+# fsyncs what it writes, casync does not, so a sync is timed too) and the
+# access log in LABEL.log.
 run() {
 	local label=$1 t0 t1
 	shift
@@ -303,130 +325,184 @@ run() {
 	sync
 	t0=$EPOCHREALTIME
 	"$@" >"$R/$label.out"
+	sync
 	t1=$EPOCHREALTIME
 	echo "$t1 - $t0" | bc -l >"$R/$label.time"
 	wire "$label"
 }
-cat "$B/v1.ext4" "$W/v2.tandem" "$W/v2.caibx" >/dev/null # warm page cache for everybody
-find "$W/store" -type f -exec cat {} + >/dev/null
-for i in $(seq "$N"); do
-	log "round $i/$N: tandem delta"
+# tandem_install LABEL BUNDLE [OPTION...]: installs $BASE/BUNDLE.tandem on a
+# fresh device and compares the slot with the image.
+tandem_install() {
+	local label=$1 b=$2
+	shift 2
 	fresh_device
-	run "delta.$i" "$TANDEM" --root "$DEV" update install "$BASE/v2.tandem" --json
-	check_slot "$DEV/slots/system-b.img" "tandem delta"
-	log "round $i/$N: tandem full (--no-delta)"
-	fresh_device
-	run "full.$i" "$TANDEM" --root "$DEV" update install "$BASE/v2.tandem" --json --no-delta
-	check_slot "$DEV/slots/system-b.img" "tandem full"
-	log "round $i/$N: casync extract --seed"
-	rm -f "$OUT"
-	run "casync.$i" casync extract --seed="$B/v1.ext4" --store="$BASE/store/" "$BASE/v2.caibx" "$OUT"
-	check_slot "$OUT" "casync"
+	run "$label" "$TANDEM" --root "$DEV" update install "$BASE/$b.tandem" --json "$@"
+	check_result "$DEV/slots/system-b.img" "${b%.best}" "$label"
+}
+# warm page cache for everybody
+cat "$B/v1.ext4" "$W"/*.tandem "$W"/*.caibx >/dev/null
+find "$W"/store-* -type f -exec cat {} + >/dev/null
+for v in v2 v2s; do
+	for i in $(seq "$N"); do
+		log "$v round $i/$N: tandem delta (default --delta-gap, 4096, -1, best), tandem --no-delta, casync"
+		tandem_install "$v.delta.$i" $v
+		tandem_install "$v.gap4k.$i" $v --delta-gap 4096
+		tandem_install "$v.gap0.$i" $v --delta-gap -1
+		tandem_install "$v.best.$i" $v.best --delta-gap 4096
+		tandem_install "$v.full.$i" $v --no-delta
+		rm -f "$OUT"
+		run "$v.casync.$i" casync extract --seed="$B/v1.ext4" --store="$BASE/store-$v/" "$BASE/$v.caibx" "$OUT"
+		check_result "$OUT" $v "$v.casync.$i"
+	done
 done
 rm -rf "$DEV" "$OUT"
 
 # --- analysis ------------------------------------------------------------------
-python3 - "$B" "$R" "$N" "$W" >"$R/summary.txt" <<'PY'
+python3 - "$B" "$R" "$N" "$W" >"$R/summary.md" <<'PY'
 import json, os, statistics, sys
 
 B, R, N, W = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+med = statistics.median
 def load(p):
     with open(p) as f:
         return json.load(f)
 v1 = load(os.path.join(B, "v1.chunks.json"))["payloads"][0]["chunks"]
-v2b = load(os.path.join(B, "v2.chunks.json"))
-v2 = v2b["payloads"][0]["chunks"]
 old = {c["digest"] for c in v1}
-new = [c for c in v2 if c["digest"] not in old]
-changed = sum(c["storedSize"] for c in new)
-seen, changed_unique = set(), 0
-for c in new:
-    if c["digest"] not in seen:
-        seen.add(c["digest"])
-        changed_unique += c["storedSize"]
-bsize = os.path.getsize(os.path.join(W, "v2.tandem"))
-stored = v2b["payloads"][0]["storedSize"]
-meta = bsize - stored  # header, signatures and chunk table
-table = 80 * len(v2)
+summary = {}
 
-# casync: the caibx lists the same boundaries (same chunker and sizes), so
-# chunk i of the index is chunk i of the bundle; the store holds it as
-# <id>.cacnk, compressed by casync.
-with open(os.path.join(W, "v2.caibx"), "rb") as f:
-    idx = f.read()
-caibx_size = len(idx)
-pos = 48 + 16
-ids, ends = [], []
-while True:
-    end = int.from_bytes(idx[pos:pos + 8], "little")
-    if end == 0:
-        break  # the table's tail starts with a zero
-    ids.append(idx[pos + 8:pos + 40].hex())
-    ends.append(end)
-    pos += 40
-same_bounds = len(ids) == len(v2) and all(e == c["offset"] + c["size"] for e, c in zip(ends, v2))
-def cacnk(i):
-    return os.path.getsize(os.path.join(W, "store", ids[i][:4], ids[i] + ".cacnk"))
-ca_changed = ca_changed_unique = None
-if same_bounds:
-    newi = [i for i, c in enumerate(v2) if c["digest"] not in old]
-    ca_changed = sum(cacnk(i) for i in newi)
-    ca_changed_unique = sum(cacnk(i) for i in {ids[i]: i for i in newi}.values())
+def caibx(path):
+    """(end offset, chunk id) of every chunk of a casync blob index."""
+    with open(path, "rb") as f:
+        idx = f.read()
+    pos, out = 48 + 16, []  # CaFormatIndex, then the table header
+    while True:
+        end = int.from_bytes(idx[pos:pos + 8], "little")
+        if end == 0:
+            return out  # the table's tail starts with a zero
+        out.append((end, idx[pos + 8:pos + 40].hex()))
+        pos += 40
 
-def runs(m):
+def runs(v, m):
     out = []
     for i in range(1, N + 1):
-        b, n = map(int, open(os.path.join(R, "%s.%d.wire" % (m, i))).read().split())
-        t = float(open(os.path.join(R, "%s.%d.time" % (m, i))).read())
+        base = os.path.join(R, "%s.%s.%d" % (v, m, i))
+        body = total = n = 0
+        for line in open(base + ".log"):
+            f = line.split()
+            body += int(f[1]); total += int(f[2]) + int(f[3]); n += 1
+        t = float(open(base + ".time").read())
         ev = None
-        if m != "casync":
-            for line in open(os.path.join(R, "%s.%d.out" % (m, i))):
-                line = line.strip()
-                if line.startswith("{"):
-                    ev = json.loads(line)
-        out.append((b, n, t, ev))
+        for line in open(base + ".out"):
+            if line.startswith("{"):
+                ev = json.loads(line)
+        out.append({"body": body, "http": total, "requests": n, "wall": round(t, 3), "final": ev})
     return out
-res = {m: runs(m) for m in ("delta", "full", "casync")}
-med = lambda xs: statistics.median(xs)
-summary = {
-    "chunks": len(v2), "changedChunks": len(new), "changedUniqueChunks": len(seen),
-    "changedStored": changed, "changedStoredUnique": changed_unique,
-    "changedSize": sum(c["size"] for c in new),
-    "bundleSize": bsize, "bundleMeta": meta, "table": table,
-    "caibxSize": caibx_size, "sameBoundaries": same_bounds,
-    "casyncChanged": ca_changed, "casyncChangedUnique": ca_changed_unique,
-    "storeSize": sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(W, "store")) for f in fs),
-}
-for m, rs in res.items():
-    summary[m] = {"bytes": [r[0] for r in rs], "requests": [r[1] for r in rs],
-                  "wall": [round(r[2], 3) for r in rs], "medianWall": round(med([r[2] for r in rs]), 3),
-                  "final": rs[-1][3]}
-json.dump(summary, open(os.path.join(R, "summary.json"), "w"), indent=1)
 
-ca_b = med(summary["casync"]["bytes"])
-def row(name, m):
-    s = summary[m]
-    b = med(s["bytes"]); n = med(s["requests"])
-    same = "" if len(set(s["bytes"])) == 1 else " (varies: %s)" % ", ".join(map(str, s["bytes"]))
-    return "| %s | %d%s | %d | %.2f s | %.3f | %.3f |" % (name, b, same, n, s["medianWall"], b / ca_b, b / changed)
-print("| method | bytes on the wire | requests | wall time (median of %d) | ÷ casync | ÷ changed chunks |" % N)
-print("|---|---:|---:|---:|---:|---:|")
-print(row("tandem delta (`update install URL`)", "delta"))
-print(row("casync (`extract --seed=v1`, HTTP store)", "casync"))
-print(row("tandem full (`--no-delta`, whole bundle)", "full"))
-print()
-d = summary["delta"]
-fe = d["final"] or {}
-print("Changed chunks: %d of %d chunks of v2 (%d distinct) are not among v1's chunks; their content is %d bytes, "
-      "compressed (bundle storedSize) %d bytes (%d for the distinct ones)." % (
-      len(new), len(v2), len(seen), summary["changedSize"], changed, changed_unique))
-if same_bounds:
-    print("casync cuts the same %d chunks; its store holds the changed ones in %d bytes (%d distinct)." % (
-          len(ids), ca_changed, ca_changed_unique))
-print("v2 bundle: %d bytes, of which %d before the chunk data (header, signatures, chunk table of %d bytes); "
-      "v2.caibx: %d bytes; casync store: %d bytes." % (bsize, meta, table, caibx_size, summary["storeSize"]))
-print("tandem delta final event: bytesDownloaded %s, bytesReused %s, chunksFetched %s, requests %s." % (
-      fe.get("bytesDownloaded"), fe.get("bytesReused"), fe.get("chunksFetched"), fe.get("requests")))
+for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1 % added"),
+                 ("v2s", "v1 → v2s: 0.3 % of the files changed")):
+    b = load(os.path.join(B, v + ".chunks.json"))
+    pl = b["payloads"][0]
+    ch = pl["chunks"]
+    new = [i for i, c in enumerate(ch) if c["digest"] not in old]
+    changed = sum(ch[i]["storedSize"] for i in new)
+    distinct = {ch[i]["digest"] for i in new}
+    bsize = os.path.getsize(os.path.join(W, v + ".tandem"))
+    meta = bsize - pl["storedSize"]  # header, signatures and chunk table
+    idx = caibx(os.path.join(W, v + ".caibx"))
+    same = len(idx) == len(ch) and all(e == c["offset"] + c["size"] for (e, _), c in zip(idx, ch))
+    cacnk = lambda i: os.path.getsize(os.path.join(W, "store-" + v, idx[i][1][:4], idx[i][1] + ".cacnk"))
+    ca_changed = sum(cacnk(i) for i in new) if same else None
+    chb = load(os.path.join(B, v + ".best.chunks.json"))["payloads"][0]["chunks"]
+    changed_best = sum(c["storedSize"] for c in chb if c["digest"] not in old)
+    s = {"changedStoredBest": changed_best, "chunks": len(ch), "changedChunks": len(new), "changedDistinct": len(distinct),
+         "changedSize": sum(ch[i]["size"] for i in new), "changedStored": changed,
+         "bundleSize": bsize, "bundleMeta": meta, "table": 80 * len(ch),
+         "caibxSize": os.path.getsize(os.path.join(W, v + ".caibx")), "sameBoundaries": same,
+         "casyncChanged": ca_changed}
+    rows = [("tandem delta (`update install URL`, default `--delta-gap`)", "delta"),
+            ("tandem delta, `--delta-gap 4096`", "gap4k"),
+            ("tandem delta, `--delta-gap -1` (adjacent ranges only)", "gap0"),
+            ("tandem delta, `--delta-gap 4096`, bundle made with `--compression best`", "best"),
+            ("casync (`extract --seed=v1.ext4`, HTTP store)", "casync"),
+            ("tandem full (`--no-delta`: the whole bundle)", "full")]
+    for _, m in rows:
+        s[m] = runs(v, m)
+    summary[v] = s
+    ca = med(r["body"] for r in s["casync"])
+    print("### %s\n" % title)
+    print("| method | bytes on the wire (body) | requests | HTTP bytes incl. headers, both ways "
+          "| wall time (median of %d) | ÷ casync | ÷ changed chunks |" % N)
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, m in rows:
+        rs = s[m]
+        body = med(r["body"] for r in rs)
+        var = "" if len({r["body"] for r in rs}) == 1 else " (varies: %s)" % ", ".join(str(r["body"]) for r in rs)
+        # each bundle against the compressed size of its own changed chunks
+        c = changed_best if m == "best" else changed
+        print("| %s | %d%s | %d | %d | %.2f s | %.3f | %.3f |" % (
+            name, body, var, med(r["requests"] for r in rs), med(r["http"] for r in rs),
+            med(r["wall"] for r in rs), body / ca, body / c))
+    fe = s["delta"][-1]["final"] or {}
+    print()
+    # tandem's own counters must agree with nginx's log
+    bad = ["%s.%s.%d" % (v, m, i + 1) for m in ("delta", "gap4k", "gap0", "best") for i, r in enumerate(s[m])
+           if not r["final"] or r["final"].get("bytesDownloaded") != r["body"] or r["final"].get("requests") != r["requests"]]
+    print("- tandem's bytesDownloaded and requests equal nginx's log in every delta run." if not bad else
+          "- **tandem's counters differ from nginx's log** in %s." % ", ".join(bad))
+    print("- changed chunks: %d of %d chunks of %s (%d distinct) are not among v1's; content %d bytes, "
+          "compressed (sum of their storedSize in the bundle) **%d bytes** (%d with `--compression best`)." % (
+              len(new), len(ch), v, len(distinct), s["changedSize"], changed, changed_best))
+    if same:
+        print("- casync cuts the same %d chunks; its store holds the changed ones in %d bytes; "
+              "%s.caibx is %d bytes." % (len(idx), ca_changed, v, s["caibxSize"]))
+    print("- %s.tandem: %d bytes; %d of them before the chunk data (header and signatures %d, chunk table %d)." % (
+        v, bsize, meta, meta - s["table"], s["table"]))
+    for m in ("delta", "gap4k", "gap0", "best"):
+        body = s[m][-1]["body"]
+        c = changed_best if m == "best" else changed
+        print("- %s: %d = changed chunks %d + header, signatures and table %d + other (probe beyond the "
+              "header, gaps fetched to save requests) %d." % (m, body, c, meta, body - c - meta))
+    print("- casync: %d = changed chunks %d + index %d + other %d." % (
+        s["casync"][-1]["body"], ca_changed or 0, s["caibxSize"],
+        s["casync"][-1]["body"] - (ca_changed or 0) - s["caibxSize"]))
+    print("- tandem delta's final event: bytesDownloaded %s, bytesReused %s, chunksFetched %s, requests %s.\n" % (
+        fe.get("bytesDownloaded"), fe.get("bytesReused"), fe.get("chunksFetched"), fe.get("requests")))
+    # What --delta-gap trades, computed from the tables the way internal/fetch
+    # plans requests (a range joins the request before it when the gap is at
+    # most the threshold and the request stays within 8 MiB).
+    ranges, off = [], 0
+    for c in ch:
+        if c["digest"] not in old:
+            ranges.append((off, c["storedSize"]))
+        off += c["storedSize"]
+    print("| `--delta-gap` | chunk requests | gap bytes fetched and thrown away |")
+    print("|---:|---:|---:|")
+    for gap in (-1, 512, 1024, 2048, 4096, 8192, 16384, 65536):
+        reqs = waste = 0
+        start = end = None
+        for o, n in ranges:
+            if end is not None and o - end <= max(gap, 0) and o + n - start <= 8 << 20:
+                waste += o - end
+                end = o + n
+            else:
+                reqs, start, end = reqs + 1, o, o + n
+        print("| %d | %d | %d |" % (gap, reqs, waste))
+    print()
+json.dump(summary, open(os.path.join(R, "summary.json"), "w"), indent=1)
 PY
-cat "$R/summary.txt"
+{
+	echo "## Results ($(date -u +%Y-%m-%dT%H:%MZ), N=$N)"
+	echo
+	echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores," \
+		"$(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -sr), $(go version | cut -d' ' -f3-)," \
+		"nginx $(nginx -v 2>&1 | sed 's|.*/||'), casync $(casync --version | awk '{print $2}')" \
+		"($(dpkg-query -W -f '${Version}' casync 2>/dev/null || echo '?')), e2fsprogs $(mke2fs -V 2>&1 | awk 'NR == 1 {print $2}');" \
+		"load average before: $LOAD0, after: $(cut -d' ' -f1-3 /proc/loadavg)."
+	echo
+	echo "Images: $IMAGE_SIZE-byte ext4 (\`mkfs.ext4 -d\`) of a $TREE_MB MiB tree taken from this machine's /usr."
+	sed 's/^/- /' "$B/tree.stats"
+	echo
+	cat "$R/summary.md"
+} >"$R/report.md"
+cat "$R/report.md"
 log "done in $(printf '%.0f' "$(echo "$EPOCHREALTIME - $T_START" | bc -l)") s; load average before: $LOAD0, after: $(cut -d' ' -f1-3 /proc/loadavg)"

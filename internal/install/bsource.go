@@ -69,7 +69,7 @@ func openSource(ctx context.Context, d *device.Device, target string, o Options)
 	if err != nil {
 		return nil, err
 	}
-	return &deltaSource{ctx: ctx, d: d, target: target, c: fc, remote: remote, br: br, scanned: map[string]bool{}}, nil
+	return &deltaSource{ctx: ctx, d: d, target: target, c: fc, remote: remote, br: br, first: first, scanned: map[string]bool{}}, nil
 }
 
 // streamSource reads the bundle front to back.

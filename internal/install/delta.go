@@ -69,6 +69,7 @@ type deltaSource struct {
 	c      *fetch.Client
 	remote *fetch.Remote
 	br     *bundle.Reader
+	first  []byte // the probe's bytes, from offset 0
 	stats0 DeltaStats
 	// scanned remembers the slots already indexed during this install.
 	scanned map[string]bool
@@ -81,10 +82,14 @@ type deltaSource struct {
 func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
 	p := &s.br.Header.Payloads[i]
 	tableOff, dataOff := s.br.PayloadOffsets(i)
+	// The probe may already hold the start of the table: fetch only the rest.
 	var table []byte
-	if p.TableSize() > 0 {
-		err := s.c.Fetch(s.ctx, s.remote, []fetch.Range{{Off: tableOff, Len: int64(p.TableSize())}}, func(_ int, data []byte) error {
-			table = append([]byte(nil), data...)
+	if end := tableOff + int64(p.TableSize()); tableOff < int64(len(s.first)) {
+		table = append(table, s.first[tableOff:min(end, int64(len(s.first)))]...)
+	}
+	if rest := int64(p.TableSize()) - int64(len(table)); rest > 0 {
+		err := s.c.Fetch(s.ctx, s.remote, []fetch.Range{{Off: tableOff + int64(len(table)), Len: rest}}, func(_ int, data []byte) error {
+			table = append(table, data...)
 			return nil
 		})
 		if err != nil {

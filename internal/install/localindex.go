@@ -76,9 +76,11 @@ func parseIndex(b []byte) (*SlotIndex, error) {
 	return x, nil
 }
 
-// loadIndex reads the recorded or scanned index of a slot; nil when there
-// is none (or the scan is older than the slot).
-func loadIndex(d *device.Device, slot string) *SlotIndex {
+// loadIndex reads the recorded or scanned index of a slot made with the
+// chunker parameters of pl; nil when there is none (or the scan is older than
+// the slot). A recorded index with other parameters does not hide a scan
+// with pl's.
+func loadIndex(d *device.Device, slot string, pl *bundle.Payload) *SlotIndex {
 	dir := path.Join(d.Config.DataDir, IndexDir)
 	for _, name := range []string{slot + ".tidx", slot + scanSuffix} {
 		p := d.FS.Path(path.Join(dir, name))
@@ -93,7 +95,7 @@ func loadIndex(d *device.Device, slot string) *SlotIndex {
 		if err != nil {
 			continue
 		}
-		if x, err := parseIndex(b); err == nil {
+		if x, err := parseIndex(b); err == nil && x.sameParams(pl) {
 			return x
 		}
 	}
@@ -179,14 +181,14 @@ func localChunks(d *device.Device, target string, p *bundle.Payload, scanned map
 		if err != nil {
 			continue
 		}
-		x := loadIndex(d, name)
-		if (x == nil || !x.sameParams(p)) && !scanned[name] {
+		x := loadIndex(d, name, p)
+		if x == nil && !scanned[name] {
 			scanned[name] = true
 			if x, err = ScanSlot(d, name, p.Chunker, p.ChunkMin, p.ChunkAvg, p.ChunkMax); err != nil {
 				x = nil
 			}
 		}
-		if x == nil || !x.sameParams(p) {
+		if x == nil {
 			continue
 		}
 		var off int64
