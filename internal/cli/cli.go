@@ -94,7 +94,7 @@ simulated in a directory: try "tandem sim new /tmp/dev --boot-flow grub" and the
 "tandem --root /tmp/dev system info".
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rule,
-5 unusable boot-loader state, 10 simulated power cut (docs/cli.md).`,
+5 unusable boot-loader state, 6 bundle rejected, 10 simulated power cut (docs/cli.md).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,

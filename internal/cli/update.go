@@ -24,6 +24,9 @@ directory, or --trust) or match --bundle-hash. compatible, version policy and pa
 are checked before the first byte is written. Nothing of the running or default group is
 ever touched, and a failure leaves the boot configuration as it was.
 
+From an http(s) URL whose server supports Range requests, only the chunks the device does
+not already hold in its slots are downloaded (docs/delta.md); --no-delta downloads it all.
+
 --reboot no (default) only writes; set arranges a trial boot of the new group at the next
 reboot; yes does that and reboots now.
 
@@ -58,7 +61,7 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 	f := installCmd.Flags()
 	f.StringVar(&o.Reboot, "reboot", install.RebootNo, "no, set or yes")
 	f.StringArrayVar(&o.Trust, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
-	f.StringVar(&o.BundleHash, "bundle-hash", "", "accept the bundle with this hash (as `bundle inspect` prints it) instead of a signature")
+	f.StringVar(&o.BundleHash, "bundle-hash", "", "accept the bundle with this hash (as bundle inspect prints it) instead of a signature")
 	f.BoolVar(&o.Insecure, "insecure-skip-verification", false, "install without verifying the signature (never in production)")
 	f.BoolVar(&o.AllowDowngrade, "allow-downgrade", false, "allow a version older than the running one")
 	f.StringVar(&o.Group, "group", "", "target group (default: the only spare group)")
