@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -155,6 +156,7 @@ type body struct {
 	stall   time.Duration
 	timer   *time.Timer
 	stalled chan struct{} // closed when the timer fires
+	once    sync.Once     // the timer may fire more than once: close once
 	cancel  context.CancelFunc
 }
 
@@ -163,8 +165,10 @@ func newBody(rc io.ReadCloser, c *Client, cancel context.CancelFunc) *body {
 	// The timer runs only while a Read is blocked, so a slow consumer is
 	// not mistaken for a stalled server.
 	b.timer = time.AfterFunc(time.Hour, func() {
-		close(b.stalled)
-		cancel()
+		b.once.Do(func() {
+			close(b.stalled)
+			cancel()
+		})
 	})
 	b.timer.Stop()
 	return b

@@ -59,7 +59,11 @@ func openSource(ctx context.Context, d *device.Device, target string, o Options)
 	remote, first, body, err := fc.Open(ctx, o.Source, probeSize)
 	if errors.Is(err, fetch.ErrNoRange) {
 		// The server ignores Range: install from the body it sent.
-		return newStreamSource(body, true)
+		ss, err := newStreamSource(body, true)
+		if ss != nil {
+			ss.fc = fc
+		}
+		return ss, err
 	}
 	if err != nil {
 		return nil, err
@@ -78,6 +82,7 @@ type streamSource struct {
 	count  *countingReader
 	br     *bundle.Reader
 	remote bool
+	fc     *fetch.Client // set when a range probe fell back to this stream
 }
 
 func newStreamSource(rc io.ReadCloser, remote bool) (*streamSource, error) {
@@ -111,10 +116,14 @@ func (s *streamSource) finish() error {
 }
 
 func (s *streamSource) stats() DeltaStats {
-	if !s.remote {
-		return DeltaStats{}
+	switch {
+	case s.fc != nil:
+		st := s.fc.Stats()
+		return DeltaStats{BytesDownloaded: st.BytesReceived, Requests: st.Requests}
+	case s.remote:
+		return DeltaStats{BytesDownloaded: s.count.n, Requests: 1}
 	}
-	return DeltaStats{BytesDownloaded: s.count.n, Requests: 1}
+	return DeltaStats{}
 }
 
 type countingReader struct {
@@ -129,7 +138,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 func (s *deltaSource) reader() *bundle.Reader { return s.br }
-func (s *deltaSource) close()                 {}
+func (s *deltaSource) close()                 { s.c.HTTP.CloseIdleConnections() }
 func (s *deltaSource) finish() error          { return nil }
 func (s *deltaSource) resuming(r bool)        { s.resume = r }
 

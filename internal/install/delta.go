@@ -1,6 +1,7 @@
 package install
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -83,7 +84,7 @@ func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
 	p := &s.br.Header.Payloads[i]
 	tableOff, dataOff := s.br.PayloadOffsets(i)
 	// The probe may already hold the start of the table: fetch only the rest.
-	var table []byte
+	table := make([]byte, 0, p.TableSize())
 	if end := tableOff + int64(p.TableSize()); tableOff < int64(len(s.first)) {
 		table = append(table, s.first[tableOff:min(end, int64(len(s.first)))]...)
 	}
@@ -114,6 +115,18 @@ func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
 		}
 	}
 	st := &deltaStream{src: s, p: p, entries: entries, local: local, sum: sha256.New(), files: map[string]*os.File{}}
+	// Check every local candidate now, so that a slot that changed since it
+	// was indexed costs coalesced range requests, not one request per chunk.
+	checked := map[[32]byte]bool{}
+	for j := range entries {
+		e := &entries[j]
+		if loc, ok := local[e.Digest]; ok && !checked[e.Digest] {
+			checked[e.Digest] = true
+			if _, err := st.readLocal(e, loc); err != nil {
+				delete(local, e.Digest)
+			}
+		}
+	}
 	// Plan the fetches: every chunk without a local copy, in table order.
 	var ranges []fetch.Range
 	var stored int64
@@ -208,9 +221,10 @@ func (s *deltaStream) Next() (bundle.Chunk, error) {
 			}
 			return bundle.Chunk{}, err
 		}
-		s.src.stats0.ChunksFetched++
 		data, err = bundle.VerifyChunk(e, stored, s.buf)
-		if err != nil {
+		if err == nil {
+			s.src.stats0.ChunksFetched++
+		} else {
 			// Wrong bytes from the server: ask again before giving up.
 			data, err = s.fetchOne(e)
 		}
@@ -258,7 +272,7 @@ func (s *deltaStream) fetchOne(e *bundle.Entry) ([]byte, error) {
 		var data []byte
 		err := s.src.c.Fetch(s.src.ctx, s.src.remote, []fetch.Range{{Off: s.storedOff[s.i], Len: int64(e.StoredSize)}}, func(_ int, stored []byte) error {
 			var err error
-			data, err = bundle.VerifyChunk(e, stored, nil)
+			data, err = bundle.VerifyChunk(e, bytes.Clone(stored), nil)
 			return err
 		})
 		if err == nil {

@@ -289,3 +289,31 @@ func TestDeltaNginx(t *testing.T) {
 		t.Fatalf("delta through nginx downloaded %d of %d bytes", sent, len(fx.sysV2))
 	}
 }
+
+// A local slot that changed after it was indexed costs coalesced requests,
+// not one request per chunk, and the install is still exact.
+func TestDeltaStaleLocalIndex(t *testing.T) {
+	dir := deltaDevice(t)
+	url := serve(t, fx.sysV2, nil)
+	// Index slot a as it is, then change it behind tandem's back, keeping its mtime.
+	d := open(t, dir)
+	x, err := install.ScanSlot(d, "system-a", bundle.ChunkerBuzhash, chunkAvg/4, chunkAvg, chunkAvg*4)
+	if err != nil || len(x.Entries) == 0 {
+		t.Fatalf("scan: %v", err)
+	}
+	p := filepath.Join(dir, "slots/system-a.img")
+	fi, _ := os.Stat(p)
+	garbage := bytes.Repeat([]byte{0x5a}, len(fx.imgV1))
+	if err := os.WriteFile(p, garbage, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(p, fi.ModTime(), fi.ModTime().Add(-time.Hour))
+	res, err := installURL(t, dir, url, install.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSlot(t, dir, "b", fx.imgV2)
+	if res.Transfer.Requests > 6 {
+		t.Fatalf("a stale index cost %d requests: %+v", res.Transfer.Requests, res.Transfer)
+	}
+}

@@ -176,10 +176,11 @@ func Install(d *device.Device, o Options) (*Result, error) {
 	if err := src.finish(); err != nil {
 		return nil, err
 	}
-	if err := d.RecordInstall(target, h.Version, br.Hash.String()); err != nil {
+	// The journal goes first: losing it only loses the resume shortcut.
+	if err := endJournal(d); err != nil {
 		return nil, err
 	}
-	if err := endJournal(d); err != nil {
+	if err := d.RecordInstall(target, h.Version, br.Hash.String()); err != nil {
 		return nil, err
 	}
 	if err := hooks.Run(d.FS, d.Config.HooksDir, "update-install", "post-update",

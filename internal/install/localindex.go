@@ -60,7 +60,7 @@ func parseIndex(b []byte) (*SlotIndex, error) {
 	x := &SlotIndex{Chunker: bundle.ChunkerType(b[6]), Min: binary.LittleEndian.Uint32(b[8:]),
 		Avg: binary.LittleEndian.Uint32(b[12:]), Max: binary.LittleEndian.Uint32(b[16:]), Size: binary.LittleEndian.Uint64(b[20:])}
 	n := int(binary.LittleEndian.Uint32(b[28:]))
-	if len(b) != head+n*bundle.EntrySize {
+	if n > (len(b)-head)/bundle.EntrySize || len(b) != head+n*bundle.EntrySize {
 		return nil, errors.New("slot index has the wrong size")
 	}
 	x.Entries = make([]bundle.Entry, n)
@@ -184,9 +184,8 @@ func localChunks(d *device.Device, target string, p *bundle.Payload, scanned map
 		x := loadIndex(d, name, p)
 		if x == nil && !scanned[name] {
 			scanned[name] = true
-			if x, err = ScanSlot(d, name, p.Chunker, p.ChunkMin, p.ChunkAvg, p.ChunkMax); err != nil {
-				x = nil
-			}
+			// A scan that could not be cached is still good for this install.
+			x, _ = ScanSlot(d, name, p.Chunker, p.ChunkMin, p.ChunkAvg, p.ChunkMax)
 		}
 		if x == nil {
 			continue
