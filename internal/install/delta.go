@@ -140,7 +140,8 @@ func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	st.cancel = cancel
-	st.fetched = make(chan []byte, 16)
+	// At most 16 fetched chunks, and about 8 MiB of them, wait for the writer.
+	st.fetched = make(chan []byte, min(16, max(1, (8<<20)/int(p.ChunkMax))))
 	st.fetchErr = make(chan error, 1)
 	go func() {
 		err := s.c.Fetch(ctx, s.remote, ranges, func(_ int, data []byte) error {
