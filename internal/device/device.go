@@ -191,6 +191,25 @@ func (st Status) CheckWritable(group string) error {
 	return nil
 }
 
+// Target chooses the group an update or a trial may go to: group when it is
+// spare, or the only spare group when group is "". It refuses while the
+// running group is on trial (commit or roll back first).
+func (st Status) Target(group string) (string, error) {
+	if st.CommitPending() {
+		return "", fmt.Errorf("%w: group %s runs on trial and is not committed; commit it or reboot to roll back first", ErrRefused, st.Active)
+	}
+	if group != "" {
+		return group, st.CheckWritable(group)
+	}
+	switch len(st.Spare) {
+	case 0:
+		return "", fmt.Errorf("%w: no spare group", ErrRefused)
+	case 1:
+		return st.Spare[0], nil
+	}
+	return "", fmt.Errorf("%w: several spare groups (%v); choose one with --group", ErrRefused, st.Spare)
+}
+
 // Commit makes the active group the default. It returns false when it
 // already was (nothing written).
 func (d *Device) Commit() (bool, error) {
@@ -241,15 +260,11 @@ func (d *Device) TrySpare() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	switch {
-	case st.CommitPending():
-		return "", fmt.Errorf("%w: group %s runs on trial and is not committed; commit it or reboot to roll back first", ErrRefused, st.Active)
-	case len(st.Spare) == 0:
-		return "", fmt.Errorf("%w: no spare group", ErrRefused)
-	case len(st.Spare) > 1:
-		return "", fmt.Errorf("%w: several spare groups (%v); say which", ErrRefused, st.Spare)
+	target, err := st.Target("")
+	if err != nil {
+		return "", err
 	}
-	return st.Spare[0], d.tryNext(st.Spare[0])
+	return target, d.tryNext(target)
 }
 
 // TryNext sets try-next on group, which must be spare.

@@ -108,17 +108,8 @@ func Install(d *device.Device, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.CommitPending() {
-		return nil, fmt.Errorf("%w: group %s runs on trial and is not committed; commit it or reboot to roll back first", device.ErrRefused, st.Active)
-	}
-	target := o.Group
-	if target == "" {
-		if len(st.Spare) != 1 {
-			return nil, fmt.Errorf("%w: %d spare groups (%v); choose one with --group", device.ErrRefused, len(st.Spare), st.Spare)
-		}
-		target = st.Spare[0]
-	}
-	if err := st.CheckWritable(target); err != nil {
+	target, err := st.Target(o.Group)
+	if err != nil {
 		return nil, err
 	}
 
