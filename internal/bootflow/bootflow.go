@@ -12,6 +12,7 @@ package bootflow
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/tandem-ota/tandem/internal/config"
@@ -96,6 +97,17 @@ func checkGroup(groups []string, g string) error {
 		return fmt.Errorf("unknown boot group %q", g)
 	}
 	return nil
+}
+
+// groupWith returns the group whose value in m is v (the first in name
+// order), e.g. the group of a partition number or of a loader entry.
+func groupWith[V comparable](m map[string]V, v V) (string, bool) {
+	for _, g := range slices.Sorted(maps.Keys(m)) {
+		if m[g] == v {
+			return g, true
+		}
+	}
+	return "", false
 }
 
 func stateErr(file string, err error) error {

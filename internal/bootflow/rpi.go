@@ -2,9 +2,7 @@ package bootflow
 
 import (
 	"fmt"
-	"maps"
 	"path"
-	"slices"
 	"strings"
 
 	"github.com/tandem-ota/tandem/internal/bootenv/autoboot"
@@ -49,14 +47,7 @@ func (r *rpiFlow) read() (*autoboot.File, error) {
 	return f, nil
 }
 
-func (r *rpiFlow) groupOf(part int) (string, bool) {
-	for _, g := range slices.Sorted(maps.Keys(r.partitions)) {
-		if r.partitions[g] == part {
-			return g, true
-		}
-	}
-	return "", false
-}
+func (r *rpiFlow) groupOf(part int) (string, bool) { return groupWith(r.partitions, part) }
 
 func (r *rpiFlow) Default() (string, error) {
 	f, err := r.read()

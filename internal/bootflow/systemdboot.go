@@ -3,10 +3,8 @@ package bootflow
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path"
-	"slices"
 	"strings"
 
 	"github.com/tandem-ota/tandem/internal/bootenv/efivar"
@@ -102,14 +100,7 @@ func (s *systemdBootFlow) deleteVar(name string) error {
 	return nil
 }
 
-func (s *systemdBootFlow) groupOf(entry string) (string, bool) {
-	for _, g := range slices.Sorted(maps.Keys(s.entries)) {
-		if s.entries[g] == entry {
-			return g, true
-		}
-	}
-	return "", false
-}
+func (s *systemdBootFlow) groupOf(entry string) (string, bool) { return groupWith(s.entries, entry) }
 
 // Default reads LoaderEntryDefault, else the `default` line of loader.conf
 // (systemd-boot's order).

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
@@ -298,7 +299,7 @@ func planPayloads(d *device.Device, st device.Status, target string, h *bundle.H
 			bundle.KindSlot: {config.SlotBlock, config.SlotFile, config.SlotCustom},
 			bundle.KindTree: {config.SlotDirectory},
 		}[p.Kind]
-		if !contains(want, slot.Type) {
+		if !slices.Contains(want, slot.Type) {
 			return nil, fmt.Errorf("%w: payload %s (%s) cannot go into %s slot %s", ErrPayload, p.Name, p.Kind, slot.Type, name)
 		}
 		if capacity, ok := slotCapacity(d, slot); ok && p.Size > capacity {
@@ -307,15 +308,6 @@ func planPayloads(d *device.Device, st device.Status, target string, h *bundle.H
 		plan[i] = slotPlan{slot: slot, name: name}
 	}
 	return plan, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // slotCapacity returns how many bytes a block or file slot holds (a file
