@@ -270,16 +270,21 @@ func verifyChunk(dec *zstd.Decoder, e *Entry, stored, buf []byte) ([]byte, error
 
 // Read streams the payload's verified bytes (io.Reader for tar extraction
 // and handlers).
-func (p *PayloadReader) Read(b []byte) (int, error) {
-	for len(p.pending) == 0 {
-		c, err := p.Next()
+func (p *PayloadReader) Read(b []byte) (int, error) { return ReadChunks(b, &p.pending, p.Next) }
+
+// ReadChunks implements io.Reader over a source of verified chunks: it
+// copies from *pending, refilling it from next. Chunk sources (the stream
+// reader, delta installs) share it.
+func ReadChunks(b []byte, pending *[]byte, next func() (Chunk, error)) (int, error) {
+	for len(*pending) == 0 {
+		c, err := next()
 		if err != nil {
 			return 0, err
 		}
-		p.pending = c.Data
+		*pending = c.Data
 	}
-	n := copy(b, p.pending)
-	p.pending = p.pending[n:]
+	n := copy(b, *pending)
+	*pending = (*pending)[n:]
 	return n, nil
 }
 

@@ -288,15 +288,4 @@ func (s *deltaStream) fetchOne(e *bundle.Entry) ([]byte, error) {
 	return nil, lastErr
 }
 
-func (s *deltaStream) Read(b []byte) (int, error) {
-	for len(s.pending) == 0 {
-		c, err := s.Next()
-		if err != nil {
-			return 0, err
-		}
-		s.pending = c.Data
-	}
-	n := copy(b, s.pending)
-	s.pending = s.pending[n:]
-	return n, nil
-}
+func (s *deltaStream) Read(b []byte) (int, error) { return bundle.ReadChunks(b, &s.pending, s.Next) }
