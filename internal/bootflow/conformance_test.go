@@ -417,3 +417,40 @@ func checkEnvFiles(t *testing.T, dir string) {
 		t.Fatalf("fw_printenv: %v: %s", err, out)
 	}
 }
+
+// Flows whose boot loader counts report the attempts left, and mark-bad
+// ends a trial so the boot loader does not start it again.
+func TestCounterMarkBad(t *testing.T) {
+	forEachFlow(t, func(t *testing.T, fc flowCase) {
+		if !fc.counts {
+			t.Skipf("the %s boot loader cannot count attempts", fc.name)
+		}
+		dir := newDevice(t, fc, nil, 3)
+		c, ok := openDev(t, dir, 0, 0).Flow.(bootflow.Counter)
+		if !ok {
+			t.Skipf("the %s flow cannot report its count to tandem", fc.name)
+		}
+		trySpare(t, dir)
+		if g, left, err := c.Trial(); err != nil || g != "b" || left != 3 {
+			t.Fatalf("trial = %q, %d, %v; want b with 3 attempts", g, left, err)
+		}
+		if g := reboot(t, dir, true); g != "b" {
+			t.Fatalf("first attempt started %s", g)
+		}
+		c = openDev(t, dir, 0, 0).Flow.(bootflow.Counter)
+		if _, left, _ := c.Trial(); left != 2 {
+			t.Fatalf("attempts left after one boot: %d, want 2", left)
+		}
+		must(t, c.MarkBad("a")) // not on trial: nothing changes
+		if g, _, _ := c.Trial(); g != "b" {
+			t.Fatalf("mark-bad of another group ended the trial of b")
+		}
+		must(t, c.MarkBad("b"))
+		if g, _, err := c.Trial(); err != nil || g != "" {
+			t.Fatalf("after mark-bad: trial %q, %v", g, err)
+		}
+		if g := reboot(t, dir, false); g != "a" {
+			t.Fatalf("after mark-bad the boot loader started %s, want a", g)
+		}
+	})
+}
