@@ -116,7 +116,7 @@ func (p *progress) event(e install.Event) {
 	rate := float64(e.Bytes) / max(secs, 0.001)
 	eta := "?"
 	if rate > 0 {
-		eta = (time.Duration(float64(e.Total-e.Bytes)/rate) * time.Second / time.Second * time.Second).String()
+		eta = time.Duration(float64(e.Total-e.Bytes) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	fmt.Fprintf(p.a.env.Stdout, "\r%s %5.1f %% %s / %s  %s/s  ETA %s  ", bar, 100*frac,
 		humanBytes(e.Bytes), humanBytes(e.Total), humanBytes(uint64(rate)), eta)
