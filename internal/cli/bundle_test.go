@@ -2,8 +2,15 @@ package cli
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/testutil"
 )
@@ -201,5 +209,45 @@ func TestUpdateInstallHTTPS(t *testing.T) {
 	}
 	if r := run(t, nil, "--root", dev, "update", "install", srv.URL+"/v2.tandem", "--ca-file", ca, "--header", "X-Device: sim"); r.code != 0 {
 		t.Fatalf("https with --ca-file: %+v", r)
+	}
+}
+
+// A server that requires a client certificate accepts --client-cert/--client-key.
+func TestUpdateInstallClientCert(t *testing.T) {
+	dir, image := bundleFixture(t)
+	createBundle(t, nil, filepath.Join(dir, "v2.tandem"), image, "--key", filepath.Join(dir, "release.key"))
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "device-1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+
+	srv := httptest.NewUnstartedServer(http.FileServer(http.Dir(dir)))
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	srv.StartTLS()
+	defer srv.Close()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+
+	dev := newSim(t, "grub", "--trust", filepath.Join(dir, "release.pub"), "--slot-size", "1M")
+	url := srv.URL + "/v2.tandem"
+	if r := run(t, nil, "--root", dev, "update", "install", url, "--ca-file", ca); r.code == 0 {
+		t.Fatalf("install without a client certificate succeeded: %+v", r)
+	}
+	if r := run(t, nil, "--root", dev, "update", "install", url, "--ca-file", ca, "--client-cert", certFile, "--client-key", keyFile); r.code != 0 {
+		t.Fatalf("install with a client certificate: %+v", r)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -120,8 +121,12 @@ func (c *Client) get(ctx context.Context, u, rng, ifRange string) (*http.Respons
 			err = ue.Err
 		}
 		err = fmt.Errorf("fetch: GET %s (%s): %w", u, rng, err)
+		// TLS failures (our check of the server, or the server's TLS alert,
+		// e.g. a missing client certificate) do not heal by retrying.
 		var cv *tls.CertificateVerificationError
-		if errors.As(err, &cv) {
+		var alert tls.AlertError
+		var op *net.OpError // crypto/tls reports a received alert as a "remote error"
+		if errors.As(err, &cv) || errors.As(err, &alert) || errors.As(err, &op) && op.Op == "remote error" {
 			return nil, nil, err
 		}
 		return nil, nil, transient(err)
