@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -249,5 +250,65 @@ func TestUpdateInstallClientCert(t *testing.T) {
 	}
 	if r := run(t, nil, "--root", dev, "update", "install", url, "--ca-file", ca, "--client-cert", certFile, "--client-key", keyFile); r.code != 0 {
 		t.Fatalf("install with a client certificate: %+v", r)
+	}
+}
+
+// bundle create --spec: slot, tree and execute payloads, a key from the
+// spec, paths relative to it; an unknown key is an error with line:column.
+func TestBundleSpec(t *testing.T) {
+	dir, image := bundleFixture(t)
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	tw.WriteHeader(&tar.Header{Name: "etc/app.conf", Mode: 0o644, Size: 6, Typeflag: tar.TypeReg})
+	tw.Write([]byte("x = 1\n"))
+	tw.Close()
+	os.WriteFile(filepath.Join(dir, "app.tar"), tarball.Bytes(), 0o644)
+	os.WriteFile(filepath.Join(dir, "migrate.sh"), []byte("echo migrated\n"), 0o644)
+	spec := `compatible = "tandem-sim"
+version = "2.1.0"
+min-version = "1.0.0"
+keys = ["release.key"]
+
+[[payload]]
+name = "system"
+file = "v2.img"
+chunk-size = "16K"
+
+[[payload]]
+name = "apps"
+kind = "tree"
+file = "app.tar"
+
+[[payload]]
+name = "migrate"
+kind = "execute"
+file = "migrate.sh"
+handler = ["/bin/sh", "-s"]
+`
+	specFile := filepath.Join(dir, "bundle.toml")
+	os.WriteFile(specFile, []byte(spec), 0o644)
+	out := filepath.Join(dir, "spec.tandem")
+	if r := run(t, nil, "bundle", "create", "--spec", specFile, out); r.code != 0 {
+		t.Fatalf("create --spec: %+v", r)
+	}
+	r := run(t, nil, "bundle", "inspect", out, "--json")
+	var info BundleInfo
+	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Version != "2.1.0" || info.MinVersion != "1.0.0" || len(info.Signers) != 1 || len(info.Payloads) != 3 {
+		t.Fatalf("inspect: %+v", info)
+	}
+	p := info.Payloads
+	if p[0].Kind != "slot" || p[0].Target != "system" || p[0].ChunkAvg != 16<<10 || p[1].Kind != "tree" || p[2].Kind != "execute" || p[2].Handler[0] != "/bin/sh" {
+		t.Fatalf("payloads: %+v", p)
+	}
+	extracted := filepath.Join(dir, "system.out")
+	if r := run(t, nil, "bundle", "extract", out, "system", extracted, "--trust", filepath.Join(dir, "release.pub")); r.code != 0 || !bytes.Equal(readFile(t, extracted), readFile(t, image)) {
+		t.Fatalf("extract: %+v", r)
+	}
+	os.WriteFile(specFile, []byte(spec+"colour = \"blue\"\n"), 0o644)
+	if r := run(t, nil, "bundle", "create", "--spec", specFile, filepath.Join(dir, "bad.tandem")); r.code == 0 || !strings.Contains(r.stderr, "bundle.toml:") || !strings.Contains(r.stderr, "colour") {
+		t.Fatalf("unknown key: %+v", r)
 	}
 }

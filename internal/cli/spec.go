@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/tandem-ota/tandem/internal/bundle"
@@ -57,15 +58,15 @@ func loadSpec(name string) (*loadedSpec, error) {
 	dec := toml.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		var de *toml.DecodeError
 		var se *toml.StrictMissingError
+		var de *toml.DecodeError
 		switch {
+		case errors.As(err, &se) && len(se.Errors) > 0:
+			row, col := se.Errors[0].Position()
+			return nil, fmt.Errorf("%s:%d:%d: unknown key %s", name, row, col, strings.Join(se.Errors[0].Key(), "."))
 		case errors.As(err, &de):
 			row, col := de.Position()
 			return nil, fmt.Errorf("%s:%d:%d: %s", name, row, col, de.Error())
-		case errors.As(err, &se):
-			row, col := se.Errors[0].Position()
-			return nil, fmt.Errorf("%s:%d:%d: unknown key %s", name, row, col, se.Errors[0].Key())
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -110,9 +110,12 @@ func Open(opts Options) (*Device, error) {
 // ReadSimState returns the simulator state of the device under root, nil if
 // it is not a simulated device.
 func ReadSimState(root string) (*SimState, error) {
+	if root == "" || root == "/" {
+		return nil, nil // the real system is never simulated
+	}
 	p := rootfs.Join(root, SimMarker)
 	b, err := os.ReadFile(p)
-	if rootfs.IsNotExist(err) || root == "" || root == "/" {
+	if rootfs.IsNotExist(err) {
 		return nil, nil
 	}
 	if err != nil {
