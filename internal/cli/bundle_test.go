@@ -312,3 +312,19 @@ handler = ["/bin/sh", "-s"]
 		t.Fatalf("unknown key: %+v", r)
 	}
 }
+
+// tandem slots index builds the cache a delta install would build on first need.
+func TestSlotsIndex(t *testing.T) {
+	_, image := bundleFixture(t)
+	dev := newSim(t, "grub", "--image", image, "--slot-size", "1M")
+	r := run(t, nil, "--root", dev, "slots", "index", "system-a")
+	if r.code != 0 || !strings.Contains(r.stdout, "indexed slot system-a") {
+		t.Fatalf("slots index: %+v", r)
+	}
+	if fi, err := os.Stat(filepath.Join(dev, "var/lib/tandem/index/system-a.scan.tidx")); err != nil || fi.Size() == 0 {
+		t.Fatalf("index file: %v", err)
+	}
+	if r := run(t, nil, "--root", dev, "slots", "index", "nope"); r.code == 0 {
+		t.Fatalf("index of an unknown slot: %+v", r)
+	}
+}
