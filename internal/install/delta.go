@@ -115,12 +115,13 @@ func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
 		}
 	}
 	st := &deltaStream{src: s, p: p, entries: entries, local: local, sum: sha256.New(), files: map[string]*os.File{}}
-	// Check every local candidate now, so that a slot that changed since it
-	// was indexed costs coalesced range requests, not one request per chunk.
+	// Check every local candidate from an older index now, so that a slot
+	// that changed since it was indexed costs coalesced range requests, not
+	// one request per chunk. (Every chunk is verified again when it is used.)
 	checked := map[[32]byte]bool{}
 	for j := range entries {
 		e := &entries[j]
-		if loc, ok := local[e.Digest]; ok && !checked[e.Digest] {
+		if loc, ok := local[e.Digest]; ok && !loc.fresh && !checked[e.Digest] {
 			checked[e.Digest] = true
 			if _, err := st.readLocal(e, loc); err != nil {
 				delete(local, e.Digest)

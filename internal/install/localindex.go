@@ -164,6 +164,9 @@ type chunkLocation struct {
 	path   string
 	offset int64
 	size   uint32
+	// fresh: the slot was read and indexed by this install, so the
+	// location need not be checked before the fetches are planned.
+	fresh bool
 }
 
 // localChunks maps chunk digests to places in the slots of the groups that
@@ -193,7 +196,7 @@ func localChunks(d *device.Device, target string, p *bundle.Payload, scanned map
 		var off int64
 		for _, e := range x.Entries {
 			if _, ok := m[e.Digest]; !ok {
-				m[e.Digest] = chunkLocation{path: sp, offset: off, size: e.Size}
+				m[e.Digest] = chunkLocation{path: sp, offset: off, size: e.Size, fresh: scanned[name]}
 			}
 			off += int64(e.Size)
 		}
