@@ -28,6 +28,9 @@ type Env struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Name is the program name (argv[0]); invoked as rugix-ctrl, tandem
+	// runs its rugix-ctrl compatible command line (rugix.go).
+	Name string
 }
 
 // Main runs tandem with args (without the program name) and returns the exit code.
@@ -36,7 +39,11 @@ func Main(args []string, env Env) int {
 		env.Getenv = os.Getenv
 	}
 	app := &app{env: env}
-	root := app.rootCommand()
+	root, prog := app.rootCommand(), "tandem"
+	if isRugixName(env.Name) {
+		app.root, app.configPath = env.Getenv("TANDEM_ROOT"), config.DefaultPath
+		root, prog = app.rugixCommand(), RugixName
+	}
 	root.SetArgs(args)
 	root.SetIn(env.Stdin)
 	root.SetOut(env.Stdout)
@@ -46,8 +53,12 @@ func Main(args []string, env Env) int {
 		err = usageError{err}
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "tandem: %s\n", oneLine(err.Error()))
-		if h := hint(err); h != "" {
+		fmt.Fprintf(env.Stderr, "%s: %s\n", prog, oneLine(err.Error()))
+		h := hint(err)
+		if prog == RugixName && exitCode(err) == ExitUsage {
+			h = "see rugix-ctrl --help"
+		}
+		if h != "" {
 			fmt.Fprintf(env.Stderr, "hint: %s\n", h)
 		}
 	}

@@ -1,0 +1,397 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/chunker"
+	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/install"
+)
+
+// RugixName is the program name (argv[0] base name) that selects the
+// rugix-ctrl compatible command line (docs/integrations/rugix-ctrl.md).
+const RugixName = "rugix-ctrl"
+
+// rugixCommand is the subset of rugix-ctrl's command line that the public
+// Rugix integrations (Mender module, thin-edge.io workflow, Memfault
+// template, Nexigon script) call, mapped onto tandem. Only the flags listed
+// here are accepted; any other fails as a usage error, so that a script never
+// silently gets a behaviour it did not ask for.
+func (a *app) rugixCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   RugixName,
+		Short: "tandem's rugix-ctrl compatible command line",
+		Long: `This is tandem, invoked as rugix-ctrl: it accepts the commands and flags the public Rugix
+fleet integrations call, so that their scripts run unchanged on a tandem device
+(docs/integrations/rugix-ctrl.md). The bundles are tandem bundles.
+
+  update install [--reboot yes|no|set|deferred] [--bundle-hash H]
+                 [--insecure-skip-bundle-verification] BUNDLE   (path, - or http(s) URL)
+  system info [--json]           JSON with rugix-ctrl's field names
+  system commit
+  system reboot [--spare]
+  slots create-index SLOT CHUNKER HASH-ALG
+
+The device is the one tandem manages (/etc/tandem/system.toml; TANDEM_ROOT for a
+simulated device). Run "tandem --help" for tandem's own command line.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+
+	update := &cobra.Command{Use: "update", Short: "Install updates"}
+	update.AddCommand(a.rugixInstallCommand())
+	system := &cobra.Command{Use: "system", Short: "Boot state: info, commit, reboot"}
+	system.AddCommand(a.rugixInfoCommand(), a.rugixCommitCommand(), a.rugixRebootCommand())
+	slots := &cobra.Command{Use: "slots", Short: "Slot indexes for delta updates"}
+	slots.AddCommand(a.rugixCreateIndexCommand())
+	root.AddCommand(update, system, slots)
+	return root
+}
+
+func (a *app) rugixInstallCommand() *cobra.Command {
+	var o install.Options
+	var reboot, hash, verifyBundle string
+	cmd := &cobra.Command{
+		Use:   "install BUNDLE",
+		Short: "Install a tandem bundle (path, - for stdin, or http(s) URL) into the spare group",
+		Long: `Install a tandem bundle into the spare group, as "tandem update install" does.
+
+--reboot yes (the default, as in rugix-ctrl) arranges a trial boot of the new group and
+reboots; set (and deferred, which tandem treats as set) arranges the trial without
+rebooting; no only writes. --bundle-hash takes tandem's bundle hash (64 hex digits, as
+"tandem bundle inspect" prints it; a "sha256:" prefix is accepted). Without it the bundle
+must be signed by a key the device trusts, unless --insecure-skip-bundle-verification.
+
+Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","progress":P}.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch reboot {
+			case install.RebootYes, install.RebootNo, install.RebootSet:
+				o.Reboot = reboot
+			case "deferred":
+				o.Reboot = install.RebootSet
+			default:
+				return usageError{fmt.Errorf("--reboot %q: want yes, no, set or deferred", reboot)}
+			}
+			if hash != "" && verifyBundle != "" && hash != verifyBundle {
+				return usageError{errors.New("--bundle-hash and --verify-bundle disagree")}
+			}
+			if hash == "" {
+				hash = verifyBundle
+			}
+			if hash != "" {
+				h, err := rugixBundleHash(hash)
+				if err != nil {
+					return usageError{err}
+				}
+				o.BundleHash = h
+			}
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			o.Source, o.Stdin = args[0], a.env.Stdin
+			o.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "%s: warning: %s\n", RugixName, s) }
+			p := a.rugixProgress()
+			o.Progress = p.event
+			res, err := install.Install(d, o)
+			if err != nil {
+				if p.bar != nil {
+					p.bar.fail(err)
+				}
+				return err
+			}
+			if p.bar != nil {
+				p.bar.done(res)
+			}
+			fmt.Fprintf(a.env.Stderr, "%s: installed %s (bundle %s) into group %s\n", RugixName, res.Version, res.BundleHash, res.Group)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&reboot, "reboot", install.RebootYes, "yes, no, set or deferred (= set)")
+	f.StringVar(&hash, "bundle-hash", "", "accept the bundle with this tandem bundle hash instead of a signature")
+	f.StringVar(&verifyBundle, "verify-bundle", "", "the same as --bundle-hash (rugix-ctrl 0.8 name)")
+	f.BoolVar(&o.Insecure, "insecure-skip-bundle-verification", false, "install without verifying the bundle (never in production)")
+	f.StringVar(&o.Group, "boot-group", "", "target group (default: the only spare group)")
+	f.StringArrayVar(&o.Trust, "root-cert", nil, "extra trusted public key or root certificate (PEM, repeatable)")
+	f.BoolVar(&o.NoDelta, "disable-range-queries", false, "download the whole bundle even when the server supports ranges")
+	return cmd
+}
+
+// rugixBundleHash accepts tandem's bundle hash, optionally as "sha256:HEX".
+func rugixBundleHash(s string) (string, error) {
+	if alg, hex, ok := strings.Cut(s, ":"); ok {
+		if alg != "sha256" {
+			return "", fmt.Errorf("--bundle-hash %q: tandem bundle hashes are sha256 (64 hex digits from tandem bundle inspect), not %s", s, alg)
+		}
+		s = hex
+	}
+	if _, err := bundle.ParseHash(s); err != nil {
+		return "", fmt.Errorf("--bundle-hash: %w", err)
+	}
+	return s, nil
+}
+
+// rugixProgressEvent is rugix-ctrl's progress line.
+type rugixProgressEvent struct {
+	Event    string  `json:"event"`
+	Progress float64 `json:"progress"`
+}
+
+type rugixProgress struct {
+	bar  *progress // on a terminal: tandem's bar
+	enc  *json.Encoder
+	last float64
+}
+
+func (a *app) rugixProgress() *rugixProgress {
+	p := a.progress(false)
+	if !p.json {
+		return &rugixProgress{bar: p}
+	}
+	return &rugixProgress{enc: json.NewEncoder(a.env.Stdout), last: -1}
+}
+
+// event prints a line about every 0.4 %, as rugix-ctrl does.
+func (p *rugixProgress) event(e install.Event) {
+	if p.bar != nil {
+		p.bar.event(e)
+		return
+	}
+	if e.Event != "progress" || e.Total == 0 {
+		return
+	}
+	pct := math.Round(1000*float64(e.Bytes)/float64(e.Total)) / 10
+	if pct-p.last < 0.4 && !(pct == 100 && p.last < 100) {
+		return
+	}
+	p.last = pct
+	_ = p.enc.Encode(rugixProgressEvent{Event: "UpdateProgress", Progress: pct})
+}
+
+// RugixInfo is what `rugix-ctrl system info` prints: rugix-ctrl's field
+// names, filled from tandem's device information.
+type RugixInfo struct {
+	Slots map[string]RugixSlot `json:"slots"`
+	Boot  RugixBoot            `json:"boot"`
+	State RugixState           `json:"state"`
+}
+
+// RugixSlot is one slot in RugixInfo.
+type RugixSlot struct {
+	Active bool `json:"active"`
+	// Hashes is always empty: tandem records bundle hashes per group, not
+	// content hashes per slot.
+	Hashes    map[string]string `json:"hashes"`
+	Size      *int64            `json:"size,omitempty"`
+	UpdatedAt *time.Time        `json:"updatedAt,omitempty"`
+}
+
+// RugixBoot is the boot state in RugixInfo.
+type RugixBoot struct {
+	BootFlow     string                     `json:"bootFlow"`
+	ActiveGroup  string                     `json:"activeGroup"`
+	DefaultGroup string                     `json:"defaultGroup"`
+	Groups       map[string]json.RawMessage `json:"groups"`
+}
+
+// RugixState is rugix-ctrl's state-management status. tandem does not
+// manage state; it reports Active when its data directory exists (that is
+// where it keeps what must survive an update), else Disabled.
+type RugixState struct {
+	Status string `json:"status"`
+}
+
+func (a *app) rugixInfo(d *device.Device) (*RugixInfo, error) {
+	info, err := d.Info()
+	if err != nil {
+		return nil, err
+	}
+	db, err := d.LoadState()
+	if err != nil {
+		db = &device.State{}
+	}
+	out := &RugixInfo{
+		Slots: map[string]RugixSlot{},
+		Boot: RugixBoot{BootFlow: info.Boot.BootFlow, ActiveGroup: info.Boot.ActiveGroup,
+			DefaultGroup: info.Boot.DefaultGroup, Groups: map[string]json.RawMessage{}},
+		State: RugixState{Status: "Disabled"},
+	}
+	for g := range info.Boot.Groups {
+		out.Boot.Groups[g] = json.RawMessage("{}")
+	}
+	for name, s := range info.Slots {
+		rs := RugixSlot{Active: s.Active, Hashes: map[string]string{}}
+		if s.Type == config.SlotBlock || s.Type == config.SlotFile {
+			if p, err := d.SlotPath(d.Config.Slots[name]); err == nil {
+				if n, err := fileSize(p); err == nil {
+					rs.Size = &n
+				}
+			}
+		}
+		if gs, ok := db.Groups[s.Group]; ok && s.Group != "" && !gs.InstalledAt.IsZero() {
+			t := gs.InstalledAt
+			rs.UpdatedAt = &t
+		}
+		out.Slots[name] = rs
+	}
+	if fi, err := d.FS.Stat(d.Config.DataDir); err == nil && fi.IsDir() {
+		out.State.Status = "Active"
+	}
+	return out, nil
+}
+
+// fileSize is the size of a file, or of a block device (seek to the end).
+func fileSize(p string) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.Seek(0, 2)
+}
+
+func (a *app) rugixInfoCommand() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "info [--json]",
+		Short: "Print the boot state as JSON with rugix-ctrl's field names",
+		Long: `Print one JSON document: slots (active, hashes, size, updatedAt), boot (bootFlow,
+activeGroup, defaultGroup, groups) and state (status). It is JSON with or without --json,
+as scripts written for rugix-ctrl expect, e.g.
+
+  rugix-ctrl system info --json | jq -r .boot.activeGroup`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			info, err := a.rugixInfo(d)
+			if err != nil {
+				return err
+			}
+			return a.printJSON(info)
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON (always on)")
+	return cmd
+}
+
+func (a *app) rugixCommitCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "commit",
+		Short: "Make the running group the default (keep a trial)",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			changed, err := d.Commit()
+			if err != nil {
+				return err
+			}
+			if changed {
+				fmt.Fprintf(a.env.Stderr, "%s: committed the running group\n", RugixName)
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) rugixRebootCommand() *cobra.Command {
+	var spare bool
+	cmd := &cobra.Command{
+		Use:   "reboot [--spare]",
+		Short: "Reboot, with --spare into the spare group on trial",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			if spare {
+				if _, err := d.TrySpare(); err != nil {
+					return err
+				}
+			}
+			return d.Reboot()
+		},
+	}
+	cmd.Flags().BoolVar(&spare, "spare", false, "boot the spare group once on trial")
+	return cmd
+}
+
+func (a *app) rugixCreateIndexCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "create-index SLOT CHUNKER HASH-ALG",
+		Short: "Index a slot for delta updates (mapped to tandem slots index)",
+		Long: `Index a slot's chunks as "tandem slots index" does. CHUNKER is casync-N (content-defined,
+average N KiB) or fixed-N (N KiB blocks); HASH-ALG (sha256, sha512-256, sha512) is accepted
+but tandem's index always uses SHA-256, the digest of its bundles. tandem indexes the slots
+it writes by itself and the others on first need, so this command only saves time on the
+first delta install. A slot this device does not have (e.g. boot-a in the thin-edge.io
+workflow on a device without boot slots) is skipped with a warning and exit status 0.`,
+		Args: exactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ch, p, err := rugixChunker(args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			switch args[2] {
+			case "sha256", "sha512-256", "sha512":
+			default:
+				return usageError{fmt.Errorf("hash algorithm %q: want sha256, sha512-256 or sha512", args[2])}
+			}
+			d, err := a.open()
+			if err != nil {
+				return err
+			}
+			s, ok := d.Config.Slots[args[0]]
+			if !ok || (s.Type != config.SlotBlock && s.Type != config.SlotFile) {
+				fmt.Fprintf(a.env.Stderr, "%s: warning: no block or file slot %q on this device; nothing to index\n", RugixName, args[0])
+				return nil
+			}
+			x, err := install.ScanSlot(d, args[0], ch, uint32(p.Min), uint32(p.Avg), uint32(p.Max))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.env.Stderr, "%s: indexed slot %s: %d chunks\n", RugixName, args[0], len(x.Entries))
+			return nil
+		},
+	}
+}
+
+// rugixChunker maps rugix-ctrl's chunker names: casync-N and fixed-N (KiB).
+func rugixChunker(s string) (bundle.ChunkerType, chunker.Params, error) {
+	kind, n, ok := strings.Cut(s, "-")
+	kib, err := strconv.Atoi(n)
+	if !ok || err != nil || kib < 1 || kib > 16<<10 {
+		return 0, chunker.Params{}, fmt.Errorf("chunker %q: want casync-N or fixed-N (N KiB, 1 to 16384)", s)
+	}
+	switch kind {
+	case "casync":
+		return bundle.ChunkerBuzhash, chunker.ParamsForAvg(kib << 10), nil
+	case "fixed":
+		return bundle.ChunkerFixed, chunker.Fixed(kib << 10), nil
+	}
+	return 0, chunker.Params{}, fmt.Errorf("chunker %q: want casync-N or fixed-N", s)
+}
+
+// isRugixName reports whether argv0 invokes the rugix-ctrl command line.
+func isRugixName(argv0 string) bool { return path.Base(argv0) == RugixName }
