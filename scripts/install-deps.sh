@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs the Debian packages tandem's tests drive, only when missing.
 set -euo pipefail
-pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light)
+pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light mosquitto)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,5 +17,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Tests start their own servers (nginx, mosquitto) on free loopback ports with their own
+# configuration: keep the packages from starting their daemons (mosquitto would hold
+# port 1883) with a temporary policy-rc.d, unless the system already has one.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\n# installed by tandem scripts/install-deps.sh while it runs apt-get\nexit 101\n' | $sudo tee "$policy" >/dev/null
+	$sudo chmod 755 "$policy"
+	trap '$sudo rm -f "$policy"' EXIT
+fi
 $sudo apt-get update -q || true
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
