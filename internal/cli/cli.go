@@ -105,7 +105,7 @@ simulated in a directory: try "tandem sim new /tmp/dev --boot-flow grub" and the
 "tandem --root /tmp/dev system info".
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rule,
-5 unusable boot-loader state, 6 bundle rejected, 10 simulated power cut (docs/cli.md).`,
+5 unusable boot-loader state, 6 bundle rejected, 7 health check failed, 10 simulated power cut (docs/cli.md).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,
@@ -113,7 +113,8 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 	root.PersistentFlags().StringVar(&a.root, "root", a.env.Getenv("TANDEM_ROOT"), "root prefix: the directory every device path resolves under (env TANDEM_ROOT)")
 	root.PersistentFlags().StringVar(&a.configPath, "config", config.DefaultPath, "device path of the system configuration")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.systemCommand(), a.simCommand(), a.updateCommand(), a.bundleCommand(), a.keyCommand(), a.slotsCommand())
+	root.AddCommand(a.systemCommand(), a.simCommand(), a.updateCommand(), a.bundleCommand(), a.keyCommand(), a.slotsCommand(),
+		a.healthCommand())
 	return root
 }
 
@@ -143,6 +144,11 @@ func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.env.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// printJSONLine prints v as one line of JSON.
+func (a *app) printJSONLine(v any) {
+	_ = json.NewEncoder(a.env.Stdout).Encode(v)
 }
 
 func (a *app) printf(format string, args ...any) {

@@ -10,6 +10,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/health"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
@@ -22,6 +23,7 @@ const (
 	ExitRefused   = 4  // refused by a safety rule, or the running group is unknown
 	ExitBootState = 5  // the boot loader's state is unreadable or corrupt
 	ExitBundle    = 6  // the bundle was rejected: malformed, unverified, not for this device
+	ExitUnhealthy = 7  // tandem health rolled the trial back, or (--once) the checks fail
 	ExitPowerCut  = 10 // a simulated power cut stopped the command (simulated devices only)
 )
 
@@ -46,6 +48,8 @@ func exitCode(err error) int {
 		return ExitRefused
 	case errors.Is(err, bootflow.ErrBootState):
 		return ExitBootState
+	case errors.Is(err, health.ErrUnhealthy):
+		return ExitUnhealthy
 	case isBundleErr(err):
 		return ExitBundle
 	}

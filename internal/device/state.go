@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -133,4 +134,52 @@ func (d *Device) RecordInstall(g, version, bundleHash string) error {
 	st.Groups[g] = GroupState{Version: version, BundleHash: bundleHash, InstalledAt: now()}
 	st.LastUpdate = &Result{Group: g, Status: "installed", At: now()}
 	return d.SaveState(st)
+}
+
+// BootID identifies the running boot: the kernel's random boot id, or the
+// boot count of a simulated device. It changes with every reboot.
+func (d *Device) BootID() (string, error) {
+	if d.Root != "" {
+		sim, err := ReadSimState(d.Root)
+		if err != nil {
+			return "", err
+		}
+		if sim != nil {
+			return fmt.Sprintf("sim-%d", sim.Boots), nil
+		}
+	}
+	b, err := readSmall(rootfs.Join(d.Root, "/proc/sys/kernel/random/boot_id"))
+	if err != nil {
+		return "", fmt.Errorf("boot id: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// RollBack gives up the trial of the running group: it withdraws any
+// further trial attempt of it in the boot flow (crash-safely), so that the
+// next boot starts the default group, and records why. The caller reboots.
+// It refuses when the running group is not on trial.
+func (d *Device) RollBack(reason string) error {
+	unlock, err := d.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := d.Status()
+	if err != nil {
+		return err
+	}
+	if !st.CommitPending() {
+		return fmt.Errorf("%w: group %s is the default; there is no trial to roll back", ErrRefused, st.Active)
+	}
+	if err := d.Flow.CancelTry(); err != nil {
+		return fmt.Errorf("cancel the trial of %s: %w", st.Active, err)
+	}
+	db, err := d.LoadState()
+	if err != nil {
+		return err
+	}
+	db.Trial = nil
+	db.LastUpdate = &Result{Group: st.Active, Status: "rolled-back", At: now(), Message: reason}
+	return d.SaveState(db)
 }

@@ -287,7 +287,7 @@ func (c *Client) Open(ctx context.Context, url string, n int64) (*Remote, []byte
 				return err
 			}
 			buf := make([]byte, end+1)
-			if _, err := b.readExactly(url, rng, buf, resp.ContentLength); err != nil {
+			if _, err := b.readExactly(url, rng, buf, resp.ContentLength, nil); err != nil {
 				return err
 			}
 			remote = &Remote{URL: url, Size: size, ETag: hdr.Get("ETag"), LastModified: hdr.Get("Last-Modified")}

@@ -219,14 +219,29 @@ func (b *body) drainClose() {
 }
 
 // readExactly fills dst from the body, which must hold exactly len(dst)
-// bytes (contentLength is the response's, -1 if unknown). It returns how many
+// bytes (contentLength is the response's, -1 if unknown), telling progress
+// (if not nil) how many bytes are in after every read. It returns how many
 // bytes of dst are valid, also on error.
-func (b *body) readExactly(u, rng string, dst []byte, contentLength int64) (int, error) {
+func (b *body) readExactly(u, rng string, dst []byte, contentLength int64, progress func(int)) (int, error) {
 	want := len(dst)
 	if contentLength >= 0 && contentLength != int64(want) {
 		return 0, transient(fmt.Errorf("fetch: GET %s (%s): Content-Length %d, want %d", u, rng, contentLength, want))
 	}
-	n, err := io.ReadFull(b, dst)
+	n := 0
+	var err error
+	for n < want && err == nil {
+		var m int
+		m, err = b.Read(dst[n:])
+		n += m
+		if m > 0 && progress != nil {
+			progress(n)
+		}
+	}
+	if n == want {
+		err = nil
+	} else if err == io.EOF && n > 0 {
+		err = io.ErrUnexpectedEOF
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrStalled):
@@ -239,7 +254,9 @@ func (b *body) readExactly(u, rng string, dst []byte, contentLength int64) (int,
 	// Reading on to EOF also returns the connection to the pool.
 	var one [1]byte
 	if m, _ := io.ReadFull(b, one[:]); m > 0 {
-		return 0, transient(fmt.Errorf("fetch: GET %s (%s): body longer than %d bytes", u, rng, want))
+		// The bytes asked for are in (and were reported); the retry only
+		// has to see that nothing more is missing. Digests judge them.
+		return n, transient(fmt.Errorf("fetch: GET %s (%s): body longer than %d bytes", u, rng, want))
 	}
 	return n, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // job is one unit of Fetch's work: the span [start, end) of the file holding
@@ -96,14 +97,19 @@ func (c *Client) Fetch(ctx context.Context, r *Remote, ranges []Range, deliver f
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
+	// A job's ranges are delivered as soon as their bytes are in, not when
+	// the whole request is: an interrupted install keeps what arrived.
 	type result struct {
-		buf  []byte
-		err  error
-		done chan struct{}
+		buf    []byte
+		err    error
+		done   chan struct{}
+		filled atomic.Int64  // bytes of buf received, from its start
+		more   chan struct{} // a signal that filled grew
 	}
 	results := make([]result, len(jobs))
 	for k := range results {
 		results[k].done = make(chan struct{})
+		results[k].more = make(chan struct{}, 1)
 	}
 	// A slot is taken, in job order, before a job is handed to a worker and
 	// given back once its ranges are delivered: at most conc buffers exist.
@@ -143,12 +149,20 @@ func (c *Client) Fetch(ctx context.Context, r *Remote, ranges []Range, deliver f
 				} else {
 					buf = make([]byte, n)
 				}
-				err := c.fetchJob(ctx, tg, j.start, buf)
+				res := &results[k]
+				res.buf = buf
+				err := c.fetchJob(ctx, tg, j.start, buf, func(n int64) {
+					res.filled.Store(n)
+					select {
+					case res.more <- struct{}{}:
+					default:
+					}
+				})
 				if err != nil {
 					cancel(err)
 				}
-				results[k].buf, results[k].err = buf, err
-				close(results[k].done)
+				res.err = err
+				close(res.done)
 			}
 		}()
 	}
@@ -158,22 +172,34 @@ func (c *Client) Fetch(ctx context.Context, r *Remote, ranges []Range, deliver f
 		return err
 	}
 	for k, j := range jobs {
-		select {
-		case <-results[k].done:
-		case <-ctx.Done():
-			return finish(context.Cause(ctx))
-		}
-		if results[k].err != nil {
-			return finish(context.Cause(ctx))
-		}
-		buf := results[k].buf
+		res := &results[k]
 		for i := j.first; i < j.last; i++ {
 			o := ranges[i].Off - j.start
+			for res.filled.Load() < o+ranges[i].Len {
+				select {
+				case <-res.more:
+					continue
+				case <-res.done:
+				case <-ctx.Done():
+					return finish(context.Cause(ctx))
+				}
+				if res.err != nil {
+					return finish(context.Cause(ctx))
+				}
+				break
+			}
+			// filled is stored after the bytes were written: they are stable.
+			buf := res.buf
 			if err := deliver(i, buf[o:o+ranges[i].Len:o+ranges[i].Len]); err != nil {
 				return finish(err)
 			}
 		}
-		results[k].buf = nil
+		<-res.done
+		if res.err != nil {
+			return finish(context.Cause(ctx))
+		}
+		buf := res.buf
+		res.buf = nil
 		select {
 		case free <- buf:
 		default:
@@ -185,14 +211,18 @@ func (c *Client) Fetch(ctx context.Context, r *Remote, ranges []Range, deliver f
 
 // fetchJob fills buf with the file's bytes from offset start, in requests
 // of at most MaxRequestSize bytes, each retried on its own.
-func (c *Client) fetchJob(ctx context.Context, tg target, start int64, buf []byte) error {
+func (c *Client) fetchJob(ctx context.Context, tg target, start int64, buf []byte, progress func(int64)) error {
 	maxReq := c.maxRequestSize()
 	for o := int64(0); o < int64(len(buf)); o += maxReq {
 		dst := buf[o:min(o+maxReq, int64(len(buf)))]
 		off := start + o
 		got := 0
 		err := c.retry(ctx, func() error {
-			n, err := c.getRange(ctx, tg, off+int64(got), dst[got:])
+			if got == len(dst) {
+				return nil // all in; the last attempt failed after its body
+			}
+			base := o + int64(got)
+			n, err := c.getRange(ctx, tg, off+int64(got), dst[got:], func(n int) { progress(base + int64(n)) })
 			got += n
 			return err
 		})
@@ -205,7 +235,7 @@ func (c *Client) fetchJob(ctx context.Context, tg target, start int64, buf []byt
 
 // getRange sends one request for the bytes [off, off+len(dst)) and fills
 // dst. It returns how many bytes of dst are valid, also on error.
-func (c *Client) getRange(ctx context.Context, tg target, off int64, dst []byte) (int, error) {
+func (c *Client) getRange(ctx context.Context, tg target, off int64, dst []byte, progress func(int)) (int, error) {
 	end := off + int64(len(dst)) - 1
 	rng := fmt.Sprintf("bytes=%d-%d", off, end)
 	resp, b, err := c.get(ctx, tg.url, rng, tg.ifRange)
@@ -234,5 +264,5 @@ func (c *Client) getRange(ctx context.Context, tg target, off int64, dst []byte)
 	if err := checkEncoding(tg.url, rng, resp.Header); err != nil {
 		return 0, err
 	}
-	return b.readExactly(tg.url, rng, dst, resp.ContentLength)
+	return b.readExactly(tg.url, rng, dst, resp.ContentLength, progress)
 }

@@ -41,7 +41,7 @@ const probeSize = 4 << 10
 // supports them (and delta is not disabled), else as one stream.
 func openSource(ctx context.Context, d *device.Device, target string, o Options) (bundleSource, error) {
 	if !isURL(o.Source) || o.NoDelta {
-		rc, err := openStream(o)
+		rc, err := openStream(ctx, o)
 		if err != nil {
 			return nil, err
 		}

@@ -58,6 +58,10 @@ type Options struct {
 	Group          string // target group; "" = the only spare group
 	Reboot         string // RebootNo (default), RebootYes or RebootSet
 
+	// Context cancels a download (nil = never); what was verified and
+	// written is kept for a resume.
+	Context context.Context
+
 	Progress func(Event) // optional
 	Warn     func(string)
 	Now      func() time.Time
@@ -114,7 +118,10 @@ func Install(d *device.Device, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	ctx := context.Background()
+	ctx := o.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	src, err := openSource(ctx, d, target, o)
 	if err != nil {
 		return nil, err

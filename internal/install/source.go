@@ -1,6 +1,7 @@
 package install
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -24,12 +25,12 @@ func isURL(s string) bool {
 }
 
 // openStream opens a path, "-" (stdin) or an http(s) URL as one stream.
-func openStream(o Options) (io.ReadCloser, error) {
+func openStream(ctx context.Context, o Options) (io.ReadCloser, error) {
 	switch {
 	case o.Source == "-":
 		return io.NopCloser(o.Stdin), nil
 	case isURL(o.Source):
-		return openHTTP(o.Source, o.HTTP)
+		return openHTTP(ctx, o.Source, o.HTTP)
 	}
 	return os.Open(o.Source)
 }
@@ -70,12 +71,12 @@ func httpClient(o HTTPOptions) (*http.Client, http.Header, error) {
 	return &http.Client{Transport: tr}, headers, nil
 }
 
-func openHTTP(url string, o HTTPOptions) (io.ReadCloser, error) {
+func openHTTP(ctx context.Context, url string, o HTTPOptions) (io.ReadCloser, error) {
 	client, headers, err := httpClient(o)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/health"
+)
+
+func (a *app) healthCommand() *cobra.Command {
+	o := health.Options{Open: a.open}
+	var once bool
+	cmd := &cobra.Command{
+		Use:   "health [--deadline 5m] [--interval 10s] [--once]",
+		Short: "Decide a trial: commit when the health checks pass, roll back when they keep failing",
+		Long: `Decide the fate of a group that runs on trial. tandem runs the executable health-check hooks in
+<hooks-dir>/health/check/ (default /etc/tandem/hooks/health/check/, in name order, docs/hooks.md):
+
+  - all pass: the running group is committed (made the default);
+  - one fails: the checks are repeated every --interval until the --deadline, counted from the first
+    check in this boot; still failing then: the trial is withdrawn, the reason is recorded (fleet
+    adapters report it) and the device reboots into the committed group.
+
+With no hooks installed, booting far enough to run this command is the health check. When the
+running group is not on trial, nothing is done (exit 0). The shipped systemd units
+(systemd/tandem-health.service and .timer) run it at every boot.
+
+  tandem health                     # wait up to 5 minutes for the checks to pass
+  tandem health --deadline 0        # roll back at the first failed check
+  tandem health --once              # one check; exit 7 while failing (for your own scheduler)
+
+Exit codes: 0 committed or nothing on trial, 7 rolled back (the reboot is under way) or, with
+--once, failing before the deadline; others as for every command (docs/cli.md).`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Deadline < 0 || o.Interval <= 0 {
+				return usageError{fmt.Errorf("--deadline must be ≥ 0 and --interval > 0")}
+			}
+			o.Progress = func(r health.Result) { a.healthReport(r) }
+			var res health.Result
+			var err error
+			if once {
+				res, err = health.Check(o)
+			} else {
+				res, err = health.Run(context.Background(), o)
+			}
+			if err != nil {
+				return err
+			}
+			a.healthReport(res)
+			if res.Verdict == health.RolledBack || res.Verdict == health.Failing {
+				return healthError{res}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&o.Deadline, "deadline", health.DefaultDeadline, "roll back when the checks still fail this long after the first check in this boot")
+	cmd.Flags().DurationVar(&o.Interval, "interval", health.DefaultInterval, "time between two checks")
+	cmd.Flags().BoolVar(&once, "once", false, "check once and exit (7 while failing)")
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print one JSON line per result")
+	return cmd
+}
+
+// healthError is a trial the health check did not accept.
+type healthError struct{ res health.Result }
+
+func (e healthError) Error() string {
+	if e.res.Verdict == health.Failing {
+		return fmt.Sprintf("health check of group %s failing (%s left): %s", e.res.Group, e.res.Left.Round(time.Second), e.res.Message)
+	}
+	return e.res.Message
+}
+
+func (e healthError) Unwrap() error { return health.ErrUnhealthy }
+
+func (a *app) healthReport(r health.Result) {
+	if a.jsonOut {
+		a.printJSONLine(r)
+		return
+	}
+	switch r.Verdict {
+	case health.NotOnTrial:
+		a.printf("nothing to decide: group %s is the default\n", r.Group)
+	case health.Committed:
+		a.printf("healthy: group %s is committed\n", r.Group)
+	case health.Failing:
+		a.printf("unhealthy: %s (%s left before the rollback)\n", r.Message, r.Left.Round(time.Second))
+	case health.RolledBack:
+		a.printf("rolled back: %s; rebooting into the committed group\n", r.Message)
+	}
+}

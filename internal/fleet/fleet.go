@@ -1,0 +1,411 @@
+// Package fleet is what every fleet adapter (Mender, thin-edge.io, hawkBit,
+// update channels) stands on: an Agent carries one update — a Job — from the
+// server's offer through the verified install, the trial boot and the
+// health-checked commit to the report, across reboots and interruptions,
+// with the same install, commit and info code the command line uses. An
+// adapter only translates its protocol into these calls, and reports the
+// outcome only when Outcome says it is final: success after the new group
+// committed itself, failure after it was rolled back.
+//
+// A Job is kept in <data-dir>/fleet/<adapter>.json (written atomically), so
+// an adapter that restarts — after the reboot into the trial, a crash or a
+// power cut — finds where its update stands.
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+// Phase is where a Job stands.
+type Phase string
+
+// Phases of a Job, in order.
+const (
+	PhaseInstalling Phase = "installing" // the bundle is being written (resumable)
+	PhaseInstalled  Phase = "installed"  // written and verified; no trial set yet
+	PhaseTrial      Phase = "trial"      // trial boot requested (BootID: the boot that requested it)
+	PhaseFailed     Phase = "failed"     // the install failed (Error); nothing boots differently
+)
+
+// Job is one update an adapter carries.
+type Job struct {
+	// ID is the fleet server's name for the update (deployment action,
+	// command id); adapters use it to report.
+	ID string `json:"id"`
+	// Source is the bundle: a path, "-" or an http(s) URL.
+	Source string `json:"source"`
+	// BundleHash pins the bundle (optional): it must have this hash.
+	BundleHash string `json:"bundleHash,omitempty"`
+	// Version is what the server says the update is (informational).
+	Version string `json:"version,omitempty"`
+	// Group is the group the bundle goes into; From the committed group
+	// when the job began.
+	Group string `json:"group,omitempty"`
+	From  string `json:"from,omitempty"`
+	Phase Phase  `json:"phase"`
+	// BootID is the boot in which the trial was requested.
+	BootID  string    `json:"bootId,omitempty"`
+	Started time.Time `json:"started"`
+	// Installed is the version the bundle declared.
+	Installed string `json:"installed,omitempty"`
+	Error     string `json:"error,omitempty"`
+	// Extra is the adapter's own data (e.g. the command payload to echo).
+	Extra json.RawMessage `json:"extra,omitempty"`
+}
+
+// State is what Outcome found.
+type State string
+
+// States of an adapter's update.
+const (
+	Idle       State = "idle"       // no job
+	Installing State = "installing" // a job was begun or interrupted: Install (again) resumes it
+	Installed  State = "installed"  // written; Try sets the trial
+	Rebooting  State = "rebooting"  // the trial is set; waiting for the reboot
+	Verifying  State = "verifying"  // running the new group on trial; the health check decides
+	Success    State = "success"    // the new group committed itself (final)
+	Failure    State = "failure"    // failed or rolled back; Reason says why (final)
+)
+
+// Outcome is the state of the adapter's job.
+type Outcome struct {
+	State  State
+	Reason string // for Failure
+	Job    *Job   // nil when Idle
+}
+
+// Final reports whether the outcome can be reported to the server.
+func (o Outcome) Final() bool { return o.State == Success || o.State == Failure }
+
+// ErrBusy is returned by Begin while another update is under way.
+var ErrBusy = errors.New("an update is already under way")
+
+// maxJobFile bounds a job file.
+const maxJobFile = 1 << 20
+
+// Agent runs the updates of one adapter on one device.
+type Agent struct {
+	// Open opens the device afresh for every step (its state changes under
+	// the agent: reboots, the health check).
+	Open func() (*device.Device, error)
+	// Adapter names the adapter; its job file is <data-dir>/fleet/<Adapter>.json.
+	Adapter string
+	// Options are the base install options (trust, HTTP, progress); Install
+	// fills in the source, pin and reboot mode from the job.
+	Options install.Options
+	// Now is the clock (nil = time.Now).
+	Now func() time.Time
+}
+
+func (a *Agent) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func jobPath(d *device.Device, adapter string) string {
+	return path.Join(d.Config.DataDir, "fleet", adapter+".json")
+}
+
+// Job returns the adapter's job, nil if there is none.
+func (a *Agent) Job() (*Job, error) {
+	d, err := a.Open()
+	if err != nil {
+		return nil, err
+	}
+	return a.load(d)
+}
+
+func (a *Agent) load(d *device.Device) (*Job, error) {
+	p := jobPath(d, a.Adapter)
+	b, err := d.FS.ReadFile(p)
+	if rootfs.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxJobFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", d.FS.Path(p), maxJobFile)
+	}
+	j := &Job{}
+	if err := json.Unmarshal(b, j); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.FS.Path(p), err)
+	}
+	return j, nil
+}
+
+func (a *Agent) save(d *device.Device, j *Job) error {
+	b, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := jobPath(d, a.Adapter)
+	if err := d.FS.MkdirAll(path.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return rootfs.WriteAtomic(d.FS, p, append(b, '\n'), 0o644)
+}
+
+// Begin records a new job. It refuses (ErrBusy) while a job of this adapter
+// is not final, and while the device runs a group on trial.
+func (a *Agent) Begin(j Job) (*Job, error) {
+	d, err := a.Open()
+	if err != nil {
+		return nil, err
+	}
+	if old, err := a.load(d); err != nil {
+		return nil, err
+	} else if old != nil {
+		o, err := a.outcome(d, old)
+		if err != nil {
+			return nil, err
+		}
+		if !o.Final() {
+			return nil, fmt.Errorf("%w: job %s is %s", ErrBusy, old.ID, o.State)
+		}
+	}
+	st, err := d.Status()
+	if err != nil {
+		return nil, err
+	}
+	if st.CommitPending() {
+		return nil, fmt.Errorf("%w: group %s runs on trial and is not committed", ErrBusy, st.Active)
+	}
+	j.Phase, j.Started, j.From = PhaseInstalling, a.now().UTC().Truncate(time.Second), st.Default
+	j.Group, j.BootID, j.Error, j.Installed = "", "", "", ""
+	return &j, a.save(d, &j)
+}
+
+// Install writes the job's bundle into the spare group (resuming an
+// interrupted one: the install journal is keyed by the bundle hash). With
+// o.Reboot set (or yes) it also requests the trial. Its failure is recorded
+// in the job (phase failed) unless it was cancelled through the context, so
+// that a restarted adapter resumes.
+func (a *Agent) Install(ctx context.Context, o install.Options) (*install.Result, error) {
+	d, err := a.Open()
+	if err != nil {
+		return nil, err
+	}
+	j, err := a.load(d)
+	if err != nil {
+		return nil, err
+	}
+	if j == nil || (j.Phase != PhaseInstalling && j.Phase != PhaseInstalled) {
+		return nil, fmt.Errorf("no job to install")
+	}
+	if o.Source == "" {
+		o.Source = j.Source
+	}
+	if o.BundleHash == "" {
+		o.BundleHash = j.BundleHash
+	}
+	o.Context = ctx
+	reboot := o.Reboot
+	if reboot == install.RebootYes {
+		o.Reboot = install.RebootSet // the boot id is recorded before the reboot
+	}
+	var bootID string
+	if o.Reboot == install.RebootSet {
+		if bootID, err = d.BootID(); err != nil {
+			return nil, err
+		}
+	}
+	res, err := install.Install(d, o)
+	if err != nil {
+		if ctx.Err() == nil {
+			j.Phase, j.Error = PhaseFailed, err.Error()
+			if serr := a.save(d, j); serr != nil {
+				return nil, fmt.Errorf("%w (and the job was not updated: %v)", err, serr)
+			}
+		}
+		return nil, err
+	}
+	j.Group, j.Installed, j.Phase = res.Group, res.Version, PhaseInstalled
+	if o.Reboot == install.RebootSet {
+		j.Phase, j.BootID = PhaseTrial, bootID
+	}
+	if err := a.save(d, j); err != nil {
+		return res, err
+	}
+	if reboot == install.RebootYes {
+		return res, d.Reboot()
+	}
+	return res, nil
+}
+
+// Try requests the trial boot of the installed job's group.
+func (a *Agent) Try() error {
+	d, err := a.Open()
+	if err != nil {
+		return err
+	}
+	j, err := a.load(d)
+	if err != nil {
+		return err
+	}
+	if j == nil || j.Phase != PhaseInstalled {
+		return fmt.Errorf("no installed job to try")
+	}
+	bootID, err := d.BootID()
+	if err != nil {
+		return err
+	}
+	if err := d.TryNext(j.Group); err != nil {
+		return err
+	}
+	j.Phase, j.BootID = PhaseTrial, bootID
+	return a.save(d, j)
+}
+
+// Reboot reboots the device (into the trial, when one is set).
+func (a *Agent) Reboot() error {
+	d, err := a.Open()
+	if err != nil {
+		return err
+	}
+	return d.Reboot()
+}
+
+// Fail ends the job as failed with reason, withdrawing its trial if it was
+// requested but not booted yet. It refuses once the trial runs (RollBack).
+func (a *Agent) Fail(reason string) error {
+	d, err := a.Open()
+	if err != nil {
+		return err
+	}
+	j, err := a.load(d)
+	if err != nil || j == nil {
+		return err
+	}
+	st, err := d.Status()
+	if err != nil {
+		return err
+	}
+	if j.Group != "" && st.Active == j.Group {
+		return fmt.Errorf("%w: group %s is running; roll back instead", device.ErrRefused, j.Group)
+	}
+	if j.Phase == PhaseTrial {
+		if err := d.CancelTry(); err != nil {
+			return err
+		}
+	}
+	j.Phase, j.Error = PhaseFailed, reason
+	return a.save(d, j)
+}
+
+// RollBack gives up the trial of the job's group while it runs: the next
+// boot starts the committed group. The caller reboots (Reboot).
+func (a *Agent) RollBack(reason string) error {
+	d, err := a.Open()
+	if err != nil {
+		return err
+	}
+	return d.RollBack(reason)
+}
+
+// Done forgets the job, once its final outcome was reported.
+func (a *Agent) Done() error {
+	d, err := a.Open()
+	if err != nil {
+		return err
+	}
+	err = d.FS.Remove(jobPath(d, a.Adapter))
+	if rootfs.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return d.FS.SyncDir(path.Dir(jobPath(d, a.Adapter)))
+}
+
+// Outcome tells where the adapter's job stands.
+func (a *Agent) Outcome() (Outcome, error) {
+	d, err := a.Open()
+	if err != nil {
+		return Outcome{}, err
+	}
+	j, err := a.load(d)
+	if err != nil || j == nil {
+		return Outcome{State: Idle}, err
+	}
+	return a.outcome(d, j)
+}
+
+func (a *Agent) outcome(d *device.Device, j *Job) (Outcome, error) {
+	o := Outcome{Job: j}
+	switch j.Phase {
+	case PhaseInstalling:
+		o.State = Installing
+		return o, nil
+	case PhaseInstalled:
+		o.State = Installed
+		return o, nil
+	case PhaseFailed:
+		o.State, o.Reason = Failure, j.Error
+		return o, nil
+	case PhaseTrial:
+	default:
+		return o, fmt.Errorf("job %s: unknown phase %q", j.ID, j.Phase)
+	}
+	st, err := d.Status()
+	if err != nil {
+		return o, err
+	}
+	if st.Active == j.Group {
+		o.State = Verifying
+		if !st.CommitPending() {
+			o.State = Success
+		}
+		return o, nil
+	}
+	bootID, err := d.BootID()
+	if err != nil {
+		return o, err
+	}
+	db, err := d.LoadState()
+	if err != nil {
+		return o, err
+	}
+	if bootID == j.BootID && db.Trial != nil && db.Trial.Group == j.Group {
+		o.State = Rebooting
+		return o, nil
+	}
+	o.State = Failure
+	switch u := db.LastUpdate; {
+	case u != nil && u.Group == j.Group && u.Status == "rolled-back" && u.Message != "":
+		o.Reason = u.Message
+	case bootID == j.BootID:
+		o.Reason = fmt.Sprintf("the trial of group %s was withdrawn before the reboot", j.Group)
+	default:
+		o.Reason = fmt.Sprintf("group %s did not commit itself on its trial boot; the boot loader went back to %s", j.Group, st.Active)
+	}
+	return o, nil
+}
+
+// Wait polls Outcome every poll interval until it is not Verifying (the
+// health check has decided) or ctx ends.
+func (a *Agent) Wait(ctx context.Context, poll time.Duration) (Outcome, error) {
+	for {
+		o, err := a.Outcome()
+		if err != nil || o.State != Verifying {
+			return o, err
+		}
+		select {
+		case <-ctx.Done():
+			return o, ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}

@@ -1,0 +1,81 @@
+package health_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/sim"
+)
+
+// TestDeadlineSurvivesRestarts: the deadline counts from the first check in
+// this boot, not from each start of the checker; a new boot starts afresh.
+func TestDeadlineSurvivesRestarts(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub"}); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	boot := func(want string) {
+		t.Helper()
+		if g, notes, err := sim.Reboot(root, false); err != nil || g != want {
+			t.Fatalf("boot: %s %v %q, want %s", g, err, notes, want)
+		}
+	}
+	boot("a")
+	d, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.TrySpare(); err != nil {
+		t.Fatal(err)
+	}
+	boot("b")
+	hook := filepath.Join(root, "etc/tandem/hooks/health/check/10-fail")
+	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho not yet\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	o := health.Options{Open: open, Deadline: time.Minute, Interval: time.Millisecond, Now: func() time.Time { return now }}
+	for _, step := range []struct {
+		advance time.Duration
+		want    health.Verdict
+	}{{0, health.Failing}, {40 * time.Second, health.Failing}, {30 * time.Second, health.RolledBack}} {
+		now = now.Add(step.advance)
+		res, err := health.Check(o) // a fresh start of the checker every time
+		if err != nil || res.Verdict != step.want {
+			t.Fatalf("at +%v: %+v %v, want %s", step.advance, res, err, step.want)
+		}
+	}
+	boot("a")
+
+	// Run: a check that starts passing before the deadline commits.
+	if d, err = open(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.TrySpare(); err != nil {
+		t.Fatal(err)
+	}
+	boot("b")
+	calls := 0
+	o.Now = func() time.Time { return now }
+	o.Progress = func(r health.Result) {
+		calls++
+		if calls == 3 {
+			if err := os.WriteFile(hook, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	res, err := health.Run(context.Background(), o)
+	if err != nil || res.Verdict != health.Committed || calls != 3 {
+		t.Fatalf("run: %+v %v after %d failing checks, want committed after 3", res, err, calls)
+	}
+}
