@@ -58,6 +58,10 @@ type Options struct {
 	Group          string // target group; "" = the only spare group
 	Reboot         string // RebootNo (default), RebootYes or RebootSet
 
+	// RequireSignature: with BundleHash, the bundle must also be signed by
+	// a trusted key; the pin then only chooses which bundle.
+	RequireSignature bool
+
 	// Context cancels a download (nil = never); what was verified and
 	// written is kept for a resume.
 	Context context.Context
@@ -213,7 +217,9 @@ func verifier(d *device.Device, o Options) bundle.Verifier {
 			if pinned != hash {
 				return fmt.Errorf("%w: bundle hash %s is not the pinned %s", signature.ErrUntrusted, hash, pinned)
 			}
-			return nil
+			if !o.RequireSignature {
+				return nil
+			}
 		}
 		if o.Insecure {
 			if o.Warn != nil {

@@ -849,6 +849,28 @@ func TestInstallPinnedHash(t *testing.T) {
 	checkSlot(t, dir, "b", fx.imgV1)
 }
 
+func TestInstallPinnedAndSigned(t *testing.T) {
+	t.Parallel()
+	dir := newDevice(t, devOpts{})
+	unsigned, uh := mkBundle(t, spec{unsigned: true, payloads: []pl{sysPayload(fx.imgV1)}})
+	if _, err := installBytes(t, dir, unsigned, install.Options{BundleHash: uh.String(), RequireSignature: true}); !errors.Is(err, signature.ErrUnsigned) {
+		t.Fatalf("pinned unsigned bundle with RequireSignature: %v, want ErrUnsigned", err)
+	}
+	untrusted, th := mkBundle(t, spec{sign: fx.signBy, payloads: []pl{sysPayload(fx.imgV1)}})
+	if _, err := installBytes(t, dir, untrusted, install.Options{BundleHash: th.String(), RequireSignature: true}); !errors.Is(err, signature.ErrUntrusted) {
+		t.Fatalf("pinned bundle by an untrusted key with RequireSignature: %v, want ErrUntrusted", err)
+	}
+	_, other := mkBundle(t, spec{version: "3.0.0", payloads: []pl{sysPayload(fx.imgV1)}})
+	if _, err := installBytes(t, dir, fx.sysV1, install.Options{BundleHash: other.String(), RequireSignature: true}); !errors.Is(err, signature.ErrUntrusted) {
+		t.Fatalf("signed bundle with another pinned hash: %v, want ErrUntrusted", err)
+	}
+	res := mustInstall(t, dir, fx.sysV1, install.Options{BundleHash: fx.hashV1.String(), RequireSignature: true})
+	if res.BundleHash != fx.hashV1.String() {
+		t.Fatalf("hash %s, want %s", res.BundleHash, fx.hashV1)
+	}
+	checkSlot(t, dir, "b", fx.imgV1)
+}
+
 func TestInstallInsecure(t *testing.T) {
 	t.Parallel()
 	dir := newDevice(t, devOpts{noTrust: true})
