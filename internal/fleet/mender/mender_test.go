@@ -1,0 +1,213 @@
+package mender_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tandem-ota/tandem/internal/testutil"
+)
+
+// fixture is one device, its keys, a v2 image and its bundle.
+type fixture struct {
+	tmp, key, otherKey string
+	dev                string
+	img                []byte
+	imgPath            string
+	bundle, hash       string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{tmp: t.TempDir()}
+	f.key, f.otherKey = keys(t, f.tmp)
+	f.dev = newDevice(t, f.key)
+	f.imgPath, f.img = image(t, f.tmp, "v2.img", 700<<10)
+	f.bundle, f.hash = makeBundle(t, f.tmp, "v2.tandem", "2.0.0", f.imgPath, f.key)
+	return f
+}
+
+func TestInstallRebootCommit(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	art := artifact(t, f.bundle, "release-2")
+	c.must(0, "install", art)
+	if !strings.Contains(c.lastOut, "At least one payload requested a reboot") {
+		t.Errorf("mender install did not say that a reboot is needed:\n%s", c.lastCombined)
+	}
+	checkSlot(t, f.dev, "b", f.img)
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a", Trial: "b"})
+
+	simReboot(t, f.dev)
+	checkBoot(t, f.dev, boot{Active: "b", Default: "a", Pending: true})
+	c.must(0, "commit")
+	checkBoot(t, f.dev, boot{Active: "b", Default: "b"})
+	checkSlot(t, f.dev, "b", f.img)
+	checkNoJob(t, f.dev)
+	c.must(2, "commit") // nothing to commit
+}
+
+func TestRollbackBeforeReboot(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	c.must(0, "install", artifact(t, f.bundle, "release-2"))
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a", Trial: "b"})
+	c.must(0, "rollback")
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a"})
+	checkNoJob(t, f.dev)
+	simReboot(t, f.dev)
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a"})
+}
+
+func TestRollbackOnTrial(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	c.must(0, "install", artifact(t, f.bundle, "release-2"))
+	simReboot(t, f.dev)
+	c.must(0, "rollback")
+	checkBoot(t, f.dev, boot{Active: "b", Default: "a", Pending: true})
+	checkNoJob(t, f.dev)
+	simReboot(t, f.dev)
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a"})
+}
+
+// A commit whose health check fails rolls back: the client exits non-zero
+// and the device reboots into the committed group.
+func TestCommitUnhealthy(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev, "--health-deadline", "0")
+	c.must(0, "install", artifact(t, f.bundle, "release-2"))
+	simReboot(t, f.dev)
+	hook := filepath.Join(f.dev, "etc/tandem/hooks/health/check/10-service")
+	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'service x is down' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.run("commit"); code == 0 {
+		t.Fatalf("mender commit with a failing health check: exit 0\n%s", c.lastCombined)
+	}
+	if !strings.Contains(c.lastCombined, "service x is down") {
+		t.Errorf("the client's log does not name the failed check:\n%s", c.lastCombined)
+	}
+	checkBoot(t, f.dev, boot{Active: "b", Default: "a", Pending: true})
+	simReboot(t, f.dev)
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a"})
+	checkNoJob(t, f.dev)
+}
+
+// failedInstall checks that a refused install left nothing behind that
+// changes what boots: the boot partition and the state database are as
+// before, slot b was not touched or is forgotten, no job file.
+func failedInstall(t *testing.T, f *fixture, c *client, art, why string, slotUntouched bool) {
+	t.Helper()
+	bootBefore := snapshot(t, filepath.Join(f.dev, "boot"))
+	slotBefore := slot(t, f.dev, "b")
+	if code := c.run("install", art); code != 1 {
+		t.Fatalf("mender install: exit %d, want 1\n%s", code, c.lastCombined)
+	}
+	if !strings.Contains(c.lastCombined, why) {
+		t.Errorf("the client's log does not say %q:\n%s", why, c.lastCombined)
+	}
+	if after := snapshot(t, filepath.Join(f.dev, "boot")); !equalMaps(bootBefore, after) {
+		t.Errorf("the boot partition changed")
+	}
+	if slotUntouched && !bytes.Equal(slotBefore, slot(t, f.dev, "b")) {
+		t.Errorf("slot b was written although the signature was refused")
+	}
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a"})
+	checkNoJob(t, f.dev)
+	if info := mustTandem(t, "--root", f.dev, "system", "info", "--json"); strings.Contains(info, `"version": "2.0.0"`) {
+		t.Errorf("group b is recorded as holding 2.0.0 after a failed install:\n%s", info)
+	}
+	// The device still takes a good update.
+	c.must(0, "install", artifact(t, f.bundle, "release-2-good"))
+	checkSlot(t, f.dev, "b", f.img)
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a", Trial: "b"})
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestUntrustedKey(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	bad, _ := makeBundle(t, f.tmp, "v2-other.tandem", "2.0.0", f.imgPath, f.otherKey)
+	failedInstall(t, f, c, artifact(t, bad, "release-2-other-key"), "no signature by a trusted key", true)
+}
+
+func TestCorruptArtifact(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	art := artifact(t, f.bundle, "release-2")
+	b, err := os.ReadFile(art)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The payload's gzip stream is the artifact's last and largest part:
+	// change a byte in its middle.
+	b[len(b)*3/4] ^= 0x55
+	bad := filepath.Join(t.TempDir(), "corrupt.mender")
+	if err := os.WriteFile(bad, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failedInstall(t, f, c, bad, "", false)
+}
+
+func TestCorruptBundle(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	b, err := os.ReadFile(f.bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x55 // in a chunk: the artifact's checksums are right, the bundle's are not
+	bad := filepath.Join(f.tmp, "corrupt.tandem")
+	if err := os.WriteFile(bad, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failedInstall(t, f, c, artifact(t, bad, "release-2-corrupt"), "chunk", false)
+}
+
+func TestDescriptor(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	www := t.TempDir()
+	if err := os.Link(f.bundle, filepath.Join(www, "v2.tandem")); err != nil {
+		t.Fatal(err)
+	}
+	base, accessLog := testutil.StartNginx(t, www)
+	url := base + "/v2.tandem"
+
+	// A wrong hash or version is refused before anything is written.
+	other, otherHash := makeBundle(t, f.tmp, "v3.tandem", "3.0.0", f.imgPath, f.key)
+	_ = other
+	failedInstall(t, f, c, artifact(t, descriptor(t, url, otherHash, "2.0.0"), "wrong-hash"), "is not the pinned", true)
+	c.must(0, "rollback")
+	c.must(0, "install", artifact(t, descriptor(t, url, f.hash, "2.0.0"), "release-2-delta"))
+	checkSlot(t, f.dev, "b", f.img)
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a", Trial: "b"})
+	log, err := os.ReadFile(accessLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "206 ") {
+		t.Errorf("no range request in nginx's log:\n%s", log)
+	}
+	simReboot(t, f.dev)
+	c.must(0, "commit")
+	checkBoot(t, f.dev, boot{Active: "b", Default: "b"})
+	checkNoJob(t, f.dev)
+}

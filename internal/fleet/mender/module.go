@@ -1,0 +1,378 @@
+package mender
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/install"
+)
+
+// PayloadType is the Mender payload type this module installs: the module
+// is installed as /usr/share/mender/modules/v3/tandem.
+const PayloadType = "tandem"
+
+// Adapter names the module's job file: <data-dir>/fleet/mender.json.
+const Adapter = "mender"
+
+// Module runs one state of the Mender update module protocol v3.
+type Module struct {
+	// Agent carries the update; its Options are the base install options
+	// (trust, HTTP, downgrade policy) and Adapter should be Adapter.
+	Agent *fleet.Agent
+	// Health is the health check ArtifactCommit runs (Open is set from the
+	// agent when nil).
+	Health health.Options
+	// Stdout receives the answers of the query states; Log one line per
+	// step (Mender logs the module's stderr).
+	Stdout, Log io.Writer
+}
+
+// Run runs state with the module tree dir. Unknown states do nothing (the
+// protocol asks modules to ignore states they do not know).
+func (m *Module) Run(ctx context.Context, state, dir string) error {
+	t := Tree{Dir: dir}
+	switch state {
+	case "NeedsArtifactReboot":
+		// Yes: the client calls ArtifactReboot, which reboots with the
+		// boot flow's arguments (tryboot needs them), not plain `reboot`.
+		_, err := fmt.Fprintln(m.Stdout, "Yes")
+		return err
+	case "SupportsRollback":
+		_, err := fmt.Fprintln(m.Stdout, "Yes")
+		return err
+	case "Download":
+		return m.download(ctx, t)
+	case "ArtifactInstall":
+		return m.artifactInstall()
+	case "ArtifactReboot":
+		return m.artifactReboot()
+	case "ArtifactVerifyReboot":
+		return m.verifyReboot()
+	case "ArtifactCommit":
+		return m.commit(ctx)
+	case "ArtifactRollback":
+		return m.rollback()
+	case "ArtifactRollbackReboot":
+		return m.rollbackReboot()
+	case "ArtifactVerifyRollbackReboot":
+		return m.verifyRollbackReboot()
+	case "ArtifactFailure":
+		return m.failure()
+	case "Cleanup":
+		return m.Agent.Done()
+	}
+	return nil
+}
+
+func (m *Module) logf(format string, args ...any) {
+	if m.Log != nil {
+		fmt.Fprintf(m.Log, "tandem: "+format+"\n", args...)
+	}
+}
+
+// download streams the artifact's one file — a tandem bundle or a
+// descriptor — into the spare group. Nothing that decides what boots
+// changes here: the trial is set by ArtifactInstall.
+func (m *Module) download(ctx context.Context, t Tree) error {
+	name, err := t.ArtifactName()
+	if err != nil {
+		return err
+	}
+	if err := m.clearStale(); err != nil {
+		return err
+	}
+	stream, err := t.NextStream()
+	if err != nil {
+		return err
+	}
+	if stream == "" {
+		return fmt.Errorf("%w %s carries no file; want one tandem bundle or descriptor", ErrArtifact, name)
+	}
+	f, err := os.Open(t.Path(stream))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	head, err := br.Peek(len(bundle.Magic))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %w", stream, err)
+	}
+	var res *install.Result
+	switch {
+	case string(head) == bundle.Magic:
+		res, err = m.installStream(ctx, t, name, stream, br)
+	case bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n"), []byte("{")):
+		res, err = m.installDescriptor(ctx, t, name, stream, br)
+	default:
+		return fmt.Errorf("%w: %s is neither a tandem bundle nor a descriptor", ErrArtifact, stream)
+	}
+	if err != nil {
+		return err
+	}
+	m.logf("installed %s (bundle %s) into group %s: %d bytes written, %d downloaded, %d reused",
+		res.Version, res.BundleHash, res.Group, res.BytesWritten, res.Transfer.BytesDownloaded, res.Transfer.BytesReused)
+	return nil
+}
+
+// clearStale forgets a job an earlier deployment left behind: Mender
+// starts a Download only when it has given up on any earlier one. A group
+// still running on trial is refused by Begin.
+func (m *Module) clearStale() error {
+	o, err := m.Agent.Outcome()
+	if err != nil || o.State == fleet.Idle || o.State == fleet.Verifying {
+		return err
+	}
+	m.logf("forgetting the earlier update %s (%s)", o.Job.ID, o.State)
+	if o.State == fleet.Rebooting {
+		if err := m.Agent.Fail("replaced by a new deployment"); err != nil {
+			return err
+		}
+	}
+	return m.Agent.Done()
+}
+
+// installStream installs the bundle from the stream as it arrives: every
+// chunk is verified against the bundle's signature before it is written,
+// so no copy of the artifact is kept on the device.
+func (m *Module) installStream(ctx context.Context, t Tree, name, stream string, r io.Reader) (*install.Result, error) {
+	if _, err := m.Agent.Begin(fleet.Job{ID: name, Source: "mender:" + stream, Version: name}); err != nil {
+		return nil, err
+	}
+	o := m.Agent.Options
+	o.Source, o.Stdin, o.Reboot = "-", r, install.RebootNo
+	res, err := m.Agent.Install(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	// The client checks the artifact's checksum only once the stream is read to its end.
+	if n, err := io.Copy(io.Discard, r); err != nil || n > 0 {
+		return nil, m.fail(fmt.Errorf("%w: %s: %d bytes after the end of the bundle", bundle.ErrTrailing, stream, n), err)
+	}
+	return res, m.lastStream(t)
+}
+
+// installDescriptor reads a descriptor and installs the bundle it names
+// from its URL, by delta when the server supports ranges.
+func (m *Module) installDescriptor(ctx context.Context, t Tree, name, stream string, r io.Reader) (*install.Result, error) {
+	d, err := ParseDescriptor(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", stream, err)
+	}
+	if err := m.lastStream(t); err != nil {
+		return nil, err
+	}
+	version := d.Version
+	if version == "" {
+		version = name
+	}
+	if _, err := m.Agent.Begin(fleet.Job{ID: name, Source: d.URL, BundleHash: d.BundleHash, Version: version}); err != nil {
+		return nil, err
+	}
+	o := m.Agent.Options
+	o.Source, o.BundleHash, o.RequireSignature, o.Reboot = d.URL, d.BundleHash, true, install.RebootNo
+	res, err := m.Agent.Install(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if d.Version != "" && res.Version != d.Version {
+		return nil, m.fail(fmt.Errorf("%w: the descriptor says version %s, the bundle is %s", ErrArtifact, d.Version, res.Version), nil)
+	}
+	return res, nil
+}
+
+// lastStream checks that the artifact carries no second file.
+func (m *Module) lastStream(t Tree) error {
+	next, err := t.NextStream()
+	if err != nil {
+		return err
+	}
+	if next != "" {
+		return fmt.Errorf("%w: carries a second file %s; want one tandem bundle or descriptor", ErrArtifact, next)
+	}
+	return nil
+}
+
+// fail records err as the job's failure and returns it (with cause, if any).
+func (m *Module) fail(err, cause error) error {
+	if cause != nil {
+		err = fmt.Errorf("%w: %w", err, cause)
+	}
+	if ferr := m.Agent.Fail(err.Error()); ferr != nil {
+		return fmt.Errorf("%w (and the job was not updated: %v)", err, ferr)
+	}
+	return err
+}
+
+// job returns the current job's outcome, refusing when there is none.
+func (m *Module) outcome() (fleet.Outcome, error) {
+	o, err := m.Agent.Outcome()
+	if err == nil && o.State == fleet.Idle {
+		err = fmt.Errorf("no tandem update is under way (no %s job)", Adapter)
+	}
+	return o, err
+}
+
+// artifactInstall requests the trial boot of the group Download wrote.
+func (m *Module) artifactInstall() error {
+	if err := m.Agent.Try(); err != nil {
+		return err
+	}
+	o, err := m.outcome()
+	if err != nil {
+		return err
+	}
+	m.logf("group %s boots on trial at the next reboot", o.Job.Group)
+	return nil
+}
+
+func (m *Module) artifactReboot() error {
+	o, err := m.outcome()
+	if err != nil {
+		return err
+	}
+	if o.State != fleet.Rebooting {
+		return fmt.Errorf("%w: update %s is %s, not waiting for its reboot", device.ErrRefused, o.Job.ID, o.State)
+	}
+	m.logf("rebooting into group %s on trial", o.Job.Group)
+	return m.Agent.Reboot()
+}
+
+// verifyReboot checks that the new group runs (on trial, or already
+// committed by the tandem-health service).
+func (m *Module) verifyReboot() error {
+	o, err := m.outcome()
+	if err != nil {
+		return err
+	}
+	switch o.State {
+	case fleet.Verifying, fleet.Success:
+		m.logf("running group %s (%s)", o.Job.Group, o.State)
+		return nil
+	case fleet.Failure:
+		return errors.New(o.Reason)
+	}
+	return fmt.Errorf("update %s is %s: the device does not run group %s", o.Job.ID, o.State, o.Job.Group)
+}
+
+// commit commits the new group through the health check: it runs the
+// health hooks until they pass (then commits) or the deadline passes
+// (then rolls back and reboots into the committed group).
+func (m *Module) commit(ctx context.Context) error {
+	o, err := m.outcome()
+	if err != nil {
+		return err
+	}
+	switch o.State {
+	case fleet.Success:
+		m.logf("group %s is committed", o.Job.Group)
+		return nil
+	case fleet.Verifying:
+	case fleet.Failure:
+		return errors.New(o.Reason)
+	case fleet.Rebooting:
+		return fmt.Errorf("%w: the device has not rebooted into group %s yet; reboot first", device.ErrRefused, o.Job.Group)
+	default:
+		return fmt.Errorf("%w: update %s is %s; nothing to commit", device.ErrRefused, o.Job.ID, o.State)
+	}
+	h := m.Health
+	if h.Open == nil {
+		h.Open = m.Agent.Open
+	}
+	res, err := health.Run(ctx, h)
+	if err != nil {
+		return err
+	}
+	switch res.Verdict {
+	case health.RolledBack:
+		return fmt.Errorf("%w: %s", health.ErrUnhealthy, res.Message)
+	case health.Committed:
+		m.logf("the health checks passed; group %s is committed", o.Job.Group)
+	}
+	if o, err = m.outcome(); err != nil {
+		return err
+	}
+	if o.State != fleet.Success {
+		return fmt.Errorf("update %s is %s after the health check: %s", o.Job.ID, o.State, o.Reason)
+	}
+	return nil
+}
+
+// rollback gives the old group back: a trial not booted yet is withdrawn;
+// a trial that runs is given up, so that the next boot (ArtifactRollbackReboot)
+// starts the committed group.
+func (m *Module) rollback() error {
+	o, err := m.Agent.Outcome()
+	if err != nil {
+		return err
+	}
+	switch o.State {
+	case fleet.Idle, fleet.Failure:
+		return nil
+	case fleet.Success:
+		return fmt.Errorf("%w: group %s is committed; it cannot be rolled back", device.ErrRefused, o.Job.Group)
+	case fleet.Verifying:
+		m.logf("giving up the trial of group %s; the next boot starts group %s", o.Job.Group, o.Job.From)
+		return m.Agent.RollBack("rolled back by mender")
+	}
+	return m.Agent.Fail("rolled back by mender")
+}
+
+// rollbackReboot reboots into the committed group when the device still
+// runs the rolled-back one.
+func (m *Module) rollbackReboot() error {
+	d, err := m.Agent.Open()
+	if err != nil {
+		return err
+	}
+	st, err := d.Status()
+	if err != nil {
+		return err
+	}
+	if !st.CommitPending() {
+		return nil
+	}
+	m.logf("rebooting from group %s into group %s", st.Active, st.Default)
+	return d.Reboot()
+}
+
+// verifyRollbackReboot checks that the device runs its committed group.
+func (m *Module) verifyRollbackReboot() error {
+	d, err := m.Agent.Open()
+	if err != nil {
+		return err
+	}
+	st, err := d.Status()
+	if err != nil {
+		return err
+	}
+	if st.CommitPending() {
+		return fmt.Errorf("the device still runs group %s on trial, not its default %s", st.Active, st.Default)
+	}
+	return nil
+}
+
+// failure makes sure a failed update leaves nothing that boots
+// differently: a pending trial is withdrawn, a running one given up.
+func (m *Module) failure() error {
+	o, err := m.Agent.Outcome()
+	if err != nil {
+		return err
+	}
+	switch o.State {
+	case fleet.Verifying:
+		return m.Agent.RollBack("the mender deployment failed")
+	case fleet.Installing, fleet.Installed, fleet.Rebooting:
+		return m.Agent.Fail("the mender deployment failed")
+	}
+	return nil
+}
