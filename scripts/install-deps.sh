@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs the Debian packages tandem's tests drive, only when missing.
 set -euo pipefail
-pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light mosquitto)
+pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light mosquitto mender-client mender-artifact)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,3 +28,9 @@ if [ ! -e "$policy" ]; then
 fi
 $sudo apt-get update -q || true
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+# mender-client enables its daemon (mender-client.service) for the next boot; the tests run
+# the client in standalone mode only, so mask the daemon when this script installed it.
+if [[ " ${missing[*]} " == *" mender-client "* ]]; then
+	$sudo systemctl mask mender-client.service >/dev/null 2>&1 ||
+		$sudo ln -sf /dev/null /etc/systemd/system/mender-client.service
+fi
