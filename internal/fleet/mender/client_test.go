@@ -194,7 +194,6 @@ type client struct {
 	t                     testing.TB
 	dir                   string // scratch: modules/, etc/, data/
 	dev                   string
-	moduleArgs            string // extra flags in the module wrapper
 	env                   []string
 	lastOut, lastCombined string
 }

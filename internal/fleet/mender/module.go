@@ -321,10 +321,29 @@ func (m *Module) rollback() error {
 	case fleet.Success:
 		return fmt.Errorf("%w: group %s is committed; it cannot be rolled back", device.ErrRefused, o.Job.Group)
 	case fleet.Verifying:
+		if given, err := m.givenUp(o.Job.Group); err != nil || given {
+			return err // the health check rolled back already: keep its reason
+		}
 		m.logf("giving up the trial of group %s; the next boot starts group %s", o.Job.Group, o.Job.From)
 		return m.Agent.RollBack("rolled back by mender")
 	}
 	return m.Agent.Fail("rolled back by mender")
+}
+
+// givenUp reports whether the trial of the running group was given up
+// already (by the health check): no trial recorded, the last update of the
+// group rolled back.
+func (m *Module) givenUp(group string) (bool, error) {
+	d, err := m.Agent.Open()
+	if err != nil {
+		return false, err
+	}
+	db, err := d.LoadState()
+	if err != nil {
+		return false, err
+	}
+	u := db.LastUpdate
+	return db.Trial == nil && u != nil && u.Group == group && u.Status == "rolled-back", nil
 }
 
 // rollbackReboot reboots into the committed group when the device still
@@ -370,6 +389,9 @@ func (m *Module) failure() error {
 	}
 	switch o.State {
 	case fleet.Verifying:
+		if given, err := m.givenUp(o.Job.Group); err != nil || given {
+			return err
+		}
 		return m.Agent.RollBack("the mender deployment failed")
 	case fleet.Installing, fleet.Installed, fleet.Rebooting:
 		return m.Agent.Fail("the mender deployment failed")
