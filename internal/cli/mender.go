@@ -53,7 +53,7 @@ The update's progress is kept in <data-dir>/fleet/mender.json between the states
 			if len(args) == 2 {
 				tree = args[1]
 			} else if args[0] == "Download" {
-				return usageError{fmt.Errorf("Download needs the module TREE")}
+				return usageError{fmt.Errorf("the Download state needs the module TREE")}
 			}
 			m.Stdout, m.Log = a.env.Stdout, a.env.Stderr
 			o.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
