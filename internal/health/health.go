@@ -91,6 +91,16 @@ func Check(o Options) (Result, error) {
 		res.Verdict = NotOnTrial
 		return res, nil
 	}
+	// A trial that was given up (by an earlier check, a fleet adapter's
+	// rollback) is never committed: go back to the committed group.
+	db, err := d.LoadState()
+	if err != nil {
+		return res, err
+	}
+	if u := db.LastUpdate; db.Trial == nil && u != nil && u.Group == st.Active && u.Status == "rolled-back" {
+		res.Verdict, res.Message = RolledBack, u.Message
+		return res, d.Reboot()
+	}
 	since, err := deadlineStart(d, o.Now())
 	if err != nil {
 		return res, err

@@ -79,3 +79,49 @@ func TestDeadlineSurvivesRestarts(t *testing.T) {
 		t.Fatalf("run: %+v %v after %d failing checks, want committed after 3", res, err, calls)
 	}
 }
+
+// TestGivenUpTrialIsNotCommitted: once a trial was given up (a fleet
+// adapter rolled back while the group runs), a passing check does not
+// commit it; the device goes back to the committed group.
+func TestGivenUpTrialIsNotCommitted(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub"}); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	if _, _, err := sim.Reboot(root, false); err != nil {
+		t.Fatal(err)
+	}
+	d, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.TrySpare(); err != nil {
+		t.Fatal(err)
+	}
+	if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
+		t.Fatalf("trial boot: %s %v", g, err)
+	}
+	if d, err = open(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RollBack("rolled back by the operator"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := health.Check(health.Options{Open: open}) // no hooks: the checks pass
+	if err != nil || res.Verdict != health.RolledBack || res.Message != "rolled back by the operator" {
+		t.Fatalf("check after the rollback: %+v %v, want rolled-back with the rollback's reason", res, err)
+	}
+	if st, err := device.ReadSimState(root); err != nil || st.Reboot == nil {
+		t.Fatalf("no reboot requested (%v)", err)
+	}
+	if g, _, err := sim.Reboot(root, false); err != nil || g != "a" {
+		t.Fatalf("after the rollback the device booted %s (%v), want a", g, err)
+	}
+	if d, err = open(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := d.Status(); err != nil || st.Default != "a" {
+		t.Fatalf("default %s (%v), want a", st.Default, err)
+	}
+}
