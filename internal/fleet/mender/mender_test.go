@@ -69,6 +69,11 @@ func TestRollbackOnTrial(t *testing.T) {
 	c.must(0, "rollback")
 	checkBoot(t, f.dev, boot{Active: "b", Default: "a", Pending: true})
 	checkNoJob(t, f.dev)
+	// The health service, when it runs before the reboot, does not commit
+	// the abandoned group: it reboots into the committed one.
+	if r := tandem(t, "--root", f.dev, "health"); r.code != 7 || !strings.Contains(r.stdout, "rolled back by mender") {
+		t.Fatalf("tandem health after mender rollback: exit %d, want 7 (rolled back)\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	simReboot(t, f.dev)
 	checkBoot(t, f.dev, boot{Active: "a", Default: "a"})
 }
