@@ -2,7 +2,9 @@ package mender_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -111,6 +113,7 @@ func failedInstall(t *testing.T, f *fixture, c *client, art, why string, slotUnt
 	t.Helper()
 	bootBefore := snapshot(t, filepath.Join(f.dev, "boot"))
 	slotBefore := slot(t, f.dev, "b")
+	versionBefore := groupVersion(t, f.dev, "b")
 	if code := c.run("install", art); code != 1 {
 		t.Fatalf("mender install: exit %d, want 1\n%s", code, c.lastCombined)
 	}
@@ -125,8 +128,8 @@ func failedInstall(t *testing.T, f *fixture, c *client, art, why string, slotUnt
 	}
 	checkBoot(t, f.dev, boot{Active: "a", Default: "a"})
 	checkNoJob(t, f.dev)
-	if info := mustTandem(t, "--root", f.dev, "system", "info", "--json"); strings.Contains(info, `"version": "2.0.0"`) {
-		t.Errorf("group b is recorded as holding 2.0.0 after a failed install:\n%s", info)
+	if after := groupVersion(t, f.dev, "b"); after != versionBefore {
+		t.Errorf("group b is recorded as holding %q after a failed install, was %q", after, versionBefore)
 	}
 	// The device still takes a good update.
 	c.must(0, "install", artifact(t, f.bundle, "release-2-good"))
@@ -215,4 +218,84 @@ func TestDescriptor(t *testing.T) {
 	c.must(0, "commit")
 	checkBoot(t, f.dev, boot{Active: "b", Default: "b"})
 	checkNoJob(t, f.dev)
+}
+
+// TestCommandLine: the module's answers and its silence on unknown states.
+func TestCommandLine(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"NeedsArtifactReboot", "/nonexistent"}, 0, "Yes\n", ""},
+		{[]string{"SupportsRollback", "/nonexistent"}, 0, "Yes\n", ""},
+		{[]string{"ProvidePayloadFileSizes", "/nonexistent"}, 0, "", ""},
+		{[]string{"SupportsAugmentedArtifacts", "/nonexistent"}, 0, "", ""},
+		{[]string{"SomeFutureState", "/nonexistent"}, 0, "", ""},
+		{[]string{"Download"}, 2, "", "the Download state needs the module TREE"},
+		{[]string{}, 2, "", "want STATE TREE"},
+		{[]string{"a", "b", "c"}, 2, "", "want STATE TREE"},
+	} {
+		r := tandem(t, append([]string{"mender-module"}, c.args...)...)
+		if r.code != c.code || r.stdout != c.out || !strings.Contains(r.stderr, c.err) || (c.err == "" && r.stderr != "") {
+			t.Errorf("mender-module %q: exit %d, stdout %q, stderr %q; want %d, %q, %q", c.args, r.code, r.stdout, r.stderr, c.code, c.out, c.err)
+		}
+	}
+}
+
+// TestBadArtifacts: artifacts the module refuses before writing anything.
+func TestBadArtifacts(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	junk, _ := image(t, f.tmp, "junk.bin", 4096)
+	badJSON := filepath.Join(f.tmp, "bad.json")
+	if err := os.WriteFile(badJSON, []byte(`{"url": "http://127.0.0.1:1/v2.tandem", "bundleHash": "`+f.hash+`", "size": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	desc := descriptor(t, "http://127.0.0.1:1/v2.tandem", f.hash, "2.0.0")
+	for _, tc := range []struct {
+		name  string
+		files []string
+		why   string
+	}{
+		{"junk", []string{junk}, "is neither a tandem bundle nor a descriptor"},
+		{"unknown-field", []string{badJSON}, "unknown field"},
+		{"two-files", []string{desc, junk}, "carries a second file streams/junk.bin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			failedInstall(t, f, c, artifactOf(t, tc.name, tc.files...), tc.why, true)
+			c.must(0, "rollback")
+		})
+	}
+}
+
+// artifactOf wraps several files into one module-image artifact.
+func artifactOf(t testing.TB, name string, files ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name+".mender")
+	args := []string{"write", "module-image", "-T", "tandem", "-t", "tandem-sim", "-n", name, "-o", out}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	if b, err := exec.Command(testutil.NeedTool(t, "mender-artifact"), args...).CombinedOutput(); err != nil {
+		t.Fatalf("mender-artifact: %v\n%s", err, b)
+	}
+	return out
+}
+
+// groupVersion is the version system info reports for group g.
+func groupVersion(t testing.TB, dev, g string) string {
+	t.Helper()
+	var doc struct {
+		Boot struct {
+			Groups map[string]struct {
+				Version string `json:"version"`
+			} `json:"groups"`
+		} `json:"boot"`
+	}
+	out := mustTandem(t, "--root", dev, "system", "info", "--json")
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc.Boot.Groups[g].Version
 }
