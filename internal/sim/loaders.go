@@ -134,21 +134,19 @@ func writeInPlace(p string, b []byte) error {
 	return f.Close()
 }
 
-// ---- U-Boot: bootloader/u-boot/boot.cmd, redundant environment ----
+// ---- U-Boot: bootloader/u-boot/boot.cmd, tandem's env files ----
+
+// ubootVars are the only variables boot.cmd imports from the env files and
+// writes back (env import/export with this list).
+var ubootVars = []string{bootflow.UBootVarDefault, bootflow.UBootVarTrial, bootflow.UBootVarTrialLeft}
 
 type ubootLoader struct{}
 
 func (ubootLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
 	bf := cfg.BootFlow
 	env := &ubootenv.Env{}
-	for _, kv := range [][2]string{
-		{"bootdelay", "0"},
-		{"tandem_groups", strings.Join(cfg.GroupNames(), " ")},
-		{bootflow.UBootVarDefault, cfg.GroupNames()[0]},
-	} {
-		if err := env.Set(kv[0], kv[1]); err != nil {
-			return err
-		}
+	if err := env.Set(bootflow.UBootVarDefault, cfg.GroupNames()[0]); err != nil {
+		return err
 	}
 	for i, f := range []string{bf.EnvFile, bf.EnvFileRedund} {
 		img, err := ubootenv.Encode(env, bf.EnvSize, true, byte(1-i))
@@ -172,44 +170,78 @@ func (ubootLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
 			return err
 		}
 	}
-	return os.WriteFile(fsys.Path(path.Join(bf.BootDir, "boot.cmd")), bootloader.UBootScript, 0o644)
+	rel := func(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, bf.BootDir), "/") }
+	script, err := bootloader.UBootCmd(bootloader.UBootSettings{
+		Groups:        cfg.GroupNames(),
+		EnvFile:       rel(bf.EnvFile),
+		EnvFileRedund: rel(bf.EnvFileRedund),
+		EnvSize:       bf.EnvSize,
+		Boot:          `echo "tandem sim: boot group ${tandem_group}"`,
+	})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(fsys.Path(path.Join(bf.BootDir, "boot.cmd")), script, 0o644)
 }
 
+// boot plays boot.cmd in files mode: a copy counts only if it is exactly
+// env-size bytes with a good CRC; of the two, U-Boot's flag rule picks the
+// current one; only tandem's variables are imported. A trial count goes down
+// in a new copy (only tandem's variables, the next flag) written in place
+// over the other file, as fatwrite does, and only if that file exists with
+// the right size; otherwise the default boots.
 func (ubootLoader) boot(fsys *rootfs.OS, cfg *config.Config, _ []string) (string, []string, error) {
 	bf, groups := cfg.BootFlow, cfg.GroupNames()
 	files := [2]string{fsys.Path(bf.EnvFile), fsys.Path(bf.EnvFileRedund)}
 	var imgs [2][]byte
+	var sized [2]bool
 	for i, f := range files {
-		imgs[i], _ = os.ReadFile(f)
+		b, err := os.ReadFile(f)
+		if err == nil && len(b) == bf.EnvSize {
+			imgs[i], sized[i] = b, true
+		}
 	}
 	var notes []string
+	vars := map[string]string{}
 	idx, env, flag, err := ubootenv.SelectRedundant(imgs[0], imgs[1])
 	if err != nil {
-		// U-Boot runs on its built-in environment, which has no tandem variables.
-		notes = append(notes, "u-boot: no valid environment copy, using the built-in default: "+err.Error())
-		env, idx = &ubootenv.Env{}, -1
+		notes = append(notes, "u-boot: no valid copy of the env files: "+err.Error())
+		idx = -1
+	} else {
+		for _, n := range ubootVars {
+			if v, ok := env.Get(n); ok && v != "" {
+				vars[n] = v
+			}
+		}
 	}
-	group, _ := env.Get(bootflow.UBootVarDefault)
+	group := vars[bootflow.UBootVarDefault]
 	if !slices.Contains(groups, group) {
 		group = groups[0]
 		notes = append(notes, "fallback: no usable default, booting the first group "+group)
 	}
-	trial, _ := env.Get(bootflow.UBootVarTrial)
-	left, _ := env.Get(bootflow.UBootVarTrialLeft)
-	next, ok := decrement(left)
+	trial := vars[bootflow.UBootVarTrial]
+	next, ok := decrement(vars[bootflow.UBootVarTrialLeft])
 	if !slices.Contains(groups, trial) || !ok || idx < 0 {
 		return group, notes, nil
 	}
-	if err := env.Set(bootflow.UBootVarTrialLeft, next); err != nil {
-		return group, notes, err
+	if !sized[1-idx] {
+		return group, append(notes, "u-boot: "+files[1-idx]+" is missing or has the wrong size: counting the trial down failed, booting the default"), nil
 	}
-	// saveenv writes the copy that is not current, with the next flag.
-	img, err := ubootenv.Encode(env, bf.EnvSize, true, ubootenv.NextFlag(flag))
+	vars[bootflow.UBootVarTrialLeft] = next
+	out := &ubootenv.Env{}
+	for _, n := range ubootVars {
+		if v, ok := vars[n]; ok {
+			if err := out.Set(n, v); err != nil {
+				return group, notes, err
+			}
+		}
+	}
+	img, err := ubootenv.Encode(out, bf.EnvSize, true, ubootenv.NextFlag(flag))
 	if err == nil {
-		err = os.WriteFile(files[1-idx], img, 0o644)
+		err = writeInPlace(files[1-idx], img)
 	}
 	if err != nil {
-		return group, append(notes, "u-boot: saveenv failed, booting the default"), nil
+		return group, append(notes, "u-boot: fatwrite failed, booting the default"), nil
 	}
 	return trial, append(notes, fmt.Sprintf("u-boot: trying %s, %s attempts left after this one", trial, next)), nil
 }
