@@ -28,3 +28,36 @@ func TestUBootScriptCompiles(t *testing.T) {
 		t.Fatalf("boot.scr: %v", err)
 	}
 }
+
+// The settings go in front of the script as setenv lines, and the result
+// still compiles; values that would break the quoting are refused.
+func TestUBootCmd(t *testing.T) {
+	src, err := UBootCmd(UBootSettings{Groups: []string{"a", "b"}, EnvDev: "mmc 0:1", EnvFile: "tandem/env0", EnvSize: 0x2000,
+		Boot: `echo "${tandem_group}"; booti ${kernel_addr_r} - ${fdtcontroladdr}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "setenv tandem_groups \"a b\"\nsetenv tandem_env_dev \"mmc 0:1\"\nsetenv tandem_env_file \"tandem/env0\"\n" +
+		"setenv tandem_env_size 0x2000\nsetenv tandem_boot 'echo \"${tandem_group}\"; booti ${kernel_addr_r} - ${fdtcontroladdr}'\n"
+	if got := string(src[:len(src)-len(UBootScript)]); got != want {
+		t.Errorf("settings =\n%s\nwant\n%s", got, want)
+	}
+	tool := testutil.NeedTool(t, "mkimage")
+	in, out := filepath.Join(t.TempDir(), "boot.cmd"), filepath.Join(t.TempDir(), "boot.scr")
+	if err := os.WriteFile(in, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(tool, "-A", "arm64", "-T", "script", "-C", "none", "-d", in, out).CombinedOutput(); err != nil {
+		t.Fatalf("mkimage: %v\n%s", err, b)
+	}
+	for _, s := range []UBootSettings{
+		{},
+		{Boot: "echo 'x'"},
+		{Boot: "boot", EnvFile: `a"b`},
+		{Boot: "boot", Groups: []string{"a;reset"}},
+	} {
+		if _, err := UBootCmd(s); err == nil {
+			t.Errorf("UBootCmd(%+v) accepted", s)
+		}
+	}
+}

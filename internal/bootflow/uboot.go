@@ -15,18 +15,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// U-Boot flow: three variables in the U-Boot environment, read by the boot
-// script in bootloader/u-boot/ (rule table in docs/boot-flows.md):
+// U-Boot flow: three variables in U-Boot's redundant environment layout,
+// read by the boot script in bootloader/u-boot/ (rule table in
+// docs/boot-flows.md):
 //
 //	tandem_default=<group>       written by tandem
 //	tandem_trial=<group>         written by tandem
-//	tandem_trial_left=<n>        decremented by the script (setexpr + saveenv) before it boots the trial
+//	tandem_trial_left=<n>        counted down by the script before it boots the trial
 //
-// With the file back end the environment is U-Boot's redundant layout in two
-// files: tandem reads the current copy and writes the other one with the next
-// flag (new + fsync + rename), so the current copy is never touched and a
-// power cut leaves it whole. With the fw-setenv back end, fw_setenv does the
-// same on the devices of /etc/fw_env.config (configure two copies there).
+// With the file back end the variables live in two files on a FAT partition
+// (the script's files mode: it loads them itself and counts down with
+// fatwrite over the non-current copy): tandem reads the current copy and
+// writes the other one with the next flag (new + fsync + rename), so the
+// current copy is never touched and a power cut leaves it whole. With the
+// fw-setenv back end, fw_setenv does the same on the copies named in
+// /etc/fw_env.config (U-Boot's own redundant environment, the script's
+// saveenv mode, or the two files).
 const (
 	UBootVarDefault   = "tandem_default"
 	UBootVarTrial     = "tandem_trial"
