@@ -235,6 +235,13 @@ func (d *Device) Commit() (bool, error) {
 		}
 		return false, nil
 	}
+	// A trial that was given up (RollBack) waits for its reboot; it is not
+	// committed in between.
+	if db, err := d.LoadState(); err != nil {
+		return false, err
+	} else if u := db.LastUpdate; db.Trial == nil && u != nil && u.Group == st.Active && u.Status == "rolled-back" {
+		return false, fmt.Errorf("%w: the trial of group %s was given up (%s); reboot to go back to %s", ErrRefused, st.Active, u.Message, st.Default)
+	}
 	env := "TANDEM_GROUP=" + st.Active
 	if err := hooks.Run(d.FS, d.Config.HooksDir, "system-commit", "pre-commit", env); err != nil {
 		return false, err

@@ -2,8 +2,10 @@ package health_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +125,36 @@ func TestGivenUpTrialIsNotCommitted(t *testing.T) {
 	}
 	if st, err := d.Status(); err != nil || st.Default != "a" {
 		t.Fatalf("default %s (%v), want a", st.Default, err)
+	}
+}
+
+// TestGivenUpTrialRefusesCommit: between a rollback and its reboot, an
+// explicit commit (a fleet script, an operator) is refused.
+func TestGivenUpTrialRefusesCommit(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "uboot"}); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *device.Device {
+		d, err := device.Open(device.Options{Root: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if _, _, err := sim.Reboot(root, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open().TrySpare(); err != nil {
+		t.Fatal(err)
+	}
+	if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
+		t.Fatalf("trial boot: %s %v", g, err)
+	}
+	if err := open().RollBack("app crashed"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open().Commit(); !errors.Is(err, device.ErrRefused) || !strings.Contains(err.Error(), "app crashed") {
+		t.Fatalf("commit of a given-up trial: %v, want refused naming the reason", err)
 	}
 }
