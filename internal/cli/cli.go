@@ -116,6 +116,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 	root.AddCommand(a.systemCommand(), a.simCommand(), a.updateCommand(), a.bundleCommand(), a.keyCommand(), a.slotsCommand(),
 		a.healthCommand())
 	root.AddCommand(a.menderCommand())
+	root.AddCommand(a.tedgeCommand())
 	return root
 }
 

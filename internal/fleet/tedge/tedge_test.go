@@ -1,0 +1,553 @@
+package tedge_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
+	"github.com/tandem-ota/tandem/internal/fleet/tedge"
+	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/signature"
+	"github.com/tandem-ota/tandem/internal/sim"
+	"github.com/tandem-ota/tandem/internal/testutil"
+)
+
+var topics = tedge.Topics{Root: "te", Device: "device/main//"}
+
+// mapper plays thin-edge.io's cloud mapper: it publishes retained init
+// commands, records every status message, and clears a command once it
+// reached successful or failed, as the requester must.
+type mapper struct {
+	t    testing.TB
+	c    mqtt.Client
+	mu   sync.Mutex
+	msgs map[string][]map[string]any // per command id, in arrival order
+	twin []map[string]any
+	capa []string
+	ping chan struct{}
+}
+
+func newMapper(t testing.TB, addr string) *mapper {
+	m := &mapper{t: t, msgs: map[string][]map[string]any{}, ping: make(chan struct{}, 1)}
+	ready := make(chan struct{}, 1)
+	opts := mqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("c8y-mapper-test").
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100*time.Millisecond).
+		SetMaxReconnectInterval(200*time.Millisecond).
+		SetOnConnectHandler(func(c mqtt.Client) {
+			tok := c.SubscribeMultiple(map[string]byte{topics.Commands(): 1, topics.Twin(): 1, topics.Capability(): 1}, m.receive)
+			tok.Wait()
+			select {
+			case ready <- struct{}{}:
+			default:
+			}
+		})
+	m.c = mqtt.NewClient(opts)
+	m.c.Connect()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the mapper could not connect to the broker")
+	}
+	t.Cleanup(func() { m.c.Disconnect(100) })
+	return m
+}
+
+func (m *mapper) receive(_ mqtt.Client, msg mqtt.Message) {
+	m.mu.Lock()
+	defer func() {
+		m.mu.Unlock()
+		select {
+		case m.ping <- struct{}{}:
+		default:
+		}
+	}()
+	switch topic := msg.Topic(); {
+	case topic == topics.Twin():
+		var doc map[string]any
+		if err := json.Unmarshal(msg.Payload(), &doc); err != nil {
+			m.t.Errorf("twin is not JSON: %q", msg.Payload())
+		}
+		m.twin = append(m.twin, doc)
+	case topic == topics.Capability():
+		m.capa = append(m.capa, string(msg.Payload()))
+	default:
+		id, _ := topics.CommandID(topic)
+		if len(msg.Payload()) == 0 {
+			return // the clear
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(msg.Payload(), &doc); err != nil {
+			return // a malformed command a test published
+		}
+		m.msgs[id] = append(m.msgs[id], doc)
+		if s := doc["status"]; s == "successful" || s == "failed" {
+			go m.c.Publish(topic, 1, true, []byte{}) // the requester clears the command
+		}
+	}
+}
+
+// request publishes a retained init command.
+func (m *mapper) request(id string, cmd map[string]any) {
+	cmd["status"] = "init"
+	b, _ := json.Marshal(cmd)
+	if tok := m.c.Publish(topics.Command(id), 1, true, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		m.t.Fatalf("publish the command: %v", tok.Error())
+	}
+}
+
+// statuses lists the statuses seen for id, consecutive repeats merged.
+func (m *mapper) statuses(id string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, d := range m.msgs[id] {
+		s, _ := d["status"].(string)
+		if len(out) == 0 || out[len(out)-1] != s {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (m *mapper) last(id string) map[string]any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l := m.msgs[id]; len(l) > 0 {
+		return l[len(l)-1]
+	}
+	return nil
+}
+
+// await waits until id's last status is one of want.
+func (m *mapper) await(t *testing.T, id string, timeout time.Duration, want ...string) map[string]any {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		if d := m.last(id); d != nil {
+			for _, w := range want {
+				if d["status"] == w {
+					return d
+				}
+			}
+		}
+		select {
+		case <-m.ping:
+		case <-deadline:
+			t.Fatalf("command %s: status %v after %v, want one of %v", id, m.statuses(id), timeout, want)
+		}
+	}
+}
+
+// retained reads what the broker holds for topic, as a new subscriber
+// (e.g. the mapper after its own restart) would.
+func retained(t *testing.T, addr, topic string) []byte {
+	t.Helper()
+	got := make(chan []byte, 1)
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("retained-reader"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case got <- m.Payload():
+		default:
+		}
+	})
+	select {
+	case b := <-got:
+		return b
+	case <-time.After(500 * time.Millisecond):
+		return nil
+	}
+}
+
+func logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// The shared conformance suite, with a real broker and the mapper above.
+func TestConformance(t *testing.T) {
+	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
+		b := testutil.StartMosquitto(t)
+		return &harness{m: newMapper(t, b.Addr), cfg: tedge.Config{
+			Agent:  &fleet.Agent{Open: env.Open, Adapter: tedge.Adapter},
+			Broker: b.Addr, Topics: topics, Once: true, Retry: 100 * time.Millisecond, Log: logger(t),
+		}}
+	})
+}
+
+type harness struct {
+	m   *mapper
+	cfg tedge.Config
+}
+
+func (h *harness) Offer(t *testing.T, o fleettest.Offer) {
+	h.m.request(o.ID, map[string]any{"name": "tandem-sim", "version": o.Version, "remoteUrl": o.URL})
+}
+
+func (h *harness) Run(ctx context.Context, t *testing.T) error { return tedge.Run(ctx, h.cfg) }
+
+func (h *harness) Report(t *testing.T, id string) (fleettest.Report, bool) {
+	// The final status travels through the broker: give it a moment.
+	for range 20 {
+		if d := h.m.last(id); d != nil && (d["status"] == "successful" || d["status"] == "failed") {
+			reason, _ := d["reason"].(string)
+			return fleettest.Report{Success: d["status"] == "successful", Detail: reason}, true
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return fleettest.Report{}, false
+}
+
+// world is a simulated device, a broker, the mapper and an HTTP server with
+// the bundles.
+type world struct {
+	root   string
+	broker *testutil.Mosquitto
+	m      *mapper
+	srv    *httptest.Server
+	gate   chan struct{} // while open (not closed), the server holds every request
+	image  []byte
+	cfg    tedge.Config
+}
+
+func newWorld(t *testing.T) *world {
+	w := &world{gate: make(chan struct{})}
+	close(w.gate)
+	dir := t.TempDir()
+	priv, pub, err := signature.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := signature.ParsePrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPath := filepath.Join(dir, "release.pub")
+	if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.image = make([]byte, 1<<20)
+	_, _ = rand.NewChaCha8([32]byte{'t', 'e', 'd', 'g', 'e'}).Read(w.image)
+	writeBundle(t, filepath.Join(dir, "v2.tandem"), w.image, key)
+	priv2, _, _ := signature.GenerateKey()
+	other, _ := signature.ParsePrivateKey(priv2)
+	writeBundle(t, filepath.Join(dir, "untrusted.tandem"), w.image, other)
+
+	files := http.FileServer(http.Dir(dir))
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		<-w.gate
+		files.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(w.srv.Close)
+
+	w.root = filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(w.root, sim.Options{BootFlow: "grub", Trust: []string{pubPath}, SlotSize: 2 << 20, FactoryVersion: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	w.broker = testutil.StartMosquitto(t)
+	w.m = newMapper(t, w.broker.Addr)
+	w.cfg = tedge.Config{
+		Agent:  &fleet.Agent{Open: w.open, Adapter: tedge.Adapter},
+		Broker: w.broker.Addr, Topics: topics, Retry: 100 * time.Millisecond, Poll: 50 * time.Millisecond, Log: logger(t),
+	}
+	return w
+}
+
+func (w *world) open() (*device.Device, error) { return device.Open(device.Options{Root: w.root}) }
+
+func writeBundle(t *testing.T, p string, image []byte, key crypto.Signer) {
+	t.Helper()
+	var b bytes.Buffer
+	sign := func(h bundle.Hash) ([]signature.Signature, error) {
+		s, err := signature.Sign(key, nil, h)
+		return []signature.Signature{s}, err
+	}
+	_, err := bundle.Write(&b, bundle.Header{Compatible: "tandem-sim", Name: "tedge test", Version: "2.0.0", Created: 1700000000},
+		[]bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system", Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(image)}},
+		bundle.Options{Level: bundle.LevelDefault, Workers: 2, TempDir: t.TempDir(), Sign: sign})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs the handler (as the service does) until stop is called.
+func (w *world) start(t *testing.T) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tedge.Run(ctx, w.cfg) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("the handler did not stop")
+			return nil
+		}
+	}
+}
+
+// runUntilReboot runs the handler until it returns after requesting a reboot.
+func (w *world) runUntilReboot(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tedge.Run(ctx, w.cfg); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	st, err := device.ReadSimState(w.root)
+	if err != nil || st.Reboot == nil {
+		t.Fatalf("the handler returned without rebooting (%v)", err)
+	}
+}
+
+func (w *world) reboot(t *testing.T, want string) {
+	t.Helper()
+	if g, notes, err := sim.Reboot(w.root, false); err != nil || g != want {
+		t.Fatalf("sim reboot: %s (%v, %q), want %s", g, err, notes, want)
+	}
+}
+
+func (w *world) healthCheck(t *testing.T, want health.Verdict) {
+	t.Helper()
+	res, err := health.Check(health.Options{Open: w.open})
+	if err != nil || res.Verdict != want {
+		t.Fatalf("health check: %+v, %v; want %s", res, err, want)
+	}
+}
+
+func equal(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
+
+// A whole update as the service runs it: the statuses in order, every
+// unknown field kept, the twin, the capability, the command cleared.
+func TestSuccess(t *testing.T) {
+	w := newWorld(t)
+	w.m.request("c8y-mapper-1", map[string]any{
+		"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem",
+		"tedgeUrl": w.srv.URL + "/v2.tandem", "c8y": map[string]any{"opId": "17"}, "note": "keep me",
+	})
+	w.runUntilReboot(t)
+	w.reboot(t, "b")
+	stop := w.start(t)
+	w.m.await(t, "c8y-mapper-1", 10*time.Second, "verifying")
+	if got := w.m.statuses("c8y-mapper-1"); !equal(got, []string{"init", "executing", "restarting", "verifying"}) {
+		t.Fatalf("statuses %v before the health check", got)
+	}
+	w.healthCheck(t, health.Committed)
+	final := w.m.await(t, "c8y-mapper-1", 10*time.Second, "successful", "failed")
+	job := filepath.Join(w.root, "var/lib/tandem/fleet/tedge.json")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(job); os.IsNotExist(err) {
+			break // the broker acknowledged the final status: the job is done
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job was not forgotten after the final status")
+		}
+	}
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the service stopped with %v", err)
+	}
+	if final["status"] != "successful" {
+		t.Fatalf("final status %v", final)
+	}
+	w.m.mu.Lock()
+	for i, d := range w.m.msgs["c8y-mapper-1"] {
+		if d["note"] != "keep me" || d["c8y"].(map[string]any)["opId"] != "17" || d["version"] != "2.0.0" {
+			t.Errorf("message %d lost a field of the command: %v", i, d)
+		}
+		if _, ok := d["reason"]; ok {
+			t.Errorf("message %d has a reason: %v", i, d)
+		}
+	}
+	twins, capa := w.m.twin, w.m.capa
+	w.m.mu.Unlock()
+	if len(twins) == 0 || twins[len(twins)-1]["name"] != "tandem-sim" || twins[len(twins)-1]["version"] != "2.0.0" || twins[len(twins)-1]["url"] != w.srv.URL+"/v2.tandem" {
+		t.Errorf("firmware twin %v", twins)
+	}
+	if len(capa) == 0 || capa[0] != "{}" {
+		t.Errorf("capability messages %q", capa)
+	}
+	if b := retained(t, w.broker.Addr, topics.Command("c8y-mapper-1")); b != nil {
+		t.Errorf("the command was not cleared: %s", b)
+	}
+	if b := retained(t, w.broker.Addr, topics.Capability()); string(b) != "{}" {
+		t.Errorf("retained capability %q", b)
+	}
+}
+
+// The broker restarts (losing every retained message) while the bundle
+// downloads and again while the health check decides: the handler
+// reconnects, subscribes again, restores the command's state and finishes.
+func TestBrokerRestart(t *testing.T) {
+	w := newWorld(t)
+	w.gate = make(chan struct{}) // hold the download
+	w.m.request("c8y-mapper-2", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		done <- tedge.Run(ctx, w.cfg)
+	}()
+	w.m.await(t, "c8y-mapper-2", 10*time.Second, "executing")
+	w.broker.Stop()
+	w.broker.Start()
+	// The restarted broker knows nothing; the handler publishes the state again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var doc map[string]any
+		if b := retained(t, w.broker.Addr, topics.Command("c8y-mapper-2")); json.Unmarshal(b, &doc) == nil && doc["status"] == "executing" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("after the broker restart, the command's executing state was not published again")
+		}
+	}
+	if b := retained(t, w.broker.Addr, topics.Capability()); string(b) != "{}" {
+		t.Errorf("capability after the restart: %q", b)
+	}
+	close(w.gate)
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	w.m.await(t, "c8y-mapper-2", 10*time.Second, "restarting")
+	w.reboot(t, "b")
+	stop := w.start(t)
+	w.m.await(t, "c8y-mapper-2", 10*time.Second, "verifying")
+	w.broker.Stop()
+	w.broker.Start()
+	w.m.await(t, "c8y-mapper-2", 10*time.Second, "verifying") // published again
+	w.healthCheck(t, health.Committed)
+	final := w.m.await(t, "c8y-mapper-2", 10*time.Second, "successful", "failed")
+	stop()
+	if final["status"] != "successful" {
+		t.Fatalf("final %v", final)
+	}
+}
+
+// A bundle from an untrusted key: failed with a reason that says so, no
+// reboot, the boot state as it was.
+func TestBadSignature(t *testing.T) {
+	w := newWorld(t)
+	w.m.request("c8y-mapper-3", map[string]any{"name": "tandem-sim", "version": "2.0.1", "remoteUrl": w.srv.URL + "/untrusted.tandem"})
+	stop := w.start(t)
+	final := w.m.await(t, "c8y-mapper-3", 20*time.Second, "successful", "failed")
+	stop()
+	reason, _ := final["reason"].(string)
+	if final["status"] != "failed" || !strings.Contains(reason, "trust") {
+		t.Fatalf("final %v, want failed naming the untrusted signature", final)
+	}
+	if got := w.m.statuses("c8y-mapper-3"); !equal(got, []string{"init", "executing", "failed"}) {
+		t.Errorf("statuses %v", got)
+	}
+	st, _ := device.ReadSimState(w.root)
+	if st.Reboot != nil {
+		t.Error("the handler rebooted after a rejected bundle")
+	}
+}
+
+// A failing health check: failed, with the check's words in the reason.
+func TestFailedHealthCheck(t *testing.T) {
+	w := newWorld(t)
+	hook := filepath.Join(w.root, "etc/tandem/hooks/health/check/50-app")
+	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'app does not answer'\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.m.request("c8y-mapper-4", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
+	w.runUntilReboot(t)
+	w.reboot(t, "b")
+	stop := w.start(t)
+	w.m.await(t, "c8y-mapper-4", 10*time.Second, "verifying")
+	w.healthCheck(t, health.RolledBack)
+	stop() // the rollback reboots the device: the service goes down
+	w.reboot(t, "a")
+	stop = w.start(t)
+	final := w.m.await(t, "c8y-mapper-4", 10*time.Second, "successful", "failed")
+	stop()
+	if reason, _ := final["reason"].(string); final["status"] != "failed" || !strings.Contains(reason, "app does not answer") {
+		t.Fatalf("final %v", final)
+	}
+	w.m.mu.Lock()
+	n := len(w.m.twin)
+	w.m.mu.Unlock()
+	if n != 0 {
+		t.Error("a firmware twin was published for a failed update")
+	}
+}
+
+// Commands tandem refuses get failed with a reason, and change nothing.
+func TestRefused(t *testing.T) {
+	w := newWorld(t)
+	w.gate = make(chan struct{}) // keep the first command installing
+	stop := w.start(t)
+	w.m.request("busy-1", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
+	w.m.await(t, "busy-1", 10*time.Second, "executing")
+	w.m.request("busy-2", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
+	if d := w.m.await(t, "busy-2", 10*time.Second, "failed"); !strings.Contains(d["reason"].(string), "busy-1") {
+		t.Errorf("second command while one runs: %v", d)
+	}
+	w.m.request("no-url", map[string]any{"name": "x", "version": "1", "extra": []any{1, 2}})
+	if d := w.m.await(t, "no-url", 10*time.Second, "failed"); !strings.Contains(d["reason"].(string), "remoteUrl") || d["extra"] == nil {
+		t.Errorf("command without a URL: %v", d)
+	}
+	w.m.request("ftp", map[string]any{"remoteUrl": "ftp://example.com/x"})
+	w.m.await(t, "ftp", 10*time.Second, "failed")
+	tok := w.m.c.Publish(topics.Command("garbage"), 1, true, []byte("{not json"))
+	tok.Wait()
+	if d := w.m.await(t, "garbage", 10*time.Second, "failed"); !strings.Contains(d["reason"].(string), "bad firmware_update command") {
+		t.Errorf("malformed command: %v", d)
+	}
+	close(w.gate)
+	w.m.await(t, "busy-1", 30*time.Second, "restarting")
+	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("stop: %v", err)
+	}
+	// A group on trial, not committed: a new command is refused.
+	w.reboot(t, "b")
+	w.cfg.Once = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tedge.Run(ctx, w.cfg); err != nil { // busy-1 verifying: returns
+		t.Fatal(err)
+	}
+	w.cfg.Once = false
+	stop = w.start(t)
+	w.m.request("during-trial", map[string]any{"remoteUrl": w.srv.URL + "/v2.tandem"})
+	d := w.m.await(t, "during-trial", 10*time.Second, "failed")
+	stop()
+	if !strings.Contains(d["reason"].(string), "busy-1") {
+		t.Errorf("command during the trial: %v", d)
+	}
+}
+
