@@ -47,9 +47,9 @@ type mapper struct {
 func newMapper(t testing.TB, addr string) *mapper {
 	m := &mapper{t: t, msgs: map[string][]map[string]any{}, ping: make(chan struct{}, 1)}
 	ready := make(chan struct{}, 1)
-	opts := mqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("c8y-mapper-test").
-		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100*time.Millisecond).
-		SetMaxReconnectInterval(200*time.Millisecond).
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("c8y-mapper-test").
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
+		SetMaxReconnectInterval(200 * time.Millisecond).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			tok := c.SubscribeMultiple(map[string]byte{topics.Commands(): 1, topics.Twin(): 1, topics.Capability(): 1}, m.receive)
 			tok.Wait()
@@ -550,4 +550,3 @@ func TestRefused(t *testing.T) {
 		t.Errorf("command during the trial: %v", d)
 	}
 }
-
