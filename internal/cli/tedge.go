@@ -22,8 +22,12 @@ type tedgeFlags struct {
 	broker, root, device, clientID string
 }
 
-func (f *tedgeFlags) add(cmd *cobra.Command, clientID string) {
-	cmd.Flags().StringVar(&f.broker, "broker", "127.0.0.1:1883", "MQTT broker: host:port or URL (tcp://, ssl://, ws://)")
+func (a *app) addTedgeFlags(f *tedgeFlags, cmd *cobra.Command, clientID string) {
+	broker := a.env.Getenv("TANDEM_TEDGE_BROKER")
+	if broker == "" {
+		broker = "127.0.0.1:1883"
+	}
+	cmd.Flags().StringVar(&f.broker, "broker", broker, "MQTT broker: host:port or URL (tcp://, ssl://, ws://) (env TANDEM_TEDGE_BROKER)")
 	cmd.Flags().StringVar(&f.root, "topic-root", "te", "thin-edge.io MQTT topic root (mqtt.topic_root)")
 	cmd.Flags().StringVar(&f.device, "device-topic-id", "device/main//", "thin-edge.io device topic id (mqtt.device_topic_id)")
 	cmd.Flags().StringVar(&f.clientID, "client-id", clientID, "MQTT client id")
@@ -92,7 +96,7 @@ and docs/integrations/thin-edge.md.`,
 			return err
 		},
 	}
-	f.add(cmd, "tandem-tedge")
+	a.addTedgeFlags(&f, cmd, "tandem-tedge")
 	fl := cmd.Flags()
 	fl.BoolVar(&preferRemote, "prefer-remote-url", false, "install from remoteUrl even when the command has a tedgeUrl (for a CDN that serves ranges)")
 	fl.DurationVar(&poll, "poll", 5*time.Second, "how often to look whether the health check has decided")
@@ -236,7 +240,7 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
 			return ag.Done()
 		},
 	}
-	f.add(verify, "tandem-tedge-workflow")
+	a.addTedgeFlags(&f, verify, "tandem-tedge-workflow")
 	verify.Flags().StringVar(&name, "name", "", "firmware name for the twin (the command's name)")
 	verify.Flags().StringVar(&remote, "remote-url", "", "firmware URL for the twin (the command's remoteUrl)")
 	verify.Flags().DurationVar(&poll, "poll", 5*time.Second, "how often to look whether the health check has decided")
