@@ -9,7 +9,11 @@
 //   - trial that never comes up: the boot loader falls back → failure reported;
 //   - bad signature: nothing written to the boot state, failure reported, no reboot;
 //   - interrupted download: the adapter is stopped mid-download, started again,
-//     resumes without fetching everything again, and succeeds.
+//     resumes without fetching everything again, and succeeds;
+//   - cancel before and after the trial (harnesses that implement Canceller):
+//     accepted while nothing boots differently, refused once the trial is set;
+//   - server errors (harnesses that implement Flaky): transient failures of
+//     the fleet side are retried and the update still succeeds.
 package fleettest
 
 import (
@@ -65,6 +69,23 @@ type Harness interface {
 	Report(t *testing.T, id string) (Report, bool)
 }
 
+// Canceller is implemented by a Harness whose fleet side can cancel an
+// update (optional; the cancel scenarios are skipped without it).
+type Canceller interface {
+	// Cancel makes the fleet side ask the device to cancel offer id. An
+	// accepted cancel is a final Report with Success false; a refused one
+	// leaves the update running to its own final report.
+	Cancel(t *testing.T, id string)
+}
+
+// Flaky is implemented by a Harness whose fleet side can fail transiently
+// (optional; the server-errors scenario is skipped without it).
+type Flaky interface {
+	// FailNext makes the fleet side answer its next n requests with
+	// transient errors (5xx, 429 with Retry-After, reset connections).
+	FailNext(t *testing.T, n int)
+}
+
 // Env is the world a harness is made for.
 type Env struct {
 	Root string // the simulated device (grub flow, groups a and b, a active)
@@ -99,6 +120,9 @@ func Run(t *testing.T, newHarness func(t *testing.T, env *Env) Harness) {
 		{"trial-does-not-boot", trialHangs},
 		{"bad-signature", badSignature},
 		{"interrupted-download", interrupted},
+		{"cancel-before-trial", cancelBeforeTrial},
+		{"cancel-after-trial", cancelAfterTrial},
+		{"server-errors", serverErrors},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			s := newScene(t, fx)
@@ -447,6 +471,93 @@ func interrupted(t *testing.T, s *scene) {
 	s.run(t)
 	if r := s.report(t, o.ID); !r.Success {
 		t.Fatalf("reported failure after a resumed download: %s", r.Detail)
+	}
+	s.slotIs(t, "b")
+}
+
+// startCut runs the adapter until half of the bundle was served, then stops
+// it as if it was killed.
+func (s *scene) startCut(t *testing.T, o Offer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.mu.Lock()
+	s.cutAt, s.cut = s.served.Load()+o.Size/2, cancel
+	s.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- s.h.Run(ctx, t) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the adapter did not stop within 2 minutes of the interruption")
+	}
+	if ctx.Err() == nil {
+		t.Fatalf("the adapter finished before the download was interrupted")
+	}
+}
+
+func cancelBeforeTrial(t *testing.T, s *scene) {
+	c, ok := s.h.(Canceller)
+	if !ok {
+		t.Skip("the harness does not implement fleettest.Canceller")
+	}
+	o := s.offer(t, s.fx.good, "deploy-6")
+	s.startCut(t, o)
+	c.Cancel(t, o.ID)
+	s.run(t)
+	if r := s.report(t, o.ID); r.Success {
+		t.Fatalf("reported success for a canceled update")
+	}
+	if s.simState(t).Reboot != nil {
+		t.Fatalf("the adapter rebooted after a cancel")
+	}
+	s.wantBoot(t, "a", "a")
+	// The device takes the next offer.
+	o2 := s.offer(t, s.fx.good, "deploy-6b")
+	s.run(t)
+	s.reboot(t, false)
+	s.health(t, health.Committed)
+	s.run(t)
+	if r := s.report(t, o2.ID); !r.Success {
+		t.Fatalf("the update after a cancel: %s", r)
+	}
+}
+
+func cancelAfterTrial(t *testing.T, s *scene) {
+	c, ok := s.h.(Canceller)
+	if !ok {
+		t.Skip("the harness does not implement fleettest.Canceller")
+	}
+	o := s.offer(t, s.fx.good, "deploy-7")
+	s.run(t)
+	c.Cancel(t, o.ID)
+	s.run(t) // the trial is set: the cancel is refused
+	s.noReport(t, o.ID, "after a cancel the adapter had to refuse (the trial was set)")
+	if g := s.reboot(t, false); g != "b" {
+		t.Fatalf("the trial boot started %s, want b", g)
+	}
+	s.health(t, health.Committed)
+	s.run(t)
+	if r := s.report(t, o.ID); !r.Success {
+		t.Fatalf("reported %s for a committed trial whose cancel was refused", r)
+	}
+	s.wantBoot(t, "b", "b")
+}
+
+func serverErrors(t *testing.T, s *scene) {
+	f, ok := s.h.(Flaky)
+	if !ok {
+		t.Skip("the harness does not implement fleettest.Flaky")
+	}
+	f.FailNext(t, 3)
+	o := s.offer(t, s.fx.good, "deploy-8")
+	s.run(t)
+	s.reboot(t, false)
+	s.health(t, health.Committed)
+	f.FailNext(t, 3)
+	s.run(t)
+	if r := s.report(t, o.ID); !r.Success {
+		t.Fatalf("reported %s after transient server errors", r)
 	}
 	s.slotIs(t, "b")
 }

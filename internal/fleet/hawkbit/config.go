@@ -1,0 +1,256 @@
+package hawkbit
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/install"
+)
+
+// DefaultConfigPath is where `tandem hawkbit` reads its configuration.
+const DefaultConfigPath = "/etc/tandem/hawkbit.toml"
+
+// maxConfig bounds the configuration file.
+const maxConfig = 256 << 10
+
+// Duration is a TOML string like "30s" or "12h".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q: want a duration like 30s, 5m or 12h", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("%q: negative duration", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText formats the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is /etc/tandem/hawkbit.toml (docs/integrations/hawkbit.md).
+type Config struct {
+	// Preset fills in a server's conventions: "" or "memfault".
+	Preset       string `toml:"preset"`
+	Server       string `toml:"server"`
+	Tenant       string `toml:"tenant"`
+	ControllerID string `toml:"controller-id"`
+	TargetToken  string `toml:"target-token"`
+	GatewayToken string `toml:"gateway-token"`
+	CAFile       string `toml:"ca-file"`
+	ClientCert   string `toml:"client-cert"`
+	ClientKey    string `toml:"client-key"`
+	// Attributes are extra configData attributes.
+	Attributes map[string]string `toml:"attributes"`
+	Poll       struct {
+		Min     Duration `toml:"min"`
+		Max     Duration `toml:"max"`
+		Default Duration `toml:"default"`
+	} `toml:"poll"`
+	// For the memfault preset: the configData values Memfault expects.
+	HardwareVersion string `toml:"hardware-version"`
+	SoftwareType    string `toml:"software-type"`
+}
+
+// Memfault's DDI endpoint and tenant.
+const (
+	MemfaultServer = "https://device.memfault.com/api/v0/hawkbit"
+	MemfaultTenant = "default"
+)
+
+// LoadConfig reads and checks the configuration file at path.
+func LoadConfig(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfig+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > maxConfig {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxConfig)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes a configuration strictly (an unknown key is an error),
+// applies the preset and the defaults, and checks it.
+func ParseConfig(data []byte) (*Config, error) {
+	c := &Config{}
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		var strict *toml.StrictMissingError
+		var de *toml.DecodeError
+		switch {
+		case errors.As(err, &strict) && len(strict.Errors) > 0:
+			e := strict.Errors[0]
+			line, _ := e.Position()
+			return nil, fmt.Errorf("line %d: unknown key %s", line, strings.Join(e.Key(), "."))
+		case errors.As(err, &de):
+			line, _ := de.Position()
+			return nil, fmt.Errorf("line %d: %s", line, strings.TrimPrefix(de.Error(), "toml: "))
+		}
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "toml: "))
+	}
+	return c, c.check()
+}
+
+func (c *Config) check() error {
+	switch c.Preset {
+	case "":
+		if c.Tenant == "" {
+			c.Tenant = "DEFAULT"
+		}
+	case "memfault":
+		if c.Server == "" {
+			c.Server = MemfaultServer
+		}
+		if c.Tenant == "" {
+			c.Tenant = MemfaultTenant
+		}
+		switch {
+		case c.GatewayToken == "":
+			return fmt.Errorf("preset memfault: gateway-token must be the Memfault project key")
+		case c.TargetToken != "":
+			return fmt.Errorf("preset memfault: Memfault authenticates with the project key (gateway-token), not target-token")
+		case c.HardwareVersion == "" || c.SoftwareType == "":
+			return fmt.Errorf("preset memfault: hardware-version and software-type are required (Memfault picks the release by them)")
+		}
+	default:
+		return fmt.Errorf("preset %q: want memfault or none", c.Preset)
+	}
+	u, err := url.Parse(c.Server)
+	switch {
+	case c.Server == "":
+		return fmt.Errorf("server is required (e.g. https://hawkbit.example.com)")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("server %q: want an http or https URL", c.Server)
+	case c.ControllerID == "":
+		return fmt.Errorf("controller-id is required (the device's name on the server)")
+	case strings.ContainsAny(c.ControllerID, "/?#") || strings.ContainsAny(c.Tenant, "/?#"):
+		return fmt.Errorf("controller-id and tenant must not contain / ? or #")
+	case c.TargetToken != "" && c.GatewayToken != "":
+		return fmt.Errorf("target-token and gateway-token: set one, not both")
+	case (c.ClientCert == "") != (c.ClientKey == ""):
+		return fmt.Errorf("client-cert and client-key go together")
+	}
+	if c.Poll.Min.Duration == 0 {
+		c.Poll.Min.Duration = 10 * time.Second
+	}
+	if c.Poll.Max.Duration == 0 {
+		c.Poll.Max.Duration = 24 * time.Hour
+	}
+	if c.Poll.Default.Duration == 0 {
+		c.Poll.Default.Duration = 5 * time.Minute
+	}
+	if c.Poll.Min.Duration > c.Poll.Max.Duration {
+		return fmt.Errorf("poll.min %s is above poll.max %s", c.Poll.Min, c.Poll.Max)
+	}
+	for k := range c.Attributes {
+		if k == "" || len(k) > 128 {
+			return fmt.Errorf("attributes: keys must be 1 to 128 characters")
+		}
+	}
+	return nil
+}
+
+// Authorization is the Authorization header value the configuration asks for.
+func (c *Config) Authorization() string {
+	switch {
+	case c.TargetToken != "":
+		return "TargetToken " + c.TargetToken
+	case c.GatewayToken != "":
+		return "GatewayToken " + c.GatewayToken
+	}
+	return ""
+}
+
+// HTTPOptions are the TLS settings of the configuration, for the install's
+// artifact download.
+func (c *Config) HTTPOptions() install.HTTPOptions {
+	return install.HTTPOptions{CAFile: c.CAFile, CertFile: c.ClientCert, KeyFile: c.ClientKey}
+}
+
+// NewHTTPClient returns an HTTP client with the TLS settings of o (its
+// Headers are not used); it honours the proxy environment variables.
+func NewHTTPClient(o install.HTTPOptions) (*http.Client, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca-file %s: no PEM certificates", o.CAFile)
+		}
+		conf.RootCAs = pool
+	}
+	if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = conf
+	tr.ResponseHeaderTimeout = time.Minute
+	return &http.Client{Transport: tr, Timeout: 5 * time.Minute}, nil
+}
+
+// NewAdapter builds the adapter the configuration describes on agent; base
+// holds the install options (trust, progress) the artifact install uses.
+func (c *Config) NewAdapter(agent *fleet.Agent, base install.Options) (*Adapter, error) {
+	hc, err := NewHTTPClient(c.HTTPOptions())
+	if err != nil {
+		return nil, err
+	}
+	base.HTTP.CAFile, base.HTTP.CertFile, base.HTTP.KeyFile = c.CAFile, c.ClientCert, c.ClientKey
+	a := &Adapter{
+		Client:     &Client{Server: c.Server, Tenant: c.Tenant, ControllerID: c.ControllerID, Authorization: c.Authorization(), HTTP: hc},
+		Agent:      agent,
+		Install:    base,
+		Attributes: map[string]string{},
+	}
+	for k, v := range c.Attributes {
+		a.Attributes[k] = v
+	}
+	if c.Preset == "memfault" {
+		hw, sw := c.HardwareVersion, c.SoftwareType
+		a.DeviceAttributes = func(d *device.Device) (map[string]string, error) {
+			m, err := DefaultAttributes(d)
+			if err != nil {
+				return nil, err
+			}
+			m["memfault__current_version"] = m["tandem.version"]
+			m["memfault__hardware_version"] = hw
+			m["memfault__software_type"] = sw
+			return m, nil
+		}
+	}
+	return a, nil
+}

@@ -1,0 +1,88 @@
+package hawkbit_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
+	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
+	"github.com/tandem-ota/tandem/internal/fleet/hawkbit/ddiserver"
+)
+
+const controller = "dev-1"
+
+// harness runs the hawkBit adapter against the DDI test server.
+type harness struct {
+	srv *ddiserver.Server
+	ad  *hawkbit.Adapter
+}
+
+func testRetry() hawkbit.Retry {
+	return hawkbit.Retry{Attempts: 6, Min: 5 * time.Millisecond, Max: 50 * time.Millisecond, MaxRetryAfter: 2 * time.Second}
+}
+
+func newAdapter(t *testing.T, srv *ddiserver.Server, open func() (*device.Device, error)) *hawkbit.Adapter {
+	t.Helper()
+	return &hawkbit.Adapter{
+		Client: &hawkbit.Client{Server: srv.URL, Tenant: srv.Tenant(), ControllerID: controller,
+			Authorization: "TargetToken secret-1", HTTP: srv.Client(), Retry: testRetry(), Log: func(s string) { t.Log(s) }},
+		Agent:      &fleet.Agent{Open: open, Adapter: hawkbit.AdapterName},
+		Attributes: map[string]string{"site": "test"},
+		CancelPoll: 20 * time.Millisecond,
+		Log:        func(s string) { t.Log(s) },
+	}
+}
+
+func (h *harness) Offer(_ *testing.T, o fleettest.Offer) {
+	h.srv.Add(ddiserver.Action{ID: o.ID, Controller: controller, Version: o.Version,
+		Artifacts: []ddiserver.Artifact{{Filename: filepath.Base(o.Path), URL: o.URL, Size: o.Size}}})
+}
+
+// Run steps the adapter until it rebooted, reported, waits or has nothing to do.
+func (h *harness) Run(ctx context.Context, _ *testing.T) error {
+	for {
+		act, err := h.ad.Step(ctx)
+		if err != nil || ctx.Err() != nil || act != hawkbit.Working {
+			return err
+		}
+	}
+}
+
+func (h *harness) Report(_ *testing.T, id string) (fleettest.Report, bool) {
+	r, ok := h.srv.Result(id)
+	if !ok {
+		return fleettest.Report{}, false
+	}
+	d := strings.Join(r.Details, "; ")
+	if r.Canceled {
+		d = "canceled: " + d
+	}
+	return fleettest.Report{Success: r.Success && !r.Canceled, Detail: d}, true
+}
+
+func (h *harness) Cancel(_ *testing.T, id string) { h.srv.Cancel(id) }
+
+func (h *harness) FailNext(_ *testing.T, n int) {
+	for i := range n {
+		switch i % 3 {
+		case 0:
+			h.srv.Fail(1, 503, "")
+		case 1:
+			h.srv.Fail(1, 429, "1")
+		default:
+			h.srv.Fail(1, 0, "") // connection reset
+		}
+	}
+}
+
+func TestConformance(t *testing.T) {
+	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
+		srv := ddiserver.New(t, ddiserver.Options{TargetToken: "secret-1"})
+		return &harness{srv: srv, ad: newAdapter(t, srv, env.Open)}
+	})
+}
