@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs the Debian packages tandem's tests drive, only when missing.
 set -euo pipefail
-pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light mosquitto mender-client mender-artifact)
+pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light mosquitto mender-client mender-artifact swupdate)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,4 +33,10 @@ $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 if [[ " ${missing[*]} " == *" mender-client "* ]]; then
 	$sudo systemctl mask mender-client.service >/dev/null 2>&1 ||
 		$sudo ln -sf /dev/null /etc/systemd/system/mender-client.service
+fi
+# swupdate is only the reference hawkBit client of a test (run in the foreground with its own
+# arguments): its packaged services must not run next to it (they would hold its control
+# socket /tmp/sockinstctrl), so disable them when this script installed it.
+if [[ " ${missing[*]} " == *" swupdate "* ]]; then
+	$sudo systemctl disable --now swupdate.socket swupdate.service >/dev/null 2>&1 || true
 fi
