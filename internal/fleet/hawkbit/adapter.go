@@ -285,7 +285,7 @@ func (a *Adapter) cancel(ctx context.Context, href string, out fleet.Outcome) (A
 	switch {
 	case ours && (out.State == fleet.Installing || out.State == fleet.Installed):
 		err := a.Client.Feedback(ctx, "cancelAction", c.ID, newFeedback(Closed, Success, nil,
-			fmt.Sprintf("canceled before the trial was set; the running group was not touched")))
+			"canceled before the trial was set; the running group was not touched"))
 		if err != nil && !errors.Is(err, ErrGone) {
 			return Idle, fmt.Errorf("cancel action %s: %w", stop, err)
 		}

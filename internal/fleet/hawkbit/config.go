@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/install"
@@ -74,8 +75,9 @@ const (
 	MemfaultTenant = "default"
 )
 
-// LoadConfig reads and checks the configuration file at path.
-func LoadConfig(path string) (*Config, error) {
+// LoadConfig reads and checks the configuration file at path; preset, when
+// not "", is applied as if the file said preset = "…".
+func LoadConfig(path, preset string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -88,16 +90,30 @@ func LoadConfig(path string) (*Config, error) {
 	if len(b) > maxConfig {
 		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxConfig)
 	}
-	c, err := ParseConfig(b)
+	c, err := parseConfig(b, preset)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, &ConfigError{File: path, Err: err}
 	}
 	return c, nil
 }
 
+// ConfigError is an unusable configuration file; it wraps
+// config.ErrInvalid (the command line's exit code 3).
+type ConfigError struct {
+	File string
+	Err  error
+}
+
+func (e *ConfigError) Error() string { return e.File + ": " + e.Err.Error() }
+
+// Unwrap returns config.ErrInvalid and the problem.
+func (e *ConfigError) Unwrap() []error { return []error{config.ErrInvalid, e.Err} }
+
 // ParseConfig decodes a configuration strictly (an unknown key is an error),
 // applies the preset and the defaults, and checks it.
-func ParseConfig(data []byte) (*Config, error) {
+func ParseConfig(data []byte) (*Config, error) { return parseConfig(data, "") }
+
+func parseConfig(data []byte, preset string) (*Config, error) {
 	c := &Config{}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -114,6 +130,12 @@ func ParseConfig(data []byte) (*Config, error) {
 			return nil, fmt.Errorf("line %d: %s", line, strings.TrimPrefix(de.Error(), "toml: "))
 		}
 		return nil, errors.New(strings.TrimPrefix(err.Error(), "toml: "))
+	}
+	if preset != "" {
+		if c.Preset != "" && c.Preset != preset {
+			return nil, fmt.Errorf("preset %q, but preset %q was asked for", c.Preset, preset)
+		}
+		c.Preset = preset
 	}
 	return c, c.check()
 }
