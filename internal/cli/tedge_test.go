@@ -410,3 +410,47 @@ func TestWorkflowRefusals(t *testing.T) {
 		t.Fatalf("bad device topic id: %+v", r)
 	}
 }
+
+// tandem tedge, as the service runs it: it takes the retained command from
+// the broker, installs, publishes restarting and returns once it has
+// requested the reboot.
+func TestTedgeCommand(t *testing.T) {
+	dir, image := bundleFixture(t)
+	createBundle(t, nil, filepath.Join(dir, "v2.tandem"), image, "--key", filepath.Join(dir, "release.key"))
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	defer srv.Close()
+	broker := testutil.StartMosquitto(t)
+	dev := newSim(t, "grub", "--trust", filepath.Join(dir, "release.pub"), "--slot-size", "1M")
+
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + broker.Addr).SetClientID("mapper"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	topic := "te/device/main///cmd/firmware_update/c8y-mapper-9"
+	cmd := fmt.Sprintf(`{"status":"init","name":"tandem-sim","version":"2.0.0","remoteUrl":%q}`, srv.URL+"/v2.tandem")
+	if tok := c.Publish(topic, 1, true, cmd); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	r := run(t, map[string]string{"TANDEM_ROOT": dev, "TANDEM_TEDGE_BROKER": broker.Addr}, "tedge")
+	if r.code != 0 || !strings.Contains(r.stderr, "status=restarting") {
+		t.Fatalf("tandem tedge: %+v", r)
+	}
+	st, err := device.ReadSimState(dev)
+	if err != nil || st.Reboot == nil {
+		t.Fatalf("no reboot requested: %v", err)
+	}
+	got := make(chan []byte, 1)
+	c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { got <- m.Payload() })
+	select {
+	case b := <-got:
+		if !strings.Contains(string(b), `"status":"restarting"`) {
+			t.Fatalf("retained state %s", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no retained state for the command")
+	}
+	if got := readFile(t, filepath.Join(dev, "slots/system-b.img")); !bytes.HasPrefix(got, readFile(t, image)) {
+		t.Error("slot b does not hold the image")
+	}
+}
