@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,9 +235,16 @@ type world struct {
 	gate   chan struct{} // while open (not closed), the server holds every request
 	image  []byte
 	cfg    tedge.Config
+	served atomic.Int64 // response body bytes
+	size   int64        // of v2.tandem
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldWith(t, false) }
+
+// newWorldWith makes the world; with factory, the device's group a already
+// holds the v2 image (so a delta install has nothing to download but the
+// bundle's header and chunk tables).
+func newWorldWith(t *testing.T, factory bool) *world {
 	w := &world{gate: make(chan struct{})}
 	close(w.gate)
 	dir := t.TempDir()
@@ -255,6 +263,9 @@ func newWorld(t *testing.T) *world {
 	w.image = make([]byte, 1<<20)
 	_, _ = rand.NewChaCha8([32]byte{'t', 'e', 'd', 'g', 'e'}).Read(w.image)
 	writeBundle(t, filepath.Join(dir, "v2.tandem"), w.image, key)
+	if fi, err := os.Stat(filepath.Join(dir, "v2.tandem")); err == nil {
+		w.size = fi.Size()
+	}
 	priv2, _, _ := signature.GenerateKey()
 	other, _ := signature.ParsePrivateKey(priv2)
 	writeBundle(t, filepath.Join(dir, "untrusted.tandem"), w.image, other)
@@ -262,12 +273,19 @@ func newWorld(t *testing.T) *world {
 	files := http.FileServer(http.Dir(dir))
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		<-w.gate
-		files.ServeHTTP(rw, r)
+		files.ServeHTTP(countingWriter{rw, &w.served}, r)
 	}))
 	t.Cleanup(w.srv.Close)
 
 	w.root = filepath.Join(t.TempDir(), "dev")
-	if err := sim.New(w.root, sim.Options{BootFlow: "grub", Trust: []string{pubPath}, SlotSize: 2 << 20, FactoryVersion: "1.0.0"}); err != nil {
+	opts := sim.Options{BootFlow: "grub", Trust: []string{pubPath}, SlotSize: 2 << 20, FactoryVersion: "1.0.0"}
+	if factory {
+		opts.Image = filepath.Join(dir, "factory.img")
+		if err := os.WriteFile(opts.Image, w.image, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sim.New(w.root, opts); err != nil {
 		t.Fatal(err)
 	}
 	w.broker = testutil.StartMosquitto(t)
@@ -277,6 +295,17 @@ func newWorld(t *testing.T) *world {
 		Broker: w.broker.Addr, Topics: topics, Retry: 100 * time.Millisecond, Poll: 50 * time.Millisecond, Log: logger(t),
 	}
 	return w
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func (w *world) open() (*device.Device, error) { return device.Open(device.Options{Root: w.root}) }
@@ -548,5 +577,29 @@ func TestRefused(t *testing.T) {
 	stop()
 	if !strings.Contains(d["reason"].(string), "busy-1") {
 		t.Errorf("command during the trial: %v", d)
+	}
+}
+
+// From a URL whose server answers range requests, the handler installs by
+// delta: what the device already holds is not downloaded.
+func TestDelta(t *testing.T) {
+	w := newWorldWith(t, true)
+	w.m.request("c8y-mapper-5", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
+	w.runUntilReboot(t)
+	served := w.served.Load()
+	t.Logf("bundle %d bytes, downloaded %d", w.size, served)
+	if served <= 0 || served > w.size/10 {
+		t.Fatalf("downloaded %d bytes of a %d-byte bundle whose every chunk the device holds", served, w.size)
+	}
+	w.reboot(t, "b")
+	w.healthCheck(t, health.Committed)
+	w.cfg.Once = true
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tedge.Run(ctx, w.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d := w.m.await(t, "c8y-mapper-5", 10*time.Second, "successful", "failed"); d["status"] != "successful" {
+		t.Fatalf("final %v", d)
 	}
 }
