@@ -25,6 +25,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/fleet/tedge"
 	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 	"github.com/tandem-ota/tandem/internal/testutil"
@@ -602,4 +603,23 @@ func TestDelta(t *testing.T) {
 	if d := w.m.await(t, "c8y-mapper-5", 10*time.Second, "successful", "failed"); d["status"] != "successful" {
 		t.Fatalf("final %v", d)
 	}
+}
+
+// The handler died after arranging the trial and before rebooting: the next
+// start publishes restarting and reboots.
+func TestResumeBeforeReboot(t *testing.T) {
+	w := newWorld(t)
+	cmd := []byte(`{"status":"init","name":"tandem-sim","version":"2.0.0","remoteUrl":"` + w.srv.URL + `/v2.tandem","c8y":{"opId":"6"}}`)
+	if _, err := w.cfg.Agent.Begin(fleet.Job{ID: "c8y-mapper-6", Source: w.srv.URL + "/v2.tandem", Extra: cmd}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cfg.Agent.Install(context.Background(), install.Options{Reboot: install.RebootSet}); err != nil {
+		t.Fatal(err)
+	}
+	w.runUntilReboot(t)
+	d := w.m.await(t, "c8y-mapper-6", 10*time.Second, "restarting")
+	if d["c8y"].(map[string]any)["opId"] != "6" || d["name"] != "tandem-sim" {
+		t.Fatalf("restarting message lost the command's fields: %v", d)
+	}
+	w.reboot(t, "b")
 }
