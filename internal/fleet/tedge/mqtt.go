@@ -30,7 +30,7 @@ type conn struct {
 
 // dial starts the session with the broker (tcp://host:port, ssl://, ws://).
 func dial(broker, clientID, subscription string, retry time.Duration, log *slog.Logger) *conn {
-	k := &conn{msgs: make(chan message, 256), connected: make(chan struct{}, 1), log: log, ackWait: 10 * time.Second}
+	k := &conn{msgs: make(chan message, 1024), connected: make(chan struct{}, 1), log: log, ackWait: 10 * time.Second}
 	opts := mqtt.NewClientOptions().
 		AddBroker(broker).
 		SetClientID(clientID).
@@ -49,7 +49,14 @@ func dial(broker, clientID, subscription string, retry time.Duration, log *slog.
 		SetOnConnectHandler(func(c mqtt.Client) {
 			// Runs in its own goroutine: waiting for the SUBACK is fine.
 			t := c.Subscribe(subscription, 1, func(_ mqtt.Client, m mqtt.Message) {
-				k.msgs <- message{topic: m.Topic(), payload: m.Payload()}
+				// Never block paho's router (it also delivers the acknowledgements
+				// the handler waits for). A command dropped here is retained: the
+				// broker sends it again with the next subscription.
+				select {
+				case k.msgs <- message{topic: m.Topic(), payload: m.Payload()}:
+				default:
+					log.Warn("mqtt message dropped: the handler is behind", "topic", m.Topic())
+				}
 			})
 			if !t.WaitTimeout(k.ackWait) || t.Error() != nil {
 				log.Warn("mqtt subscribe failed; reconnecting", "topic", subscription, "error", t.Error())
