@@ -416,7 +416,7 @@ for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1
     changed_best = sum(c["storedSize"] for c in chb if c["digest"] not in old)
     s = {"changedStoredBest": changed_best, "chunks": len(ch), "changedChunks": len(new), "changedDistinct": len(distinct),
          "changedSize": sum(ch[i]["size"] for i in new), "changedStored": changed,
-         "bundleSize": bsize, "bundleMeta": meta, "table": 80 * len(ch),
+         "bundleSize": bsize, "bundleMeta": meta, "table": 40 * len(ch),  # 40-byte entries (format version 2)
          "caibxSize": os.path.getsize(os.path.join(W, v + ".caibx")), "sameBoundaries": same,
          "casyncChanged": ca_changed}
     rows = [("tandem delta (`update install URL`, default `--delta-gap`)", "delta"),

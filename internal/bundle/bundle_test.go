@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
 
@@ -194,24 +197,132 @@ func TestVerifyBeforePayload(t *testing.T) {
 	}
 }
 
+// noSizeFrame is a zstd frame of data whose header does not declare the
+// content size (as a streaming encoder may make it), so only decoding tells
+// its size: EncodeAll's frame with the header rewritten to carry a 1 MiB
+// window descriptor instead of the content size.
+func noSizeFrame(t *testing.T, data []byte) []byte {
+	t.Helper()
+	if len(data) > 1<<20 {
+		t.Fatal("noSizeFrame: more than the 1 MiB window")
+	}
+	frame := zstdFrame(t, data)
+	var h zstd.Header
+	if err := h.Decode(frame); err != nil || !h.HasFCS || h.DictionaryID != 0 {
+		t.Fatalf("noSizeFrame: unexpected header %+v: %v", h, err)
+	}
+	// Frame_Header_Descriptor: keep the checksum flag; no content size, no
+	// single segment, no dictionary. Window_Descriptor 0x50: 2^20 bytes.
+	out := append(bytes.Clone(frame[:4]), frame[4]&0x04, 0x50)
+	out = append(out, frame[h.HeaderSize:]...)
+	if err := h.Decode(out); err != nil || h.HasFCS {
+		t.Fatalf("noSizeFrame: %+v: %v", h, err)
+	}
+	return out
+}
+
 // A chunk whose zstd frame inflates past its declared size is refused
-// without decompressing it all.
+// without decompressing it all, whether or not its frame header says so.
 func TestDecompressionBomb(t *testing.T) {
-	b, _ := makeBundle(t, LevelDefault, false, testPayload{"system", KindSlot, bytes.Repeat([]byte{0}, 8192)})
-	r, _ := NewReader(bytes.NewReader(b))
-	off := len(r.HeaderBytes) + len(r.SigBytes)
-	p := r.Header.Payloads[0]
-	entries, err := ParseTable(b[off:off+int(p.TableSize())], &p)
+	zeros := make([]byte, 1<<20)
+	const size = 8192
+	e := Entry{Digest: sha256.Sum256(zeros[:size]), Size: size}
+	for name, frame := range map[string][]byte{"no-size": noSizeFrame(t, zeros), "content-size": zstdFrame(t, zeros)} {
+		e.StoredSize = uint32(len(frame))
+		if _, err := VerifyChunk(&e, frame, nil); !errors.Is(err, ErrChunk) {
+			t.Fatalf("%s bomb: %v, want ErrChunk", name, err)
+		}
+	}
+}
+
+func zstdFrame(t *testing.T, data []byte) []byte {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A malicious signer's table entry: the chunk inflates to twice its
-	// declared size. Decompression must stop at the declared size.
-	e := entries[0]
-	e.Size /= 2
-	stored := b[off+int(p.TableSize()) : off+int(p.TableSize())+int(e.StoredSize)]
-	if _, err := VerifyChunk(&e, stored, nil); !errors.Is(err, ErrChunk) {
-		t.Fatalf("bomb: %v, want ErrChunk", err)
+	defer enc.Close()
+	return enc.EncodeAll(data, nil)
+}
+
+// A compressed chunk is exactly one zstd frame: two frames, a skippable
+// frame, a byte after the frame or a cut frame are bad chunks even when the
+// content they give would be right.
+func TestChunkIsOneFrame(t *testing.T) {
+	data := testData(6000, 21)
+	half := len(data) / 2
+	e := Entry{Digest: sha256.Sum256(data), Size: uint32(len(data))}
+	one := zstdFrame(t, data)
+	skippable := []byte{0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 'h', 'i'}
+	for name, c := range map[string]struct {
+		stored []byte
+		ok     bool
+	}{
+		"one frame":          {one, true},
+		"one frame, no size": {noSizeFrame(t, data), true},
+		"two frames":         {append(noSizeFrame(t, data[:half]), noSizeFrame(t, data[half:])...), false},
+		"two sized frames":   {append(zstdFrame(t, data[:half]), zstdFrame(t, data[half:])...), false},
+		"skippable first":    {append(bytes.Clone(skippable), one...), false},
+		"skippable after":    {append(bytes.Clone(one), skippable...), false},
+		"byte after":         {append(bytes.Clone(one), 0), false},
+		"cut":                {one[:len(one)-1], false},
+		"empty":              {[]byte{}, false},
+	} {
+		e := e
+		e.StoredSize = uint32(len(c.stored))
+		got, err := VerifyChunk(&e, c.stored, nil)
+		if c.ok {
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("%s: %v", name, err)
+			}
+		} else if !errors.Is(err, ErrChunk) {
+			t.Errorf("%s: %v, want ErrChunk", name, err)
+		}
+	}
+}
+
+// A raw chunk (stored size = size) whose bytes changed fails its content
+// digest; VerifyChunk never returns unverified bytes.
+func TestRawChunkChanged(t *testing.T) {
+	data := testData(3000, 22)
+	e := Entry{Digest: sha256.Sum256(data), Size: uint32(len(data)), StoredSize: uint32(len(data))}
+	if got, err := VerifyChunk(&e, bytes.Clone(data), nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("raw chunk: %v", err)
+	}
+	bad := bytes.Clone(data)
+	bad[100] ^= 1
+	if got, err := VerifyChunk(&e, bad, nil); !errors.Is(err, ErrDigest) || got != nil {
+		t.Fatalf("changed raw chunk: %v", err)
+	}
+}
+
+// Table entries with a stored size above the size are malformed.
+func TestStoredLargerThanSize(t *testing.T) {
+	p := Payload{Kind: KindSlot, Chunker: ChunkerFixed, ChunkMin: 4096, ChunkAvg: 4096, ChunkMax: 4096, Size: 100, StoredSize: 101, Chunks: 1, Name: "s", Target: "s"}
+	table := MarshalEntry(nil, &Entry{Size: 100, StoredSize: 101})
+	if _, err := ParseTable(table, &p); !errors.Is(err, ErrFormat) {
+		t.Fatalf("entry: %v, want ErrFormat", err)
+	}
+	if err := p.validate(); !errors.Is(err, ErrFormat) {
+		t.Fatalf("payload: %v, want ErrFormat", err)
+	}
+}
+
+// Format version 1 is refused as a version error with a hint to re-create
+// the bundle; a newer version with a hint to update tandem.
+func TestOtherFormatVersion(t *testing.T) {
+	b, _ := makeBundle(t, LevelDefault, false, testPayload{"system", KindSlot, testData(1000, 23)})
+	for v, want := range map[uint16]string{1: "re-create it", 3: "update tandem"} {
+		mod := bytes.Clone(b)
+		binary.LittleEndian.PutUint16(mod[8:], v)
+		_, err := NewReader(bytes.NewReader(mod))
+		var ve *VersionError
+		if !errors.Is(err, ErrVersion) || !errors.As(err, &ve) || ve.Version != v || !strings.Contains(ve.Hint(), want) {
+			t.Fatalf("version %d: %v", v, err)
+		}
+		if got := err.Error(); !strings.Contains(got, fmt.Sprintf("format version %d (this tandem reads 2)", v)) {
+			t.Fatalf("version %d: message %q", v, got)
+		}
 	}
 }
 

@@ -2,8 +2,9 @@
 // is the normative spec; this code follows it). A bundle is a bounded header,
 // whose SHA-256 is the bundle hash, then a signature section outside the hash,
 // then per payload a chunk table and the chunk data. The Reader releases a
-// chunk only after its stored bytes and its content were checked against the
-// hash chain bundle hash → header → chunk table → chunk.
+// chunk only after its content was checked against the hash chain bundle
+// hash → header → chunk table → chunk; a full read also checks the digest of
+// every stored byte of each payload.
 package bundle
 
 import (
@@ -19,7 +20,7 @@ import (
 // Format constants (docs/bundle-format.md, "Header").
 const (
 	Magic         = "TANDEMBN"
-	FormatVersion = 1
+	FormatVersion = 2
 	fixedSize     = 32
 
 	// MaxHeaderSize bounds the header; it is checked before the rest is read.
@@ -33,9 +34,10 @@ const (
 	// MaxArgs bounds the handler argv of an execute payload.
 	MaxArgs = 64
 	// EntrySize is the size of one chunk table entry.
-	EntrySize = 80
-	// MaxTableSize bounds one chunk table (its entries are held in memory).
-	MaxTableSize = 32 << 20
+	EntrySize = 40
+	// MaxTableSize bounds one chunk table (its entries are held in memory):
+	// 419 430 entries.
+	MaxTableSize = 16 << 20
 	// MinChunk and MaxChunk bound chunker parameters and chunk sizes.
 	MinChunk = 64
 	MaxChunk = 16 << 20
@@ -67,14 +69,6 @@ const (
 	ChunkerBuzhash ChunkerType = 1 // casync-compatible content-defined chunking
 )
 
-// Compression of one chunk.
-type Compression uint8
-
-const (
-	Stored Compression = 0
-	Zstd   Compression = 1
-)
-
 // Header flags.
 const (
 	FlagIncremental uint32 = 1 << 0
@@ -88,10 +82,28 @@ var (
 	ErrTooLarge  = errors.New("bundle: over a size limit")     // header, section, table, chunk
 	ErrTruncated = errors.New("bundle: truncated")             // the input ended early
 	ErrTrailing  = errors.New("bundle: data after the end")    // bytes after the last payload
-	ErrDigest    = errors.New("bundle: digest mismatch")       // a table, stored chunk or chunk does not match
+	ErrDigest    = errors.New("bundle: digest mismatch")       // a table, chunk, payload or its stored bytes do not match
 	ErrChunk     = errors.New("bundle: bad chunk")             // decompression failed or size differs
 	ErrVerify    = errors.New("bundle: verification required") // payloads read before verification
 )
+
+// VersionError is a bundle of another format version (class ErrVersion).
+// Its Hint says what to do about it.
+type VersionError struct{ Version uint16 }
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("%s: format version %d (this tandem reads %d)", ErrVersion, e.Version, FormatVersion)
+}
+
+func (e *VersionError) Unwrap() error { return ErrVersion }
+
+// Hint tells the user how to get a bundle this tandem reads.
+func (e *VersionError) Hint() string {
+	if e.Version < FormatVersion {
+		return fmt.Sprintf("the bundle was made by an older tandem; re-create it with `tandem bundle create` of this release (format version %d)", FormatVersion)
+	}
+	return "the bundle was made by a newer tandem; update tandem on this machine first"
+}
 
 // Header is the hashed, signed part of a bundle.
 type Header struct {
@@ -109,19 +121,20 @@ func (h *Header) Incremental() bool { return h.Flags&FlagIncremental != 0 }
 
 // Payload describes one payload.
 type Payload struct {
-	Kind        Kind
-	Chunker     ChunkerType
-	ChunkMin    uint32
-	ChunkAvg    uint32
-	ChunkMax    uint32
-	Size        uint64   // uncompressed size: the sum of chunk sizes
-	StoredSize  uint64   // bytes of chunk data in the bundle: the sum of stored sizes
-	Chunks      uint32   // number of chunk table entries
-	TableDigest [32]byte // SHA-256 of the chunk table
-	Digest      [32]byte // SHA-256 of the whole uncompressed payload
-	Name        string
-	Target      string   // slot alias for slot and tree payloads; "" for execute
-	Handler     []string // execute: argv of the handler program
+	Kind         Kind
+	Chunker      ChunkerType
+	ChunkMin     uint32
+	ChunkAvg     uint32
+	ChunkMax     uint32
+	Size         uint64   // uncompressed size: the sum of chunk sizes
+	StoredSize   uint64   // bytes of chunk data in the bundle: the sum of stored sizes
+	Chunks       uint32   // number of chunk table entries
+	TableDigest  [32]byte // SHA-256 of the chunk table
+	StoredDigest [32]byte // SHA-256 of the payload's chunk data, as stored
+	Digest       [32]byte // SHA-256 of the whole uncompressed payload
+	Name         string
+	Target       string   // slot alias for slot and tree payloads; "" for execute
+	Handler      []string // execute: argv of the handler program
 }
 
 // TableSize is the byte size of the payload's chunk table.
@@ -129,12 +142,14 @@ func (p *Payload) TableSize() uint64 { return uint64(p.Chunks) * EntrySize }
 
 // Entry is one chunk table entry.
 type Entry struct {
-	Digest       [32]byte // SHA-256 of the uncompressed chunk: its identity
-	StoredDigest [32]byte // SHA-256 of the chunk's bytes as stored in the bundle
-	Size         uint32   // uncompressed size
-	StoredSize   uint32   // size in the bundle
-	Compression  Compression
+	Digest     [32]byte // SHA-256 of the uncompressed chunk: its identity
+	Size       uint32   // uncompressed size
+	StoredSize uint32   // size in the bundle: = Size when stored raw, < Size when a zstd frame
 }
+
+// Compressed reports whether the chunk is stored as a zstd frame (else its
+// stored bytes are its content).
+func (e *Entry) Compressed() bool { return e.StoredSize < e.Size }
 
 // Hash is a bundle hash: SHA-256 of the header bytes.
 type Hash [32]byte
@@ -197,6 +212,7 @@ func MarshalHeader(h *Header) ([]byte, error) {
 		e.u32(p.Chunks)
 		e.u32(0)
 		e.b = append(e.b, p.TableDigest[:]...)
+		e.b = append(e.b, p.StoredDigest[:]...)
 		e.b = append(e.b, p.Digest[:]...)
 		e.str(p.Name)
 		e.str(p.Target)
@@ -297,7 +313,7 @@ func HeaderSize(prefix []byte) (int, error) {
 		return 0, fmt.Errorf("%w: not a tandem bundle (magic %q)", ErrVersion, prefix[:8])
 	}
 	if v := binary.LittleEndian.Uint16(prefix[8:]); v != FormatVersion {
-		return 0, fmt.Errorf("%w: format version %d (this tandem reads %d)", ErrVersion, v, FormatVersion)
+		return 0, &VersionError{Version: v}
 	}
 	if binary.LittleEndian.Uint16(prefix[10:]) != 0 {
 		return 0, fmt.Errorf("%w: reserved field at offset 10 is not zero", ErrFormat)
@@ -337,6 +353,7 @@ func ParseHeader(b []byte) (*Header, error) {
 		p.Size, p.StoredSize, p.Chunks = d.u64(), d.u64(), d.u32()
 		d.zero32("payload.reserved2")
 		copy(p.TableDigest[:], d.take(32))
+		copy(p.StoredDigest[:], d.take(32))
 		copy(p.Digest[:], d.take(32))
 		p.Name, p.Target = d.str(), d.str()
 		argc := int(d.u16())
@@ -458,24 +475,27 @@ func (p *Payload) validate() error {
 	if (p.Chunks == 0) != (p.Size == 0) || p.Size > uint64(p.Chunks)*uint64(p.ChunkMax) || p.Size < uint64(p.Chunks) {
 		return fmt.Errorf("%w: %d chunks cannot hold %d bytes", ErrFormat, p.Chunks, p.Size)
 	}
-	if p.StoredSize > uint64(p.Chunks)*uint64(MaxStored(p.ChunkMax)) {
-		return fmt.Errorf("%w: stored size %d is impossible for %d chunks", ErrFormat, p.StoredSize, p.Chunks)
+	if p.StoredSize > p.Size {
+		return fmt.Errorf("%w: stored size %d is larger than the payload size %d", ErrFormat, p.StoredSize, p.Size)
 	}
 	return nil
 }
 
-// MaxStored bounds the stored size of a chunk of size n: zstd's worst-case
-// expansion is far below this.
-func MaxStored(n uint32) uint32 { return n + n/8 + 1024 }
-
-// MarshalEntry appends the 80-byte encoding of e.
+// MarshalEntry appends the 40-byte encoding of e.
 func MarshalEntry(b []byte, e *Entry) []byte {
 	b = append(b, e.Digest[:]...)
-	b = append(b, e.StoredDigest[:]...)
 	b = binary.LittleEndian.AppendUint32(b, e.Size)
 	b = binary.LittleEndian.AppendUint32(b, e.StoredSize)
-	b = append(b, byte(e.Compression), 0, 0, 0, 0, 0, 0, 0)
 	return b
+}
+
+// UnmarshalEntry decodes the 40-byte encoding of an entry (not checked).
+func UnmarshalEntry(raw []byte) Entry {
+	var e Entry
+	copy(e.Digest[:], raw[0:32])
+	e.Size = binary.LittleEndian.Uint32(raw[32:])
+	e.StoredSize = binary.LittleEndian.Uint32(raw[36:])
+	return e
 }
 
 // ParseTable decodes a chunk table whose digest was already checked, and
@@ -487,16 +507,8 @@ func ParseTable(b []byte, p *Payload) ([]Entry, error) {
 	entries := make([]Entry, p.Chunks)
 	var size, stored uint64
 	for i := range entries {
-		raw := b[i*EntrySize : (i+1)*EntrySize]
 		e := &entries[i]
-		copy(e.Digest[:], raw[0:32])
-		copy(e.StoredDigest[:], raw[32:64])
-		e.Size = binary.LittleEndian.Uint32(raw[64:])
-		e.StoredSize = binary.LittleEndian.Uint32(raw[68:])
-		e.Compression = Compression(raw[72])
-		if !allZero(raw[73:80]) {
-			return nil, fmt.Errorf("%w: chunk %d: reserved bytes are not zero", ErrFormat, i)
-		}
+		*e = UnmarshalEntry(b[i*EntrySize : (i+1)*EntrySize])
 		if err := e.check(p, i == len(entries)-1); err != nil {
 			return nil, fmt.Errorf("chunk %d: %w", i, err)
 		}
@@ -513,17 +525,8 @@ func (e *Entry) check(p *Payload, last bool) error {
 	if e.Size == 0 || e.Size > p.ChunkMax || (!last && e.Size < p.ChunkMin) || (p.Chunker == ChunkerFixed && !last && e.Size != p.ChunkMax) {
 		return fmt.Errorf("%w: size %d outside the payload's chunk sizes", ErrFormat, e.Size)
 	}
-	switch e.Compression {
-	case Stored:
-		if e.StoredSize != e.Size {
-			return fmt.Errorf("%w: stored chunk of %d bytes has stored size %d", ErrFormat, e.Size, e.StoredSize)
-		}
-	case Zstd:
-		if e.StoredSize == 0 || e.StoredSize > MaxStored(e.Size) {
-			return fmt.Errorf("%w: stored size %d for a chunk of %d bytes", ErrFormat, e.StoredSize, e.Size)
-		}
-	default:
-		return fmt.Errorf("%w: unknown compression %d", ErrFormat, e.Compression)
+	if e.StoredSize > e.Size {
+		return fmt.Errorf("%w: stored size %d is larger than the chunk's size %d", ErrFormat, e.StoredSize, e.Size)
 	}
 	return nil
 }

@@ -149,15 +149,16 @@ func (r *Reader) NextPayload() (*PayloadReader, error) {
 // PayloadReader yields the verified chunks of one payload.
 //
 // It verifies ahead of the caller: from the first call to Next, a pipeline
-// reads the stored bytes of the following chunks in order (one goroutine),
-// checks their stored digest, decompresses them and checks their content
-// digest (GOMAXPROCS workers, at most 4), and hashes the whole payload
-// (one goroutine), all while the caller writes the chunks it already has.
-// The buffers in flight are bounded by pipelineBudget. Nothing changes for
-// the caller: Next hands out chunks in order, each only after both its
-// digests matched, reports the first bad chunk (or the point where the input
-// ended) exactly as a sequential reader would, and returns io.EOF only after
-// the digest of the whole payload matched.
+// reads the stored bytes of the following chunks in order and hashes them
+// for the payload's stored digest (one goroutine each), decompresses them
+// and checks their content digest (GOMAXPROCS workers, at most 4), and
+// hashes the whole payload (one goroutine), all while the caller writes the
+// chunks it already has. The buffers in flight are bounded by
+// pipelineBudget. Nothing changes for the caller: Next hands out chunks in
+// order, each only after its content digest matched, reports the first bad
+// chunk (or the point where the input ended) exactly as a sequential reader
+// would, and returns io.EOF only after the digests of the payload's stored
+// bytes and of its whole content matched.
 type PayloadReader struct {
 	Payload *Payload
 	Entries []Entry
@@ -193,13 +194,15 @@ func (p *PayloadReader) Next() (Chunk, error) {
 	}
 	if p.i == len(p.Entries) {
 		if !p.done {
-			var sum [32]byte
+			sum, stored := sha256.Sum256(nil), sha256.Sum256(nil)
 			if p.pl != nil {
 				close(p.pl.hashQ)
-				sum = <-p.pl.sum
+				sum, stored = <-p.pl.sum, <-p.pl.storedSum
 				p.pl = nil
-			} else {
-				sum = sha256.Sum256(nil)
+			}
+			if stored != p.Payload.StoredDigest {
+				p.err = fmt.Errorf("%w: stored bytes of payload %s", ErrDigest, p.Payload.Name)
+				return Chunk{}, p.err
 			}
 			if sum != p.Payload.Digest {
 				p.err = fmt.Errorf("%w: payload %s as a whole", ErrDigest, p.Payload.Name)
@@ -222,7 +225,6 @@ func (p *PayloadReader) Next() (Chunk, error) {
 		p.stop()
 		return Chunk{}, p.err
 	}
-	s.refs.Store(2) // the caller and the whole-payload hasher
 	p.pl.hashQ <- s
 	p.held = s
 	c := Chunk{Index: p.i, Offset: p.off, Entry: s.e, Data: s.data}
@@ -239,14 +241,18 @@ func (p *PayloadReader) stop() {
 	}
 }
 
-// verifyChunk checks the stored bytes against the table, decompresses them
-// into buf (bounded by the declared size) and checks the content digest.
+// verifyChunk decompresses a chunk's stored bytes into buf when they are a
+// zstd frame (never producing more than the declared size) and checks the
+// content digest.
 func verifyChunk(dec *zstd.Decoder, e *Entry, stored, buf []byte) ([]byte, error) {
-	if sha256.Sum256(stored) != e.StoredDigest {
-		return nil, fmt.Errorf("%w: stored bytes", ErrDigest)
+	if len(stored) != int(e.StoredSize) {
+		return nil, fmt.Errorf("%w: %d stored bytes, the table says %d", ErrChunk, len(stored), e.StoredSize)
 	}
 	data := stored
-	if e.Compression == Zstd {
+	if e.Compressed() {
+		if err := oneFrame(stored, e.Size); err != nil {
+			return nil, fmt.Errorf("%w: not one zstd frame: %w", ErrChunk, err)
+		}
 		if cap(buf) < int(e.Size)+1 {
 			buf = make([]byte, 0, int(e.Size)+1)
 		}
@@ -258,9 +264,6 @@ func verifyChunk(dec *zstd.Decoder, e *Entry, stored, buf []byte) ([]byte, error
 	}
 	if len(data) != int(e.Size) {
 		return nil, fmt.Errorf("%w: %d bytes, the table says %d", ErrChunk, len(data), e.Size)
-	}
-	if e.Compression == Stored && e.Digest == e.StoredDigest {
-		return data, nil // the same bytes, already hashed
 	}
 	if sha256.Sum256(data) != e.Digest {
 		return nil, fmt.Errorf("%w: content", ErrDigest)
@@ -345,8 +348,12 @@ type slot struct {
 	free      chan<- *slot
 }
 
-// release gives up one of the slot's two holders; the last returns it to
-// the free list for the reader to refill.
+// A slot read from the input has three holders: the stored-bytes hasher,
+// the caller (from Next to the next Next) and the whole-payload hasher.
+const slotHolders = 3
+
+// release gives up one of the slot's holders; the last returns it to the
+// free list for the reader to refill.
 func (s *slot) release() {
 	if s.refs.Add(-1) == 0 {
 		s.free <- s
@@ -360,8 +367,12 @@ type pipeline struct {
 	ordered chan *slot    // read, in payload order, for Next
 	hashQ   chan *slot    // handed out, in order, for the whole-payload hash
 	sum     chan [32]byte // the whole-payload digest, after hashQ closed
-	quit    chan struct{}
-	once    sync.Once
+	// storedQ has every slot read, in order, for the stored-bytes digest;
+	// storedSum gets it once the last chunk was read.
+	storedQ   chan *slot
+	storedSum chan [32]byte
+	quit      chan struct{}
+	once      sync.Once
 	// The reader goroutine's position, valid once fed is closed.
 	fed     chan struct{}
 	next    int   // index of the first chunk it did not read
@@ -379,6 +390,7 @@ func startPipeline(p *PayloadReader) *pipeline {
 	pl := &pipeline{
 		free: make(chan *slot, n), work: make(chan *slot, n), ordered: make(chan *slot, n),
 		hashQ: make(chan *slot, n), sum: make(chan [32]byte, 1),
+		storedQ: make(chan *slot, n), storedSum: make(chan [32]byte, 1),
 		quit: make(chan struct{}), fed: make(chan struct{}),
 	}
 	for range n {
@@ -389,6 +401,7 @@ func startPipeline(p *PayloadReader) *pipeline {
 		go pl.verify(p.r.dec, maxSize)
 	}
 	go pl.hash()
+	go pl.hashStored()
 	return pl
 }
 
@@ -398,6 +411,7 @@ func (pl *pipeline) stop() { pl.once.Do(func() { close(pl.quit) }) }
 func (pl *pipeline) read(p *PayloadReader, maxStored int) {
 	defer close(pl.fed)
 	defer close(pl.work)
+	defer close(pl.storedQ)
 	for i := p.i; i < len(p.Entries); i++ {
 		var s *slot
 		select {
@@ -417,8 +431,10 @@ func (pl *pipeline) read(p *PayloadReader, maxStored int) {
 			pl.ordered <- s
 			return
 		}
+		s.refs.Store(slotHolders)
 		pl.ordered <- s
 		pl.work <- s
+		pl.storedQ <- s
 	}
 	pl.next = len(p.Entries)
 }
@@ -430,7 +446,7 @@ func (pl *pipeline) verify(dec *zstd.Decoder, maxSize int) {
 		case <-pl.quit:
 			s.err = errors.New("bundle: reader stopped")
 		default:
-			if s.buf == nil && s.e.Compression == Zstd {
+			if s.buf == nil && s.e.Compressed() {
 				s.buf = make([]byte, 0, maxSize)
 			}
 			s.data, s.err = verifyChunk(dec, s.e, s.stored, s.buf)
@@ -453,6 +469,29 @@ func (pl *pipeline) hash() {
 				return
 			}
 			h.Write(s.data)
+			s.release()
+		case <-pl.quit:
+			return
+		}
+	}
+}
+
+// hashStored feeds the stored bytes of every chunk read, in order, to the
+// payload's stored digest: a full read checks every byte of the payload,
+// including the bytes of a zstd frame that decompress to the same content
+// whatever they are.
+func (pl *pipeline) hashStored() {
+	h := sha256.New()
+	for {
+		select {
+		case s, ok := <-pl.storedQ:
+			if !ok {
+				var d [32]byte
+				h.Sum(d[:0])
+				pl.storedSum <- d
+				return
+			}
+			h.Write(s.stored)
 			s.release()
 		case <-pl.quit:
 			return
@@ -493,9 +532,11 @@ func (r *Reader) Table(i int, table []byte) ([]Entry, error) {
 	return ParseTable(table, p)
 }
 
-// VerifyChunk checks a chunk's stored bytes against its table entry,
-// decompresses them (into buf when it is large enough) and checks the
-// content. Only the returned bytes may be used.
+// VerifyChunk decompresses a chunk's stored bytes (into buf when it is large
+// enough; never more than the entry's size) and checks the content against
+// the entry's digest. Only the returned bytes may be used. The stored bytes
+// themselves are not authenticated (a full read checks them as a whole with
+// the payload's stored digest): every byte returned is.
 func VerifyChunk(e *Entry, stored, buf []byte) ([]byte, error) {
 	dec, err := zstdDecoder()
 	if err != nil {

@@ -222,8 +222,9 @@ func writePayload(spool io.Writer, ps PayloadSpec, opts Options) (Payload, []byt
 			}
 		}
 	}()
-	// Collect in order.
+	// Collect in order; hash the stored bytes on the way.
 	var table []byte
+	storedSum := sha256.New()
 	pendingResults := map[int]chunkResult{}
 	next := 0
 	for r := range results {
@@ -240,6 +241,7 @@ func writePayload(spool io.Writer, ps PayloadSpec, opts Options) (Payload, []byt
 			if _, err := spool.Write(r.stored); err != nil {
 				return p, nil, err
 			}
+			storedSum.Write(r.stored)
 			table = MarshalEntry(table, &r.entry)
 			p.Chunks++
 			p.Size += uint64(r.entry.Size)
@@ -254,6 +256,7 @@ func writePayload(spool io.Writer, ps PayloadSpec, opts Options) (Payload, []byt
 		return p, nil, fmt.Errorf("internal error: %d chunks out of order", len(pendingResults))
 	}
 	copy(p.Digest[:], sum.Sum(nil))
+	copy(p.StoredDigest[:], storedSum.Sum(nil))
 	p.TableDigest = TableDigest(table)
 	return p, table, nil
 }
@@ -271,13 +274,14 @@ func compressChunk(enc *zstd.Encoder, j chunkJob) chunkResult {
 	e := &r.entry
 	e.Digest = sha256.Sum256(j.data)
 	e.Size = uint32(len(j.data))
-	r.stored, e.Compression = j.data, Stored
+	// Stored raw unless the zstd frame is strictly smaller: the reader tells
+	// the two apart by stored size < size.
+	r.stored = j.data
 	if enc != nil {
 		if c := enc.EncodeAll(j.data, make([]byte, 0, len(j.data)/2)); len(c) < len(j.data) {
-			r.stored, e.Compression = c, Zstd
+			r.stored = c
 		}
 	}
 	e.StoredSize = uint32(len(r.stored))
-	e.StoredDigest = sha256.Sum256(r.stored)
 	return r
 }

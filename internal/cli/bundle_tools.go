@@ -62,30 +62,32 @@ type SignerInfo struct {
 
 // BundlePayload describes one payload.
 type BundlePayload struct {
-	Name        string        `json:"name"`
-	Kind        string        `json:"kind"`
-	Target      string        `json:"target,omitempty"`
-	Handler     []string      `json:"handler,omitempty"`
-	Chunker     string        `json:"chunker"`
-	ChunkMin    uint32        `json:"chunkMin"`
-	ChunkAvg    uint32        `json:"chunkAvg"`
-	ChunkMax    uint32        `json:"chunkMax"`
-	Size        uint64        `json:"size"`
-	StoredSize  uint64        `json:"storedSize"`
-	ChunkCount  uint32        `json:"chunkCount"`
-	Digest      string        `json:"digest"`
-	TableDigest string        `json:"tableDigest"`
-	Chunks      []BundleChunk `json:"chunks,omitempty"`
+	Name        string   `json:"name"`
+	Kind        string   `json:"kind"`
+	Target      string   `json:"target,omitempty"`
+	Handler     []string `json:"handler,omitempty"`
+	Chunker     string   `json:"chunker"`
+	ChunkMin    uint32   `json:"chunkMin"`
+	ChunkAvg    uint32   `json:"chunkAvg"`
+	ChunkMax    uint32   `json:"chunkMax"`
+	Size        uint64   `json:"size"`
+	StoredSize  uint64   `json:"storedSize"`
+	ChunkCount  uint32   `json:"chunkCount"`
+	Digest      string   `json:"digest"`
+	TableDigest string   `json:"tableDigest"`
+	// StoredDigest is the SHA-256 of the payload's chunk data as stored.
+	StoredDigest string        `json:"storedDigest"`
+	Chunks       []BundleChunk `json:"chunks,omitempty"`
 }
 
-// BundleChunk is one chunk table entry.
+// BundleChunk is one chunk table entry. Compression is derived from the
+// sizes: "zstd" when the chunk is stored smaller than its size, else "stored".
 type BundleChunk struct {
-	Offset       uint64 `json:"offset"`
-	Size         uint32 `json:"size"`
-	StoredSize   uint32 `json:"storedSize"`
-	Compression  string `json:"compression"`
-	Digest       string `json:"digest"`
-	StoredDigest string `json:"storedDigest"`
+	Offset      uint64 `json:"offset"`
+	Size        uint32 `json:"size"`
+	StoredSize  uint32 `json:"storedSize"`
+	Compression string `json:"compression"`
+	Digest      string `json:"digest"`
 }
 
 func algorithmName(a signature.Algorithm) string {
@@ -114,7 +116,8 @@ func bundleInfo(r *bundle.Reader) *BundleInfo {
 		info.Payloads = append(info.Payloads, BundlePayload{Name: p.Name, Kind: p.Kind.String(), Target: p.Target,
 			Handler: p.Handler, Chunker: ch, ChunkMin: p.ChunkMin, ChunkAvg: p.ChunkAvg, ChunkMax: p.ChunkMax,
 			Size: p.Size, StoredSize: p.StoredSize, ChunkCount: p.Chunks,
-			Digest: hex.EncodeToString(p.Digest[:]), TableDigest: hex.EncodeToString(p.TableDigest[:])})
+			Digest: hex.EncodeToString(p.Digest[:]), TableDigest: hex.EncodeToString(p.TableDigest[:]),
+			StoredDigest: hex.EncodeToString(p.StoredDigest[:])})
 	}
 	return info
 }
@@ -145,12 +148,11 @@ func (a *app) bundleInspectCommand() *cobra.Command {
 					var off uint64
 					for _, e := range pr.Entries {
 						comp := "stored"
-						if e.Compression == bundle.Zstd {
+						if e.Compressed() {
 							comp = "zstd"
 						}
 						info.Payloads[i].Chunks = append(info.Payloads[i].Chunks, BundleChunk{Offset: off, Size: e.Size,
-							StoredSize: e.StoredSize, Compression: comp, Digest: hex.EncodeToString(e.Digest[:]),
-							StoredDigest: hex.EncodeToString(e.StoredDigest[:])})
+							StoredSize: e.StoredSize, Compression: comp, Digest: hex.EncodeToString(e.Digest[:])})
 						off += uint64(e.Size)
 					}
 					if err := pr.Skip(); err != nil {

@@ -234,7 +234,7 @@ func (s *deltaStream) Next() (bundle.Chunk, error) {
 	if err != nil {
 		return bundle.Chunk{}, fmt.Errorf("chunk %d of payload %s: %w", s.i, s.p.Name, err)
 	}
-	if e.Compression != bundle.Stored {
+	if e.Compressed() {
 		s.buf = data
 	}
 	s.sum.Write(data)

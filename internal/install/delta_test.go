@@ -2,6 +2,7 @@ package install_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -315,5 +317,55 @@ func TestDeltaStaleLocalIndex(t *testing.T) {
 	checkSlot(t, dir, "b", fx.imgV2)
 	if res.Transfer.Requests > 6 {
 		t.Fatalf("a stale index cost %d requests: %+v", res.Transfer.Requests, res.Transfer)
+	}
+}
+
+// A cached scan in the slot index format of bundle format 1 (80-byte
+// entries) is ignored and made again, never misparsed.
+func TestDeltaOldIndexVersion(t *testing.T) {
+	dir := deltaDevice(t)
+	d := open(t, dir)
+	if _, err := install.ScanSlot(d, "system-a", bundle.ChunkerBuzhash, chunkAvg/4, chunkAvg, chunkAvg*4); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "var/lib/tandem", install.IndexDir, "system-a.scan.tidx")
+	v2, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const head = 32
+	if binary.LittleEndian.Uint16(v2[4:]) != 2 || (len(v2)-head)%bundle.EntrySize != 0 {
+		t.Fatalf("scan file: version %d, %d bytes", binary.LittleEndian.Uint16(v2[4:]), len(v2))
+	}
+	// The same index as version 1 wrote it: digest, stored digest, size,
+	// stored size, compression, 7 reserved bytes.
+	v1 := slices.Clone(v2[:head])
+	binary.LittleEndian.PutUint16(v1[4:], 1)
+	for raw := v2[head:]; len(raw) > 0; raw = raw[bundle.EntrySize:] {
+		v1 = append(v1, raw[:32]...)
+		v1 = append(v1, make([]byte, 32)...)
+		v1 = append(v1, raw[32:40]...)
+		v1 = append(v1, make([]byte, 8)...)
+	}
+	if err := os.WriteFile(p, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(time.Hour)
+	os.Chtimes(p, future, future) // newer than the slot: not stale
+	res, err := installURL(t, dir, serve(t, fx.sysV2, nil), install.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSlot(t, dir, "b", fx.imgV2)
+	again, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(again, v2) {
+		t.Fatalf("the version 1 scan was not replaced by a new scan: %v", err)
+	}
+	fresh, err := installURL(t, deltaDevice(t), serve(t, fx.sysV2, nil), install.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Transfer.BytesReused == 0 || res.Transfer.BytesReused != fresh.Transfer.BytesReused {
+		t.Fatalf("reused %d bytes, a fresh device %d", res.Transfer.BytesReused, fresh.Transfer.BytesReused)
 	}
 }

@@ -11,11 +11,16 @@ import (
 // IndexDir is where slot chunk indexes live, relative to the data directory.
 const IndexDir = "index"
 
-// indexMagic starts a slot index file: "TIDX", then u16 version 1, u8
-// chunker, u8 reserved, u32 min, avg, max, u64 size, u32 count, then count
-// chunk table entries (the bundle's 80-byte format), describing the slot's
-// content from offset 0.
+// indexMagic starts a slot index file: "TIDX", then u16 version
+// (indexVersion), u8 chunker, u8 reserved, u32 min, avg, max, u64 size, u32
+// count, then count chunk table entries (the 40-byte entries of bundle format
+// version 2), describing the slot's content from offset 0.
 const indexMagic = "TIDX"
+
+// indexVersion is the slot index format. Version 1 held the 80-byte entries
+// of bundle format 1; an index of another version is ignored (a recorded
+// index as if there were none, a scan is made again), never misparsed.
+const indexVersion = 2
 
 // saveSlotIndex records the chunk index of a slot written from payload p.
 func saveSlotIndex(d *device.Device, slot string, p *bundle.Payload, entries []bundle.Entry) error {

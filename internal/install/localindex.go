@@ -39,7 +39,7 @@ func (x *SlotIndex) sameParams(p *bundle.Payload) bool {
 
 func marshalIndex(x *SlotIndex) []byte {
 	b := []byte(indexMagic)
-	b = binary.LittleEndian.AppendUint16(b, 1)
+	b = binary.LittleEndian.AppendUint16(b, indexVersion)
 	b = append(b, byte(x.Chunker), 0)
 	b = binary.LittleEndian.AppendUint32(b, x.Min)
 	b = binary.LittleEndian.AppendUint32(b, x.Avg)
@@ -54,8 +54,11 @@ func marshalIndex(x *SlotIndex) []byte {
 
 func parseIndex(b []byte) (*SlotIndex, error) {
 	const head = 4 + 2 + 2 + 12 + 8 + 4
-	if len(b) < head || string(b[:4]) != indexMagic || binary.LittleEndian.Uint16(b[4:]) != 1 {
+	if len(b) < head || string(b[:4]) != indexMagic {
 		return nil, errors.New("not a tandem slot index")
+	}
+	if v := binary.LittleEndian.Uint16(b[4:]); v != indexVersion {
+		return nil, fmt.Errorf("slot index of version %d (this tandem reads %d)", v, indexVersion)
 	}
 	x := &SlotIndex{Chunker: bundle.ChunkerType(b[6]), Min: binary.LittleEndian.Uint32(b[8:]),
 		Avg: binary.LittleEndian.Uint32(b[12:]), Max: binary.LittleEndian.Uint32(b[16:]), Size: binary.LittleEndian.Uint64(b[20:])}
@@ -65,13 +68,7 @@ func parseIndex(b []byte) (*SlotIndex, error) {
 	}
 	x.Entries = make([]bundle.Entry, n)
 	for i := range x.Entries {
-		raw := b[head+i*bundle.EntrySize:]
-		e := &x.Entries[i]
-		copy(e.Digest[:], raw[:32])
-		copy(e.StoredDigest[:], raw[32:64])
-		e.Size = binary.LittleEndian.Uint32(raw[64:])
-		e.StoredSize = binary.LittleEndian.Uint32(raw[68:])
-		e.Compression = bundle.Compression(raw[72])
+		x.Entries[i] = bundle.UnmarshalEntry(b[head+i*bundle.EntrySize:])
 	}
 	return x, nil
 }
