@@ -45,6 +45,11 @@ type Signature struct {
 // key's, and its key usages must allow signing bundles. Sign verifies the
 // signature it made before returning it.
 func Sign(key crypto.Signer, chain [][]byte, bundleHash [32]byte) (Signature, error) {
+	return sign(key, chain, Message(bundleHash))
+}
+
+// sign signs msg (see Sign).
+func sign(key crypto.Signer, chain [][]byte, msg []byte) (Signature, error) {
 	if key == nil {
 		return Signature{}, errors.New("sign: no key")
 	}
@@ -80,7 +85,6 @@ func Sign(key crypto.Signer, chain [][]byte, bundleHash [32]byte) (Signature, er
 		}
 		s.Certs = append(s.Certs, append([]byte(nil), der...))
 	}
-	msg := Message(bundleHash)
 	switch alg {
 	case Ed25519:
 		s.Sig, err = key.Sign(rand.Reader, msg, crypto.Hash(0))

@@ -152,6 +152,11 @@ func (s Signer) String() string {
 // ignored. The error wraps ErrNoTrust, ErrUnsigned, ErrUntrusted,
 // ErrBadSignature or ErrExpired and is one line naming every key id tried.
 func Verify(sigs []Signature, trust *TrustStore, bundleHash [32]byte, policy TimePolicy) (Signer, error) {
+	return verify(sigs, trust, Message(bundleHash), policy)
+}
+
+// verify checks sigs over msg (see Verify).
+func verify(sigs []Signature, trust *TrustStore, msg []byte, policy TimePolicy) (Signer, error) {
 	if trust.Len() == 0 {
 		return Signer{}, ErrNoTrust
 	}
@@ -159,7 +164,7 @@ func Verify(sigs []Signature, trust *TrustStore, bundleHash [32]byte, policy Tim
 		return Signer{}, ErrUnsigned
 	}
 	at, src := policy.resolve()
-	v := &verifier{t: trust, msg: Message(bundleHash), at: at, src: src, budget: maxChainVerifications}
+	v := &verifier{t: trust, msg: msg, at: at, src: src, budget: maxChainVerifications}
 	var (
 		worst   error
 		reasons []string
