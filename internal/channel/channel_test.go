@@ -420,9 +420,9 @@ const goldenBucket = 9229
 func TestResolve(t *testing.T) {
 	c := sample()
 	for ref, want := range map[string]string{
-		"v2.tandem":                     "https://cdn.example/ch/v2.tandem",
-		"../b/v2.tandem":                "https://cdn.example/b/v2.tandem",
-		"/root.tandem":                  "https://cdn.example/root.tandem",
+		"v2.tandem":                      "https://cdn.example/ch/v2.tandem",
+		"../b/v2.tandem":                 "https://cdn.example/b/v2.tandem",
+		"/root.tandem":                   "https://cdn.example/root.tandem",
 		"https://other.example/x.tandem": "https://other.example/x.tandem",
 	} {
 		c.Release.Bundle = ref

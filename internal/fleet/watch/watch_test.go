@@ -1,0 +1,168 @@
+package watch
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/channel"
+	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
+	"github.com/tandem-ota/tandem/internal/signature"
+)
+
+// channelKey makes a channel signing key and installs its public key in
+// the device's keys directory.
+func channelKey(t *testing.T, root string) crypto.Signer {
+	t.Helper()
+	priv, pub, err := signature.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/tandem/keys/channel.pub"), pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key, err := signature.ParsePrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// channelServer serves one channel file at /stable.json, with an ETag.
+type channelServer struct {
+	mu   sync.Mutex
+	file []byte
+	gets int
+	srv  *httptest.Server
+}
+
+func newChannelServer(t *testing.T) *channelServer {
+	cs := &channelServer{}
+	cs.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cs.mu.Lock()
+		b := cs.file
+		cs.gets++
+		cs.mu.Unlock()
+		if r.URL.Path != "/stable.json" || b == nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("ETag", fmt.Sprintf(`"%x"`, sha256.Sum256(b)))
+		w.Header().Set("Content-Type", "application/json")
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+	}))
+	t.Cleanup(cs.srv.Close)
+	return cs
+}
+
+func (cs *channelServer) set(b []byte) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.file = b
+}
+
+// harness is the watcher's fleettest harness: an offer is a channel file
+// naming the offered bundle; the report is the outcome the watcher
+// recorded in its state file.
+type harness struct {
+	env  *fleettest.Env
+	w    *Watcher
+	key  crypto.Signer
+	cs   *channelServer
+	seq  uint64
+	jobs map[string]string // offer id → job id
+}
+
+func (h *harness) Offer(t *testing.T, o fleettest.Offer) {
+	h.seq++
+	c := &channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: h.seq,
+		Issued: time.Now().UTC().Truncate(time.Second), Expires: time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second),
+		Release: channel.Release{Version: o.Version, Bundle: o.URL, BundleHash: o.BundleHash}}
+	b, err := channel.Sign(c, []channel.Signer{{Key: h.key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cs.set(b)
+	h.jobs[o.ID] = fmt.Sprintf("stable-%d", h.seq)
+}
+
+func (h *harness) Run(ctx context.Context, t *testing.T) error {
+	res, err := h.w.Once(ctx)
+	t.Logf("watch: %s %s (%v)", res.Action, res.Message, err)
+	return err
+}
+
+func (h *harness) Report(t *testing.T, id string) (fleettest.Report, bool) {
+	d, err := h.env.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := LoadState(d, "stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range st.History {
+		if o.Job == h.jobs[id] {
+			return fleettest.Report{Success: o.Success, Detail: o.Reason}, true
+		}
+	}
+	return fleettest.Report{}, false
+}
+
+func TestConformance(t *testing.T) {
+	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
+		cs := newChannelServer(t)
+		h := &harness{env: env, cs: cs, key: channelKey(t, env.Root), jobs: map[string]string{}}
+		w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: env.Open, DeviceID: "sim-1",
+			Log: func(e Event) { t.Logf("event %s: %s", e.Event, e.Message) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.w = w
+		return h
+	})
+}
+
+func TestChannelName(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://cdn.example/fleet/stable.json": "stable",
+		"http://127.0.0.1:8080/beta":            "beta",
+		"https://cdn.example/a/edge.v1.json":    "edge",
+	} {
+		if got, err := ChannelName(in); err != nil || got != want {
+			t.Errorf("ChannelName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ChannelName("/etc/stable.json"); err == nil {
+		t.Errorf("a path was accepted as channel url")
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	s := Schedule{Interval: time.Hour, Jitter: 6 * time.Minute, MinBackoff: 30 * time.Second, MaxBackoff: 20 * time.Minute}
+	for _, r := range []float64{0, 0.5, 0.999} {
+		s.Rand = func() float64 { return r }
+		if got := s.Next(0); got < 54*time.Minute || got > 66*time.Minute {
+			t.Errorf("Next(0) with rand %v = %s", r, got)
+		}
+	}
+	s.Rand = func() float64 { return 1 }
+	for fails, want := range map[int]time.Duration{1: 30 * time.Second, 2: time.Minute, 3: 2 * time.Minute, 10: 20 * time.Minute, 100: 20 * time.Minute} {
+		if got := s.Next(fails); got != want {
+			t.Errorf("Next(%d) = %s, want %s", fails, got, want)
+		}
+	}
+	s.Rand = func() float64 { return 0 }
+	if got := s.Next(3); got != time.Minute {
+		t.Errorf("Next(3) with rand 0 = %s, want 1m (half the backoff)", got)
+	}
+}
