@@ -230,6 +230,8 @@ type Result struct {
 	Message string
 	// Recorded is the outcome recorded in this call, if any.
 	Recorded *Outcome
+	// Installed is the install this call made, if any.
+	Installed *install.Result
 }
 
 // Once runs one step of the device's life: it finishes or continues the
@@ -475,9 +477,23 @@ func (w *Watcher) install(ctx context.Context, action string) (Result, error) {
 	o.AllowDowngrade = w.o.AllowDowngrade
 	o.Reboot = install.RebootYes
 	res, err := w.agent.Install(ctx, o)
+	if err != nil && ctx.Err() == nil {
+		if j, _ := w.agent.Job(); j != nil {
+			err = fmt.Errorf("bundle %s: %w", j.Source, err)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return Result{Action: "resume"}, err
+		}
+		if !Permanent(err) {
+			// Not this bundle's fault (network, a CDN serving another or
+			// damaged file): forget the job; the next poll tries again.
+			w.log(Event{Event: "error", Message: "install failed, will try again: " + err.Error()})
+			if derr := w.agent.Done(); derr != nil {
+				return Result{}, errors.Join(err, derr)
+			}
+			return Result{Action: "retry", Message: err.Error()}, err
 		}
 		out, oerr := w.agent.Outcome()
 		if oerr != nil {
@@ -494,7 +510,29 @@ func (w *Watcher) install(ctx context.Context, action string) (Result, error) {
 	if action == "resume" {
 		action = "reboot"
 	}
-	return Result{Action: action}, nil
+	return Result{Action: action, Installed: res}, nil
+}
+
+// Permanent reports whether an install error condemns the bundle itself
+// (so that the watcher does not try it again): the bundle the channel
+// pinned is badly signed, not for this device, or does not fit (these
+// errors come only after the bundle hash matched the pin). Network and
+// server errors, a file that is not the pinned bundle (malformed, another
+// hash) and chunks that do not match their digests are not permanent: a CDN can serve a stale,
+// half-uploaded or damaged copy, and the next poll tries again.
+func Permanent(err error) bool {
+	if strings.Contains(err.Error(), "is not the pinned") {
+		return false // install's pin check (signature.ErrUntrusted)
+	}
+	for _, e := range []error{
+		signature.ErrUnsigned, signature.ErrUntrusted, signature.ErrBadSignature, signature.ErrExpired,
+		install.ErrIncompatible, install.ErrDowngrade, install.ErrPayload, install.ErrUnsafeTree,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func short(h string) string {

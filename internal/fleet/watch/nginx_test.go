@@ -1,0 +1,361 @@
+package watch
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/channel"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/signature"
+	"github.com/tandem-ota/tandem/internal/sim"
+	"github.com/tandem-ota/tandem/internal/testutil"
+)
+
+// nginxFixture is a release key, a channel key, a factory image v1 and
+// bundles v2 (v1 with a small change) and v3, all served by nginx.
+type nginxFixture struct {
+	dir, www, base, accessLog string
+	releasePub, channelPub    string
+	release, channel, other   crypto.Signer
+	v1, v2                    []byte
+	h2, h3                    string
+	size2                     int64
+}
+
+func key(t *testing.T, dir, name string) (crypto.Signer, string) {
+	t.Helper()
+	priv, pub, err := signature.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name+".pub")
+	if err := os.WriteFile(p, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, err := signature.ParsePrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, p
+}
+
+func writeBundle(t *testing.T, fx *nginxFixture, name, version string, img []byte) (string, int64) {
+	t.Helper()
+	var b bytes.Buffer
+	sign := func(h bundle.Hash) ([]signature.Signature, error) {
+		s, err := signature.Sign(fx.release, nil, h)
+		return []signature.Signature{s}, err
+	}
+	h, err := bundle.Write(&b, bundle.Header{Compatible: "tandem-sim", Name: "watch test", Version: version, Created: time.Now().Unix()},
+		[]bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system", Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(img)}},
+		bundle.Options{Level: bundle.LevelDefault, Workers: 2, TempDir: fx.dir, Sign: sign})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fx.www, name), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return h.String(), int64(b.Len())
+}
+
+func newNginxFixture(t *testing.T) *nginxFixture {
+	fx := &nginxFixture{dir: t.TempDir(), www: t.TempDir()}
+	fx.release, fx.releasePub = key(t, fx.dir, "release")
+	fx.channel, fx.channelPub = key(t, fx.dir, "channel")
+	fx.other, _ = key(t, fx.dir, "other")
+	r := rand.NewChaCha8([32]byte{'w', 'a', 't', 'c', 'h'})
+	fx.v1 = make([]byte, 4<<20)
+	_, _ = r.Read(fx.v1)
+	fx.v2 = bytes.Clone(fx.v1)
+	_, _ = r.Read(fx.v2[1<<20 : 1<<20+256<<10]) // 256 KiB changed
+	v3 := bytes.Clone(fx.v2)
+	_, _ = r.Read(v3[2<<20 : 2<<20+64<<10])
+	fx.h2, fx.size2 = writeBundle(t, fx, "v2.tandem", "2.0.0", fx.v2)
+	fx.h3, _ = writeBundle(t, fx, "v3.tandem", "3.0.0", v3)
+	fx.base, fx.accessLog = testutil.StartNginx(t, fx.www)
+	return fx
+}
+
+// device makes a simulated device running v1 (factory image) that trusts
+// the release and channel keys.
+func (fx *nginxFixture) device(t *testing.T) (string, func() (*device.Device, error)) {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "v1.img")
+	if err := os.WriteFile(img, fx.v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub", Image: img, SlotSize: 8 << 20, FactoryVersion: "1.0.0",
+		Trust: []string{fx.releasePub, fx.channelPub}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sim.Reboot(root, false); err != nil {
+		t.Fatal(err)
+	}
+	return root, func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+}
+
+// publish writes a channel file to the web root at name.
+func (fx *nginxFixture) publish(t *testing.T, name string, key crypto.Signer, edit func(c *channel.Channel)) {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	c := &channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: 10,
+		Issued: now.Add(-time.Hour), Expires: now.Add(30 * 24 * time.Hour),
+		Release: channel.Release{Version: "2.0.0", Bundle: "../v2.tandem", BundleHash: fx.h2}}
+	if edit != nil {
+		edit(c)
+	}
+	b, err := channel.Sign(c, []channel.Signer{{Key: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(fx.www, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A new modification time, as an upload gives: nginx's ETag and
+	// Last-Modified are made of the time and size, in whole seconds.
+	publishes++
+	mt := time.Now().Add(time.Duration(publishes) * time.Minute)
+	if err := os.Chtimes(p, mt, mt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var publishes int
+
+// tree hashes every file of the device except those under skip.
+func tree(t *testing.T, root string, skip ...string) map[string][32]byte {
+	t.Helper()
+	m := map[string][32]byte{}
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		for _, s := range skip {
+			if strings.HasPrefix(rel, s) {
+				return nil
+			}
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		m[rel] = sha256.Sum256(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func sameTree(t *testing.T, before, after map[string][32]byte) {
+	t.Helper()
+	for p, h := range after {
+		if b, ok := before[p]; !ok {
+			t.Errorf("%s was written", p)
+		} else if b != h {
+			t.Errorf("%s changed", p)
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok {
+			t.Errorf("%s was removed", p)
+		}
+	}
+}
+
+// TestNginx runs the watcher against real nginx on loopback: a published
+// channel installs by delta, trial-boots, commits and is recorded; then
+// every bad channel is refused with a clear error, writing nothing.
+func TestNginx(t *testing.T) {
+	fx := newNginxFixture(t)
+	ctx := context.Background()
+	watcher := func(t *testing.T, open func() (*device.Device, error), path, id string) *Watcher {
+		t.Helper()
+		w, err := New(Options{URL: fx.base + "/" + path, Channel: "stable", Open: open, DeviceID: id,
+			Log: func(e Event) { t.Logf("event %s: %s", e.Event, e.Message) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+
+	t.Run("delta-install", func(t *testing.T) {
+		root, open := fx.device(t)
+		fx.publish(t, "ok/stable.json", fx.channel, nil)
+		w := watcher(t, open, "ok/stable.json", "dev-1")
+		res, err := w.Once(ctx)
+		if err != nil || res.Action != "reboot" || res.Installed == nil {
+			t.Fatalf("first poll: %+v, %v", res, err)
+		}
+		done := res.Installed.Transfer
+		if done.BytesDownloaded == 0 || done.BytesDownloaded > fx.size2/3 {
+			t.Fatalf("downloaded %d bytes of a %d-byte bundle: not a delta", done.BytesDownloaded, fx.size2)
+		}
+		t.Logf("delta: %d of %d bytes downloaded, %d reused, %d requests", done.BytesDownloaded, fx.size2, done.BytesReused, done.Requests)
+		if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
+			t.Fatalf("trial boot: %s, %v", g, err)
+		}
+		if res, err := health.Check(health.Options{Open: open}); err != nil || res.Verdict != health.Committed {
+			t.Fatalf("health: %+v, %v", res, err)
+		}
+		res, err = w.Once(ctx)
+		if err != nil || res.Recorded == nil || !res.Recorded.Success || res.Recorded.Version != "2.0.0" || res.Recorded.Sequence != 10 {
+			t.Fatalf("after the commit: %+v, %v", res, err)
+		}
+		b, err := os.ReadFile(filepath.Join(root, "slots/system-b.img"))
+		if err != nil || !bytes.Equal(b[:len(fx.v2)], fx.v2) {
+			t.Fatalf("slot b does not hold v2 (%v)", err)
+		}
+		// Unchanged channel: a conditional GET answered 304, nothing to do.
+		res, err = w.Once(ctx)
+		if err != nil || res.Action != "idle" {
+			t.Fatalf("third poll: %+v, %v", res, err)
+		}
+		waitLog(t, fx.accessLog, "304 ")
+	})
+
+	refusals := []struct {
+		name    string
+		prepare func(t *testing.T, w *Watcher) // before the refused poll
+		file    func(t *testing.T, path string)
+		want    string
+		skip    bool // refused by a decision (Once returns no error)
+		state   bool // the channel was accepted: the watch state may change
+	}{
+		{name: "corrupted", want: "malformed channel file", file: func(t *testing.T, p string) {
+			fx.publish(t, p, fx.channel, nil)
+			b, _ := os.ReadFile(filepath.Join(fx.www, p))
+			if err := os.WriteFile(filepath.Join(fx.www, p), b[:len(b)/2], 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "tampered", want: "invalid signature by a trusted key", file: func(t *testing.T, p string) {
+			fx.publish(t, p, fx.channel, nil)
+			f, _ := os.ReadFile(filepath.Join(fx.www, p))
+			good, _ := channel.Parse(f)
+			fx.publish(t, p, fx.channel, func(c *channel.Channel) { c.Release.BundleHash = fx.h3 })
+			g, _ := os.ReadFile(filepath.Join(fx.www, p))
+			bad, _ := channel.Parse(g)
+			// The v3 document under the v2 file's signature.
+			forged := strings.Replace(string(f), b64(good.Signed), b64(bad.Signed), 1)
+			if err := os.WriteFile(filepath.Join(fx.www, p), []byte(forged), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "untrusted-key", want: "no signature by a trusted key", file: func(t *testing.T, p string) {
+			fx.publish(t, p, fx.other, nil)
+		}},
+		{name: "expired", want: "channel file has expired", file: func(t *testing.T, p string) {
+			fx.publish(t, p, fx.channel, func(c *channel.Channel) {
+				c.Issued, c.Expires = c.Issued.Add(-48*time.Hour), c.Issued.Add(-24*time.Hour)
+			})
+		}},
+		{name: "wrong-channel", want: `it is for channel "beta"`, file: func(t *testing.T, p string) {
+			fx.publish(t, p, fx.channel, func(c *channel.Channel) { c.Channel = "beta" })
+		}},
+		{name: "replayed-sequence", want: "sequence 9, this device has seen 10",
+			prepare: func(t *testing.T, w *Watcher) {
+				// Sequence 10 names the running version: accepted, nothing to do.
+				fx.publish(t, "replayed-sequence/stable.json", fx.channel, func(c *channel.Channel) { c.Release.Version = "1.0.0" })
+				if res, err := w.Once(ctx); err != nil || res.Action != "idle" {
+					t.Fatalf("sequence 10: %+v, %v", res, err)
+				}
+			},
+			file: func(t *testing.T, p string) {
+				fx.publish(t, p, fx.channel, func(c *channel.Channel) { c.Sequence = 9 })
+			}},
+		{name: "outside-rollout", want: "outside the rollout", skip: true, state: true, file: func(t *testing.T, p string) {
+			fx.publish(t, p, fx.channel, func(c *channel.Channel) { r := channel.Percent(5000); c.Release.Rollout = &r })
+		}},
+		{name: "not-selected", want: "not selected", skip: true, state: true, file: func(t *testing.T, p string) {
+			fx.publish(t, p, fx.channel, func(c *channel.Channel) {
+				c.Release.Select = &channel.Selector{Labels: map[string]string{"ring": "canary"}}
+			})
+		}},
+		{name: "bundle-not-pinned", want: "is not the pinned", state: true, file: func(t *testing.T, p string) {
+			fx.publish(t, p, fx.channel, func(c *channel.Channel) { c.Release.Bundle = "../v3.tandem" })
+		}},
+	}
+	// A device id outside a 50% rollout of 2.0.0 on "stable".
+	outside := ""
+	for i := 0; outside == ""; i++ {
+		if id := fmt.Sprintf("dev-%d", i); channel.Bucket(id, "stable", "2.0.0") >= 5000 {
+			outside = id
+		}
+	}
+	for _, tc := range refusals {
+		t.Run(tc.name, func(t *testing.T) {
+			root, open := fx.device(t)
+			p := tc.name + "/stable.json"
+			w := watcher(t, open, p, outside)
+			if tc.prepare != nil {
+				tc.prepare(t, w)
+			}
+			tc.file(t, p)
+			var skip []string
+			if tc.state {
+				// The accepted channel file, and the lock of the install
+				// that was refused (/run is a tmpfs).
+				skip = append(skip, "var/lib/tandem/watch/", "run/")
+			}
+			before := tree(t, root, skip...)
+			res, err := w.Once(ctx)
+			if tc.skip {
+				if err != nil || res.Action != "skip" || !strings.Contains(res.Message, tc.want) {
+					t.Fatalf("got %+v, %v; want a skip saying %q", res, err, tc.want)
+				}
+			} else {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("got %+v, %v; want an error saying %q", res, err, tc.want)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("error is not one line: %q", err)
+				}
+			}
+			t.Logf("refused: %v%s", err, res.Message)
+			sameTree(t, before, tree(t, root, skip...))
+			d, _ := open()
+			st, err := LoadState(d, "stable")
+			if err != nil || len(st.Failed) != 0 || len(st.History) != 0 {
+				t.Errorf("state records a failure: %+v, %v", st, err)
+			}
+		})
+	}
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// waitLog waits until nginx's access log has a line starting with prefix.
+func waitLog(t *testing.T, log, prefix string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(log)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, prefix) {
+				return
+			}
+		}
+	}
+	b, _ := os.ReadFile(log)
+	t.Fatalf("nginx access log has no %q line:\n%s", prefix, b)
+}
