@@ -118,6 +118,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 	root.AddCommand(a.menderCommand())
 	root.AddCommand(a.tedgeCommand())
 	root.AddCommand(a.hawkbitCommand())
+	root.AddCommand(a.channelCommand(), a.watchCommand())
 	return root
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/channel"
 	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/signature"
 
@@ -22,7 +23,7 @@ const (
 	ExitConfig    = 3  // the configuration is missing or invalid
 	ExitRefused   = 4  // refused by a safety rule, or the running group is unknown
 	ExitBootState = 5  // the boot loader's state is unreadable or corrupt
-	ExitBundle    = 6  // the bundle was rejected: malformed, unverified, not for this device
+	ExitBundle    = 6  // the bundle or channel file was rejected: malformed, unverified, not for this device
 	ExitUnhealthy = 7  // tandem health rolled the trial back, or (--once) the checks fail
 	ExitPowerCut  = 10 // a simulated power cut stopped the command (simulated devices only)
 )
@@ -61,6 +62,7 @@ var bundleErrs = []error{
 	bundle.ErrDigest, bundle.ErrChunk, bundle.ErrVerify,
 	signature.ErrNoTrust, signature.ErrUnsigned, signature.ErrUntrusted, signature.ErrBadSignature, signature.ErrExpired,
 	install.ErrIncompatible, install.ErrDowngrade, install.ErrPayload, install.ErrUnsafeTree,
+	channel.ErrFormat, channel.ErrWrongChannel, channel.ErrReplay, channel.ErrExpired,
 }
 
 func isBundleErr(err error) bool {

@@ -1,0 +1,508 @@
+package cli
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/channel"
+	"github.com/tandem-ota/tandem/internal/signature"
+)
+
+func (a *app) channelCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "channel",
+		Short: "Publish, inspect and verify update channel files (tandem watch follows them)",
+		Long: `An update channel file is a small signed JSON document on any HTTP server, object store or CDN
+that names the current release of a channel: the bundle's URL (absolute, or relative to the channel
+file), its bundle hash, its version, and optionally a rollout percentage and a device selector.
+Devices follow it with "tandem watch URL". Format and workflow: docs/integrations/channels.md.`,
+	}
+	cmd.AddCommand(a.channelPublishCommand(), a.channelInspectCommand(), a.channelVerifyCommand())
+	return cmd
+}
+
+// parseDays parses a duration that may be given in days ("30d").
+func parseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		d, err := strconv.Atoi(n)
+		if err != nil || d <= 0 || d > 3650 {
+			return 0, fmt.Errorf("%q: want 1d to 3650d", s)
+		}
+		return time.Duration(d) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q: want a positive duration such as 30d or 12h", s)
+	}
+	return d, nil
+}
+
+// pubKeyPEM returns the PEM public key of a private key.
+func pubKeyPEM(k crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(k.Public())
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// channelSigners loads --key PATH[:CHAIN] arguments.
+func channelSigners(keys []string) ([]channel.Signer, error) {
+	var ss []channel.Signer
+	for _, k := range keys {
+		keyPath, chainPath, _ := strings.Cut(k, ":")
+		b, err := os.ReadFile(keyPath)
+		if err != nil {
+			return nil, fmt.Errorf("key: %w", err)
+		}
+		key, err := signature.ParsePrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", keyPath, err)
+		}
+		s := channel.Signer{Key: key}
+		if chainPath != "" {
+			if s.Chain, err = readCertChain(chainPath); err != nil {
+				return nil, err
+			}
+		}
+		ss = append(ss, s)
+	}
+	return ss, nil
+}
+
+// verifiedBundle opens a bundle, verifies its signature under trust and
+// every chunk, and returns its header and hash.
+func verifiedBundle(name string, trust *signature.TrustStore) (*bundle.Header, bundle.Hash, signature.Signer, error) {
+	r, f, err := openBundle(name)
+	if err != nil {
+		return nil, bundle.Hash{}, signature.Signer{}, err
+	}
+	defer f.Close()
+	var who signature.Signer
+	if err := r.Verify(func(h *bundle.Header, hash bundle.Hash, sigs []signature.Signature) error {
+		var err error
+		who, err = signature.Verify(sigs, trust, hash, signature.TimePolicy{Created: time.Unix(h.Created, 0)})
+		return err
+	}); err != nil {
+		return nil, bundle.Hash{}, who, fmt.Errorf("%s: %w", name, err)
+	}
+	for {
+		pr, err := r.NextPayload()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			_, err = io.Copy(io.Discard, pr)
+		}
+		if err != nil {
+			return nil, bundle.Hash{}, who, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return r.Header, r.Hash, who, nil
+}
+
+// writeFileAtomic writes name through a synced temporary file renamed over it.
+func writeFileAtomic(name string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".tandem-channel-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
+	}
+	if err == nil {
+		if d, derr := os.Open(filepath.Dir(name)); derr == nil {
+			_ = d.Sync()
+			d.Close()
+		}
+	}
+	return err
+}
+
+func (a *app) channelPublishCommand() *cobra.Command {
+	var (
+		name, bundlePath, bundleURL, relative, out, rolloutS, expiresS, cert string
+		keys, trustFiles, selects, devices                                   []string
+		sequence                                                             uint64
+		jsonOut                                                              bool
+	)
+	cmd := &cobra.Command{
+		Use:   "publish --channel NAME --bundle FILE --key KEY -o CHANNEL.json",
+		Short: "Write a signed channel file naming a bundle as the channel's current release",
+		Long: `Write the channel file that makes a bundle the current release of a channel. The bundle is
+verified first (signature and every chunk); its hash, version and compatible go into the file, so
+devices install exactly this bundle (pinned by hash) and still check its own signature.
+
+The bundle's signature is checked against --trust files, or (without --trust) against the public
+keys of the --key files: the usual setup signs bundles and channels with the same release key.
+
+The bundle URL in the file is --url (absolute), or --relative NAME resolved against the channel
+file's own URL on the device (default: the bundle's file name), so that a mirror of both files works.
+
+The sequence number must grow with every publish: devices refuse a file older than one they saw.
+Without --sequence it is the larger of (the sequence in the existing -o file + 1) and the current
+Unix time in seconds, so CI needs no state. The file is written atomically; upload the bundle first,
+then the channel file.
+
+  tandem channel publish --channel stable --bundle v2.tandem --key release.key -o stable.json
+  tandem channel publish --channel stable --bundle v2.tandem --key release.key --rollout 10 -o stable.json
+  tandem channel publish --channel beta --bundle v2.tandem --url https://cdn.example/b/v2.tandem \
+      --key release.key --select ring=beta --expires 7d -o beta.json`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" || bundlePath == "" || out == "" || len(keys) == 0 {
+				return usageError{errors.New("--channel, --bundle, --key and -o are required")}
+			}
+			if bundleURL != "" && relative != "" {
+				return usageError{errors.New("--url and --relative exclude each other")}
+			}
+			keys, err := withCert(keys, cert)
+			if err != nil {
+				return err
+			}
+			expires, err := parseDays(expiresS)
+			if err != nil {
+				return usageError{fmt.Errorf("--expires %w", err)}
+			}
+			rel := channel.Release{Bundle: bundleURL}
+			if rel.Bundle == "" {
+				rel.Bundle = relative
+			}
+			if rel.Bundle == "" {
+				rel.Bundle = filepath.Base(bundlePath)
+			}
+			if rolloutS != "" {
+				p, err := channel.ParsePercent(rolloutS)
+				if err != nil {
+					return usageError{err}
+				}
+				rel.Rollout = &p
+			}
+			var sel channel.Selector
+			sel.Devices = devices
+			for _, s := range selects {
+				k, v, ok := strings.Cut(s, "=")
+				if !ok {
+					return usageError{fmt.Errorf("--select %q: want LABEL=VALUE", s)}
+				}
+				if sel.Labels == nil {
+					sel.Labels = map[string]string{}
+				}
+				sel.Labels[k] = v
+			}
+			if len(sel.Devices) > 0 || len(sel.Labels) > 0 {
+				rel.Select = &sel
+			}
+			signers, err := channelSigners(keys)
+			if err != nil {
+				return err
+			}
+			trust, err := trustFrom(trustFiles)
+			if err != nil {
+				return err
+			}
+			if len(trustFiles) == 0 {
+				for _, s := range signers {
+					if s.Chain != nil {
+						continue
+					}
+					p, err := pubKeyPEM(s.Key)
+					if err != nil {
+						return err
+					}
+					if err := trust.Add(p); err != nil {
+						return err
+					}
+				}
+			}
+			h, hash, who, err := verifiedBundle(bundlePath, trust)
+			if err != nil {
+				return err
+			}
+			rel.Version, rel.BundleHash = h.Version, hash.String()
+			now := time.Now().UTC().Truncate(time.Second)
+			c := &channel.Channel{Format: channel.Format, Channel: name, Compatible: h.Compatible,
+				Issued: now, Expires: now.Add(expires), Release: rel}
+			if sequence != 0 {
+				c.Sequence = sequence
+			} else {
+				c.Sequence = uint64(now.Unix())
+			}
+			if old, err := os.ReadFile(out); err == nil {
+				f, err := channel.Parse(old)
+				if err != nil {
+					return fmt.Errorf("existing %s: %w", out, err)
+				}
+				if f.Channel.Channel != name {
+					return fmt.Errorf("existing %s is channel %q, not %q", out, f.Channel.Channel, name)
+				}
+				if sequence == 0 {
+					c.Sequence = max(c.Sequence, f.Channel.Sequence+1)
+				} else if sequence <= f.Channel.Sequence {
+					return fmt.Errorf("%w: --sequence %d is not above the existing file's %d: devices would refuse it", channel.ErrReplay, sequence, f.Channel.Sequence)
+				}
+			} else if !os.IsNotExist(err) {
+				return err
+			}
+			b, err := channel.Sign(c, signers)
+			if err != nil {
+				return err
+			}
+			if err := writeFileAtomic(out, b); err != nil {
+				return err
+			}
+			if jsonOut {
+				f, _ := channel.Parse(b)
+				return a.printJSON(channelInfo(f))
+			}
+			a.printf("%s: channel %s sequence %d: version %s, bundle %s (%s), signed by %s, expires %s\n",
+				out, c.Channel, c.Sequence, rel.Version, rel.Bundle, rel.BundleHash, who, c.Expires.Format(time.RFC3339))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "channel", "", "channel name (a-z 0-9 . _ -; devices check it)")
+	f.StringVar(&bundlePath, "bundle", "", "the bundle file to publish (verified first)")
+	f.StringVar(&bundleURL, "url", "", "absolute http(s) URL of the bundle")
+	f.StringVar(&relative, "relative", "", "bundle URL relative to the channel file's URL (default: the bundle's file name)")
+	f.StringArrayVar(&keys, "key", nil, "signing key PATH[:CHAIN] (PEM; repeatable)")
+	f.StringVar(&cert, "cert", "", "X.509 chain (PEM, leaf first) of the single --key")
+	f.StringArrayVar(&trustFiles, "trust", nil, "public key or certificate that must verify the bundle (default: the --key public keys)")
+	f.StringVar(&rolloutS, "rollout", "", "share of selected devices that install it, in percent (e.g. 10 or 2.5; default 100)")
+	f.StringArrayVar(&selects, "select", nil, "only devices with label LABEL=VALUE (repeatable: all must match)")
+	f.StringArrayVar(&devices, "select-device", nil, "only this device id (repeatable: any of them)")
+	f.Uint64Var(&sequence, "sequence", 0, "sequence number (default: automatic, see above)")
+	f.StringVar(&expiresS, "expires", "30d", "validity: devices refuse the file after this long (e.g. 30d, 12h)")
+	f.StringVarP(&out, "output", "o", "", "the channel file to write")
+	f.BoolVar(&jsonOut, "json", false, "print the written file's contents as JSON")
+	return cmd
+}
+
+// ChannelInfo is what `channel inspect --json` prints (docs/cli.md).
+type ChannelInfo struct {
+	Channel    string          `json:"channel"`
+	Compatible string          `json:"compatible"`
+	Sequence   uint64          `json:"sequence"`
+	Issued     time.Time       `json:"issued"`
+	Expires    time.Time       `json:"expires"`
+	Release    channel.Release `json:"release"`
+	Digest     string          `json:"digest"`
+	Signers    []SignerInfo    `json:"signers"`
+	Verified   string          `json:"verified,omitempty"`
+}
+
+func channelInfo(f *channel.File) ChannelInfo {
+	c := f.Channel
+	ci := ChannelInfo{Channel: c.Channel, Compatible: c.Compatible, Sequence: c.Sequence, Issued: c.Issued, Expires: c.Expires,
+		Release: c.Release, Digest: hex.EncodeToString(f.Digest[:]), Signers: []SignerInfo{}}
+	for _, s := range f.Signatures {
+		ci.Signers = append(ci.Signers, SignerInfo{Algorithm: channel.AlgorithmName(s.Algorithm), KeyID: hex.EncodeToString(s.KeyID[:]), Certificates: len(s.Certs)})
+	}
+	return ci
+}
+
+// readChannel reads a channel file from a path or an http(s) URL.
+func readChannel(name string) (*channel.File, error) {
+	var r io.Reader
+	if strings.HasPrefix(name, "http://") || strings.HasPrefix(name, "https://") {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s: HTTP %s", name, resp.Status)
+		}
+		r = resp.Body
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	f, err := channel.Read(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return f, nil
+}
+
+func (a *app) printChannel(f *channel.File, verified string) {
+	c := f.Channel
+	r := c.Release
+	a.printf("channel:     %s\ncompatible:  %s\nsequence:    %d\nissued:      %s\nexpires:     %s\n",
+		c.Channel, c.Compatible, c.Sequence, c.Issued.Format(time.RFC3339), c.Expires.Format(time.RFC3339))
+	a.printf("version:     %s\nbundle:      %s\nbundle hash: %s\n", r.Version, r.Bundle, r.BundleHash)
+	rollout := "100% (every selected device)"
+	if r.Rollout != nil {
+		rollout = r.Rollout.String() + "%"
+	}
+	a.printf("rollout:     %s\n", rollout)
+	if s := r.Select; s != nil {
+		for _, d := range s.Devices {
+			a.printf("select:      device %s\n", d)
+		}
+		for k, v := range s.Labels {
+			a.printf("select:      label %s=%s\n", k, v)
+		}
+	}
+	for _, s := range f.Signatures {
+		a.printf("signature:   %s key %x (%d certificates)\n", channel.AlgorithmName(s.Algorithm), s.KeyID, len(s.Certs))
+	}
+	if f.Skipped > 0 {
+		a.printf("signature:   %d with algorithms this tandem does not know (ignored)\n", f.Skipped)
+	}
+	if verified != "" {
+		a.printf("verified:    %s\n", verified)
+	}
+}
+
+func (a *app) channelInspectCommand() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "inspect FILE|URL",
+		Short: "Show what a channel file says (checks its format, not its signature)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := readChannel(args[0])
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return a.printJSON(channelInfo(f))
+			}
+			a.printChannel(f, "")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) channelVerifyCommand() *cobra.Command {
+	var (
+		trust               []string
+		name, compatible    string
+		jsonOut             bool
+		minSequence         uint64
+		allowExpired        bool
+		bundlePath, keysDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "verify FILE|URL --trust KEY...",
+		Short: "Verify a channel file as a device would (signature, expiry, and optionally name and bundle)",
+		Long: `Verify a channel file's signature under --trust (public keys or root certificates) and that it
+has not expired, as a device running "tandem watch" does. With --channel and --compatible the name
+and device type are checked too; --min-sequence refuses a file older than a sequence you know of;
+--bundle checks that a bundle file is the one the channel pins.
+
+  tandem channel verify stable.json --trust release.pub
+  tandem channel verify https://cdn.example/fleet/stable.json --trust release.pub --channel stable --bundle v2.tandem`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(trust) == 0 && keysDir == "" {
+				return usageError{errors.New("--trust (or --keys-dir) is required: a channel file is only as good as its signature")}
+			}
+			ts := &signature.TrustStore{}
+			if keysDir != "" {
+				var err error
+				if ts, err = signature.LoadTrustDir(keysDir); err != nil {
+					return err
+				}
+			}
+			for _, t := range trust {
+				b, err := os.ReadFile(t)
+				if err != nil {
+					return fmt.Errorf("trust: %w", err)
+				}
+				if err := ts.Add(b); err != nil {
+					return fmt.Errorf("trust %s: %w", t, err)
+				}
+			}
+			f, err := readChannel(args[0])
+			if err != nil {
+				return err
+			}
+			p := channel.Policy{Trust: ts, Channel: name, Compatible: compatible, Now: time.Now()}
+			if p.Channel == "" {
+				p.Channel = f.Channel.Channel
+			}
+			if p.Compatible == "" {
+				p.Compatible = f.Channel.Compatible
+			}
+			if minSequence > 0 {
+				p.Last = &channel.Seen{Sequence: minSequence, Digest: "-"}
+				if f.Channel.Sequence == minSequence {
+					p.Last.Digest = hex.EncodeToString(f.Digest[:])
+				}
+			}
+			if allowExpired {
+				p.Now, p.Floor = f.Channel.Issued, f.Channel.Issued.Add(-time.Second)
+			}
+			acc, err := channel.Accept(f, p)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if bundlePath != "" {
+				_, hash, _, err := verifiedBundle(bundlePath, ts)
+				if err != nil {
+					return err
+				}
+				if hash.String() != f.Channel.Release.BundleHash {
+					return fmt.Errorf("%w: %s has bundle hash %s, the channel pins %s", signature.ErrUntrusted, bundlePath, hash, f.Channel.Release.BundleHash)
+				}
+			}
+			verified := "signed by " + acc.Signer.String()
+			if jsonOut {
+				ci := channelInfo(f)
+				ci.Verified = verified
+				return a.printJSON(ci)
+			}
+			a.printChannel(f, verified)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&trust, "trust", nil, "trusted public key or root certificate (PEM, repeatable)")
+	fl.StringVar(&keysDir, "keys-dir", "", "also trust every key in this directory (as a device does)")
+	fl.StringVar(&name, "channel", "", "the channel name the file must carry")
+	fl.StringVar(&compatible, "compatible", "", "the compatible the file must carry")
+	fl.Uint64Var(&minSequence, "min-sequence", 0, "refuse a sequence below this")
+	fl.BoolVar(&allowExpired, "allow-expired", false, "check the signature only, not the expiry")
+	fl.StringVar(&bundlePath, "bundle", "", "check that this bundle file is the one the channel pins (and verify it)")
+	fl.BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
+}
