@@ -102,7 +102,15 @@ func syncDir(host string) error {
 // WriteAtomic replaces the file name with data so that after a crash at any
 // instant the name holds either the old or the new content (given a file
 // system with atomic rename): write name+".new", fsync it, rename it over
-// name, fsync the directory.
+// name, fsync the file again under its new name, fsync the directory.
+//
+// The second file fsync is for vfat: Linux's vfat rename attaches the moved
+// inode to the old name's directory entry but only marks the inode dirty,
+// and a directory fsync does not write it. The replaced file's clusters are
+// freed at once, and the FAT is written by the next fsync, so without this
+// step the name's entry on disk points at freed clusters until writeback, and
+// a power cut in those seconds (found by the real-boot test) leaves a file
+// the kernel and U-Boot cannot read: a commit that was reported done is lost.
 func WriteAtomic(fsys FS, name string, data []byte, perm fs.FileMode) error {
 	tmp := name + ".new"
 	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
@@ -123,8 +131,27 @@ func WriteAtomic(fsys FS, name string, data []byte, perm fs.FileMode) error {
 	if err := fsys.Rename(tmp, name); err != nil {
 		return fmt.Errorf("rename %s: %w", tmp, err)
 	}
+	if err := syncFile(fsys, name); err != nil {
+		return err
+	}
 	if err := fsys.SyncDir(path.Dir(name)); err != nil {
 		return fmt.Errorf("sync directory of %s: %w", name, err)
+	}
+	return nil
+}
+
+// syncFile fsyncs the file name (opened read-only).
+func syncFile(fsys FS, name string) error {
+	f, err := fsys.OpenFile(name, os.O_RDONLY, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", name, err)
 	}
 	return nil
 }

@@ -40,8 +40,8 @@ func TestWriteAtomicEveryCut(t *testing.T) {
 				if got != "new content!" {
 					t.Fatalf("mode %v: no cut but content %q", mode, got)
 				}
-				if cut < 5 {
-					t.Fatalf("mode %v: only %d cut points, want write, fsync, rename, dir fsync", mode, cut-1)
+				if cut < 6 {
+					t.Fatalf("mode %v: only %d cut points, want write, fsync, rename, fsync, dir fsync", mode, cut-1)
 				}
 				break
 			}
