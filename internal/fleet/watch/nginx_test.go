@@ -234,6 +234,28 @@ func TestNginx(t *testing.T) {
 		waitLog(t, fx.accessLog, "304 ")
 	})
 
+	t.Run("bundle-uploaded-late", func(t *testing.T) {
+		// The channel is up before its bundle: the file at the bundle URL
+		// is another bundle. Refused, not held against the release, and
+		// installed once the right file is there.
+		root, open := fx.device(t)
+		late := filepath.Join(fx.www, "late.tandem")
+		copyFile(t, filepath.Join(fx.www, "v3.tandem"), late)
+		fx.publish(t, "late/stable.json", fx.channel, func(c *channel.Channel) { c.Release.Bundle = "../late.tandem" })
+		w := watcher(t, open, "late/stable.json", "dev-1")
+		if _, err := w.Once(ctx); err == nil || !strings.Contains(err.Error(), "is not the pinned") {
+			t.Fatalf("a bundle that is not the pinned one: %v", err)
+		}
+		copyFile(t, filepath.Join(fx.www, "v2.tandem"), late)
+		res, err := w.Once(ctx)
+		if err != nil || res.Action != "reboot" {
+			t.Fatalf("after the upload: %+v, %v", res, err)
+		}
+		if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
+			t.Fatalf("trial boot: %s, %v", g, err)
+		}
+	})
+
 	refusals := []struct {
 		name    string
 		prepare func(t *testing.T, w *Watcher) // before the refused poll
@@ -358,4 +380,15 @@ func waitLog(t *testing.T, log, prefix string) {
 	}
 	b, _ := os.ReadFile(log)
 	t.Fatalf("nginx access log has no %q line:\n%s", prefix, b)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,6 +80,11 @@ type Options struct {
 	Floor time.Time
 	// Log receives one line per event (nil = discard).
 	Log func(Event)
+	// Retries is how often one poll retries a transient failure (server
+	// errors, 429, network errors) before it gives up (0 = 3; negative =
+	// never); RetryDelay the first wait, doubling (0 = 2s).
+	Retries    int
+	RetryDelay time.Duration
 }
 
 // Event is one thing the watcher did or decided, for logs (JSON lines).
@@ -164,6 +170,14 @@ func New(o Options) (*Watcher, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Retries == 0 {
+		o.Retries = 3
+	} else if o.Retries < 0 {
+		o.Retries = 0
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = 2 * time.Second
 	}
 	client, header, err := o.HTTP.Client()
 	if err != nil {
@@ -338,11 +352,35 @@ func (w *Watcher) trust(d *device.Device) (*signature.TrustStore, error) {
 	return ts, nil
 }
 
-// fetch gets the channel file; on 304 it returns the cached bytes.
+// fetch gets the channel file (on 304 the cached bytes), retrying
+// transient failures — network errors, 408, 429 and 5xx — Options.Retries
+// times, after RetryDelay doubling each time, or the server's Retry-After
+// (at most a minute).
 func (w *Watcher) fetch(ctx context.Context, st *State) (data []byte, etag, modified string, err error) {
+	for attempt := 0; ; attempt++ {
+		var wait time.Duration
+		data, etag, modified, wait, err = w.fetchOnce(ctx, st)
+		if err == nil || wait < 0 || attempt >= w.o.Retries || ctx.Err() != nil {
+			return data, etag, modified, err
+		}
+		if wait == 0 {
+			wait = w.o.RetryDelay << attempt
+		}
+		w.log(Event{Event: "error", Message: fmt.Sprintf("%v; trying again in %s", err, wait)})
+		select {
+		case <-ctx.Done():
+			return nil, "", "", err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// fetchOnce makes one request. wait is negative when the error is not
+// transient, positive when the server asked for a delay.
+func (w *Watcher) fetchOnce(ctx context.Context, st *State) (data []byte, etag, modified string, wait time.Duration, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.o.URL, nil)
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", "", -1, err
 	}
 	req.Header = w.header.Clone()
 	cached := st.URL == w.o.URL && len(st.File) > 0
@@ -354,20 +392,26 @@ func (w *Watcher) fetch(ctx context.Context, st *State) (data []byte, etag, modi
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return nil, "", "", fmt.Errorf("channel %s: %w", w.o.URL, err)
+		return nil, "", "", 0, fmt.Errorf("channel %s: %w", w.o.URL, err)
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotModified && cached:
-		return st.File, st.ETag, st.LastModified, nil
-	case resp.StatusCode != http.StatusOK:
-		return nil, "", "", fmt.Errorf("channel %s: HTTP %s", w.o.URL, resp.Status)
+	switch code := resp.StatusCode; {
+	case code == http.StatusNotModified && cached:
+		return st.File, st.ETag, st.LastModified, 0, nil
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		wait := time.Duration(0)
+		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 {
+			wait = min(time.Duration(n)*time.Second, time.Minute)
+		}
+		return nil, "", "", wait, fmt.Errorf("channel %s: HTTP %s", w.o.URL, resp.Status)
+	case code != http.StatusOK:
+		return nil, "", "", -1, fmt.Errorf("channel %s: HTTP %s", w.o.URL, resp.Status)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, channel.MaxSize+1))
 	if err != nil {
-		return nil, "", "", fmt.Errorf("channel %s: %w", w.o.URL, err)
+		return nil, "", "", 0, fmt.Errorf("channel %s: %w", w.o.URL, err)
 	}
-	return b, resp.Header.Get("ETag"), resp.Header.Get("Last-Modified"), nil
+	return b, resp.Header.Get("ETag"), resp.Header.Get("Last-Modified"), 0, nil
 }
 
 // Check fetches and accepts the channel file (as Once does, without

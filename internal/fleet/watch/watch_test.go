@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/channel"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
@@ -37,11 +39,13 @@ func channelKey(t *testing.T, root string) crypto.Signer {
 	return key
 }
 
-// channelServer serves one channel file at /stable.json, with an ETag.
+// channelServer serves one channel file at /stable.json, with an ETag;
+// fail makes it fail its next requests transiently.
 type channelServer struct {
 	mu   sync.Mutex
 	file []byte
 	gets int
+	fail int
 	srv  *httptest.Server
 }
 
@@ -51,7 +55,28 @@ func newChannelServer(t *testing.T) *channelServer {
 		cs.mu.Lock()
 		b := cs.file
 		cs.gets++
+		fail := cs.fail
+		if fail > 0 {
+			cs.fail--
+		}
 		cs.mu.Unlock()
+		switch fail % 3 {
+		case 1:
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		case 2:
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		if fail > 0 {
+			// A reset connection.
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
 		if r.URL.Path != "/stable.json" || b == nil {
 			http.NotFound(w, r)
 			return
@@ -95,6 +120,16 @@ func (h *harness) Offer(t *testing.T, o fleettest.Offer) {
 	h.jobs[o.ID] = fmt.Sprintf("stable-%d", h.seq)
 }
 
+// FailNext makes the channel server fail its next n requests (503, 429,
+// reset connection).
+func (h *harness) FailNext(_ *testing.T, n int) {
+	h.cs.mu.Lock()
+	defer h.cs.mu.Unlock()
+	h.cs.fail = n
+}
+
+var _ fleettest.Flaky = (*harness)(nil)
+
 func (h *harness) Run(ctx context.Context, t *testing.T) error {
 	res, err := h.w.Once(ctx)
 	t.Logf("watch: %s %s (%v)", res.Action, res.Message, err)
@@ -119,17 +154,19 @@ func (h *harness) Report(t *testing.T, id string) (fleettest.Report, bool) {
 }
 
 func TestConformance(t *testing.T) {
-	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
-		cs := newChannelServer(t)
-		h := &harness{env: env, cs: cs, key: channelKey(t, env.Root), jobs: map[string]string{}}
-		w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: env.Open, DeviceID: "sim-1",
-			Log: func(e Event) { t.Logf("event %s: %s", e.Event, e.Message) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.w = w
-		return h
-	})
+	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness { return newHarness(t, env) })
+}
+
+func newHarness(t *testing.T, env *fleettest.Env) *harness {
+	cs := newChannelServer(t)
+	h := &harness{env: env, cs: cs, key: channelKey(t, env.Root), jobs: map[string]string{}}
+	w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: env.Open, DeviceID: "sim-1", RetryDelay: 10 * time.Millisecond,
+		Log: func(e Event) { t.Logf("event %s: %s", e.Event, e.Message) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.w = w
+	return h
 }
 
 func TestChannelName(t *testing.T) {
@@ -164,5 +201,57 @@ func TestSchedule(t *testing.T) {
 	s.Rand = func() float64 { return 0 }
 	if got := s.Next(3); got != time.Minute {
 		t.Errorf("Next(3) with rand 0 = %s, want 1m (half the backoff)", got)
+	}
+}
+
+// TestRun: the polling loop installs, backs off while the server fails, and
+// stops promptly when its context ends.
+func TestRun(t *testing.T) {
+	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
+		return &loopHarness{harness: newHarness(t, env)}
+	})
+}
+
+// loopHarness runs the watcher's Run loop for one stretch: until the
+// device asks for a reboot or an outcome is recorded.
+type loopHarness struct{ *harness }
+
+func (h *loopHarness) Run(ctx context.Context, t *testing.T) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d, err := h.env.Open()
+	if err != nil {
+		return err
+	}
+	before, _ := LoadState(d, "stable")
+	done := make(chan error, 1)
+	go func() {
+		done <- h.w.Run(ctx, Schedule{Interval: 20 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	}()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+		}
+		if st, _ := device.ReadSimState(h.env.Root); st != nil && st.Reboot != nil {
+			break
+		}
+		if o, _ := h.w.Agent().Outcome(); o.State == fleet.Verifying {
+			break
+		}
+		if st, _ := LoadState(d, "stable"); len(st.History) > len(before.History) {
+			break
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not stop within 10s of its context's end")
+		return nil
 	}
 }
