@@ -240,13 +240,22 @@ func parseTime(name, s string) (time.Time, error) {
 	return t, nil
 }
 
+// ValidName checks a channel name: 1-64 of a-z 0-9 . _ -, starting with a
+// letter or digit.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("channel name %q: want 1-64 of a-z 0-9 . _ -, starting with a letter or digit", name)
+	}
+	return nil
+}
+
 // Validate checks every field's rules (docs/integrations/channels.md).
 func (c *Channel) Validate() error {
 	if c.Format != Format {
 		return formatErr("format %d: this tandem reads format %d", c.Format, Format)
 	}
-	if !nameRE.MatchString(c.Channel) {
-		return formatErr("channel name %q: want 1-64 of a-z 0-9 . _ -, starting with a letter or digit", c.Channel)
+	if err := ValidName(c.Channel); err != nil {
+		return formatErr("%v", err)
 	}
 	if err := text("compatible", c.Compatible, 256); err != nil {
 		return err

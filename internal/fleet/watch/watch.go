@@ -161,9 +161,8 @@ func New(o Options) (*Watcher, error) {
 	if o.Channel == "" {
 		o.Channel = name
 	}
-	if err := (&channel.Channel{Format: channel.Format, Channel: o.Channel}).Validate(); err != nil &&
-		strings.Contains(err.Error(), "channel name") {
-		return nil, fmt.Errorf("channel name %q (give --channel): want 1-64 of a-z 0-9 . _ -", o.Channel)
+	if err := channel.ValidName(o.Channel); err != nil {
+		return nil, fmt.Errorf("%w (name the channel explicitly)", err)
 	}
 	if o.Open == nil {
 		return nil, errors.New("watch: no device")

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,6 +182,13 @@ func TestChannelName(t *testing.T) {
 	}
 	if _, err := ChannelName("/etc/stable.json"); err == nil {
 		t.Errorf("a path was accepted as channel url")
+	}
+	open := func() (*device.Device, error) { return nil, nil }
+	if _, err := New(Options{URL: "https://cdn.example/Stable.json", Open: open}); err == nil || !strings.Contains(err.Error(), "channel name") {
+		t.Errorf("an invalid derived channel name: %v", err)
+	}
+	if _, err := New(Options{URL: "https://cdn.example/Stable.json", Channel: "stable", Open: open}); err != nil {
+		t.Errorf("an explicit channel name: %v", err)
 	}
 }
 
