@@ -14,8 +14,9 @@ import (
 )
 
 // Mosquitto is a real MQTT broker (Debian's mosquitto) a test runs on a free
-// loopback port with its own configuration: no persistence, so a restart
-// loses every retained message, as a broker on a tmpfs does.
+// loopback port with its own configuration. Without persistence a restart
+// loses every retained message, as a broker on a tmpfs does; with it (as
+// thin-edge.io configures its broker) retained messages survive a restart.
 type Mosquitto struct {
 	Addr string // 127.0.0.1:port
 	t    testing.TB
@@ -26,9 +27,21 @@ type Mosquitto struct {
 	done chan struct{}
 }
 
-// StartMosquitto starts a broker that runs until the test ends.
+// StartMosquitto starts a broker without persistence that runs until the
+// test ends.
 func StartMosquitto(t testing.TB) *Mosquitto {
 	t.Helper()
+	return startMosquitto(t, false)
+}
+
+// StartMosquittoPersistent starts a broker that keeps its retained messages
+// across restarts (saved when it stops).
+func StartMosquittoPersistent(t testing.TB) *Mosquitto {
+	t.Helper()
+	return startMosquitto(t, true)
+}
+
+func startMosquitto(t testing.TB, persist bool) *Mosquitto {
 	m := &Mosquitto{t: t, bin: NeedTool(t, "mosquitto")}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -47,8 +60,13 @@ func StartMosquitto(t testing.TB) *Mosquitto {
 		}
 		userLine = "user " + u.Username + "\n"
 	}
-	m.conf = filepath.Join(t.TempDir(), "mosquitto.conf")
-	conf := fmt.Sprintf("%slistener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", userLine, port)
+	dir := t.TempDir()
+	m.conf = filepath.Join(dir, "mosquitto.conf")
+	persistence := "persistence false\n"
+	if persist {
+		persistence = "persistence true\npersistence_location " + dir + "/\n"
+	}
+	conf := fmt.Sprintf("%slistener %d 127.0.0.1\nallow_anonymous true\n%slog_dest stderr\nlog_type error\nlog_type warning\n", userLine, port, persistence)
 	if err := os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

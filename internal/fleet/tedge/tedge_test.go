@@ -192,11 +192,14 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// The shared conformance suite, with a real broker and the mapper above.
+// The shared conformance suite, with a real broker (persistent, as
+// thin-edge.io runs it) and the mapper above. thin-edge.io has no way to
+// cancel a command, so the cancel scenarios do not apply; the fleet side's
+// transient errors are broker restarts.
 func TestConformance(t *testing.T) {
 	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
-		b := testutil.StartMosquitto(t)
-		return &harness{m: newMapper(t, b.Addr), cfg: tedge.Config{
+		b := testutil.StartMosquittoPersistent(t)
+		return &harness{b: b, m: newMapper(t, b.Addr), cfg: tedge.Config{
 			Agent:  &fleet.Agent{Open: env.Open, Adapter: tedge.Adapter},
 			Broker: b.Addr, Topics: topics, Once: true, Retry: 100 * time.Millisecond, Log: logger(t),
 		}}
@@ -204,15 +207,36 @@ func TestConformance(t *testing.T) {
 }
 
 type harness struct {
-	m   *mapper
-	cfg tedge.Config
+	b        *testutil.Mosquitto
+	m        *mapper
+	cfg      tedge.Config
+	failures int // broker restarts during the next Run
 }
+
+// FailNext restarts the broker n times while the adapter next runs.
+func (h *harness) FailNext(t *testing.T, n int) { h.failures = n }
 
 func (h *harness) Offer(t *testing.T, o fleettest.Offer) {
 	h.m.request(o.ID, map[string]any{"name": "tandem-sim", "version": o.Version, "remoteUrl": o.URL})
 }
 
-func (h *harness) Run(ctx context.Context, t *testing.T) error { return tedge.Run(ctx, h.cfg) }
+func (h *harness) Run(ctx context.Context, t *testing.T) error {
+	n := h.failures
+	h.failures = 0
+	done := make(chan error, 1)
+	go func() { done <- tedge.Run(ctx, h.cfg) }()
+	for range n {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+		h.b.Stop()
+		time.Sleep(100 * time.Millisecond)
+		h.b.Start()
+	}
+	return <-done
+}
 
 func (h *harness) Report(t *testing.T, id string) (fleettest.Report, bool) {
 	// The final status travels through the broker: give it a moment.
