@@ -117,7 +117,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 		a.healthCommand())
 	root.AddCommand(a.menderCommand())
 	root.AddCommand(a.tedgeCommand())
-	root.AddCommand(a.hawkbitCommand())
+	root.AddCommand(a.hawkbitCommand(), a.memfaultCommand())
 	root.AddCommand(a.channelCommand(), a.watchCommand())
 	return root
 }

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -43,5 +45,35 @@ func TestHawkbitCommand(t *testing.T) {
 	write(t, dir, "etc/tandem/hawkbit.toml", "server = \""+srv.URL+"\"\ncontroller-id = \"dev-9\"\ntarget-token = \"nope\"\n")
 	if r := run(t, nil, "--root", dir, "hawkbit", "--once"); r.code != ExitFailure || !strings.Contains(r.stderr, "refused the credentials") {
 		t.Fatalf("wrong token: %+v", r)
+	}
+}
+
+func TestMemfaultCommand(t *testing.T) {
+	dir := newSim(t, "grub")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v0/releases/latest" || r.Header.Get("Memfault-Project-Key") != "pk" || r.URL.Query().Get("device_serial") != "SN1" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	conf := "project-key = \"pk\"\ndevice-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\napi-url = \"" + srv.URL + "\"\n"
+	write(t, dir, "etc/tandem/memfault.toml", conf)
+	if r := run(t, nil, "--root", dir, "memfault", "poll", "--once"); r.code != 0 || lastLine(r.stdout) != "idle" {
+		t.Fatalf("memfault poll --once: %+v", r)
+	}
+	// memfault ddi speaks DDI to ddi-url with tenant default and the project key as gateway token.
+	mf := ddiserver.New(t, ddiserver.Options{Tenant: "default", GatewayToken: "pk"})
+	write(t, dir, "etc/tandem/memfault.toml", conf+"ddi-url = \""+mf.URL+"\"\n")
+	if r := run(t, nil, "--root", dir, "memfault", "ddi", "--once"); r.code != 0 || lastLine(r.stdout) != "idle" {
+		t.Fatalf("memfault ddi --once: %+v", r)
+	}
+	if n := len(mf.Requests()); n != 1 {
+		t.Fatalf("%d DDI requests, want 1", n)
+	}
+	write(t, dir, "etc/tandem/memfault.toml", "project-key = \"pk\"\n")
+	if r := run(t, nil, "--root", dir, "memfault", "poll", "--once"); r.code != ExitConfig || !strings.Contains(r.stderr, "device-serial is required") {
+		t.Fatalf("bad configuration: %+v", r)
 	}
 }

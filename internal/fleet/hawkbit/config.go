@@ -137,10 +137,11 @@ func parseConfig(data []byte, preset string) (*Config, error) {
 		}
 		c.Preset = preset
 	}
-	return c, c.check()
+	return c, c.Check()
 }
 
-func (c *Config) check() error {
+// Check applies the preset and the defaults and checks the configuration.
+func (c *Config) Check() error {
 	switch c.Preset {
 	case "":
 		if c.Tenant == "" {

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
+	"github.com/tandem-ota/tandem/internal/fleet/memfault"
+	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+func (a *app) memfaultCommand() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "memfault ddi|poll",
+		Short: "Take updates from Memfault (its hawkBit endpoint or its releases API)",
+		Long: `Connect the device to Memfault's OTA service, configured in /etc/tandem/memfault.toml
+(docs/integrations/memfault.md):
+
+  project-key = "…"            # the project's client key
+  device-serial = "SN0001"
+  hardware-version = "evt"
+  software-type = "linux"
+
+Two ways, pick one:
+
+  tandem memfault ddi     # Memfault's hawkBit-compatible endpoint: tandem hawkbit with Memfault's
+                          # conventions (gateway token = project key, memfault__* attributes)
+  tandem memfault poll    # the releases API: GET /api/v0/releases/latest every poll.interval;
+                          # 204 = no update, 503/429 wait for Retry-After
+
+Either way the release's artifact is a tandem bundle; it is installed into the spare group, booted
+on trial and kept only when tandem health commits it. A release that failed on the device is not
+installed again by the poller until Memfault offers another version.`,
+	}
+	cmd.PersistentFlags().StringVar(&path, "memfault-config", memfault.DefaultConfigPath, "device path of the Memfault configuration")
+	load := func() (*memfault.Config, error) { return memfault.LoadConfig(rootfs.Join(a.root, path)) }
+
+	var df ddiFlags
+	ddi := &cobra.Command{
+		Use:   "ddi [--once]",
+		Short: "Run the hawkBit (DDI) client against Memfault's endpoint",
+		Args:  exactArgs(0),
+		RunE: func(*cobra.Command, []string) error {
+			c, err := load()
+			if err != nil {
+				return err
+			}
+			h, err := c.DDIConfig()
+			if err != nil {
+				return &memfault.ConfigError{File: rootfs.Join(a.root, path), Err: err}
+			}
+			return a.runDDI(h, df)
+		},
+	}
+	df.add(ddi, a)
+
+	var pf ddiFlags
+	poll := &cobra.Command{
+		Use:   "poll [--once]",
+		Short: "Poll Memfault's releases API and install what it offers",
+		Args:  exactArgs(0),
+		RunE: func(*cobra.Command, []string) error {
+			c, err := load()
+			if err != nil {
+				return err
+			}
+			hc, err := hawkbit.NewHTTPClient(install.HTTPOptions{CAFile: c.CAFile})
+			if err != nil {
+				return err
+			}
+			p := &memfault.Poller{API: c.API, ProjectKey: c.ProjectKey, Serial: c.DeviceSerial, HardwareVersion: c.HardwareVersion,
+				SoftwareType: c.SoftwareType, HTTP: hc, Agent: &fleet.Agent{Open: a.open, Adapter: memfault.AdapterName},
+				Install: install.Options{Trust: pf.trust, HTTP: install.HTTPOptions{CAFile: c.CAFile}}, Log: a.ddiLog}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if pf.once {
+				act, err := p.Step(ctx)
+				if err != nil {
+					return err
+				}
+				if a.jsonOut {
+					a.printJSONLine(ddiEvent{Time: time.Now().UTC().Format(time.RFC3339), Event: "step", Activity: string(act)})
+				} else {
+					a.printf("%s\n", act)
+				}
+				return nil
+			}
+			err = p.Run(ctx, c.Poll.Interval.Duration)
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		},
+	}
+	pf.add(poll, a)
+	cmd.AddCommand(ddi, poll)
+	return cmd
+}

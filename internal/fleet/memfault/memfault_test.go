@@ -1,0 +1,264 @@
+package memfault_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/fleet/memfault"
+	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/signature"
+	"github.com/tandem-ota/tandem/internal/sim"
+)
+
+// api plays Memfault's releases API: it offers release (when set) to
+// devices running another version, answers the first `busy` queries 503
+// with Retry-After, and serves the bundle (with Range) as the release's
+// CDN URL.
+type api struct {
+	t       *testing.T
+	srv     *httptest.Server
+	bundle  []byte
+	mu      sync.Mutex
+	release string // the version offered ("" = none)
+	busy    int
+	queries []string
+}
+
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/cdn/v2.tandem":
+		http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(a.bundle))
+		return
+	case "/api/v0/releases/latest":
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := r.URL.Query()
+	a.queries = append(a.queries, q.Get("current_version"))
+	if r.Header.Get("Memfault-Project-Key") != "pk-1" {
+		http.Error(w, `{"error":"invalid project key"}`, http.StatusForbidden)
+		return
+	}
+	if q.Get("hardware_version") != "evt" || q.Get("software_type") != "linux" || q.Get("device_serial") == "" {
+		http.Error(w, `{"error":"unknown hardware_version"}`, http.StatusBadRequest)
+		return
+	}
+	if a.busy > 0 {
+		a.busy--
+		w.Header().Set("Retry-After", "7")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
+	if a.release == "" || q.Get("current_version") == a.release {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"id":12,"version":%q,"revision":"abc","notes":"","extra_info":{},"artifacts":[{"id":3,"type":"firmware","hardware_version":"evt","filename":"v2.tandem","file_size":%d,"md5":"","url":"%s/cdn/v2.tandem"}]}`,
+		a.release, len(a.bundle), a.srv.URL)
+}
+
+type world struct {
+	root string
+	open func() (*device.Device, error)
+	api  *api
+	p    *memfault.Poller
+}
+
+func newWorld(t *testing.T) *world {
+	dir := t.TempDir()
+	priv, pub, err := signature.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPath := filepath.Join(dir, "release.pub")
+	if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key, err := signature.ParsePrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := make([]byte, 512<<10)
+	_, _ = mrand.NewChaCha8([32]byte{'m', 'f'}).Read(img)
+	var b bytes.Buffer
+	sign := func(h bundle.Hash) ([]signature.Signature, error) {
+		s, err := signature.Sign(key, nil, h)
+		return []signature.Signature{s}, err
+	}
+	if _, err := bundle.Write(&b, bundle.Header{Compatible: "tandem-sim", Name: "memfault test", Version: "2.0.0", Created: time.Now().Unix()},
+		[]bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system", Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(img)}},
+		bundle.Options{Level: bundle.LevelDefault, Workers: 2, TempDir: dir, Sign: sign}); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub", Trust: []string{pubPath}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sim.Reboot(root, false); err != nil {
+		t.Fatal(err)
+	}
+	a := &api{t: t, bundle: b.Bytes()}
+	a.srv = httptest.NewServer(a)
+	t.Cleanup(a.srv.Close)
+	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	return &world{root: root, open: open, api: a, p: &memfault.Poller{API: a.srv.URL, ProjectKey: "pk-1", Serial: "SN42",
+		HardwareVersion: "evt", SoftwareType: "linux", Agent: &fleet.Agent{Open: open, Adapter: memfault.AdapterName},
+		Log: func(s string) { t.Log(s) }}}
+}
+
+func (w *world) step(t *testing.T, want memfault.Activity) {
+	t.Helper()
+	act, err := w.p.Step(context.Background())
+	if err != nil || act != want {
+		t.Fatalf("step: %s %v, want %s", act, err, want)
+	}
+}
+
+func TestPollInstallCommit(t *testing.T) {
+	w := newWorld(t)
+	w.step(t, memfault.Idle) // 204: nothing offered
+	w.api.mu.Lock()
+	w.api.release, w.api.busy = "2.0.0", 1
+	w.api.mu.Unlock()
+	_, err := w.p.Step(context.Background())
+	var re *memfault.RetryError
+	if !errors.As(err, &re) || re.After != 7*time.Second {
+		t.Fatalf("503 with Retry-After: %v", err)
+	}
+	w.step(t, memfault.Rebooting)
+	if g, _, err := sim.Reboot(w.root, false); err != nil || g != "b" {
+		t.Fatalf("trial boot: %s %v", g, err)
+	}
+	w.step(t, memfault.Waiting)
+	if res, err := health.Check(health.Options{Open: w.open}); err != nil || res.Verdict != health.Committed {
+		t.Fatalf("health: %v %v", res, err)
+	}
+	w.step(t, memfault.Done)
+	w.step(t, memfault.Idle) // the server sees current_version 2.0.0: 204
+	w.api.mu.Lock()
+	defer w.api.mu.Unlock()
+	if got := strings.Join(w.api.queries, ","); got != "1.0.0,1.0.0,1.0.0,2.0.0" {
+		t.Errorf("current_version sent: %s", got)
+	}
+}
+
+func TestFailedReleaseNotRetried(t *testing.T) {
+	w := newWorld(t)
+	hook := filepath.Join(w.root, "etc/tandem/hooks/health/check/50-app")
+	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho app down\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.api.release = "2.0.0"
+	w.step(t, memfault.Rebooting)
+	if _, _, err := sim.Reboot(w.root, false); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := health.Check(health.Options{Open: w.open}); res.Verdict != health.RolledBack {
+		t.Fatalf("health: %v", res)
+	}
+	if g, _, err := sim.Reboot(w.root, false); err != nil || g != "a" {
+		t.Fatalf("after rollback: %s %v", g, err)
+	}
+	for range 2 {
+		w.step(t, memfault.Idle) // 2.0.0 is still offered, but it failed here
+	}
+	o, _ := w.p.Agent.Outcome()
+	if o.State != fleet.Failure || !strings.Contains(o.Reason, "app down") {
+		t.Fatalf("outcome %+v", o)
+	}
+	if st, _ := device.ReadSimState(w.root); st.Reboot != nil {
+		t.Fatal("rebooted into a release that failed before")
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	w := newWorld(t)
+	w.p.ProjectKey = "wrong"
+	if _, err := w.p.Step(context.Background()); err == nil || !strings.Contains(err.Error(), "project key was refused") {
+		t.Errorf("403: %v", err)
+	}
+	w.p.ProjectKey, w.p.HardwareVersion = "pk-1", "dvt"
+	if _, err := w.p.Step(context.Background()); err == nil || !strings.Contains(err.Error(), "400 Bad Request") {
+		t.Errorf("400: %v", err)
+	}
+}
+
+func TestParseRelease(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{`{"version":"1","artifacts":[{"url":"https://cdn/x.tandem","filename":"x.tandem"}]}`, ""},
+		{`{"version":"1","artifacts":[{"url":"https://cdn/a"},{"url":"https://cdn/b.tandem","filename":"b.tandem"}]}`, ""},
+		{`{"version":"1","artifacts":[{"url":"https://cdn/a"},{"url":"https://cdn/b"}]}`, "2 artifacts"},
+		{`{"version":"1","artifacts":[]}`, "0 artifacts"},
+		{`{"artifacts":[{"url":"https://cdn/a"}]}`, "no version"},
+		{`{"version":1}`, "field version: want string"},
+		{`{"version":"1","artifacts":[{"url":"file:///etc/shadow"}]}`, "want an http or https URL"},
+		{`{"version":"1","artifacts":[{"url":"https://a"}]} {}`, "data after"},
+		{strings.Repeat(" ", memfault.MaxRelease+1), "larger than"},
+	} {
+		_, _, err := memfault.ParseRelease(strings.NewReader(tc.doc))
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%.50q: %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func FuzzParseRelease(f *testing.F) {
+	f.Add([]byte(`{"id":12,"version":"2.0.0","artifacts":[{"id":3,"filename":"v2.tandem","file_size":5,"url":"https://cdn/v2.tandem"}]}`))
+	f.Add([]byte(`{"version":"1","artifacts":[{"url":"https://cdn/a"},{"url":"https://cdn/b"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rel, art, err := memfault.ParseRelease(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		if rel.Version == "" || art == nil || !strings.HasPrefix(art.URL, "http") {
+			t.Fatalf("accepted %+v %+v", rel, art)
+		}
+		if _, err := json.Marshal(rel); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestConfig(t *testing.T) {
+	c, err := memfault.ParseConfig([]byte("project-key = \"pk\"\ndevice-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.DDIConfig()
+	if err != nil || h.Server != "https://device.memfault.com/api/v0/hawkbit" || h.Tenant != "default" || h.ControllerID != "SN1" ||
+		h.Authorization() != "GatewayToken pk" {
+		t.Fatalf("DDI config %+v %v", h, err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"device-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\n", "project-key is required"},
+		{"project-key = \"pk\"\ndevice-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\nkey = 1\n", "line 5: unknown key key"},
+		{"project-key = \"pk\"\ndevice-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\n[poll]\ninterval = \"5s\"\n", "at least 1m"},
+		{"project-key = \"pk\"\ndevice-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\napi-url = \"api.memfault.com\"\n", "want an http or https URL"},
+	} {
+		if _, err := memfault.ParseConfig([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
