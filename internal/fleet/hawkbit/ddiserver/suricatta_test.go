@@ -115,6 +115,10 @@ func TestSuricatta(t *testing.T) {
 		cmd := exec.CommandContext(ctx, bin, "-l", "5", "-k", cert, "-H", "tandem:1.0", "-m", "-M",
 			"-u", fmt.Sprintf("-t %s -u %s -i swu-dev -p 1 -k suricatta-token -r 1 -w 1 %s", srv.Tenant(), srv.URL, extra))
 		cmd.Dir = dir
+		// A private TMPDIR: swupdate puts its control sockets there (default
+		// /tmp/sockinstctrl), and another swupdate — a packaged service or a
+		// concurrent test run — must not receive this one's download.
+		cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
