@@ -20,6 +20,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/signature"
+	"github.com/tandem-ota/tandem/internal/sim"
 )
 
 // channelKey makes a channel signing key and installs its public key in
@@ -261,5 +262,59 @@ func (h *loopHarness) Run(ctx context.Context, t *testing.T) error {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("Run did not stop within 10s of its context's end")
 		return nil
+	}
+}
+
+// TestNoClock: a device whose clock is not set (1970) checks expiry at the
+// later of the build floor and the newest issued time it accepted.
+func TestNoClock(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub", SlotSize: 1 << 20, FactoryVersion: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	key := channelKey(t, root)
+	cs := newChannelServer(t)
+	w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: open, Now: func() time.Time { return time.Unix(86400, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	publish := func(seq uint64, issued, expires time.Time) {
+		c := &channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: seq,
+			Issued: issued, Expires: expires, Release: channel.Release{Version: "1.0.0", Bundle: "x.tandem",
+				BundleHash: strings.Repeat("ab", 32)}}
+		b, err := channel.Sign(c, []channel.Signer{{Key: key}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs.set(b)
+	}
+	ctx := context.Background()
+	// Expired long ago by any real clock, but after the floor: accepted.
+	publish(1, t0, t0.Add(24*time.Hour))
+	a, err := w.Check(ctx)
+	if err != nil || a.Clock {
+		t.Fatalf("first file without a clock: %+v, %v", a, err)
+	}
+	// Newer, issued later: accepted, and its issued time is now the floor.
+	publish(2, t0.Add(48*time.Hour), t0.Add(30*24*time.Hour))
+	if _, err := w.Check(ctx); err != nil {
+		t.Fatalf("newer file: %v", err)
+	}
+	// A file that expired before the newest issued time seen: refused.
+	publish(3, t0, t0.Add(24*time.Hour))
+	if _, err := w.Check(ctx); err == nil || !strings.Contains(err.Error(), "expired") || !strings.Contains(err.Error(), "no trustworthy clock") {
+		t.Fatalf("a file expired before a seen issued time: %v", err)
+	}
+	// Before the floor: refused even as the first file.
+	floor := signature.DefaultFloor()
+	publish(4, floor.Add(-48*time.Hour), floor.Add(-24*time.Hour))
+	d, _ := open()
+	if err := os.RemoveAll(filepath.Join(d.FS.Path(d.Config.DataDir), "watch")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Check(ctx); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("a file expired before the floor: %v", err)
 	}
 }
