@@ -50,6 +50,7 @@ simulated device). Run "tandem --help" for tandem's own command line.`,
 		Version:       Version,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.CompletionOptions.DisableDefaultCmd = true // only rugix-ctrl's commands
 
 	update := &cobra.Command{Use: "update", Short: "Install updates"}
 	update.AddCommand(a.rugixInstallCommand())
