@@ -130,8 +130,11 @@ func (c *Client) get(ctx context.Context, href string) ([]byte, error) {
 // Feedback posts fb for action id (kind "deploymentBase" or
 // "cancelAction"). A 410 is ErrGone.
 func (c *Client) Feedback(ctx context.Context, kind, id string, fb Feedback) error {
-	if fb.ID == "" {
+	if fb.ID == nil {
 		fb.ID = id
+		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+			fb.ID = n
+		}
 	}
 	return c.send(ctx, http.MethodPost, c.FeedbackURL(kind, id), fb)
 }

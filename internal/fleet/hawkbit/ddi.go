@@ -134,7 +134,9 @@ const (
 
 // Feedback is the body of a feedback POST.
 type Feedback struct {
-	ID        string         `json:"id,omitempty"`
+	// ID is the action id: a JSON number when it is one (older servers
+	// read it as a number), else a string.
+	ID        any            `json:"id,omitempty"`
 	Timestamp int64          `json:"timestamp,omitempty"` // milliseconds since the epoch
 	Time      string         `json:"time,omitempty"`      // older servers: yyyyMMdd'T'HHmmss
 	Status    FeedbackStatus `json:"status"`

@@ -138,6 +138,11 @@ func TestArtifactOnServer(t *testing.T) {
 	if len(progress) < 3 || progress[len(progress)-1] != 100 {
 		t.Errorf("progress feedback %v: want several steps ending at 100", progress)
 	}
+	for _, r := range srv.Requests() {
+		if strings.HasSuffix(r.Path, "/feedback") && (!bytes.Contains(r.Body, []byte(`"id":1,`)) || !bytes.Contains(r.Body, []byte(`"time":"`))) {
+			t.Errorf("feedback %s: want the numeric action id and time (older servers need them)", r.Body)
+		}
+	}
 	if !w.rebootRequested(t) {
 		t.Fatal("no reboot requested")
 	}

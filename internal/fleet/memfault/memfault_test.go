@@ -37,11 +37,27 @@ type api struct {
 	release string // the version offered ("" = none)
 	busy    int
 	queries []string
+	cdnPath string   // the CDN path the release names (default /cdn)
+	cut     func()   // called once by the next CDN request, after half the bundle
+	cdn     []string // CDN paths requested
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case "/cdn/v2.tandem":
+	case "/cdn/v2.tandem", "/cdn2/v2.tandem":
+		a.mu.Lock()
+		a.cdn = append(a.cdn, r.URL.Path)
+		cut := a.cut
+		a.cut = nil
+		a.mu.Unlock()
+		if cut != nil {
+			// Send half of the bundle, then stop the poller as if it was killed.
+			w.Header().Set("Content-Length", fmt.Sprint(len(a.bundle)))
+			_, _ = w.Write(a.bundle[:len(a.bundle)/2])
+			w.(http.Flusher).Flush()
+			cut()
+			return
+		}
 		http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(a.bundle))
 		return
 	case "/api/v0/releases/latest":
@@ -72,8 +88,12 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"id":12,"version":%q,"revision":"abc","notes":"","extra_info":{},"artifacts":[{"id":3,"type":"firmware","hardware_version":"evt","filename":"v2.tandem","file_size":%d,"md5":"","url":"%s/cdn/v2.tandem"}]}`,
-		a.release, len(a.bundle), a.srv.URL)
+	cdn := a.cdnPath
+	if cdn == "" {
+		cdn = "/cdn"
+	}
+	fmt.Fprintf(w, `{"id":12,"version":%q,"revision":"abc","notes":"","extra_info":{},"artifacts":[{"id":3,"type":"firmware","hardware_version":"evt","filename":"v2.tandem","file_size":%d,"md5":"","url":"%s%s/v2.tandem"}]}`,
+		a.release, len(a.bundle), a.srv.URL, cdn)
 }
 
 type world struct {
@@ -158,6 +178,31 @@ func TestPollInstallCommit(t *testing.T) {
 	defer w.api.mu.Unlock()
 	if got := strings.Join(w.api.queries, ","); got != "1.0.0,1.0.0,1.0.0,2.0.0" {
 		t.Errorf("current_version sent: %s", got)
+	}
+}
+
+// TestResumeWithFreshURL: an install interrupted mid-download resumes with
+// the URL of a new query (Memfault's CDN URLs expire).
+func TestResumeWithFreshURL(t *testing.T) {
+	w := newWorld(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	w.api.mu.Lock()
+	w.api.release, w.api.cut = "2.0.0", cancel
+	w.api.mu.Unlock()
+	if _, err := w.p.Step(ctx); ctx.Err() == nil {
+		t.Fatalf("the poller finished despite the interruption: %v", err)
+	}
+	if o, _ := w.p.Agent.Outcome(); o.State != fleet.Installing {
+		t.Fatalf("after the interruption: %s, want installing", o.State)
+	}
+	w.api.mu.Lock()
+	w.api.cdnPath = "/cdn2" // the old URL "expired"
+	w.api.mu.Unlock()
+	w.step(t, memfault.Rebooting)
+	w.api.mu.Lock()
+	defer w.api.mu.Unlock()
+	if last := w.api.cdn[len(w.api.cdn)-1]; last != "/cdn2/v2.tandem" {
+		t.Fatalf("resumed from %s, want the fresh URL", last)
 	}
 }
 
