@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 	"github.com/tandem-ota/tandem/internal/signature"
+	"golang.org/x/sys/unix"
 )
 
 // Adapter is the watcher's name for fleet.Agent (its job file).
@@ -252,6 +254,11 @@ type Result struct {
 // channel and starts the release it names if this device should take it.
 // An install runs to its end (or ctx's) and reboots into the trial.
 func (w *Watcher) Once(ctx context.Context) (Result, error) {
+	unlock, err := w.lock()
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
 	out, err := w.agent.Outcome()
 	if err != nil {
 		return Result{}, err
@@ -284,6 +291,33 @@ func (w *Watcher) Once(ctx context.Context) (Result, error) {
 		res.Action = "recorded"
 	}
 	return res, err
+}
+
+// LockFile is the device path of the lock one watcher step holds, so that
+// two watchers (a service and a timer, say) never act at once.
+const LockFile = "/run/tandem/watch.lock"
+
+func (w *Watcher) lock() (func(), error) {
+	d, err := w.o.Open()
+	if err != nil {
+		return nil, err
+	}
+	p := d.FS.Path(LockFile)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: another tandem watch is at work (lock %s)", device.ErrRefused, p)
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // record keeps a final outcome in the state, then forgets the job.

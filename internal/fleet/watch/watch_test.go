@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -316,5 +317,28 @@ func TestNoClock(t *testing.T) {
 	}
 	if _, err := w.Check(ctx); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("a file expired before the floor: %v", err)
+	}
+}
+
+func TestLock(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub", SlotSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	w, err := New(Options{URL: "http://127.0.0.1:1/stable.json", Open: open, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := w.lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Once(context.Background()); !errors.Is(err, device.ErrRefused) || !strings.Contains(err.Error(), "another tandem watch") {
+		t.Fatalf("a second watcher: %v", err)
+	}
+	unlock()
+	if _, err := w.Once(context.Background()); err == nil || errors.Is(err, device.ErrRefused) {
+		t.Fatalf("after the unlock the watcher should poll (and fail to connect): %v", err)
 	}
 }
