@@ -111,7 +111,8 @@ Settings come from flags and /etc/tandem/watch.toml (--watch-config); flags win.
   tandem watch --label ring=beta --interval 15m https://cdn.example.com/fleet/beta.json
 
 Exit codes (--once): 0 nothing to do, skipped, rebooting into a trial, or an outcome recorded; 6 the
-channel file or the bundle was refused; others as for every command (docs/cli.md).
+channel file or the bundle was refused; 4 another watcher is at work, or a trial the watcher did not
+start runs; others as for every command (docs/cli.md).
 Without --once it runs until stopped and logs one line per event (JSON lines with --json or when
 stdout is not a terminal).`,
 		Args: func(cmd *cobra.Command, args []string) error {
