@@ -535,6 +535,10 @@ func (w *Watcher) poll(ctx context.Context) (Result, error) {
 	extra, _ := json.Marshal(jobExtra{Channel: c.Channel, Sequence: c.Sequence})
 	j, err := w.agent.Begin(fleet.Job{ID: fmt.Sprintf("%s-%d", c.Channel, c.Sequence), Source: src,
 		BundleHash: r.BundleHash, Version: r.Version, Extra: extra})
+	if errors.Is(err, fleet.ErrBusy) {
+		// Someone else's update (a trial not committed yet): not now.
+		return Result{}, fmt.Errorf("%w: %w", device.ErrRefused, err)
+	}
 	if err != nil {
 		return Result{}, err
 	}
