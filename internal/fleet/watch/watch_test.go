@@ -342,3 +342,46 @@ func TestLock(t *testing.T) {
 		t.Fatalf("after the unlock the watcher should poll (and fail to connect): %v", err)
 	}
 }
+
+// TestBusy: while a trial the watcher did not start runs, it refuses to
+// begin (exit 4 on the command line), writing no job.
+func TestBusy(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub", SlotSize: 1 << 20, FactoryVersion: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sim.Reboot(root, false); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	d, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.TryNext("b"); err != nil {
+		t.Fatal(err)
+	}
+	if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
+		t.Fatalf("trial boot: %s %v", g, err)
+	}
+	key := channelKey(t, root)
+	cs := newChannelServer(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	b, err := channel.Sign(&channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: 1,
+		Issued: now, Expires: now.Add(time.Hour), Release: channel.Release{Version: "2.0.0", Bundle: "v2.tandem",
+			BundleHash: strings.Repeat("ab", 32)}}, []channel.Signer{{Key: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.set(b)
+	w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Once(context.Background()); !errors.Is(err, device.ErrRefused) || !errors.Is(err, fleet.ErrBusy) {
+		t.Fatalf("during another trial: %v", err)
+	}
+	if j, err := w.Agent().Job(); err != nil || j != nil {
+		t.Fatalf("a job was written: %+v, %v", j, err)
+	}
+}
