@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
+	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
@@ -383,5 +385,43 @@ func TestBusy(t *testing.T) {
 	}
 	if j, err := w.Agent().Job(); err != nil || j != nil {
 		t.Fatalf("a job was written: %+v, %v", j, err)
+	}
+}
+
+// TestTLS: the channel is fetched over https with the configured CA (and
+// refused without it).
+func TestTLS(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub", SlotSize: 1 << 20, FactoryVersion: "2.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	key := channelKey(t, root)
+	now := time.Now().UTC().Truncate(time.Second)
+	b, err := channel.Sign(&channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: 1,
+		Issued: now, Expires: now.Add(time.Hour), Release: channel.Release{Version: "2.0.0", Bundle: "v2.tandem",
+			BundleHash: strings.Repeat("ab", 32)}}, []channel.Signer{{Key: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(b) }))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Options{URL: srv.URL + "/stable.json", Open: open, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("https without the CA: %v", err)
+	}
+	w, err = New(Options{URL: srv.URL + "/stable.json", Open: open, HTTP: install.HTTPOptions{CAFile: ca}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := w.Once(context.Background()); err != nil || res.Action != "idle" {
+		t.Fatalf("https with the CA: %+v, %v", res, err)
 	}
 }
