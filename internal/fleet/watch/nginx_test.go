@@ -18,6 +18,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/channel"
 	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/health"
 	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
@@ -253,6 +254,24 @@ func TestNginx(t *testing.T) {
 		}
 		if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
 			t.Fatalf("trial boot: %s, %v", g, err)
+		}
+	})
+
+	t.Run("superseded", func(t *testing.T) {
+		// An install of v3 was interrupted; meanwhile the channel names v2.
+		_, open := fx.device(t)
+		fx.publish(t, "superseded/stable.json", fx.channel, nil)
+		w := watcher(t, open, "superseded/stable.json", "dev-1")
+		if _, err := w.Agent().Begin(fleet.Job{ID: "stable-9", Source: fx.base + "/v3.tandem", BundleHash: fx.h3, Version: "3.0.0"}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := w.Once(ctx)
+		if err != nil || res.Action != "reboot" || res.Installed == nil || res.Installed.BundleHash != fx.h2 {
+			t.Fatalf("after the channel moved on: %+v, %v", res, err)
+		}
+		d, _ := open()
+		if st, _ := LoadState(d, "stable"); len(st.Failed) != 0 {
+			t.Fatalf("the dropped install was recorded as failed: %+v", st.Failed)
 		}
 	})
 

@@ -266,8 +266,19 @@ func (w *Watcher) Once(ctx context.Context) (Result, error) {
 	var recorded *Outcome
 	switch out.State {
 	case fleet.Installing:
-		w.log(Event{Event: "install", Job: out.Job.ID, Version: out.Job.Version, Message: "resuming an interrupted install"})
-		return w.install(ctx, "resume")
+		// An interrupted install resumes, unless the channel names another
+		// bundle by now (the release was pulled or replaced): then it is
+		// dropped (nothing boots differently yet) for the channel's.
+		a, cerr := w.Check(ctx)
+		if cerr != nil || a.Channel.Release.BundleHash == out.Job.BundleHash {
+			w.log(Event{Event: "install", Job: out.Job.ID, Version: out.Job.Version, Message: "resuming an interrupted install"})
+			return w.install(ctx, "resume")
+		}
+		w.log(Event{Event: "skip", Job: out.Job.ID, Version: out.Job.Version, Sequence: a.Channel.Sequence,
+			Message: fmt.Sprintf("the interrupted install of %s is dropped: the channel names %s now", out.Job.Version, a.Channel.Release.Version)})
+		if err := w.agent.Done(); err != nil {
+			return Result{}, err
+		}
 	case fleet.Installed:
 		if err := w.agent.Try(); err != nil {
 			return Result{}, err
