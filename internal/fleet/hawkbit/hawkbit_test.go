@@ -496,3 +496,31 @@ func httptestServer(t *testing.T, h http.Handler) string {
 	t.Cleanup(s.Close)
 	return s.URL
 }
+
+// TestRunInterval: Run polls at the server's config.polling.sleep, bounded
+// by the configured minimum and maximum.
+func TestRunInterval(t *testing.T) {
+	w := newWorld(t, 64<<10)
+	for _, tc := range []struct {
+		lo, hi   time.Duration
+		min, max int
+	}{
+		{10 * time.Millisecond, 200 * time.Millisecond, 5, 9}, // the server's 1 s, capped at 200 ms
+		{2 * time.Second, time.Hour, 1, 1},                    // the server's 1 s, raised to 2 s
+	} {
+		srv := ddiserver.New(t, ddiserver.Options{Sleep: "00:00:01"})
+		ad := newAdapter(t, srv, w.open)
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		err := ad.Run(ctx, tc.lo, tc.hi, time.Minute)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("run: %v", err)
+		}
+		if n := len(srv.Requests()); n < tc.min || n > tc.max {
+			t.Errorf("bounds %s..%s: %d polls in 1.5 s, want %d..%d", tc.lo, tc.hi, n, tc.min, tc.max)
+		}
+		if got := ad.Interval(tc.lo, tc.hi, time.Minute); got != min(max(time.Second, tc.lo), tc.hi) {
+			t.Errorf("interval %s", got)
+		}
+	}
+}
