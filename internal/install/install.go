@@ -29,7 +29,19 @@ var (
 	ErrIncompatible = errors.New("bundle is not for this device")
 	ErrDowngrade    = errors.New("downgrade refused")
 	ErrPayload      = errors.New("payload does not fit the device")
+	// ErrNotPinned: the bundle's hash is not the pinned one (it is also a
+	// signature.ErrUntrusted). Fleet adapters tell it from a badly signed
+	// bundle: the source served another file, which may be fixed later.
+	ErrNotPinned = errors.New("bundle hash is not the pinned one")
 )
+
+// notPinned is a bundle hash mismatch: ErrUntrusted and ErrNotPinned.
+type notPinned struct{ msg string }
+
+func (e notPinned) Error() string { return e.msg }
+func (e notPinned) Is(target error) bool {
+	return target == signature.ErrUntrusted || target == ErrNotPinned
+}
 
 // Reboot modes.
 const (
@@ -215,7 +227,7 @@ func verifier(d *device.Device, o Options) bundle.Verifier {
 				return err
 			}
 			if pinned != hash {
-				return fmt.Errorf("%w: bundle hash %s is not the pinned %s", signature.ErrUntrusted, hash, pinned)
+				return notPinned{fmt.Sprintf("%v: bundle hash %s is not the pinned %s", signature.ErrUntrusted, hash, pinned)}
 			}
 			if !o.RequireSignature {
 				return nil

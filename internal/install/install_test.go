@@ -1260,3 +1260,18 @@ func TestInterruptedInstall(t *testing.T) {
 	}
 	commit(t, dir)
 }
+
+func TestInstallNotPinnedSentinel(t *testing.T) {
+	t.Parallel()
+	dir := newDevice(t, devOpts{})
+	_, other := mkBundle(t, spec{version: "3.0.0", payloads: []pl{sysPayload(fx.imgV1)}})
+	_, err := installBytes(t, dir, fx.sysV1, install.Options{BundleHash: other.String(), RequireSignature: true})
+	if !errors.Is(err, install.ErrNotPinned) || !errors.Is(err, signature.ErrUntrusted) || !strings.Contains(err.Error(), "is not the pinned") {
+		t.Fatalf("another bundle than the pinned one: %v, want ErrNotPinned and ErrUntrusted", err)
+	}
+	// A badly signed bundle with the pinned hash is not ErrNotPinned.
+	untrusted, th := mkBundle(t, spec{sign: fx.signBy, payloads: []pl{sysPayload(fx.imgV1)}})
+	if _, err := installBytes(t, dir, untrusted, install.Options{BundleHash: th.String(), RequireSignature: true}); errors.Is(err, install.ErrNotPinned) || !errors.Is(err, signature.ErrUntrusted) {
+		t.Fatalf("pinned bundle by an untrusted key: %v", err)
+	}
+}

@@ -613,8 +613,8 @@ func (w *Watcher) install(ctx context.Context, action string) (Result, error) {
 // hash) and chunks that do not match their digests are not permanent: a CDN can serve a stale,
 // half-uploaded or damaged copy, and the next poll tries again.
 func Permanent(err error) bool {
-	if strings.Contains(err.Error(), "is not the pinned") {
-		return false // install's pin check (signature.ErrUntrusted)
+	if errors.Is(err, install.ErrNotPinned) {
+		return false // also a signature.ErrUntrusted
 	}
 	for _, e := range []error{
 		signature.ErrUnsigned, signature.ErrUntrusted, signature.ErrBadSignature, signature.ErrExpired,
