@@ -4,7 +4,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 MAX_BINARY    := 12000000
 LDFLAGS       := -s -w -X github.com/tandem-ota/tandem/internal/cli.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo deps test lint unit cross fuzz bench bench-delta clean
+.PHONY: all build demo deps test lint unit cross fuzz bench bench-delta clean test-e2e e2e-ci
 
 all: build
 
@@ -19,7 +19,16 @@ demo: build
 deps:
 	bash scripts/install-deps.sh
 
-test: deps lint unit cross
+test: deps lint unit cross e2e-ci
+
+# Real-boot tests (docs/testing.md): disk images booted by the real GRUB and systemd-boot
+# (and U-Boot) under QEMU without KVM. test-e2e runs everything; e2e-ci the subset `make test` runs.
+E2E_TIMEOUT ?= 45m
+test-e2e: deps
+	TANDEM_E2E=1 $(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e
+
+e2e-ci: deps
+	TANDEM_E2E=ci $(GO) test -count=1 -timeout 25m -v ./e2e
 
 lint:
 	test -z "$$(gofmt -l . | tee /dev/stderr)"

@@ -2,6 +2,10 @@
 # Installs the Debian packages tandem's tests drive, only when missing.
 set -euo pipefail
 pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light mosquitto mender-client mender-artifact swupdate)
+# Real-boot tests (e2e/, docs/testing.md): QEMU, firmware, GRUB's EFI modules and the image tools.
+# Guest-only packages (kernel, busybox-static, systemd-boot-efi) are not installed: the tests fetch
+# them with apt-get download into /var/tmp/tandem-e2e/debs and unpack them with dpkg-deb -x.
+pkgs+=(qemu-system-x86 ovmf grub-efi-amd64-bin dosfstools mtools e2fsprogs fdisk)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/tandem-ota/tandem/internal/e2e/image"
+	"github.com/tandem-ota/tandem/internal/e2e/qemu"
+)
+
+// OVMF firmware of Debian's ovmf package (4 MiB flash layout).
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// x86Env is a built set of images for one boot loader: the factory disk and
+// the signed bundles on its data partition (/data/bundles/<version>.tandem).
+type x86Env struct {
+	loader string
+	dir    string
+	disk   string // factory disk image (template, copied per machine)
+	parts  []image.Partition
+}
+
+var (
+	x86Mu   sync.Mutex
+	x86Envs = map[string]*x86Env{}
+)
+
+// Bundles on the data partition; v4-exit and v4-hang fail to come up.
+var x86Bundles = []struct{ name, version, behavior string }{
+	{"v2", "2.0.0", ""},
+	{"v3", "3.0.0", ""},
+	{"v4-exit", "4.0.0", "exit"},
+	{"v4-hang", "4.0.0", "hang"},
+}
+
+func x86Build(t *testing.T, loader string) *x86Env {
+	t.Helper()
+	for _, p := range []string{"qemu-system-x86_64", "grub-mkimage", "mkfs.ext4", "mkfs.vfat", "mcopy", "sfdisk", "apt-get", "dpkg-deb"} {
+		needTool(t, p)
+	}
+	for _, p := range []string{ovmfCode, ovmfVars} {
+		if _, err := os.Stat(p); err != nil {
+			needFile(t, p)
+		}
+	}
+	x86Mu.Lock()
+	defer x86Mu.Unlock()
+	if e, ok := x86Envs[loader]; ok {
+		if e == nil {
+			t.Fatalf("the %s images failed to build in an earlier test", loader)
+		}
+		return e
+	}
+	x86Envs[loader] = nil
+	dir := filepath.Join(work(t), "x86-"+loader)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hostTandem(t, dir, "key", "generate", "release")
+	x := &image.X86{Loader: loader, Work: dir, Cache: Cache, Tandem: tandemBinary(t, "amd64"),
+		PubKey: filepath.Join(dir, "release.pub"), Attempts: 2}
+	if err := x.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	v1 := filepath.Join(dir, "system-v1.ext4")
+	if err := x.System(v1, "1.0.0", ""); err != nil {
+		t.Fatal(err)
+	}
+	bundles := map[string]string{}
+	for _, b := range x86Bundles {
+		img := filepath.Join(dir, "system-"+b.name+".ext4")
+		if err := x.System(img, b.version, b.behavior); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, b.name+".tandem")
+		hostTandem(t, dir, "bundle", "create", out, "--compatible", image.X86Compatible, "--version", b.version,
+			"--slot", "system="+img, "--key", filepath.Join(dir, "release.key"))
+		bundles[b.name+".tandem"] = out
+	}
+	esp, data := filepath.Join(dir, "esp.vfat"), filepath.Join(dir, "data.ext4")
+	if err := x.ESP(esp); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Data(data, bundles); err != nil {
+		t.Fatal(err)
+	}
+	e := &x86Env{loader: loader, dir: dir, disk: filepath.Join(dir, "factory.img"), parts: x.Partitions(esp, v1, v1, data)}
+	if err := image.Disk(e.disk, e.parts); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{esp, data, v1} {
+		os.Remove(f)
+	}
+	x86Envs[loader] = e
+	return e
+}
+
+// machine makes a new device from the factory image (its own disk and EFI
+// variable store) and powers it on.
+func (e *x86Env) machine(t *testing.T, name string) *Machine {
+	t.Helper()
+	dir := filepath.Join(e.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	disk, vars := filepath.Join(dir, "disk.img"), filepath.Join(dir, "OVMF_VARS.fd")
+	copySparse(t, e.disk, disk)
+	copySparse(t, ovmfVars, vars)
+	m := &Machine{t: t, Name: fmt.Sprintf("%s/%s", e.loader, name), Log: filepath.Join(dir, "console.log"),
+		Binary: "qemu-system-x86_64", Args: qemu.X86(ovmfCode, vars, disk, 0)}
+	m.Start()
+	return m
+}

@@ -1,0 +1,283 @@
+package image
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Kernel is a Debian kernel unpacked from its package.
+type Kernel struct {
+	Image  string // boot/vmlinuz-<version> (or the arm64 Image)
+	ModDir string // lib/modules/<version>
+}
+
+// DebianKernel fetches the kernel that metapackage meta (linux-image-amd64,
+// linux-image-arm64:arm64) points to and returns its image and modules.
+func DebianKernel(d Debs, meta string) (Kernel, error) {
+	pkg, err := d.Resolve(meta, "linux-image-")
+	if err != nil {
+		return Kernel{}, err
+	}
+	dir, err := d.Extract(pkg)
+	if err != nil {
+		return Kernel{}, err
+	}
+	imgs, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
+	mods, _ := filepath.Glob(filepath.Join(dir, "lib", "modules", "*"))
+	if len(imgs) != 1 || len(mods) != 1 {
+		return Kernel{}, fmt.Errorf("%s: want one boot/vmlinuz-* and one lib/modules/*, found %d and %d", pkg, len(imgs), len(mods))
+	}
+	return Kernel{Image: imgs[0], ModDir: mods[0]}, nil
+}
+
+// Busybox fetches busybox-static (pkg, e.g. "busybox-static" or
+// "busybox-static:arm64") and returns the path of the static binary.
+func Busybox(d Debs, pkg string) (string, error) {
+	dir, err := d.Extract(pkg)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "bin", "busybox")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s: %w", pkg, err)
+	}
+	return p, nil
+}
+
+// Applets are the busybox applets the guest scripts use; each gets a
+// symlink in /bin (the guest root file system is mounted read-only, so
+// `busybox --install` cannot run there).
+var Applets = []string{
+	"sh", "ash", "cat", "cp", "dd", "echo", "grep", "head", "hexdump", "insmod", "ln", "ls", "mkdir",
+	"mount", "mountpoint", "mv", "od", "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sha256sum",
+	"sleep", "stat", "stty", "switch_root", "sync", "tail", "test", "tr", "true", "false", "umount",
+	"uname", "wc", "cmp", "dmesg", "chattr", "lsattr", "find", "seq", "date", "kill", "watchdog", "[",
+}
+
+func writeFile(p string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, data, mode); err != nil {
+		return err
+	}
+	return os.Chmod(p, mode)
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return writeFile(dst, b, mode)
+}
+
+// installBusybox puts busybox at <root>/bin/busybox with applet symlinks.
+func installBusybox(root, busybox string) error {
+	if err := copyFile(busybox, filepath.Join(root, "bin", "busybox"), 0o755); err != nil {
+		return err
+	}
+	for _, a := range Applets {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Module is a kernel module to load in the initramfs, with its parameters.
+type Module struct {
+	Name   string
+	Params string // e.g. "heartbeat=10"
+}
+
+// InitramfsOptions describe the initramfs.
+type InitramfsOptions struct {
+	Busybox string
+	Kernel  Kernel
+	Modules []Module // loaded in this order, each after its dependencies
+}
+
+// initScript is the initramfs /init: load the modules, mount the root file
+// system named by root= read-only and switch to its /sbin/init. A failure
+// exits, which panics the kernel (and panic= reboots it).
+const initScript = `#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+. /modules.sh
+root=""
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in root=*) root="${arg#root=}" ;; esac
+done
+i=0
+while [ ! -b "$root" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+if ! mount -t ext4 -o ro "$root" /newroot; then
+  echo "TANDEM-E2E initramfs: cannot mount the root file system $root"
+  exit 1
+fi
+umount /proc /sys
+mount --move /dev /newroot/dev 2>/dev/null || umount /dev
+exec switch_root /newroot /sbin/init
+`
+
+// BuildInitramfs writes the initramfs (gzip cpio) to out.
+func BuildInitramfs(out string, o InitramfsOptions) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(out), "initramfs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := installBusybox(tmp, o.Busybox); err != nil {
+		return err
+	}
+	for _, d := range []string{"proc", "sys", "dev", "newroot", "lib/modules"} {
+		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
+			return err
+		}
+	}
+	var names []string
+	params := map[string]string{}
+	for _, m := range o.Modules {
+		names = append(names, m.Name)
+		params[modName(m.Name)] = m.Params
+	}
+	order, err := Modules(o.Kernel.ModDir, names...)
+	if err != nil {
+		return err
+	}
+	var sh strings.Builder
+	for _, p := range order {
+		base := filepath.Base(p)
+		if err := copyFile(p, filepath.Join(tmp, "lib", "modules", base), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(&sh, "insmod /lib/modules/%s %s\n", base, params[modName(base)])
+	}
+	if err := writeFile(filepath.Join(tmp, "modules.sh"), []byte(sh.String()), 0o644); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(tmp, "init"), []byte(initScript), 0o755); err != nil {
+		return err
+	}
+	return Initramfs(out, tmp)
+}
+
+// SystemOptions describe one system image (the root file system of a group).
+type SystemOptions struct {
+	Version  string            // VERSION_ID in /etc/os-release
+	Busybox  string            // host path of the static busybox
+	Tandem   string            // host path of the static tandem binary
+	Config   string            // /etc/tandem/system.toml
+	Keys     []string          // host paths of trusted public keys, copied to /etc/tandem/keys
+	Boot     map[string]string // files under /boot: name → host path (kernel, initramfs)
+	Mounts   []Mount           // mounted by /sbin/init, in order
+	Behavior string            // "" (healthy), "exit" (init exits: kernel panic) or "hang" (arms the watchdog and hangs)
+}
+
+// Mount is one file system the guest init mounts.
+type Mount struct {
+	Device, Dir, Type string
+}
+
+// Marker lines the guest prints on its serial console.
+const (
+	MarkerBooted = "TANDEM-E2E booted"  // followed by " group=<g> version=<v>"
+	MarkerReady  = "TANDEM-E2E ready"   // the command loop reads lines now
+	MarkerRC     = "TANDEM-E2E rc="     // after each command: its exit status
+	MarkerFail   = "TANDEM-E2E failing" // the system fails on purpose (Behavior)
+)
+
+// sysInit is the system's /sbin/init. It mounts what the device needs,
+// prints the boot marker, and then runs a command loop on the console: each
+// line read is run by the shell, followed by "TANDEM-E2E rc=<status>".
+const sysInit = `#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mountpoint -q /dev || mount -t devtmpfs dev /dev
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+if [ -d /sys/firmware/efi/efivars ]; then mount -t efivarfs efivarfs /sys/firmware/efi/efivars; fi
+. /etc/e2e/mounts.sh
+group=""
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in tandem.group=*) group="${arg#tandem.group=}" ;; esac
+done
+. /etc/os-release
+echo "TANDEM-E2E booted group=$group version=$VERSION_ID"
+case "$(cat /etc/e2e/behavior)" in
+exit)
+  echo "TANDEM-E2E failing: init exits"
+  exit 1 ;;
+hang)
+  echo "TANDEM-E2E failing: init hangs with the watchdog armed"
+  exec 3>/dev/watchdog
+  while :; do sleep 3600; done ;;
+esac
+stty -echo 2>/dev/null
+echo "TANDEM-E2E ready"
+while IFS= read -r line; do
+  eval "$line"
+  echo "TANDEM-E2E rc=$?"
+done
+echo "TANDEM-E2E console closed"
+while :; do sleep 3600; done
+`
+
+// SystemTree writes the tree of a system image under dir.
+func SystemTree(dir string, o SystemOptions) error {
+	if err := installBusybox(dir, o.Busybox); err != nil {
+		return err
+	}
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "boot", "data", "etc/tandem/keys", "etc/tandem/hooks"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := writeFile(filepath.Join(dir, "sbin", "init"), []byte(sysInit), 0o755); err != nil {
+		return err
+	}
+	if err := copyFile(o.Tandem, filepath.Join(dir, "bin", "tandem"), 0o755); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "etc", "tandem", "system.toml"), []byte(o.Config), 0o644); err != nil {
+		return err
+	}
+	for _, k := range o.Keys {
+		if err := copyFile(k, filepath.Join(dir, "etc", "tandem", "keys", filepath.Base(k)), 0o644); err != nil {
+			return err
+		}
+	}
+	osr := fmt.Sprintf("ID=tandem-e2e\nNAME=\"tandem e2e\"\nVERSION_ID=%s\n", o.Version)
+	if err := writeFile(filepath.Join(dir, "etc", "os-release"), []byte(osr), 0o644); err != nil {
+		return err
+	}
+	var mounts strings.Builder
+	for _, m := range o.Mounts {
+		if err := os.MkdirAll(filepath.Join(dir, m.Dir), 0o755); err != nil {
+			return err
+		}
+		fmt.Fprintf(&mounts, "mount -t %s %s %s || echo \"TANDEM-E2E cannot mount %s\"\n", m.Type, m.Device, m.Dir, m.Dir)
+	}
+	if err := writeFile(filepath.Join(dir, "etc", "e2e", "mounts.sh"), []byte(mounts.String()), 0o644); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "etc", "e2e", "behavior"), []byte(o.Behavior+"\n"), 0o644); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(o.Boot))
+	for n := range o.Boot {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := copyFile(o.Boot[n], filepath.Join(dir, "boot", n), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package image
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tandem-ota/tandem/bootloader"
+	"github.com/tandem-ota/tandem/internal/bootenv/grubenv"
+)
+
+// Boot loaders of the x86-64 images.
+const (
+	LoaderGrub   = "grub"         // GRUB standalone EFI image + bootloader/grub/tandem.cfg, boot flow grub
+	LoaderSDBoot = "systemd-boot" // systemd-boot + loader entries, boot flow systemd-boot
+)
+
+// X86 layout: partition numbers in the guest (/dev/vdaN).
+const (
+	X86PartESP    = 1
+	X86PartSysA   = 2
+	X86PartSysB   = 3
+	X86PartData   = 4
+	X86Compatible = "tandem-e2e-x86"
+)
+
+// GrubModules are built into the standalone GRUB EFI image.
+var GrubModules = []string{
+	"part_gpt", "fat", "ext2", "linux", "normal", "configfile", "loadenv", "test", "echo", "reboot",
+	"halt", "search", "search_fs_file", "search_label", "sleep", "gzio", "serial", "terminal", "efi_gop", "regexp",
+}
+
+// X86 builds the x86-64 EFI test images: GPT with ESP, system-a, system-b
+// and data, booted by OVMF and the real GRUB or systemd-boot.
+type X86 struct {
+	Loader   string // LoaderGrub or LoaderSDBoot
+	Work     string // output directory
+	Cache    string // download cache (kept across runs), e.g. /var/tmp/tandem-e2e
+	Tandem   string // static tandem binary (CGO_ENABLED=0)
+	PubKey   string // trusted public key placed in /etc/tandem/keys
+	Attempts int    // boot-flow attempts (grub)
+	// Sizes in MiB (0: defaults).
+	SystemMiB, DataMiB int
+
+	busybox, initrd string
+	kernel          Kernel
+}
+
+// Prepare fetches the Debian kernel and busybox and builds the initramfs.
+func (x *X86) Prepare() error {
+	if x.SystemMiB == 0 {
+		x.SystemMiB = 48
+	}
+	if x.DataMiB == 0 {
+		x.DataMiB = 160
+	}
+	d := Debs{Cache: filepath.Join(x.Cache, "debs")}
+	var err error
+	if x.kernel, err = DebianKernel(d, "linux-image-amd64"); err != nil {
+		return err
+	}
+	if x.busybox, err = Busybox(d, "busybox-static"); err != nil {
+		return err
+	}
+	x.initrd = filepath.Join(x.Work, "initrd.img")
+	return BuildInitramfs(x.initrd, InitramfsOptions{Busybox: x.busybox, Kernel: x.kernel, Modules: []Module{
+		{Name: "virtio_pci"}, {Name: "virtio_blk"}, {Name: "crc32c_generic"}, {Name: "ext4"}, {Name: "vfat"}, {Name: "nls_cp437"}, {Name: "nls_ascii"},
+		{Name: "nls_utf8"}, {Name: "efivarfs"}, {Name: "i6300esb", Params: "heartbeat=10"},
+	}})
+}
+
+// Config returns /etc/tandem/system.toml of the images.
+func (x *X86) Config() string {
+	flow := fmt.Sprintf("type = \"grub\"\nboot-dir = \"/boot/efi\"\nattempts = %d\n", max(x.Attempts, 1))
+	if x.Loader == LoaderSDBoot {
+		flow = "type = \"systemd-boot\"\nboot-dir = \"/boot/efi\"\n"
+	}
+	return fmt.Sprintf(`compatible = %q
+data-dir = "/data/tandem"
+reboot-command = ["/bin/reboot", "-f"]
+
+[slots.system-a]
+type = "block"
+device = "/dev/vda%d"
+
+[slots.system-b]
+type = "block"
+device = "/dev/vda%d"
+
+[groups.a]
+slots = { system = "system-a" }
+
+[groups.b]
+slots = { system = "system-b" }
+
+[boot-flow]
+%s`, X86Compatible, X86PartSysA, X86PartSysB, flow)
+}
+
+// System builds the ext4 image of one system version at out. behavior is
+// "", "exit" or "hang" (SystemOptions.Behavior). With GRUB the kernel and
+// initramfs live in the system's /boot, so an update replaces them.
+func (x *X86) System(out, version, behavior string) error {
+	tree, err := os.MkdirTemp(x.Work, "system-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tree)
+	o := SystemOptions{
+		Version: version, Busybox: x.busybox, Tandem: x.Tandem, Config: x.Config(), Keys: []string{x.PubKey},
+		Mounts: []Mount{
+			{Device: fmt.Sprintf("/dev/vda%d", X86PartData), Dir: "/data", Type: "ext4"},
+			{Device: fmt.Sprintf("/dev/vda%d", X86PartESP), Dir: "/boot/efi", Type: "vfat"},
+		},
+		Behavior: behavior,
+	}
+	if x.Loader == LoaderGrub {
+		o.Boot = map[string]string{"vmlinuz": x.kernel.Image, "initrd.img": x.initrd}
+	}
+	if err := SystemTree(tree, o); err != nil {
+		return err
+	}
+	return Ext4(out, int64(x.SystemMiB)*MiB, "system", tree)
+}
+
+// grubCfg is EFI/BOOT/grub.cfg: it sources the shipped tandem.cfg and boots
+// the kernel of ${tandem_group} from that group's system partition.
+const grubCfg = `set timeout=0
+set default=0
+set tandem_groups="a b"
+source ${prefix}/tandem.cfg
+if [ "${tandem_group}" = "b" ]; then set tandem_part=%[2]d; else set tandem_part=%[1]d; fi
+echo "GRUB-E2E group=${tandem_group} part=${tandem_part}"
+menuentry "tandem ${tandem_group}" {
+  linux (hd0,gpt${tandem_part})/boot/vmlinuz root=/dev/vda${tandem_part} tandem.group=${tandem_group} console=ttyS0 panic=1 quiet
+  initrd (hd0,gpt${tandem_part})/boot/initrd.img
+}
+`
+
+// ESP builds the EFI system partition image at out.
+func (x *X86) ESP(out string) error {
+	tree, err := os.MkdirTemp(x.Work, "esp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tree)
+	boot := filepath.Join(tree, "EFI", "BOOT")
+	if err := os.MkdirAll(boot, 0o755); err != nil {
+		return err
+	}
+	switch x.Loader {
+	case LoaderGrub:
+		args := append([]string{"-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", filepath.Join(boot, "BOOTX64.EFI")}, GrubModules...)
+		if err := run("grub-mkimage", args...); err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(boot, "grub.cfg"), fmt.Appendf(nil, grubCfg, X86PartSysA, X86PartSysB), 0o644); err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(boot, "tandem.cfg"), bootloader.GrubScript, 0o644); err != nil {
+			return err
+		}
+		// The three grubenv blocks (GRUB's save_env rewrites a file in place, it cannot create one).
+		for name, vars := range map[string][]string{
+			"primary.grubenv":   {"tandem_default", "a"},
+			"secondary.grubenv": {"tandem_default", "a"},
+			"trial.grubenv":     {"tandem_trial", "", "tandem_trial_left", "0"},
+		} {
+			env := &grubenv.Env{}
+			for i := 0; i < len(vars); i += 2 {
+				if err := env.Set(vars[i], vars[i+1]); err != nil {
+					return err
+				}
+			}
+			b, err := env.Encode(grubenv.BlockSize)
+			if err != nil {
+				return err
+			}
+			if err := writeFile(filepath.Join(tree, "tandem", name), b, 0o644); err != nil {
+				return err
+			}
+		}
+	case LoaderSDBoot:
+		d := Debs{Cache: filepath.Join(x.Cache, "debs")}
+		dir, err := d.Extract("systemd-boot-efi")
+		if err != nil {
+			return err
+		}
+		if err := copyFile(filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), filepath.Join(boot, "BOOTX64.EFI"), 0o644); err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(tree, "loader", "loader.conf"), []byte("default tandem-a.conf\ntimeout 0\nconsole-mode keep\n"), 0o644); err != nil {
+			return err
+		}
+		for g, part := range map[string]int{"a": X86PartSysA, "b": X86PartSysB} {
+			entry := fmt.Sprintf("title   system %[1]s\nlinux   /%[1]s/vmlinuz\ninitrd  /%[1]s/initrd.img\noptions root=/dev/vda%[2]d tandem.group=%[1]s console=ttyS0 panic=1 quiet\n", g, part)
+			if err := writeFile(filepath.Join(tree, "loader", "entries", "tandem-"+g+".conf"), []byte(entry), 0o644); err != nil {
+				return err
+			}
+			if err := copyFile(x.kernel.Image, filepath.Join(tree, g, "vmlinuz"), 0o644); err != nil {
+				return err
+			}
+			if err := copyFile(x.initrd, filepath.Join(tree, g, "initrd.img"), 0o644); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("unknown loader %q", x.Loader)
+	}
+	return VFAT(out, 64*MiB, "ESP", tree)
+}
+
+// Partitions returns the disk layout with the given partition images.
+func (x *X86) Partitions(esp, sysA, sysB, data string) []Partition {
+	return []Partition{
+		{Label: "esp", Type: TypeESP, Size: 64 * MiB, Image: esp},
+		{Label: "system-a", Type: TypeLinux, Size: int64(x.SystemMiB) * MiB, Image: sysA},
+		{Label: "system-b", Type: TypeLinux, Size: int64(x.SystemMiB) * MiB, Image: sysB},
+		{Label: "data", Type: TypeLinux, Size: int64(x.DataMiB) * MiB, Image: data},
+	}
+}
+
+// Data builds the data partition: tandem's data directory and the files
+// (name → host path) under /data/bundles.
+func (x *X86) Data(out string, bundles map[string]string) error {
+	tree, err := os.MkdirTemp(x.Work, "data-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tree)
+	if err := os.MkdirAll(filepath.Join(tree, "tandem"), 0o755); err != nil {
+		return err
+	}
+	for name, p := range bundles {
+		if strings.Contains(name, "/") {
+			return fmt.Errorf("bundle name %q has a slash", name)
+		}
+		if err := copyFile(p, filepath.Join(tree, "bundles", name), 0o644); err != nil {
+			return err
+		}
+	}
+	return Ext4(out, int64(x.DataMiB)*MiB, "data", tree)
+}
