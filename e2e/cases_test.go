@@ -1,5 +1,10 @@
 package e2e
 
+import (
+	"regexp"
+	"strings"
+)
+
 // The cases of issue 5, shared by the boot loaders. Each takes a running
 // machine in the state the previous case left: a, then b, then c.
 
@@ -77,5 +82,183 @@ func caseRollback(m *Machine) {
 	info := m.expectState("b", "b")
 	if info.LastUpdate == nil || info.LastUpdate.Status != "rolled-back" || info.LastUpdate.Group != "a" {
 		m.fatalf("after rollback: last update %+v, want rolled-back of a", info.LastUpdate)
+	}
+}
+
+// spare returns the group that is neither active nor default (two groups).
+func spare(g string) string {
+	if g == "a" {
+		return "b"
+	}
+	return "a"
+}
+
+// caseFailedUpdate (d): install a bundle whose system fails to come up
+// (bundle v4-exit: init exits and the kernel panics, panic=1 reboots;
+// v4-hang: init arms the i6300esb watchdog and hangs, QEMU resets). The
+// boot loader tries it attempts times, then starts the committed group.
+func caseFailedUpdate(m *Machine, bundle string, attempts int) {
+	m.t.Helper()
+	info := m.Info()
+	def := info.Boot.DefaultGroup
+	if info.Boot.ActiveGroup != def {
+		m.fatalf("case d needs a committed device; active %s, default %s", info.Boot.ActiveGroup, def)
+	}
+	bad := spare(def)
+	m.Run("tandem update install /data/bundles/" + bundle + ".tandem --reboot set --json > /tmp/install.log")
+	m.Reboot()
+	for i := 1; i <= attempts; i++ {
+		if g, v := m.Booted(false); g != bad || v != "4.0.0" {
+			m.fatalf("failed update, attempt %d: group %s version %s, want %s 4.0.0", i, g, v, bad)
+		}
+		if err := m.VM.ExpectString("TANDEM-E2E failing", bootTimeout); err != nil {
+			m.fatalf("attempt %d: %v", i, err)
+		}
+	}
+	if g, _ := m.Booted(true); g != def {
+		m.fatalf("after %d failed attempts: group %s booted, want the committed %s", attempts, g, def)
+	}
+	info = m.expectState(def, def)
+	if info.LastUpdate == nil || info.LastUpdate.Status != "rolled-back" || info.LastUpdate.Group != bad {
+		m.fatalf("after the failed update: last update %+v, want rolled-back of %s", info.LastUpdate, bad)
+	}
+	if info.Boot.Trial != nil {
+		m.fatalf("after the failed update: trial %+v still pending", info.Boot.Trial)
+	}
+}
+
+var pauseRe = regexp.MustCompile(`tandem: test pause before (\S+ #\d+ \(\S+\))|TANDEM-E2E rc=(\d+)\r?\n`)
+
+// cutAt runs cmd in the guest with TANDEM_TEST_PAUSE_AT=point, waits until
+// tandem pauses there, cuts the power and waits for the next boot (ready).
+// It returns the group that booted.
+func cutAt(m *Machine, point, cmd string) string {
+	m.t.Helper()
+	if err := m.VM.Send("TANDEM_TEST_PAUSE_AT=" + point + " " + cmd); err != nil {
+		m.fatalf("%v", err)
+	}
+	g, err := m.VM.Expect(pauseRe, commandTimeout)
+	if err != nil {
+		m.fatalf("%s with pause at %s: %v", cmd, point, err)
+	}
+	if g[2] != "" {
+		m.fatalf("%s finished (exit status %s) before pause point %s", cmd, g[2], point)
+	}
+	m.t.Logf("%s: cut before %s", m.Name, g[1])
+	m.Cut()
+	group, _ := m.Booted(true)
+	return group
+}
+
+// checkCommitted asserts a committed, consistent device and returns its group.
+func checkCommitted(m *Machine) string {
+	m.t.Helper()
+	info := m.Info()
+	g := info.Boot.ActiveGroup
+	if info.Boot.DefaultGroup != g || info.Boot.CommitPending || info.Boot.Trial != nil {
+		m.fatalf("not a committed device: active %s, default %s, commit pending %v, trial %+v",
+			g, info.Boot.DefaultGroup, info.Boot.CommitPending, info.Boot.Trial)
+	}
+	return g
+}
+
+// checkGrubCopies asserts that both copies of the GRUB default name group.
+func checkGrubCopies(m *Machine, group string) {
+	m.t.Helper()
+	for _, f := range []string{"primary", "secondary"} {
+		if out := m.Run("cat /boot/efi/tandem/" + f + ".grubenv"); !strings.Contains(out, "tandem_default="+group+"\n") {
+			m.fatalf("%s.grubenv does not name %s:\n%s", f, group, out)
+		}
+	}
+}
+
+// caseCutInstall (e): cut the power in the middle of writing a bundle: the
+// committed group boots, nothing is pending, and the install then completes.
+func caseCutInstall(m *Machine, bundle, version string) {
+	m.t.Helper()
+	def := checkCommitted(m)
+	target := spare(def)
+	if err := m.VM.Send("tandem update install /data/bundles/" + bundle + ".tandem --reboot set --json"); err != nil {
+		m.fatalf("%v", err)
+	}
+	// Cut once at least 4 MiB reached the slot.
+	if _, err := m.VM.Expect(regexp.MustCompile(`"event":"progress".*"bytes":([4-9]\d{6}|\d{8,})`), commandTimeout); err != nil {
+		m.fatalf("install progress: %v", err)
+	}
+	m.t.Logf("%s: cut during the install", m.Name)
+	m.Cut()
+	if g, _ := m.Booted(true); g != def {
+		m.fatalf("after a cut during the install: group %s booted, want %s", g, def)
+	}
+	checkCommitted(m)
+	m.Run("tandem update install /data/bundles/" + bundle + ".tandem --reboot set --json > /tmp/install.log")
+	m.Reboot()
+	if g, v := m.Booted(true); g != target || v != version {
+		m.fatalf("install after the cut: group %s version %s, want %s %s", g, v, target, version)
+	}
+	m.Run("tandem system commit")
+	checkCommitted(m)
+}
+
+// caseCutTryNext (e): cut `tandem system reboot --spare` at each point: the
+// device boots the default, or the spare on a proper trial.
+func caseCutTryNext(m *Machine, points []string) {
+	m.t.Helper()
+	for _, p := range points {
+		def := checkCommitted(m)
+		s := spare(def)
+		switch g := cutAt(m, p, "tandem system reboot --spare"); g {
+		case def:
+			checkCommitted(m)
+			m.RebootSpare()
+			if g, _ := m.Booted(true); g != s {
+				m.fatalf("try-next repeated after the cut at %s: group %s booted, want %s", p, g, s)
+			}
+		case s:
+		default:
+			m.fatalf("cut at %s: group %s booted", p, g)
+		}
+		info := m.expectState(s, def)
+		if !info.Boot.CommitPending || info.LastUpdate == nil || info.LastUpdate.Status != "on-trial" {
+			m.fatalf("cut at %s: trial of %s: commit pending %v, last update %+v", p, s, info.Boot.CommitPending, info.LastUpdate)
+		}
+		m.Run("tandem system commit")
+		checkCommitted(m)
+	}
+}
+
+// caseCutCommit (e): try the spare group, then cut `tandem system commit`
+// at each point: the tried group boots again (committed, or still on trial
+// with an attempt left), and repeating the commit completes it.
+func caseCutCommit(m *Machine, points []string, grub bool) {
+	m.t.Helper()
+	for _, p := range points {
+		def := checkCommitted(m)
+		s := spare(def)
+		m.RebootSpare()
+		if g, _ := m.Booted(true); g != s {
+			m.fatalf("trial before the commit cut: group %s booted, want %s", g, s)
+		}
+		if g := cutAt(m, p, "tandem system commit"); g != s {
+			m.fatalf("cut at %s during the commit of %s: group %s booted", p, s, g)
+		}
+		info := m.Info()
+		switch {
+		case info.Boot.ActiveGroup == s && info.Boot.DefaultGroup == s:
+		case info.Boot.ActiveGroup == s && info.Boot.DefaultGroup == def && info.Boot.CommitPending:
+			m.t.Logf("%s: cut at %s: %s still on trial; commit again", m.Name, p, s)
+		default:
+			m.fatalf("cut at %s: active %s, default %s", p, info.Boot.ActiveGroup, info.Boot.DefaultGroup)
+		}
+		m.Run("tandem system commit")
+		if checkCommitted(m) != s {
+			m.fatalf("cut at %s: repeated commit left %s", p, info.Boot.ActiveGroup)
+		}
+		if grub {
+			checkGrubCopies(m, s)
+		}
+		if info := m.Info(); info.LastUpdate == nil || info.LastUpdate.Status != "committed" {
+			m.fatalf("cut at %s: last update %+v, want committed", p, info.LastUpdate)
+		}
 	}
 }

@@ -2,12 +2,40 @@ package e2e
 
 import "testing"
 
-// TestGrubABCycle runs cases a-c on one device booted by the real GRUB.
+// The GRUB image: OVMF, a standalone GRUB EFI image, bootloader/grub/tandem.cfg,
+// boot flow grub with attempts = 2.
+
+// TestGrubABCycle runs cases a-c, then one power cut during a commit, on
+// one device booted by the real GRUB (the CI subset).
 func TestGrubABCycle(t *testing.T) {
 	needE2E(t, true)
-	e := x86Build(t, "grub")
-	m := e.machine(t, "abc")
+	m := x86Build(t, "grub").machine(t, "abc")
 	caseFirstBoot(m)
 	caseInstallCommit(m)
 	caseRollback(m)
+	// The commit's second rename: primary.grubenv names the new default, secondary the old.
+	caseCutCommit(m, []string{"rename:2"}, true)
+}
+
+// TestGrubFailedUpdate runs case d: a system that panics, and one that hangs
+// until the i6300esb watchdog resets the machine, are each tried twice, then
+// the committed group boots.
+func TestGrubFailedUpdate(t *testing.T) {
+	needE2E(t, false)
+	m := x86Build(t, "grub").machine(t, "failed")
+	caseFirstBoot(m)
+	caseFailedUpdate(m, "v4-exit", 2)
+	caseFailedUpdate(m, "v4-hang", 2)
+}
+
+// TestGrubPowerCuts runs case e: power cuts during an install, at each write
+// of try-next (state.json, trial.grubenv) and of commit (primary, secondary,
+// trial block, state.json).
+func TestGrubPowerCuts(t *testing.T) {
+	needE2E(t, false)
+	m := x86Build(t, "grub").machine(t, "cuts")
+	caseFirstBoot(m)
+	caseCutInstall(m, "v2", "2.0.0")
+	caseCutTryNext(m, []string{"rename:1", "rename:2", "syncdir:2"})
+	caseCutCommit(m, []string{"rename:1", "syncdir:1", "rename:3", "rename:4"}, true)
 }

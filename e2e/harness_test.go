@@ -149,7 +149,7 @@ const (
 	commandTimeout = 180 * time.Second
 )
 
-var bootedRe = regexp.MustCompile(`TANDEM-E2E booted group=(\S*) version=(\S*)`)
+var bootedRe = regexp.MustCompile(`TANDEM-E2E booted group=(\S*) version=(\S*)\r?\n`)
 
 // Start powers the machine on.
 func (m *Machine) Start() {
@@ -232,6 +232,15 @@ func (m *Machine) Reboot() {
 	m.t.Helper()
 	if err := m.VM.Send("sync; reboot -f"); err != nil {
 		m.fatalf("reboot: %v", err)
+	}
+}
+
+// RebootSpare runs `tandem system reboot --spare` (try-next and reboot);
+// the caller waits for the boot.
+func (m *Machine) RebootSpare() {
+	m.t.Helper()
+	if err := m.VM.Send("tandem system reboot --spare"); err != nil {
+		m.fatalf("reboot --spare: %v", err)
 	}
 }
 

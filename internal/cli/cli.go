@@ -140,6 +140,7 @@ func (a *app) open() (*device.Device, error) {
 		}
 		opts.CutMode = m
 	}
+	opts.PauseAt, opts.PauseOut = a.env.Getenv("TANDEM_TEST_PAUSE_AT"), a.env.Stderr
 	return device.Open(opts)
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -65,6 +66,10 @@ type Options struct {
 	// CutAt and CutMode are the power-cut switch (simulated devices only).
 	CutAt   int
 	CutMode rootfs.CutMode
+	// PauseAt is the real-boot tests' pause point ("OP:N", rootfs.WithPause,
+	// printed to PauseOut); real devices only.
+	PauseAt  string
+	PauseOut io.Writer
 }
 
 // Device is an opened device.
@@ -100,6 +105,11 @@ func Open(opts Options) (*Device, error) {
 			return nil, fmt.Errorf("%w: the power-cut switch works only on a simulated device", ErrRefused)
 		}
 		d.FS = rootfs.NewOS(opts.Root)
+		if opts.PauseAt != "" {
+			if d.FS, err = rootfs.WithPause(d.FS, opts.PauseAt, opts.PauseOut); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if d.Flow, err = bootflow.New(cfg, d.FS); err != nil {
 		return nil, err

@@ -52,7 +52,7 @@ func Busybox(d Debs, pkg string) (string, error) {
 // `busybox --install` cannot run there).
 var Applets = []string{
 	"sh", "ash", "cat", "cp", "dd", "echo", "grep", "head", "hexdump", "insmod", "ln", "ls", "mkdir",
-	"mount", "mountpoint", "mv", "od", "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sha256sum",
+	"mount", "mv", "od", "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sha256sum",
 	"sleep", "stat", "stty", "switch_root", "sync", "tail", "test", "tr", "true", "false", "umount",
 	"uname", "wc", "cmp", "dmesg", "chattr", "lsattr", "find", "seq", "date", "kill", "watchdog", "[",
 }
@@ -198,7 +198,7 @@ const sysInit = `#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-mountpoint -q /dev || mount -t devtmpfs dev /dev
+grep -q ' /dev ' /proc/mounts || mount -t devtmpfs dev /dev
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 if [ -d /sys/firmware/efi/efivars ]; then mount -t efivarfs efivarfs /sys/firmware/efi/efivars; fi

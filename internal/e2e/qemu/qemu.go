@@ -149,7 +149,7 @@ func (v *VM) Send(line string) error {
 	return err
 }
 
-var rcRe = regexp.MustCompile(`TANDEM-E2E rc=(\d+)`)
+var rcRe = regexp.MustCompile(`TANDEM-E2E rc=(\d+)\r?\n`)
 
 // Run runs cmd in the guest's command loop (image.MarkerRC after each
 // command) and returns what it printed and its exit status.
@@ -168,8 +168,7 @@ func (v *VM) Run(cmd string, timeout time.Duration) (string, int, error) {
 	v.mu.Lock()
 	text := string(v.out[start:v.cursor])
 	v.mu.Unlock()
-	text = strings.ReplaceAll(text, "\r", "")
-	text = strings.TrimSuffix(text, m[0])
+	text = strings.ReplaceAll(strings.TrimSuffix(text, m[0]), "\r", "")
 	rc, _ := strconv.Atoi(m[1])
 	return text, rc, nil
 }
