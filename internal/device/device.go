@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"slices"
 
 	"github.com/tandem-ota/tandem/internal/bootflow"
@@ -95,11 +96,16 @@ func Open(opts Options) (*Device, error) {
 	}
 	if sim != nil {
 		d.Sim = sim
-		var syncDirs []string
-		if cfg.BootFlow.Type == config.FlowSystemdBoot {
-			syncDirs = []string{cfg.BootFlow.EFIVarsDir}
+		var syncDirs, fatDirs []string
+		switch bf := cfg.BootFlow; bf.Type {
+		case config.FlowSystemdBoot:
+			syncDirs = []string{bf.EFIVarsDir}
+		case config.FlowGrub, config.FlowRPiTryboot:
+			fatDirs = []string{bf.BootDir} // the boot partition is FAT
+		case config.FlowUBoot:
+			fatDirs = []string{bf.BootDir, path.Dir(bf.EnvFile), path.Dir(bf.EnvFileRedund)}
 		}
-		d.FS = rootfs.NewSim(opts.Root, rootfs.SimOptions{CutAt: opts.CutAt, Mode: opts.CutMode, SyncDirs: syncDirs})
+		d.FS = rootfs.NewSim(opts.Root, rootfs.SimOptions{CutAt: opts.CutAt, Mode: opts.CutMode, SyncDirs: syncDirs, FATDirs: fatDirs})
 	} else {
 		if opts.CutAt != 0 {
 			return nil, fmt.Errorf("%w: the power-cut switch works only on a simulated device", ErrRefused)

@@ -54,6 +54,16 @@ type SimOptions struct {
 	// every write is one atomic, immediately durable variable update; files
 	// are immutable until ClearImmutable; rename is not supported.
 	SyncDirs []string
+	// FATDirs are device paths of directories on a FAT file system (a boot
+	// partition). There a rename over an existing name is durable only once
+	// the renamed file is fsynced under its new name: Linux's vfat updates
+	// that name's directory entry (start cluster, size) when the moved inode
+	// is written back, not at the directory fsync, while the replaced file's
+	// clusters are freed at the next flush of the FAT. So a rename followed
+	// by any other fsync on that FAT (the directory's, another file's) before
+	// the renamed file's own fsync leaves the name pointing at freed
+	// clusters: a cut (modes drop and tear) then loses it.
+	FATDirs []string
 }
 
 // Sim is the file layer of a simulated device. It writes through to the host
@@ -68,6 +78,9 @@ type Sim struct {
 	inodes  map[string]*inode            // device path → tracked file at that name now
 	dirs    map[string]map[string]*inode // dir → name → durable file (nil: no entry) for names changed since the dir's last fsync
 	cleared map[string]bool              // sync-dir files whose immutable attribute was cleared
+	// dangling are FAT names renamed over and not fsynced since (FATDirs);
+	// doomed ones saw another fsync meanwhile and are lost at a cut.
+	dangling, doomed map[string]bool
 }
 
 type inode struct {
@@ -78,7 +91,8 @@ type inode struct {
 // NewSim returns a simulated file layer rooted at root.
 func NewSim(root string, opts SimOptions) *Sim {
 	return &Sim{root: root, opts: opts, inodes: map[string]*inode{},
-		dirs: map[string]map[string]*inode{}, cleared: map[string]bool{}}
+		dirs: map[string]map[string]*inode{}, cleared: map[string]bool{},
+		dangling: map[string]bool{}, doomed: map[string]bool{}}
 }
 
 // Points returns the number of cut points passed so far.
@@ -108,6 +122,30 @@ func (s *Sim) MkdirAll(name string, perm fs.FileMode) error {
 		return s.cutErr
 	}
 	return os.MkdirAll(s.Path(name), perm)
+}
+
+func (s *Sim) fat(name string) bool {
+	for _, d := range s.opts.FATDirs {
+		if Under(name, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// fatFlush models an fsync on a FAT: it flushes the FAT, so the clusters of
+// files replaced by a rename are free on disk while their names still point
+// there (except self, the file being fsynced, whose entry is written too).
+func (s *Sim) fatFlush(name, self string) {
+	if !s.fat(name) {
+		return
+	}
+	for n := range s.dangling {
+		if n != self {
+			s.doomed[n] = true
+			delete(s.dangling, n)
+		}
+	}
 }
 
 func (s *Sim) syncDir(name string) bool {
@@ -205,6 +243,9 @@ func (s *Sim) restore() {
 			}
 		}
 	}
+	for name := range s.doomed {
+		_ = os.Remove(s.Path(name))
+	}
 }
 
 func (s *Sim) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
@@ -248,7 +289,11 @@ func (s *Sim) Rename(oldname, newname string) error {
 		return err
 	}
 	ino := s.track(oldname)
-	s.track(newname)
+	if s.track(newname) != nil && s.fat(newname) {
+		s.dangling[newname] = true
+	}
+	delete(s.dangling, oldname)
+	delete(s.doomed, oldname)
 	s.record(oldname)
 	s.record(newname)
 	if err := os.Rename(s.Path(oldname), s.Path(newname)); err != nil {
@@ -299,6 +344,7 @@ func (s *Sim) SyncDir(name string) error {
 		return err
 	}
 	delete(s.dirs, path.Clean(name))
+	s.fatFlush(path.Join(name, "x"), "")
 	return nil
 }
 
@@ -378,6 +424,18 @@ func (f *simFile) Sync() error {
 			return err
 		}
 		f.ino.durable = b
+		f.s.fatFlush(f.ino.name, f.ino.name)
+		if f.s.dangling[f.ino.name] || f.s.doomed[f.ino.name] {
+			// vfat writes the moved inode's directory entry now: the name is durable.
+			delete(f.s.dangling, f.ino.name)
+			delete(f.s.doomed, f.ino.name)
+			dir, base := path.Split(f.ino.name)
+			dir = path.Clean(dir)
+			if f.s.dirs[dir] == nil {
+				f.s.dirs[dir] = map[string]*inode{}
+			}
+			f.s.dirs[dir][base] = f.ino
+		}
 	}
 	return nil
 }
