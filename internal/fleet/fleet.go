@@ -99,8 +99,9 @@ type Agent struct {
 	Open func() (*device.Device, error)
 	// Adapter names the adapter; its job file is <data-dir>/fleet/<Adapter>.json.
 	Adapter string
-	// Options are the base install options (trust, HTTP, progress); Install
-	// fills in the source, pin and reboot mode from the job.
+	// Options are the adapter's base install options (trust, HTTP,
+	// progress), kept here for its own use: Install takes the options it is
+	// given and fills in only the source and pin from the job.
 	Options install.Options
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
