@@ -41,6 +41,10 @@ func TestInstallRebootCommit(t *testing.T) {
 	}
 	checkSlot(t, f.dev, "b", f.img)
 	checkBoot(t, f.dev, boot{Active: "a", Default: "a", Trial: "b"})
+	// The module consumed the stream: the client kept no copy of the payload.
+	if n := treeSize(t, filepath.Join(c.dir, "data")); n > int64(len(f.img))/4 {
+		t.Errorf("the client's data directory holds %d bytes after the install of a %d-byte image", n, len(f.img))
+	}
 
 	simReboot(t, f.dev)
 	checkBoot(t, f.dev, boot{Active: "b", Default: "a", Pending: true})
@@ -298,4 +302,20 @@ func groupVersion(t testing.TB, dev, g string) string {
 		t.Fatal(err)
 	}
 	return doc.Boot.Groups[g].Version
+}
+
+// treeSize is the total size of the regular files under dir.
+func treeSize(t testing.TB, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
