@@ -319,3 +319,47 @@ func treeSize(t testing.TB, dir string) int64 {
 	}
 	return n
 }
+
+// TestInstallFromURL: the client downloads the artifact from a real nginx
+// and the module streams it into the slot while it arrives.
+func TestInstallFromURL(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	www := t.TempDir()
+	art := artifact(t, f.bundle, "release-2")
+	if err := os.Rename(art, filepath.Join(www, "release-2.mender")); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := testutil.StartNginx(t, www)
+	c.must(0, "install", base+"/release-2.mender")
+	checkSlot(t, f.dev, "b", f.img)
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a", Trial: "b"})
+	if n := treeSize(t, filepath.Join(c.dir, "data")); n > int64(len(f.img))/4 {
+		t.Errorf("the client's data directory holds %d bytes after the install of a %d-byte image", n, len(f.img))
+	}
+	simReboot(t, f.dev)
+	c.must(0, "commit")
+	checkBoot(t, f.dev, boot{Active: "b", Default: "b"})
+}
+
+// TestInstallReplacesPending: a second install before the reboot replaces
+// the first (its trial is withdrawn first); the device boots the second.
+func TestInstallReplacesPending(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	c.must(0, "install", artifact(t, f.bundle, "release-2"))
+	imgPath, img := image(t, f.tmp, "v3.img", 600<<10)
+	v3, _ := makeBundle(t, f.tmp, "v3.tandem", "3.0.0", imgPath, f.key)
+	c.must(0, "install", artifact(t, v3, "release-3"))
+	if !strings.Contains(c.lastCombined, "forgetting the earlier update release-2") {
+		t.Errorf("the module did not say that it replaced release-2:\n%s", c.lastCombined)
+	}
+	checkSlot(t, f.dev, "b", img)
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a", Trial: "b"})
+	simReboot(t, f.dev)
+	c.must(0, "commit")
+	checkBoot(t, f.dev, boot{Active: "b", Default: "b"})
+	if v := groupVersion(t, f.dev, "b"); v != "3.0.0" {
+		t.Errorf("group b holds %q, want 3.0.0", v)
+	}
+}
