@@ -2,6 +2,8 @@ package mender_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -362,4 +364,38 @@ func TestInstallReplacesPending(t *testing.T) {
 	if v := groupVersion(t, f.dev, "b"); v != "3.0.0" {
 		t.Errorf("group b holds %q, want 3.0.0", v)
 	}
+}
+
+// TestManifestMismatch: the bundle is intact but the artifact's manifest
+// names another checksum for it. tandem's checks pass; the client's fail
+// once the stream ended. The install fails and nothing boots differently.
+func TestManifestMismatch(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	art := artifact(t, f.bundle, "release-2")
+	b, err := os.ReadFile(art)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(mustRead(t, f.bundle))
+	line := []byte(hex.EncodeToString(sum[:]) + "  data/0000/v2.tandem")
+	i := bytes.Index(b, line)
+	if i < 0 {
+		t.Fatalf("the artifact's manifest has no line %q", line)
+	}
+	b[i] ^= 0x01 // another hex digit
+	bad := filepath.Join(t.TempDir(), "manifest.mender")
+	if err := os.WriteFile(bad, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failedInstall(t, f, c, bad, "checksum", false)
+}
+
+func mustRead(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -1,19 +1,14 @@
 package mender
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
-	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/health"
-	"github.com/tandem-ota/tandem/internal/install"
 )
 
 // PayloadType is the Mender payload type this module installs: the module
@@ -79,51 +74,6 @@ func (m *Module) logf(format string, args ...any) {
 	}
 }
 
-// download streams the artifact's one file — a tandem bundle or a
-// descriptor — into the spare group. Nothing that decides what boots
-// changes here: the trial is set by ArtifactInstall.
-func (m *Module) download(ctx context.Context, t Tree) error {
-	name, err := t.ArtifactName()
-	if err != nil {
-		return err
-	}
-	if err := m.clearStale(); err != nil {
-		return err
-	}
-	stream, err := t.NextStream()
-	if err != nil {
-		return err
-	}
-	if stream == "" {
-		return fmt.Errorf("%w %s carries no file; want one tandem bundle or descriptor", ErrArtifact, name)
-	}
-	f, err := os.Open(t.Path(stream))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<20)
-	head, err := br.Peek(len(bundle.Magic))
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %w", stream, err)
-	}
-	var res *install.Result
-	switch {
-	case string(head) == bundle.Magic:
-		res, err = m.installStream(ctx, t, name, stream, br)
-	case bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n"), []byte("{")):
-		res, err = m.installDescriptor(ctx, t, name, stream, br)
-	default:
-		return fmt.Errorf("%w: %s is neither a tandem bundle nor a descriptor", ErrArtifact, stream)
-	}
-	if err != nil {
-		return err
-	}
-	m.logf("installed %s (bundle %s) into group %s: %d bytes written, %d downloaded, %d reused",
-		res.Version, res.BundleHash, res.Group, res.BytesWritten, res.Transfer.BytesDownloaded, res.Transfer.BytesReused)
-	return nil
-}
-
 // clearStale forgets a job an earlier deployment left behind: Mender
 // starts a Download only when it has given up on any earlier one. A group
 // still running on trial is refused by Begin.
@@ -139,67 +89,6 @@ func (m *Module) clearStale() error {
 		}
 	}
 	return m.Agent.Done()
-}
-
-// installStream installs the bundle from the stream as it arrives: every
-// chunk is verified against the bundle's signature before it is written,
-// so no copy of the artifact is kept on the device.
-func (m *Module) installStream(ctx context.Context, t Tree, name, stream string, r io.Reader) (*install.Result, error) {
-	if _, err := m.Agent.Begin(fleet.Job{ID: name, Source: "mender:" + stream, Version: name}); err != nil {
-		return nil, err
-	}
-	o := m.Agent.Options
-	o.Source, o.Stdin, o.Reboot = "-", r, install.RebootNo
-	res, err := m.Agent.Install(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	// The client checks the artifact's checksum only once the stream is read to its end.
-	if n, err := io.Copy(io.Discard, r); err != nil || n > 0 {
-		return nil, m.fail(fmt.Errorf("%w: %s: %d bytes after the end of the bundle", bundle.ErrTrailing, stream, n), err)
-	}
-	return res, m.lastStream(t)
-}
-
-// installDescriptor reads a descriptor and installs the bundle it names
-// from its URL, by delta when the server supports ranges.
-func (m *Module) installDescriptor(ctx context.Context, t Tree, name, stream string, r io.Reader) (*install.Result, error) {
-	d, err := ParseDescriptor(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", stream, err)
-	}
-	if err := m.lastStream(t); err != nil {
-		return nil, err
-	}
-	version := d.Version
-	if version == "" {
-		version = name
-	}
-	if _, err := m.Agent.Begin(fleet.Job{ID: name, Source: d.URL, BundleHash: d.BundleHash, Version: version}); err != nil {
-		return nil, err
-	}
-	o := m.Agent.Options
-	o.Source, o.BundleHash, o.RequireSignature, o.Reboot = d.URL, d.BundleHash, true, install.RebootNo
-	res, err := m.Agent.Install(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	if d.Version != "" && res.Version != d.Version {
-		return nil, m.fail(fmt.Errorf("%w: the descriptor says version %s, the bundle is %s", ErrArtifact, d.Version, res.Version), nil)
-	}
-	return res, nil
-}
-
-// lastStream checks that the artifact carries no second file.
-func (m *Module) lastStream(t Tree) error {
-	next, err := t.NextStream()
-	if err != nil {
-		return err
-	}
-	if next != "" {
-		return fmt.Errorf("%w: carries a second file %s; want one tandem bundle or descriptor", ErrArtifact, next)
-	}
-	return nil
 }
 
 // fail records err as the job's failure and returns it (with cause, if any).
