@@ -10,6 +10,7 @@ package mender_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/cli"
 	"github.com/tandem-ota/tandem/internal/testutil"
@@ -249,13 +251,19 @@ mount --bind "$1/modules" /usr/share/mender/modules/v3
 mount --bind "$1/etc" /etc/mender
 d=$1; shift
 exec mender --no-syslog -c "$d/etc/mender.conf" -b "$d/etc/none.conf" -d "$d/data" "$@"`
-	cmd := exec.Command("unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh", c.dir}, args...)...)
+	// A client that hangs fails the test instead of stalling the whole run.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh", c.dir}, args...)...)
 	cmd.Env = c.env
 	var out, combined bytes.Buffer
 	cmd.Stdout = &multi{&out, &combined}
 	cmd.Stderr = &combined
 	err := cmd.Run()
 	c.lastOut, c.lastCombined = out.String(), combined.String()
+	if ctx.Err() != nil {
+		c.t.Fatalf("mender %s hung (killed after 2 minutes)\n%s", strings.Join(args, " "), c.lastCombined)
+	}
 	code := 0
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
