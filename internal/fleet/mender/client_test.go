@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -256,9 +257,10 @@ exec mender --no-syslog -c "$d/etc/mender.conf" -b "$d/etc/none.conf" -d "$d/dat
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh", c.dir}, args...)...)
 	cmd.Env = c.env
-	var out, combined bytes.Buffer
-	cmd.Stdout = &multi{&out, &combined}
-	cmd.Stderr = &combined
+	var out bytes.Buffer
+	combined := &lockedBuffer{}
+	cmd.Stdout = &multi{&out, combined}
+	cmd.Stderr = combined
 	err := cmd.Run()
 	c.lastOut, c.lastCombined = out.String(), combined.String()
 	if ctx.Err() != nil {
@@ -290,11 +292,33 @@ func (c *client) must(want int, args ...string) {
 	}
 }
 
-type multi [2]*bytes.Buffer
+// multi copies the client's stdout to its own buffer and to the combined one.
+type multi struct {
+	out      *bytes.Buffer
+	combined *lockedBuffer
+}
 
 func (m *multi) Write(p []byte) (int, error) {
-	m[0].Write(p)
-	return m[1].Write(p)
+	m.out.Write(p)
+	return m.combined.Write(p)
+}
+
+// lockedBuffer is written by the stdout and the stderr copier at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // artifact wraps file into a Mender artifact of payload type tandem.
