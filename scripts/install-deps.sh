@@ -6,11 +6,16 @@ pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light mosqu
 # Guest-only packages (kernel, busybox-static, systemd-boot-efi) are not installed: the tests fetch
 # them with apt-get download into /var/tmp/tandem-e2e/debs and unpack them with dpkg-deb -x.
 pkgs+=(qemu-system-x86 ovmf grub-efi-amd64-bin dosfstools mtools e2fsprogs fdisk)
+# The U-Boot test boots Debian's qemu_arm64 U-Boot; its arm64 guest packages are fetched the same
+# way (apt-get download pkg:arm64), which needs arm64 as a foreign dpkg architecture.
+pkgs+=(qemu-system-arm u-boot-qemu)
+add_arm64=0
+dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=1
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
+if [ ${#missing[@]} -eq 0 ] && [ "$add_arm64" -eq 0 ]; then
 	echo "deps: all Debian packages present (${pkgs[*]})"
 	exit 0
 fi
@@ -19,7 +24,11 @@ if [ "$(id -u)" -ne 0 ]; then
 	command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
 	sudo=sudo
 fi
-echo "deps: installing ${missing[*]}"
+if [ "$add_arm64" -eq 1 ]; then
+	echo "deps: adding the arm64 dpkg architecture (for apt-get download of the arm64 test guest)"
+	$sudo dpkg --add-architecture arm64
+fi
+[ ${#missing[@]} -eq 0 ] || echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 # Tests start their own servers (nginx, mosquitto) on free loopback ports with their own
 # configuration: keep the packages from starting their daemons (mosquitto would hold
@@ -31,7 +40,9 @@ if [ ! -e "$policy" ]; then
 	trap '$sudo rm -f "$policy"' EXIT
 fi
 $sudo apt-get update -q || true
-$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+	$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
 # mender-client enables its daemon (mender-client.service) for the next boot; the tests run
 # the client in standalone mode only, so mask the daemon when this script installed it.
 if [[ " ${missing[*]} " == *" mender-client "* ]]; then
