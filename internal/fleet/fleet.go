@@ -262,11 +262,21 @@ func (a *Agent) Try() error {
 	if err != nil {
 		return err
 	}
-	if err := d.TryNext(j.Group); err != nil {
+	// The job says "trial" before the boot flow does: a crash between the
+	// two leaves a job whose trial never started (its outcome is a
+	// failure), never a trial the job does not know of.
+	j.Phase, j.BootID = PhaseTrial, bootID
+	if err := a.save(d, j); err != nil {
 		return err
 	}
-	j.Phase, j.BootID = PhaseTrial, bootID
-	return a.save(d, j)
+	if err := d.TryNext(j.Group); err != nil {
+		j.Phase, j.BootID = PhaseInstalled, ""
+		if serr := a.save(d, j); serr != nil {
+			return fmt.Errorf("%w (and the job was not updated: %v)", err, serr)
+		}
+		return err
+	}
+	return nil
 }
 
 // Reboot reboots the device (into the trial, when one is set).
