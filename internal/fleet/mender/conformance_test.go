@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +20,8 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/fleet/mender"
 	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+	"github.com/tandem-ota/tandem/internal/sim"
 )
 
 // daemon plays the Mender client in daemon mode around the module, in the
@@ -255,4 +259,67 @@ func feed(tree string, parts []string) error {
 
 func TestConformance(t *testing.T) {
 	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness { return newDaemon(env) })
+}
+
+// TestPowerCutInArtifactInstall cuts the power at every write, fsync and
+// rename of ArtifactInstall (the step that arranges the trial), boots the
+// device again and plays what the client does after a spontaneous reboot
+// in that state: ArtifactRollback, ArtifactRollbackReboot,
+// ArtifactVerifyRollbackReboot, ArtifactFailure, Cleanup. Whatever booted,
+// the device must end in its committed group with no trial and no job.
+func TestPowerCutInArtifactInstall(t *testing.T) {
+	tmp := t.TempDir()
+	key, _ := keys(t, tmp)
+	imgPath, _ := image(t, tmp, "v2.img", 300<<10)
+	www := t.TempDir()
+	_, hash := makeBundle(t, www, "v2.tandem", "2.0.0", imgPath, key)
+	srv := httptest.NewServer(http.FileServer(http.Dir(www)))
+	defer srv.Close()
+	offer := fleettest.Offer{ID: "release-2", URL: srv.URL + "/v2.tandem", BundleHash: hash, Version: "2.0.0"}
+
+	cuts := 0
+	for n := 1; ; n++ {
+		root := newDevice(t, key)
+		env := &fleettest.Env{Root: root, Open: func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }}
+		d := newDaemon(env)
+		d.cur = &deployment{offer: offer, state: "download"}
+		ctx := context.Background()
+		if err := d.download(ctx, t); err != nil {
+			t.Fatalf("download: %v\n%s", err, d.cur.log.String())
+		}
+		d.module.Agent.Open = func() (*device.Device, error) { return device.Open(device.Options{Root: root, CutAt: n}) }
+		_, err := d.call(ctx, "ArtifactInstall", "")
+		d.module.Agent.Open = env.Open
+		if !errors.Is(err, rootfs.ErrPowerCut) {
+			if err != nil {
+				t.Fatalf("cut %d: ArtifactInstall: %v", n, err)
+			}
+			break // every cut point was tried
+		}
+		cuts++
+		booted, _, err := sim.Reboot(root, false)
+		if err != nil {
+			t.Fatalf("cut %d: boot: %v", n, err)
+		}
+		if err := d.rollback(ctx); err != nil {
+			t.Fatalf("cut %d (booted %s): rollback: %v\n%s", n, booted, err, d.cur.log.String())
+		}
+		if d.cur != nil && d.cur.state == "rollback-rebooting" {
+			if _, _, err := sim.Reboot(root, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Run(ctx, t); err != nil {
+				t.Fatalf("cut %d: after the rollback reboot: %v\n%s", n, err, d.cur.log.String())
+			}
+		}
+		if r, ok := d.Report(t, offer.ID); !ok || r.Success {
+			t.Fatalf("cut %d (booted %s): report %+v %v, want a failure", n, booted, r, ok)
+		}
+		checkBoot(t, root, boot{Active: "a", Default: "a"})
+		checkNoJob(t, root)
+	}
+	if cuts == 0 {
+		t.Fatal("ArtifactInstall reached no cut point")
+	}
+	t.Logf("%d cut points in ArtifactInstall", cuts)
 }

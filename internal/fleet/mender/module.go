@@ -102,7 +102,7 @@ func (m *Module) fail(err, cause error) error {
 	return err
 }
 
-// job returns the current job's outcome, refusing when there is none.
+// outcome returns the job's outcome, refusing when there is no job.
 func (m *Module) outcome() (fleet.Outcome, error) {
 	o, err := m.Agent.Outcome()
 	if err == nil && o.State == fleet.Idle {
