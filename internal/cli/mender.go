@@ -40,8 +40,9 @@ func (a *app) menderCommand() *cobra.Command {
   other states              nothing (exit 0)
 
 The update's progress is kept in <data-dir>/fleet/mender.json between the states and across reboots.`,
-		Example: `  mender-artifact write module-image -T tandem -t my-board -n release-2.0 -f v2.tandem -o v2.mender
-  mender install v2.mender && tandem system reboot && mender commit`,
+		Example: `  mender-artifact --compression none write module-image -T tandem -t my-board -n release-2.0 -f v2.tandem -o v2.mender
+  mender install v2.mender && tandem system reboot     # then, on the new system:
+  mender commit`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || len(args) > 2 {
 				return usageError{fmt.Errorf("want STATE TREE, got %d arguments", len(args))}
