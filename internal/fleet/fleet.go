@@ -212,16 +212,10 @@ func (a *Agent) Install(ctx context.Context, o install.Options) (*install.Result
 		o.BundleHash = j.BundleHash
 	}
 	o.Context = ctx
+	// The trial is requested through Try, after the job records the
+	// install: a crash in between never leaves a trial the job does not know.
 	reboot := o.Reboot
-	if reboot == install.RebootYes {
-		o.Reboot = install.RebootSet // the boot id is recorded before the reboot
-	}
-	var bootID string
-	if o.Reboot == install.RebootSet {
-		if bootID, err = d.BootID(); err != nil {
-			return nil, err
-		}
-	}
+	o.Reboot = install.RebootNo
 	res, err := install.Install(d, o)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -233,14 +227,16 @@ func (a *Agent) Install(ctx context.Context, o install.Options) (*install.Result
 		return nil, err
 	}
 	j.Group, j.Installed, j.Phase = res.Group, res.Version, PhaseInstalled
-	if o.Reboot == install.RebootSet {
-		j.Phase, j.BootID = PhaseTrial, bootID
-	}
 	if err := a.save(d, j); err != nil {
 		return res, err
 	}
+	if reboot == install.RebootSet || reboot == install.RebootYes {
+		if err := a.Try(); err != nil {
+			return res, err
+		}
+	}
 	if reboot == install.RebootYes {
-		return res, d.Reboot()
+		return res, a.Reboot()
 	}
 	return res, nil
 }

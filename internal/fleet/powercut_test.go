@@ -1,0 +1,131 @@
+package fleet_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+	"github.com/tandem-ota/tandem/internal/signature"
+	"github.com/tandem-ota/tandem/internal/sim"
+)
+
+// TestInstallPowerCuts cuts the power at every cut point of an adapter's
+// install-and-try, boots the device again and checks that the job and the
+// boot state agree: the device never runs a trial its job does not know
+// of, and the adapter can always go on to a final outcome.
+func TestInstallPowerCuts(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub, err := signature.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := signature.ParsePrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubFile := filepath.Join(dir, "release.pub")
+	if err := os.WriteFile(pubFile, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	img := bytes.Repeat([]byte("tandem fleet power cut "), 20000)
+	sign := func(h bundle.Hash) ([]signature.Signature, error) {
+		s, err := signature.Sign(key, nil, h)
+		return []signature.Signature{s}, err
+	}
+	if _, err := bundle.Write(&b, bundle.Header{Compatible: "tandem-sim", Version: "2.0.0", Created: time.Now().Unix()},
+		[]bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system", Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(img)}},
+		bundle.Options{Level: bundle.LevelDefault, TempDir: dir, Sign: sign}); err != nil {
+		t.Fatal(err)
+	}
+	bundlePath := filepath.Join(dir, "v2.tandem")
+	if err := os.WriteFile(bundlePath, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for cut := 1; ; cut++ {
+		root := filepath.Join(dir, fmt.Sprintf("dev%d", cut))
+		if err := sim.New(root, sim.Options{BootFlow: "grub", Trust: []string{pubFile}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := sim.Reboot(root, false); err != nil {
+			t.Fatal(err)
+		}
+		plain := &fleet.Agent{Adapter: "cut", Open: func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }}
+		if _, err := plain.Begin(fleet.Job{ID: "j", Source: bundlePath}); err != nil {
+			t.Fatal(err)
+		}
+		cutting := &fleet.Agent{Adapter: "cut", Open: func() (*device.Device, error) {
+			return device.Open(device.Options{Root: root, CutAt: cut, CutMode: rootfs.CutDrop})
+		}}
+		_, err := cutting.Install(context.Background(), install.Options{Reboot: install.RebootSet})
+		if err == nil {
+			if cut < 10 {
+				t.Fatalf("only %d cut points", cut-1)
+			}
+			t.Logf("%d cut points", cut-1)
+			return
+		}
+		if !errors.Is(err, rootfs.ErrPowerCut) {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		group, notes, err := sim.Reboot(root, false)
+		if err != nil {
+			t.Fatalf("cut %d: boot: %v %q", cut, err, notes)
+		}
+		out, err := plain.Outcome()
+		if err != nil {
+			t.Fatalf("cut %d: outcome: %v", cut, err)
+		}
+		switch {
+		case group == "b" && out.State != fleet.Verifying:
+			t.Fatalf("cut %d: the device runs b on trial but the job is %s", cut, out.State)
+		case group == "a" && out.State == fleet.Verifying:
+			t.Fatalf("cut %d: the job verifies a trial that does not run", cut)
+		}
+		// The adapter carries on to a final outcome.
+		for range 4 {
+			switch out.State {
+			case fleet.Installing, fleet.Installed:
+				if out.State == fleet.Installing {
+					_, err = plain.Install(context.Background(), install.Options{Reboot: install.RebootSet})
+				} else {
+					err = plain.Try()
+				}
+				if err != nil {
+					t.Fatalf("cut %d: resume from %s: %v", cut, out.State, err)
+				}
+				if _, _, err := sim.Reboot(root, false); err != nil {
+					t.Fatal(err)
+				}
+			case fleet.Verifying:
+				d, err := plain.Open()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := d.Commit(); err != nil {
+					t.Fatalf("cut %d: commit: %v", cut, err)
+				}
+			}
+			if out, err = plain.Outcome(); err != nil {
+				t.Fatal(err)
+			}
+			if out.Final() {
+				break
+			}
+		}
+		if !out.Final() {
+			t.Fatalf("cut %d: no final outcome: %s", cut, out.State)
+		}
+	}
+}
