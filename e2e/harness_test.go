@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,19 +100,11 @@ func tandemBinary(t *testing.T, goarch string) string {
 // hostTandem runs the host's tandem binary (bundle create, key generate).
 func hostTandem(t *testing.T, dir string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(tandemBinary(t, hostArch()), args...)
+	cmd := exec.Command(tandemBinary(t, runtime.GOARCH), args...)
 	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tandem %s: %v\n%s", strings.Join(args, " "), err, b)
 	}
-}
-
-func hostArch() string {
-	out, err := exec.Command("go", "env", "GOARCH").Output()
-	if err != nil {
-		return "amd64"
-	}
-	return strings.TrimSpace(string(out))
 }
 
 func timeoutScale() float64 {
