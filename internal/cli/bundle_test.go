@@ -328,3 +328,16 @@ func TestSlotsIndex(t *testing.T) {
 		t.Fatalf("index of an unknown slot: %+v", r)
 	}
 }
+
+// A bundle of format version 1 is refused (bundle rejected) with a hint to
+// make it again.
+func TestBundleFormatVersion1(t *testing.T) {
+	v1 := filepath.Join("..", "..", "testdata", "vectors", "version-1.tandem")
+	for _, args := range [][]string{{"bundle", "inspect", v1}, {"bundle", "verify", v1, "--trust", filepath.Join("..", "..", "testdata", "vectors", "test-key.pub")}} {
+		r := run(t, nil, args...)
+		if r.code != ExitBundle || !strings.Contains(r.stderr, "format version 1 (this tandem reads 2)") ||
+			!strings.Contains(r.stderr, "\nhint: the bundle was made by an older tandem; re-create it") {
+			t.Errorf("%v: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+}
