@@ -13,9 +13,9 @@ import (
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/rootfs"
-	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
 
@@ -25,31 +25,11 @@ import (
 // of, and the adapter can always go on to a final outcome.
 func TestInstallPowerCuts(t *testing.T) {
 	dir := t.TempDir()
-	priv, pub, err := signature.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := signature.ParsePrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubFile := filepath.Join(dir, "release.pub")
-	if err := os.WriteFile(pubFile, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	img := bytes.Repeat([]byte("tandem fleet power cut "), 20000)
-	sign := func(h bundle.Hash) ([]signature.Signature, error) {
-		s, err := signature.Sign(key, nil, h)
-		return []signature.Signature{s}, err
-	}
-	if _, err := bundle.Write(&b, bundle.Header{Compatible: "tandem-sim", Version: "2.0.0", Created: time.Now().Unix()},
-		[]bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system", Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(img)}},
-		bundle.Options{Level: bundle.LevelDefault, TempDir: dir, Sign: sign}); err != nil {
-		t.Fatal(err)
-	}
+	key, pubFile := fleettest.NewKey(t, dir, "release")
+	b, _ := fleettest.SignedBundle(t, bundle.Header{Version: "2.0.0", Created: time.Now().Unix()},
+		bytes.Repeat([]byte("tandem fleet power cut "), 20000), key)
 	bundlePath := filepath.Join(dir, "v2.tandem")
-	if err := os.WriteFile(bundlePath, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(bundlePath, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 

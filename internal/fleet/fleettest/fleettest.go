@@ -17,12 +17,10 @@
 package fleettest
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,7 +34,6 @@ import (
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/health"
-	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
 
@@ -135,29 +132,10 @@ func Run(t *testing.T, newHarness func(t *testing.T, env *Env) Harness) {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	fx := &fixture{dir: t.TempDir()}
-	priv, pub, err := signature.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fx.pub = filepath.Join(fx.dir, "release.pub")
-	if err := os.WriteFile(fx.pub, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	key, err := signature.ParsePrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv2, _, err := signature.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := signature.ParsePrivateKey(priv2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fx.image = make([]byte, imageSize)
-	r := rand.NewChaCha8([32]byte{'f', 'l', 'e', 'e', 't'})
-	_, _ = r.Read(fx.image)
+	key, pub := NewKey(t, fx.dir, "release")
+	fx.pub = pub
+	other, _ := NewKey(t, fx.dir, "other")
+	fx.image = Image(imageSize, "fleet")
 	fx.good = fx.bundle(t, "v2.tandem", "2.0.0", key)
 	fx.bad = fx.bundle(t, "untrusted.tandem", "2.0.1", other)
 	return fx
@@ -165,23 +143,12 @@ func newFixture(t *testing.T) *fixture {
 
 func (fx *fixture) bundle(t *testing.T, name, version string, key crypto.Signer) Offer {
 	t.Helper()
-	var b bytes.Buffer
-	meta := bundle.Header{Compatible: "tandem-sim", Name: "fleet conformance", Version: version, Created: time.Now().Unix()}
-	sign := func(h bundle.Hash) ([]signature.Signature, error) {
-		s, err := signature.Sign(key, nil, h)
-		return []signature.Signature{s}, err
-	}
-	h, err := bundle.Write(&b, meta, []bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system",
-		Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(fx.image)}},
-		bundle.Options{Level: bundle.LevelDefault, Workers: 2, TempDir: fx.dir, Sign: sign})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, h := SignedBundle(t, bundle.Header{Name: "fleet conformance", Version: version, Created: time.Now().Unix()}, fx.image, key)
 	p := filepath.Join(fx.dir, name)
-	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return Offer{Path: p, BundleHash: h.String(), Version: version, Size: int64(b.Len())}
+	return Offer{Path: p, BundleHash: h.String(), Version: version, Size: int64(len(b))}
 }
 
 // scene is one scenario's device, server and harness.
@@ -200,14 +167,8 @@ type scene struct {
 func newScene(t *testing.T, fx *fixture) *scene {
 	s := &scene{fx: fx}
 	root := filepath.Join(t.TempDir(), "dev")
-	if err := sim.New(root, sim.Options{BootFlow: "grub", Trust: []string{fx.pub}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := sim.Reboot(root, false); err != nil {
-		t.Fatal(err)
-	}
 	s.env.Root = root
-	s.env.Open = func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	s.env.Open = NewDevice(t, root, sim.Options{BootFlow: "grub", Trust: []string{fx.pub}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"})
 	s.env.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.env.Server.Close)
 	return s

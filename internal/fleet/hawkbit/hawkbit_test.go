@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"math/big"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,11 +25,11 @@ import (
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit/ddiserver"
 	"github.com/tandem-ota/tandem/internal/health"
 	"github.com/tandem-ota/tandem/internal/install"
-	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
 
@@ -44,39 +43,12 @@ type world struct {
 func newWorld(t *testing.T, size int) *world {
 	t.Helper()
 	dir := t.TempDir()
-	priv, pub, err := signature.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubPath := filepath.Join(dir, "release.pub")
-	if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	key, err := signature.ParsePrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := make([]byte, size)
-	_, _ = mrand.NewChaCha8([32]byte{'h', 'b'}).Read(img)
-	var b bytes.Buffer
-	sign := func(h bundle.Hash) ([]signature.Signature, error) {
-		s, err := signature.Sign(key, nil, h)
-		return []signature.Signature{s}, err
-	}
-	_, err = bundle.Write(&b, bundle.Header{Compatible: "tandem-sim", Name: "hawkbit test", Version: "2.0.0", Created: time.Now().Unix()},
-		[]bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system", Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(img)}},
-		bundle.Options{Level: bundle.LevelDefault, Workers: 2, TempDir: dir, Sign: sign})
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, pub := fleettest.NewKey(t, dir, "release")
+	b, _ := fleettest.SignedBundle(t, bundle.Header{Name: "hawkbit test", Version: "2.0.0", Created: time.Now().Unix()},
+		fleettest.Image(size, "hb"), key)
 	root := filepath.Join(dir, "dev")
-	if err := sim.New(root, sim.Options{BootFlow: "grub", Trust: []string{pubPath}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := sim.Reboot(root, false); err != nil {
-		t.Fatal(err)
-	}
-	return &world{root: root, bundle: b.Bytes(), open: func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }}
+	open := fleettest.NewDevice(t, root, sim.Options{BootFlow: "grub", Trust: []string{pub}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"})
+	return &world{root: root, bundle: b, open: open}
 }
 
 func (w *world) rebootRequested(t *testing.T) bool {

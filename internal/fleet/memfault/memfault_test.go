@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,9 +18,9 @@ import (
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/fleet/memfault"
 	"github.com/tandem-ota/tandem/internal/health"
-	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
 
@@ -105,41 +104,14 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	dir := t.TempDir()
-	priv, pub, err := signature.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubPath := filepath.Join(dir, "release.pub")
-	if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	key, err := signature.ParsePrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := make([]byte, 512<<10)
-	_, _ = mrand.NewChaCha8([32]byte{'m', 'f'}).Read(img)
-	var b bytes.Buffer
-	sign := func(h bundle.Hash) ([]signature.Signature, error) {
-		s, err := signature.Sign(key, nil, h)
-		return []signature.Signature{s}, err
-	}
-	if _, err := bundle.Write(&b, bundle.Header{Compatible: "tandem-sim", Name: "memfault test", Version: "2.0.0", Created: time.Now().Unix()},
-		[]bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system", Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(img)}},
-		bundle.Options{Level: bundle.LevelDefault, Workers: 2, TempDir: dir, Sign: sign}); err != nil {
-		t.Fatal(err)
-	}
+	key, pub := fleettest.NewKey(t, dir, "release")
+	b, _ := fleettest.SignedBundle(t, bundle.Header{Name: "memfault test", Version: "2.0.0", Created: time.Now().Unix()},
+		fleettest.Image(512<<10, "mf"), key)
 	root := filepath.Join(dir, "dev")
-	if err := sim.New(root, sim.Options{BootFlow: "grub", Trust: []string{pubPath}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := sim.Reboot(root, false); err != nil {
-		t.Fatal(err)
-	}
-	a := &api{t: t, bundle: b.Bytes()}
+	open := fleettest.NewDevice(t, root, sim.Options{BootFlow: "grub", Trust: []string{pub}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"})
+	a := &api{t: t, bundle: b}
 	a.srv = httptest.NewServer(a)
 	t.Cleanup(a.srv.Close)
-	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
 	return &world{root: root, open: open, api: a, p: &memfault.Poller{API: a.srv.URL, ProjectKey: "pk-1", Serial: "SN42",
 		HardwareVersion: "evt", SoftwareType: "linux", Agent: &fleet.Agent{Open: open, Adapter: memfault.AdapterName},
 		Log: func(s string) { t.Log(s) }}}

@@ -1,13 +1,11 @@
 package tedge_test
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,7 +24,6 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet/tedge"
 	"github.com/tandem-ota/tandem/internal/health"
 	"github.com/tandem-ota/tandem/internal/install"
-	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 	"github.com/tandem-ota/tandem/internal/testutil"
 )
@@ -273,26 +270,13 @@ func newWorldWith(t *testing.T, factory bool) *world {
 	w := &world{gate: make(chan struct{})}
 	close(w.gate)
 	dir := t.TempDir()
-	priv, pub, err := signature.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := signature.ParsePrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubPath := filepath.Join(dir, "release.pub")
-	if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	w.image = make([]byte, 1<<20)
-	_, _ = rand.NewChaCha8([32]byte{'t', 'e', 'd', 'g', 'e'}).Read(w.image)
+	key, pubPath := fleettest.NewKey(t, dir, "release")
+	w.image = fleettest.Image(1<<20, "tedge")
 	writeBundle(t, filepath.Join(dir, "v2.tandem"), w.image, key)
 	if fi, err := os.Stat(filepath.Join(dir, "v2.tandem")); err == nil {
 		w.size = fi.Size()
 	}
-	priv2, _, _ := signature.GenerateKey()
-	other, _ := signature.ParsePrivateKey(priv2)
+	other, _ := fleettest.NewKey(t, dir, "other")
 	writeBundle(t, filepath.Join(dir, "untrusted.tandem"), w.image, other)
 
 	files := http.FileServer(http.Dir(dir))
@@ -337,18 +321,8 @@ func (w *world) open() (*device.Device, error) { return device.Open(device.Optio
 
 func writeBundle(t *testing.T, p string, image []byte, key crypto.Signer) {
 	t.Helper()
-	var b bytes.Buffer
-	sign := func(h bundle.Hash) ([]signature.Signature, error) {
-		s, err := signature.Sign(key, nil, h)
-		return []signature.Signature{s}, err
-	}
-	_, err := bundle.Write(&b, bundle.Header{Compatible: "tandem-sim", Name: "tedge test", Version: "2.0.0", Created: 1700000000},
-		[]bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system", Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(image)}},
-		bundle.Options{Level: bundle.LevelDefault, Workers: 2, TempDir: t.TempDir(), Sign: sign})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+	b, _ := fleettest.SignedBundle(t, bundle.Header{Name: "tedge test", Version: "2.0.0", Created: 1700000000}, image, key)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

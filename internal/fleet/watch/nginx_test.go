@@ -19,8 +19,8 @@ import (
 	"github.com/tandem-ota/tandem/internal/channel"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/health"
-	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 	"github.com/tandem-ota/tandem/internal/testutil"
 )
@@ -36,47 +36,20 @@ type nginxFixture struct {
 	size2                     int64
 }
 
-func key(t *testing.T, dir, name string) (crypto.Signer, string) {
-	t.Helper()
-	priv, pub, err := signature.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name+".pub")
-	if err := os.WriteFile(p, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	k, err := signature.ParsePrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, p
-}
-
 func writeBundle(t *testing.T, fx *nginxFixture, name, version string, img []byte) (string, int64) {
 	t.Helper()
-	var b bytes.Buffer
-	sign := func(h bundle.Hash) ([]signature.Signature, error) {
-		s, err := signature.Sign(fx.release, nil, h)
-		return []signature.Signature{s}, err
-	}
-	h, err := bundle.Write(&b, bundle.Header{Compatible: "tandem-sim", Name: "watch test", Version: version, Created: time.Now().Unix()},
-		[]bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system", Chunker: bundle.ChunkerBuzhash, Source: bytes.NewReader(img)}},
-		bundle.Options{Level: bundle.LevelDefault, Workers: 2, TempDir: fx.dir, Sign: sign})
-	if err != nil {
+	b, h := fleettest.SignedBundle(t, bundle.Header{Name: "watch test", Version: version, Created: time.Now().Unix()}, img, fx.release)
+	if err := os.WriteFile(filepath.Join(fx.www, name), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(fx.www, name), b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return h.String(), int64(b.Len())
+	return h.String(), int64(len(b))
 }
 
 func newNginxFixture(t *testing.T) *nginxFixture {
 	fx := &nginxFixture{dir: t.TempDir(), www: t.TempDir()}
-	fx.release, fx.releasePub = key(t, fx.dir, "release")
-	fx.channel, fx.channelPub = key(t, fx.dir, "channel")
-	fx.other, _ = key(t, fx.dir, "other")
+	fx.release, fx.releasePub = fleettest.NewKey(t, fx.dir, "release")
+	fx.channel, fx.channelPub = fleettest.NewKey(t, fx.dir, "channel")
+	fx.other, _ = fleettest.NewKey(t, fx.dir, "other")
 	r := rand.NewChaCha8([32]byte{'w', 'a', 't', 'c', 'h'})
 	fx.v1 = make([]byte, 4<<20)
 	_, _ = r.Read(fx.v1)
@@ -99,14 +72,8 @@ func (fx *nginxFixture) device(t *testing.T) (string, func() (*device.Device, er
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), "dev")
-	if err := sim.New(root, sim.Options{BootFlow: "grub", Image: img, SlotSize: 8 << 20, FactoryVersion: "1.0.0",
-		Trust: []string{fx.releasePub, fx.channelPub}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := sim.Reboot(root, false); err != nil {
-		t.Fatal(err)
-	}
-	return root, func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	return root, fleettest.NewDevice(t, root, sim.Options{BootFlow: "grub", Image: img, SlotSize: 8 << 20, FactoryVersion: "1.0.0",
+		Trust: []string{fx.releasePub, fx.channelPub}})
 }
 
 // publish writes a channel file to the web root at name.

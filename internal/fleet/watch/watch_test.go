@@ -30,17 +30,7 @@ import (
 // the device's keys directory.
 func channelKey(t *testing.T, root string) crypto.Signer {
 	t.Helper()
-	priv, pub, err := signature.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "etc/tandem/keys/channel.pub"), pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	key, err := signature.ParsePrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, _ := fleettest.NewKey(t, filepath.Join(root, "etc/tandem/keys"), "channel")
 	return key
 }
 
