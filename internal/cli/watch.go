@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
 	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/fleet/watch"
 	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -61,20 +60,8 @@ func (a *app) loadWatchConfig(p string, required bool) (*watchConfig, error) {
 	if len(b) > maxWatchConfig {
 		return nil, fmt.Errorf("watch config %s: larger than %d bytes", p, maxWatchConfig)
 	}
-	dec := toml.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "toml: ")
-		var strict *toml.StrictMissingError
-		var de *toml.DecodeError
-		if errors.As(err, &strict) && len(strict.Errors) > 0 {
-			line, _ := strict.Errors[0].Position()
-			msg = fmt.Sprintf("line %d: unknown key %q", line, strings.Join(strict.Errors[0].Key(), "."))
-		} else if errors.As(err, &de) {
-			line, _ := de.Position()
-			msg = fmt.Sprintf("line %d: %s", line, msg)
-		}
-		return nil, usageError{fmt.Errorf("watch config %s: %s", p, oneLine(msg))}
+	if err := config.DecodeStrict(b, c); err != nil {
+		return nil, usageError{fmt.Errorf("watch config %s: %s", p, oneLine(err.Error()))}
 	}
 	return c, nil
 }

@@ -1,10 +1,8 @@
 package hawkbit
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
@@ -115,21 +112,8 @@ func ParseConfig(data []byte) (*Config, error) { return parseConfig(data, "") }
 
 func parseConfig(data []byte, preset string) (*Config, error) {
 	c := &Config{}
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
-		var strict *toml.StrictMissingError
-		var de *toml.DecodeError
-		switch {
-		case errors.As(err, &strict) && len(strict.Errors) > 0:
-			e := strict.Errors[0]
-			line, _ := e.Position()
-			return nil, fmt.Errorf("line %d: unknown key %s", line, strings.Join(e.Key(), "."))
-		case errors.As(err, &de):
-			line, _ := de.Position()
-			return nil, fmt.Errorf("line %d: %s", line, strings.TrimPrefix(de.Error(), "toml: "))
-		}
-		return nil, errors.New(strings.TrimPrefix(err.Error(), "toml: "))
+	if err := config.DecodeStrict(data, c); err != nil {
+		return nil, err
 	}
 	if preset != "" {
 		if c.Preset != "" && c.Preset != preset {

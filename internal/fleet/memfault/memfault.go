@@ -9,15 +9,12 @@
 package memfault
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
 )
@@ -83,21 +80,8 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig decodes a configuration strictly and checks it.
 func ParseConfig(data []byte) (*Config, error) {
 	c := &Config{}
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
-		var strict *toml.StrictMissingError
-		var de *toml.DecodeError
-		switch {
-		case errors.As(err, &strict) && len(strict.Errors) > 0:
-			e := strict.Errors[0]
-			line, _ := e.Position()
-			return nil, fmt.Errorf("line %d: unknown key %s", line, strings.Join(e.Key(), "."))
-		case errors.As(err, &de):
-			line, _ := de.Position()
-			return nil, fmt.Errorf("line %d: %s", line, strings.TrimPrefix(de.Error(), "toml: "))
-		}
-		return nil, errors.New(strings.TrimPrefix(err.Error(), "toml: "))
+	if err := config.DecodeStrict(data, c); err != nil {
+		return nil, err
 	}
 	if c.API == "" {
 		c.API = DefaultAPI
