@@ -306,21 +306,26 @@ func parseUint(s string) (int64, bool) {
 	return v, err == nil
 }
 
-// parseRetryAfter returns the wait a Retry-After value asks for: delay
-// seconds or an HTTP date. Invalid or past values give 0.
+// parseRetryAfter returns the wait a Retry-After value asks for; invalid
+// and past values give 0.
 func parseRetryAfter(v string, now time.Time) time.Duration {
+	d, _ := ParseRetryAfter(v, now)
+	return d
+}
+
+// ParseRetryAfter returns the wait a Retry-After value asks for: delay
+// seconds (at most a year) or an HTTP date (0 once past), and whether v
+// was either.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
 	if secs, ok := parseUint(v); ok {
 		if secs > int64(365*24*time.Hour/time.Second) {
 			secs = int64(365 * 24 * time.Hour / time.Second)
 		}
-		return time.Duration(secs) * time.Second
+		return time.Duration(secs) * time.Second, true
 	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
 	}
-	return 0
+	return 0, false
 }

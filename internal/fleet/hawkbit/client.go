@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tandem-ota/tandem/internal/fetch"
 )
 
 // ErrGone is returned for a 410 answer: the action no longer exists on the
@@ -240,7 +242,7 @@ func (c *Client) do(ctx context.Context, method, href string, body []byte, h htt
 		}
 		d := wait
 		if err == nil {
-			if ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			if ra, ok := fetch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 				d = min(ra, r.MaxRetryAfter)
 			}
 		}
@@ -252,18 +254,4 @@ func (c *Client) do(ctx context.Context, method, href string, body []byte, h htt
 		}
 		wait = min(2*wait, r.Max)
 	}
-}
-
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }

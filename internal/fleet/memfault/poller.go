@@ -10,10 +10,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tandem-ota/tandem/internal/fetch"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/install"
 )
@@ -153,11 +153,9 @@ func (p *Poller) Latest(ctx context.Context, current string) (*Release, *Artifac
 	case http.StatusNoContent:
 		return nil, nil, nil
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		after := time.Minute
-		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s >= 0 {
-			after = time.Duration(s) * time.Second
-		} else if t, err := http.ParseTime(resp.Header.Get("Retry-After")); err == nil {
-			after = max(time.Until(t), 0)
+		after, ok := fetch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if !ok {
+			after = time.Minute
 		}
 		return nil, nil, &RetryError{Status: resp.Status, After: after}
 	}

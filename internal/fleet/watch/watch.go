@@ -28,13 +28,13 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/channel"
 	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fetch"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -443,10 +443,8 @@ func (w *Watcher) fetchOnce(ctx context.Context, st *State) (data []byte, etag, 
 	case code == http.StatusNotModified && cached:
 		return st.File, st.ETag, st.LastModified, 0, nil
 	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
-		wait := time.Duration(0)
-		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 {
-			wait = min(time.Duration(n)*time.Second, time.Minute)
-		}
+		wait, _ := fetch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		wait = min(wait, time.Minute)
 		return nil, "", "", wait, fmt.Errorf("channel %s: HTTP %s", w.o.URL, resp.Status)
 	case code != http.StatusOK:
 		return nil, "", "", -1, fmt.Errorf("channel %s: HTTP %s", w.o.URL, resp.Status)
