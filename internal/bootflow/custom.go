@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tandem-ota/tandem/internal/cmdout"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
@@ -65,7 +66,7 @@ func RunController(fsys rootfs.FS, argv []string, attempts int, change bool, op 
 		run = func() error { return fsys.Run(cmd) }
 	}
 	if err := run(); err != nil {
-		return reply, fmt.Errorf("boot controller %s %s: %w: %s", argv[0], op[0], err, lastLine(errb.String()))
+		return reply, fmt.Errorf("boot controller %s %s: %w: %s", argv[0], op[0], err, cmdout.LastLine(errb.String()))
 	}
 	dec := json.NewDecoder(&out)
 	dec.DisallowUnknownFields()

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tandem-ota/tandem/internal/bootenv/ubootenv"
+	"github.com/tandem-ota/tandem/internal/cmdout"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 	"golang.org/x/sys/unix"
@@ -210,7 +211,7 @@ func (s *fwSetenvStore) load() (map[string]string, error) {
 	cmd := exec.Command("fw_printenv", "-c", s.config)
 	cmd.Stdout, cmd.Stderr = &limitedWriter{w: &out, n: maxEnvOutput}, &errb
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("fw_printenv -c %s: %w: %s", s.config, err, lastLine(errb.String()))
+		return nil, fmt.Errorf("fw_printenv -c %s: %w: %s", s.config, err, cmdout.LastLine(errb.String()))
 	}
 	env := map[string]string{}
 	sc := bufio.NewScanner(&out)
@@ -246,7 +247,7 @@ func (s *fwSetenvStore) save(vars [][2]string) error {
 	cmd := exec.Command("fw_setenv", "-c", s.config, "-s", f.Name())
 	cmd.Stderr = &errb
 	if err := s.fsys.Run(cmd); err != nil {
-		return fmt.Errorf("fw_setenv -c %s: %w: %s", s.config, err, lastLine(errb.String()))
+		return fmt.Errorf("fw_setenv -c %s: %w: %s", s.config, err, cmdout.LastLine(errb.String()))
 	}
 	// libubootenv before 0.3.2 does not fsync what it writes to files.
 	unix.Sync()
@@ -263,12 +264,4 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		return 0, fmt.Errorf("output larger than %d bytes", l.n)
 	}
 	return l.w.Write(p)
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	return s
 }

@@ -11,8 +11,8 @@ import (
 	"os/exec"
 	"path"
 	"slices"
-	"strings"
 
+	"github.com/tandem-ota/tandem/internal/cmdout"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
@@ -44,11 +44,7 @@ func Run(fsys rootfs.FS, hooksDir, operation, stage string, env ...string) error
 		cmd.Env = append(append(os.Environ(), "TANDEM_ROOT="+fsys.Path("/")), env...)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
-			last := strings.TrimSpace(out.String())
-			if i := strings.LastIndexByte(last, '\n'); i >= 0 {
-				last = last[i+1:]
-			}
-			return fmt.Errorf("hook %s/%s failed: %w: %s", dir, name, err, last)
+			return fmt.Errorf("hook %s/%s failed: %w: %s", dir, name, err, cmdout.LastLine(out.String()))
 		}
 	}
 	return nil

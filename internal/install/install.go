@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/cmdout"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/hooks"
@@ -441,25 +442,13 @@ func runHandler(d *device.Device, argv []string, pr payloadStream, w *progressWr
 	cmd.Stdin = io.TeeReader(pr, w)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("handler %s: %w: %s", argv[0], err, lastLine(string(out)))
+		return fmt.Errorf("handler %s: %w: %s", argv[0], err, cmdout.LastLine(string(out)))
 	}
 	// The handler may stop reading early: the rest must still verify.
 	if _, err := io.Copy(io.Discard, pr); err != nil {
 		return err
 	}
 	return nil
-}
-
-func lastLine(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
-		s = s[:len(s)-1]
-	}
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '\n' {
-			return s[i+1:]
-		}
-	}
-	return s
 }
 
 func emptyDir(dir string) error {
