@@ -81,16 +81,15 @@ func withCert(keys []string, cert string) ([]string, error) {
 	return []string{keys[0] + ":" + cert}, nil
 }
 
-// signers loads --key PATH[:CHAIN] arguments into a signing function.
-func signers(keys []string) (func(bundle.Hash) ([]signature.Signature, error), error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	type signer struct {
-		key   crypto.Signer
-		chain [][]byte
-	}
-	var ss []signer
+// keyArg is a loaded --key PATH[:CHAIN] argument.
+type keyArg struct {
+	key   crypto.Signer
+	chain [][]byte
+}
+
+// loadKeys loads --key PATH[:CHAIN] arguments.
+func loadKeys(keys []string) ([]keyArg, error) {
+	var ks []keyArg
 	for _, k := range keys {
 		keyPath, chainPath, _ := strings.Cut(k, ":")
 		b, err := os.ReadFile(keyPath)
@@ -107,12 +106,24 @@ func signers(keys []string) (func(bundle.Hash) ([]signature.Signature, error), e
 				return nil, err
 			}
 		}
-		ss = append(ss, signer{key, chain})
+		ks = append(ks, keyArg{key, chain})
+	}
+	return ks, nil
+}
+
+// signers loads --key PATH[:CHAIN] arguments into a signing function.
+func signers(keys []string) (func(bundle.Hash) ([]signature.Signature, error), error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	ks, err := loadKeys(keys)
+	if err != nil {
+		return nil, err
 	}
 	return func(h bundle.Hash) ([]signature.Signature, error) {
 		var sigs []signature.Signature
-		for _, s := range ss {
-			sig, err := signature.Sign(s.key, s.chain, h)
+		for _, k := range ks {
+			sig, err := signature.Sign(k.key, k.chain, h)
 			if err != nil {
 				return nil, err
 			}

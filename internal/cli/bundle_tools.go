@@ -196,16 +196,24 @@ func (a *app) bundleInspectCommand() *cobra.Command {
 // trustFrom loads trust files given on the command line.
 func trustFrom(files []string) (*signature.TrustStore, error) {
 	ts := &signature.TrustStore{}
+	if err := addTrust(ts, files); err != nil {
+		return nil, err
+	}
+	return ts, nil
+}
+
+// addTrust adds trust files given on the command line to ts.
+func addTrust(ts *signature.TrustStore, files []string) error {
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("trust: %w", err)
+			return fmt.Errorf("trust: %w", err)
 		}
 		if err := ts.Add(b); err != nil {
-			return nil, fmt.Errorf("trust %s: %w", f, err)
+			return fmt.Errorf("trust %s: %w", f, err)
 		}
 	}
-	return ts, nil
+	return nil
 }
 
 // openVerified opens a bundle and verifies its signature against the trust

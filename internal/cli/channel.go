@@ -62,24 +62,13 @@ func pubKeyPEM(k crypto.Signer) ([]byte, error) {
 
 // channelSigners loads --key PATH[:CHAIN] arguments.
 func channelSigners(keys []string) ([]channel.Signer, error) {
+	ks, err := loadKeys(keys)
+	if err != nil {
+		return nil, err
+	}
 	var ss []channel.Signer
-	for _, k := range keys {
-		keyPath, chainPath, _ := strings.Cut(k, ":")
-		b, err := os.ReadFile(keyPath)
-		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
-		}
-		key, err := signature.ParsePrivateKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("key %s: %w", keyPath, err)
-		}
-		s := channel.Signer{Key: key}
-		if chainPath != "" {
-			if s.Chain, err = readCertChain(chainPath); err != nil {
-				return nil, err
-			}
-		}
-		ss = append(ss, s)
+	for _, k := range ks {
+		ss = append(ss, channel.Signer{Key: k.key, Chain: k.chain})
 	}
 	return ss, nil
 }
@@ -443,14 +432,8 @@ and device type are checked too; --min-sequence refuses a file older than a sequ
 					return err
 				}
 			}
-			for _, t := range trust {
-				b, err := os.ReadFile(t)
-				if err != nil {
-					return fmt.Errorf("trust: %w", err)
-				}
-				if err := ts.Add(b); err != nil {
-					return fmt.Errorf("trust %s: %w", t, err)
-				}
+			if err := addTrust(ts, trust); err != nil {
+				return err
 			}
 			f, err := readChannel(args[0])
 			if err != nil {
