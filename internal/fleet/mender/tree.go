@@ -18,7 +18,7 @@ import (
 // (artifact name, stream names): they are a line each.
 const maxTreeFile = 4 << 10
 
-// ErrArtifact: the artifact does not have the shape this module expects.
+// ErrArtifact marks an artifact that does not have the shape this module expects.
 var ErrArtifact = errors.New("mender artifact")
 
 // Tree is the file tree the Mender client gives the module (the second

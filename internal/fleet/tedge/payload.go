@@ -47,7 +47,7 @@ func ParseCommand(b []byte) (*Command, error) {
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&fields); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPayload, err)
+		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
 	}
 	if fields == nil {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrPayload)

@@ -230,7 +230,7 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
-// Close closes the action id on the server (as if an operator deleted it):
+// CloseAction closes the action id on the server (as if an operator deleted it):
 // its feedback answers 410 Gone.
 func (s *Server) CloseAction(id string) {
 	s.mu.Lock()
