@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 )
@@ -269,4 +270,37 @@ func caseCutCommit(m *Machine, points []string, grub bool) {
 			m.fatalf("cut at %s: last update %+v, want committed", p, info.LastUpdate)
 		}
 	}
+}
+
+// caseHTTPDelta installs a bundle from an HTTP server on the host (QEMU
+// user-mode network) into the spare group: the slots already hold most of
+// its chunks, so tandem downloads only part of it (docs/delta.md). Then the
+// trial boots and is committed.
+func caseHTTPDelta(m *Machine, url, version string, size int64) {
+	m.t.Helper()
+	def := checkCommitted(m)
+	s := spare(def)
+	out := m.Run("tandem update install " + url + " --reboot set --json | tail -1")
+	var done struct {
+		Event           string `json:"event"`
+		Version         string `json:"version"`
+		BytesDownloaded int64  `json:"bytesDownloaded"`
+		BytesReused     int64  `json:"bytesReused"`
+		Requests        int64  `json:"requests"`
+	}
+	i := strings.Index(out, "{")
+	if i < 0 || json.Unmarshal([]byte(strings.TrimSpace(out[i:])), &done) != nil || done.Event != "done" {
+		m.fatalf("install from %s: no done event:\n%s", url, out)
+	}
+	m.t.Logf("%s: delta install of %s: downloaded %d of %d bundle bytes in %d requests, reused %d bytes",
+		m.Name, version, done.BytesDownloaded, size, done.Requests, done.BytesReused)
+	if done.Version != version || done.Requests == 0 || done.BytesDownloaded <= 0 || done.BytesDownloaded >= size/2 || done.BytesReused == 0 {
+		m.fatalf("install from %s: %+v; want a delta download of less than half of %d bytes", url, done, size)
+	}
+	m.Reboot()
+	if g, v := m.Booted(true); g != s || v != version {
+		m.fatalf("after the delta install: group %s version %s, want %s %s", g, v, s, version)
+	}
+	m.Run("tandem system commit")
+	checkCommitted(m)
 }

@@ -1,6 +1,10 @@
 package e2e
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 // The GRUB image: OVMF, a standalone GRUB EFI image, bootloader/grub/tandem.cfg,
 // boot flow grub with attempts = 2.
@@ -30,12 +34,20 @@ func TestGrubFailedUpdate(t *testing.T) {
 
 // TestGrubPowerCuts runs case e: power cuts during an install, at each write
 // of try-next (state.json, trial.grubenv) and of commit (primary, secondary,
-// trial block, state.json).
+// trial block, state.json). Then it installs v3 over HTTP from the host,
+// which must be a delta download.
 func TestGrubPowerCuts(t *testing.T) {
 	needE2E(t, false)
-	m := x86Build(t, "grub").machine(t, "cuts")
+	e := x86Build(t, "grub")
+	m := e.machine(t, "cuts")
 	caseFirstBoot(m)
 	caseCutInstall(m, "v2", "2.0.0")
 	caseCutTryNext(m, []string{"rename:1", "rename:2", "syncdir:2"})
 	caseCutCommit(m, []string{"rename:1", "syncdir:1", "rename:3", "rename:4"}, true)
+	// Then a delta install over HTTP: the slots hold most of v3's chunks.
+	st, err := os.Stat(filepath.Join(e.www, "v3.tandem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caseHTTPDelta(m, e.serve(t)+"v3.tandem", "3.0.0", st.Size())
 }

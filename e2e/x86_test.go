@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/e2e/image"
 	"github.com/tandem-ota/tandem/internal/e2e/qemu"
@@ -22,6 +25,7 @@ const (
 type x86Env struct {
 	loader string
 	dir    string
+	www    string // the bundles again, served over HTTP by serve
 	disk   string // factory disk image (template, copied per machine)
 	parts  []image.Partition
 }
@@ -73,6 +77,10 @@ func x86Build(t *testing.T, loader string) *x86Env {
 		t.Fatal(err)
 	}
 	bundles := map[string]string{}
+	www := filepath.Join(dir, "www")
+	if err := os.MkdirAll(www, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, b := range x86Bundles {
 		img := filepath.Join(dir, "system-"+b.name+".ext4")
 		if err := x.System(img, b.version, b.behavior); err != nil {
@@ -82,6 +90,9 @@ func x86Build(t *testing.T, loader string) *x86Env {
 		hostTandem(t, dir, "bundle", "create", out, "--compatible", image.X86Compatible, "--version", b.version,
 			"--slot", "system="+img, "--key", filepath.Join(dir, "release.key"))
 		bundles[b.name+".tandem"] = out
+		if err := os.Link(out, filepath.Join(www, b.name+".tandem")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	esp, data := filepath.Join(dir, "esp.vfat"), filepath.Join(dir, "data.ext4")
 	if err := x.ESP(esp); err != nil {
@@ -90,7 +101,7 @@ func x86Build(t *testing.T, loader string) *x86Env {
 	if err := x.Data(data, bundles); err != nil {
 		t.Fatal(err)
 	}
-	e := &x86Env{loader: loader, dir: dir, disk: filepath.Join(dir, "factory.img"), parts: x.Partitions(esp, v1, v1, data)}
+	e := &x86Env{loader: loader, dir: dir, www: www, disk: filepath.Join(dir, "factory.img"), parts: x.Partitions(esp, v1, v1, data)}
 	if err := image.Disk(e.disk, e.parts); err != nil {
 		t.Fatal(err)
 	}
@@ -116,4 +127,19 @@ func (e *x86Env) machine(t *testing.T, name string) *Machine {
 		Binary: "qemu-system-x86_64", Args: qemu.X86(ovmfCode, vars, disk, 0)}
 	m.Start()
 	return m
+}
+
+// serve serves the bundles over HTTP on the host's loopback (with Range
+// support, so installs can be delta) and returns the base URL the guest
+// uses: QEMU's user-mode network maps 10.0.2.2 to the host's 127.0.0.1.
+func (e *x86Env) serve(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(e.www)), ReadHeaderTimeout: time.Minute}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return fmt.Sprintf("http://10.0.2.2:%d/", l.Addr().(*net.TCPAddr).Port)
 }

@@ -54,7 +54,7 @@ var Applets = []string{
 	"sh", "ash", "cat", "cp", "dd", "echo", "grep", "head", "hexdump", "insmod", "ln", "ls", "mkdir",
 	"mount", "mv", "od", "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sha256sum",
 	"sleep", "stat", "stty", "switch_root", "sync", "tail", "test", "tr", "true", "false", "umount",
-	"uname", "wc", "cmp", "dmesg", "chattr", "lsattr", "find", "seq", "date", "kill", "watchdog", "[",
+	"uname", "wc", "cmp", "ifconfig", "route", "dmesg", "chattr", "lsattr", "find", "seq", "date", "kill", "watchdog", "[",
 }
 
 func writeFile(p string, data []byte, mode os.FileMode) error {
@@ -203,6 +203,12 @@ mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 if [ -d /sys/firmware/efi/efivars ]; then mount -t efivarfs efivarfs /sys/firmware/efi/efivars; fi
 . /etc/e2e/mounts.sh
+# QEMU user-mode network (x86-64 images): the host is 10.0.2.2.
+if [ -e /sys/class/net/eth0 ]; then
+  ifconfig lo 127.0.0.1 up
+  ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up
+  route add default gw 10.0.2.2
+fi
 group=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in tandem.group=*) group="${arg#tandem.group=}" ;; esac

@@ -66,7 +66,7 @@ func (x *X86) Prepare() error {
 	x.initrd = filepath.Join(x.Work, "initrd.img")
 	return BuildInitramfs(x.initrd, InitramfsOptions{Busybox: x.busybox, Kernel: x.kernel, Modules: []Module{
 		{Name: "virtio_pci"}, {Name: "virtio_blk"}, {Name: "crc32c_generic"}, {Name: "ext4"}, {Name: "vfat"}, {Name: "nls_cp437"}, {Name: "nls_ascii"},
-		{Name: "nls_utf8"}, {Name: "efivarfs"}, {Name: "i6300esb", Params: "heartbeat=10"},
+		{Name: "nls_utf8"}, {Name: "efivarfs"}, {Name: "i6300esb", Params: "heartbeat=10"}, {Name: "virtio_net"},
 	}})
 }
 

@@ -215,18 +215,24 @@ func tail(b []byte, n int) string {
 
 // X86 returns the arguments of an x86-64 q35 machine under TCG with OVMF
 // (code read-only, vars: a per-VM copy so EFI variables persist across
-// reboots), one virtio disk, the serial console on stdio, and the i6300esb
-// watchdog wired to reset the machine. memMiB 0 means 512.
+// reboots), one virtio disk, a virtio NIC on QEMU's user-mode network, the
+// serial console on stdio, and the i6300esb watchdog wired to reset the
+// machine. memMiB 0 means 512.
 func X86(ovmfCode, ovmfVars, disk string, memMiB int) []string {
 	if memMiB == 0 {
 		memMiB = 512
 	}
 	return []string{
 		"-machine", "q35,accel=tcg", "-smp", "1", "-m", strconv.Itoa(memMiB),
-		"-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio", "-net", "none",
+		"-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio",
+		// User-mode network: the guest is 10.0.2.15 and reaches the host's
+		// 127.0.0.1 as 10.0.2.2 (bundles over HTTP).
+		"-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
 		"-drive", "if=pflash,format=raw,unit=1,file=" + ovmfVars,
-		"-drive", "if=virtio,format=raw,cache=unsafe,file=" + disk,
+		// bootindex: the firmware boots the disk first, never the network.
+		"-drive", "if=none,id=disk0,format=raw,cache=unsafe,file=" + disk,
+		"-device", "virtio-blk-pci,drive=disk0,bootindex=0",
 		"-device", "i6300esb", "-action", "watchdog=reset",
 	}
 }
