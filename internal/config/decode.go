@@ -169,27 +169,3 @@ func unknownKeyMessage(path []string) string {
 	}
 	return msg
 }
-
-// DecodeStrict decodes data into v strictly (a key v has no field for is an
-// error), for the small TOML files of the fleet adapters and the watcher.
-// Its errors are one line that names the line: "line 3: unknown key a.b".
-func DecodeStrict(data []byte, v any) error {
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		return nil
-	}
-	var strict *toml.StrictMissingError
-	var de *toml.DecodeError
-	switch {
-	case errors.As(err, &strict) && len(strict.Errors) > 0:
-		e := strict.Errors[0]
-		line, _ := e.Position()
-		return fmt.Errorf("line %d: unknown key %s", line, strings.Join(e.Key(), "."))
-	case errors.As(err, &de):
-		line, _ := de.Position()
-		return fmt.Errorf("line %d: %s", line, strings.TrimPrefix(de.Error(), "toml: "))
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), "toml: "))
-}

@@ -6,6 +6,9 @@
 // Every error is one line that names the file and, when the problem has a
 // place in the file, its line and column (see Error). The reference for the
 // file format is docs/configuration.md.
+//
+// ReadSmall, DecodeStrict and FileError serve the smaller TOML files of the
+// fleet adapters and the watcher the same way.
 package config
 
 import (

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -75,17 +74,9 @@ const (
 // LoadConfig reads and checks the configuration file at path; preset, when
 // not "", is applied as if the file said preset = "…".
 func LoadConfig(path, preset string) (*Config, error) {
-	f, err := os.Open(path)
+	b, err := config.ReadSmall(path, maxConfig)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxConfig+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > maxConfig {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxConfig)
 	}
 	c, err := parseConfig(b, preset)
 	if err != nil {
@@ -96,15 +87,7 @@ func LoadConfig(path, preset string) (*Config, error) {
 
 // ConfigError is an unusable configuration file; it wraps
 // config.ErrInvalid (the command line's exit code 3).
-type ConfigError struct {
-	File string
-	Err  error
-}
-
-func (e *ConfigError) Error() string { return e.File + ": " + e.Err.Error() }
-
-// Unwrap returns config.ErrInvalid and the problem.
-func (e *ConfigError) Unwrap() []error { return []error{config.ErrInvalid, e.Err} }
+type ConfigError = config.FileError
 
 // ParseConfig decodes a configuration strictly (an unknown key is an error),
 // applies the preset and the defaults, and checks it.

@@ -10,8 +10,6 @@ package memfault
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -46,33 +44,17 @@ type Config struct {
 
 // ConfigError is an unusable configuration file; it wraps
 // config.ErrInvalid (exit code 3).
-type ConfigError struct {
-	File string
-	Err  error
-}
-
-func (e *ConfigError) Error() string { return e.File + ": " + e.Err.Error() }
-
-// Unwrap returns config.ErrInvalid and the problem.
-func (e *ConfigError) Unwrap() []error { return []error{config.ErrInvalid, e.Err} }
+type ConfigError = config.FileError
 
 // LoadConfig reads and checks the configuration file at path.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
+	b, err := config.ReadSmall(path, maxConfig)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxConfig+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > maxConfig {
-		return nil, &ConfigError{path, fmt.Errorf("larger than %d bytes", maxConfig)}
-	}
 	c, err := ParseConfig(b)
 	if err != nil {
-		return nil, &ConfigError{path, err}
+		return nil, &ConfigError{File: path, Err: err}
 	}
 	return c, nil
 }
