@@ -87,6 +87,15 @@ func (a *app) ddiLog(msg string) {
 	a.printf("%s\n", msg)
 }
 
+// ddiStep prints what one --once step did.
+func (a *app) ddiStep(activity string) {
+	if a.jsonOut {
+		a.printJSONLine(ddiEvent{Time: time.Now().UTC().Format(time.RFC3339), Event: "step", Activity: activity})
+		return
+	}
+	a.printf("%s\n", activity)
+}
+
 // runDDI runs the DDI adapter the configuration describes.
 func (a *app) runDDI(c *hawkbit.Config, f ddiFlags) error {
 	agent := &fleet.Agent{Open: a.open, Adapter: hawkbit.AdapterName}
@@ -102,11 +111,7 @@ func (a *app) runDDI(c *hawkbit.Config, f ddiFlags) error {
 		if err != nil {
 			return err
 		}
-		if a.jsonOut {
-			a.printJSONLine(ddiEvent{Time: time.Now().UTC().Format(time.RFC3339), Event: "step", Activity: act.String()})
-		} else {
-			a.printf("%s\n", act)
-		}
+		a.ddiStep(act.String())
 		return nil
 	}
 	a.ddiLog(fmt.Sprintf("polling %s as %s", ad.Client.BaseURL(), c.ControllerID))

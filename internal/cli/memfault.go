@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/fleet"
@@ -85,11 +84,7 @@ installed again by the poller until Memfault offers another version.`,
 				if err != nil {
 					return err
 				}
-				if a.jsonOut {
-					a.printJSONLine(ddiEvent{Time: time.Now().UTC().Format(time.RFC3339), Event: "step", Activity: string(act)})
-				} else {
-					a.printf("%s\n", act)
-				}
+				a.ddiStep(string(act))
 				return nil
 			}
 			err = p.Run(ctx, c.Poll.Interval.Duration)
