@@ -17,7 +17,13 @@ const LockFile = "/run/tandem/lock"
 // boot state or the slots at once. It fails at once when another process
 // holds it. The lock is released by unlock or when the process ends.
 func (d *Device) Lock() (unlock func(), err error) {
-	p := d.FS.Path(LockFile)
+	return d.LockPath(LockFile, "another tandem process is changing the device")
+}
+
+// LockPath takes the lock at the device path name the way Lock takes the
+// device lock; busy says who holds it in the error when another process does.
+func (d *Device) LockPath(name, busy string) (unlock func(), err error) {
+	p := d.FS.Path(name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
@@ -28,7 +34,7 @@ func (d *Device) Lock() (unlock func(), err error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: another tandem process is changing the device (lock %s)", ErrRefused, p)
+			return nil, fmt.Errorf("%w: %s (lock %s)", ErrRefused, busy, p)
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}

@@ -26,7 +26,6 @@ import (
 	"net/url"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -39,7 +38,6 @@ import (
 	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 	"github.com/tandem-ota/tandem/internal/signature"
-	"golang.org/x/sys/unix"
 )
 
 // Adapter is the watcher's name for fleet.Agent (its job file).
@@ -313,22 +311,7 @@ func (w *Watcher) lock() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	p := d.FS.Path(LockFile)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: another tandem watch is at work (lock %s)", device.ErrRefused, p)
-		}
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	return func() { f.Close() }, nil
+	return d.LockPath(LockFile, "another tandem watch is at work")
 }
 
 // record keeps a final outcome in the state, then forgets the job.
