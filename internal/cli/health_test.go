@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tandem-ota/tandem/internal/testutil"
 )
 
 func TestHealth(t *testing.T) {
@@ -26,12 +28,7 @@ func TestHealth(t *testing.T) {
 	// A failing check: --once reports it without acting, --deadline 0 rolls back.
 	trial()
 	hook := filepath.Join(dir, "etc/tandem/hooks/health/check/50-app")
-	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'app: connection refused'\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteScript(t, hook, "echo 'app: connection refused'\nexit 1\n")
 	r := run(t, nil, "--root", dir, "health", "--once", "--json")
 	var res struct{ Verdict, Group, Message string }
 	if err := json.Unmarshal([]byte(lastLine(r.stdout)), &res); err != nil || r.code != ExitUnhealthy || res.Verdict != "failing" {

@@ -348,13 +348,7 @@ func TestWorkflowRun(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dev := newSim(t, "grub", "--trust", filepath.Join(dir, "release.pub"), "--slot-size", "1M")
 			if tc.hook != "" {
-				hook := filepath.Join(dev, "etc/tandem/hooks/health/check/50-app")
-				if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(hook, []byte("#!/bin/sh\n"+tc.hook+"\n"), 0o755); err != nil {
-					t.Fatal(err)
-				}
+				testutil.WriteScript(t, filepath.Join(dev, "etc/tandem/hooks/health/check/50-app"), tc.hook+"\n")
 			}
 			r := &agentRun{t: t, w: loadWorkflow(t), dev: dev, id: "c8y-mapper-" + tc.name,
 				env: map[string]string{"TANDEM_ROOT": dev, "TANDEM_TEDGE_BROKER": broker.Addr},

@@ -12,6 +12,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/health"
 	"github.com/tandem-ota/tandem/internal/sim"
+	"github.com/tandem-ota/tandem/internal/testutil"
 )
 
 // TestDeadlineSurvivesRestarts: the deadline counts from the first check in
@@ -38,12 +39,7 @@ func TestDeadlineSurvivesRestarts(t *testing.T) {
 	}
 	boot("b")
 	hook := filepath.Join(root, "etc/tandem/hooks/health/check/10-fail")
-	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho not yet\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteScript(t, hook, "echo not yet\nexit 1\n")
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	o := health.Options{Open: open, Deadline: time.Minute, Interval: time.Millisecond, Now: func() time.Time { return now }}
 	for _, step := range []struct {

@@ -4,6 +4,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -22,4 +23,16 @@ func NeedTool(t testing.TB, name string) string {
 	}
 	t.Skipf("%s is not installed; run make test to install it", name)
 	return ""
+}
+
+// WriteScript writes an executable shell script, "#!/bin/sh" and body, at
+// path, making its directory: a hook or a handler for a test device.
+func WriteScript(t testing.TB, path, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
 }

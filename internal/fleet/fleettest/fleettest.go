@@ -35,6 +35,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/health"
 	"github.com/tandem-ota/tandem/internal/sim"
+	"github.com/tandem-ota/tandem/internal/testutil"
 )
 
 // Offer is one update the fleet side offers.
@@ -344,13 +345,7 @@ func success(t *testing.T, s *scene) {
 }
 
 func failedHealth(t *testing.T, s *scene) {
-	hook := filepath.Join(s.env.Root, "etc/tandem/hooks/health/check/50-app")
-	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'app does not answer on :8080'\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteScript(t, filepath.Join(s.env.Root, "etc/tandem/hooks/health/check/50-app"), "echo 'app does not answer on :8080'\nexit 1\n")
 	o := s.offer(t, s.fx.good, "deploy-2")
 	s.run(t)
 	s.reboot(t, false)

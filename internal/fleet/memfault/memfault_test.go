@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet/memfault"
 	"github.com/tandem-ota/tandem/internal/health"
 	"github.com/tandem-ota/tandem/internal/sim"
+	"github.com/tandem-ota/tandem/internal/testutil"
 )
 
 // api plays Memfault's releases API: it offers release (when set) to
@@ -180,13 +180,7 @@ func TestResumeWithFreshURL(t *testing.T) {
 
 func TestFailedReleaseNotRetried(t *testing.T) {
 	w := newWorld(t)
-	hook := filepath.Join(w.root, "etc/tandem/hooks/health/check/50-app")
-	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho app down\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteScript(t, filepath.Join(w.root, "etc/tandem/hooks/health/check/50-app"), "echo app down\nexit 1\n")
 	w.api.release = "2.0.0"
 	w.step(t, memfault.Rebooting)
 	if _, _, err := sim.Reboot(w.root, false); err != nil {

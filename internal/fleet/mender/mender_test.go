@@ -93,13 +93,7 @@ func TestCommitUnhealthy(t *testing.T) {
 	c := newClient(t, f.dev, "--health-deadline", "0")
 	c.must(0, "install", artifact(t, f.bundle, "release-2"))
 	simReboot(t, f.dev)
-	hook := filepath.Join(f.dev, "etc/tandem/hooks/health/check/10-service")
-	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'service x is down' >&2\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteScript(t, filepath.Join(f.dev, "etc/tandem/hooks/health/check/10-service"), "echo 'service x is down' >&2\nexit 1\n")
 	if code := c.run("commit"); code == 0 {
 		t.Fatalf("mender commit with a failing health check: exit 0\n%s", c.lastCombined)
 	}

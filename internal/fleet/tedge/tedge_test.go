@@ -505,13 +505,7 @@ func TestBadSignature(t *testing.T) {
 // A failing health check: failed, with the check's words in the reason.
 func TestFailedHealthCheck(t *testing.T) {
 	w := newWorld(t)
-	hook := filepath.Join(w.root, "etc/tandem/hooks/health/check/50-app")
-	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'app does not answer'\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteScript(t, filepath.Join(w.root, "etc/tandem/hooks/health/check/50-app"), "echo 'app does not answer'\nexit 1\n")
 	w.m.request("c8y-mapper-4", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
 	w.runUntilReboot(t)
 	w.reboot(t, "b")
