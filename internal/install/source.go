@@ -35,27 +35,37 @@ func openStream(ctx context.Context, o Options) (io.ReadCloser, error) {
 	return os.Open(o.Source)
 }
 
-// httpClient returns a client with the TLS settings of o; it honours the
-// proxy environment variables.
-func httpClient(o HTTPOptions) (*http.Client, http.Header, error) {
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+// TLSConfig returns the TLS settings of o: TLS 1.2 or newer, the roots of
+// CAFile (the system's when empty) and the client certificate, if any.
+func (o HTTPOptions) TLSConfig() (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("ca file: %w", err)
+			return nil, fmt.Errorf("ca file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("ca file %s: no PEM certificates", o.CAFile)
+			return nil, fmt.Errorf("ca file %s: no PEM certificates", o.CAFile)
 		}
-		tlsConf.RootCAs = pool
+		conf.RootCAs = pool
 	}
 	if o.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("client certificate: %w", err)
+			return nil, fmt.Errorf("client certificate: %w", err)
 		}
-		tlsConf.Certificates = []tls.Certificate{cert}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// httpClient returns a client with the TLS settings of o; it honours the
+// proxy environment variables.
+func httpClient(o HTTPOptions) (*http.Client, http.Header, error) {
+	tlsConf, err := o.TLSConfig()
+	if err != nil {
+		return nil, nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone() // honours HTTP(S)_PROXY / NO_PROXY
 	tr.TLSClientConfig = tlsConf

@@ -1,12 +1,9 @@
 package hawkbit
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -187,24 +184,9 @@ func (c *Config) HTTPOptions() install.HTTPOptions {
 // NewHTTPClient returns an HTTP client with the TLS settings of o (its
 // Headers are not used); it honours the proxy environment variables.
 func NewHTTPClient(o install.HTTPOptions) (*http.Client, error) {
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca-file %s: no PEM certificates", o.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	if o.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("client certificate: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{cert}
+	conf, err := o.TLSConfig()
+	if err != nil {
+		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = conf
