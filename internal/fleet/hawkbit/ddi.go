@@ -171,15 +171,18 @@ type ConfigData struct {
 }
 
 // decode reads one JSON document of at most MaxDocument bytes from r into v.
-// Unknown fields are accepted; a wrong type or trailing data is an error
-// naming the field.
-func decode(r io.Reader, what string, v any) error {
-	b, err := io.ReadAll(io.LimitReader(r, MaxDocument+1))
+func decode(r io.Reader, what string, v any) error { return DecodeJSON(r, what, MaxDocument, v) }
+
+// DecodeJSON reads one JSON document of at most max bytes from r into v,
+// the way a server's documents are read: unknown fields are accepted; a
+// wrong type or trailing data is an error naming what and the field.
+func DecodeJSON(r io.Reader, what string, max int, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if len(b) > MaxDocument {
-		return fmt.Errorf("%s: larger than %d bytes", what, MaxDocument)
+	if len(b) > max {
+		return fmt.Errorf("%s: larger than %d bytes", what, max)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {

@@ -1,9 +1,7 @@
 package memfault
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/fetch"
 	"github.com/tandem-ota/tandem/internal/fleet"
+	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
 	"github.com/tandem-ota/tandem/internal/install"
 )
 
@@ -43,24 +42,9 @@ type Artifact struct {
 // has a version and one bundle: the only artifact with a URL, or the only
 // one named *.tandem.
 func ParseRelease(r io.Reader) (*Release, *Artifact, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxRelease+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("release: %w", err)
-	}
-	if len(b) > MaxRelease {
-		return nil, nil, fmt.Errorf("release: larger than %d bytes", MaxRelease)
-	}
 	rel := &Release{}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(rel); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, nil, fmt.Errorf("release: field %s: want %s, got a JSON %s", te.Field, te.Type, te.Value)
-		}
-		return nil, nil, fmt.Errorf("release: invalid JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, nil, fmt.Errorf("release: data after the JSON document")
+	if err := hawkbit.DecodeJSON(r, "release", MaxRelease, rel); err != nil {
+		return nil, nil, err
 	}
 	if rel.Version == "" {
 		return nil, nil, fmt.Errorf("release: no version")
