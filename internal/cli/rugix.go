@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path"
@@ -263,7 +264,7 @@ func fileSize(p string) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	return f.Seek(0, 2)
+	return f.Seek(0, io.SeekEnd)
 }
 
 func (a *app) rugixInfoCommand() *cobra.Command {

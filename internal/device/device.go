@@ -176,7 +176,7 @@ type Status struct {
 
 // CommitPending reports whether the running group booted on trial and is not
 // the default yet.
-func (s Status) CommitPending() bool { return s.Active != s.Default }
+func (st Status) CommitPending() bool { return st.Active != st.Default }
 
 // Status reads the active group and the boot flow's state.
 func (d *Device) Status() (Status, error) {
