@@ -31,12 +31,6 @@ func (t Tree) ArtifactName() (string, error) {
 	return t.line("header/artifact_name")
 }
 
-// CurrentArtifactName is the name of the installed artifact
-// (current_artifact_name).
-func (t Tree) CurrentArtifactName() (string, error) {
-	return t.line("current_artifact_name")
-}
-
 // line reads one small file of the tree, without the trailing newline.
 func (t Tree) line(name string) (string, error) {
 	b, err := readSmall(filepath.Join(t.Dir, name), maxTreeFile)
