@@ -25,7 +25,7 @@ func TestGrubABCycle(t *testing.T) {
 // until the i6300esb watchdog resets the machine, are each tried twice, then
 // the committed group boots.
 func TestGrubFailedUpdate(t *testing.T) {
-	needE2E(t, false)
+	needE2E(t, true)
 	m := x86Build(t, "grub").machine(t, "failed")
 	caseFirstBoot(m)
 	caseFailedUpdate(m, "v4-exit", 2)

@@ -134,7 +134,7 @@ func (e *arm64Env) machine(t *testing.T, name string) *Machine {
 
 // TestUBootABCycle runs cases a-c on one device booted by the real U-Boot.
 func TestUBootABCycle(t *testing.T) {
-	needE2E(t, false)
+	needE2E(t, true)
 	start := time.Now()
 	e := arm64Build(t)
 	t.Logf("arm64 images built in %s", time.Since(start).Round(time.Second))
