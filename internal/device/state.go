@@ -54,32 +54,46 @@ func (d *Device) statePath() string { return path.Join(d.Config.DataDir, StateFi
 // LoadState reads the state database; a missing one is empty.
 func (d *Device) LoadState() (*State, error) {
 	st := &State{}
-	b, err := d.FS.ReadFile(d.statePath())
-	if rootfs.IsNotExist(err) {
-		return st, nil
-	}
-	if err != nil {
+	if _, err := d.ReadJSON(d.statePath(), maxStateFile, st); err != nil {
 		return nil, err
-	}
-	if len(b) > maxStateFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", d.FS.Path(d.statePath()), maxStateFile)
-	}
-	if err := json.Unmarshal(b, st); err != nil {
-		return nil, fmt.Errorf("%s: %w", d.FS.Path(d.statePath()), err)
 	}
 	return st, nil
 }
 
 // SaveState writes the state database atomically.
-func (d *Device) SaveState(st *State) error {
-	b, err := json.MarshalIndent(st, "", "  ")
+func (d *Device) SaveState(st *State) error { return d.WriteJSON(d.statePath(), st) }
+
+// ReadJSON reads the JSON document at the device path name, at most max
+// bytes, into v. A missing document is not an error: found is false and v
+// is left as it is.
+func (d *Device) ReadJSON(name string, max int, v any) (found bool, err error) {
+	b, err := d.FS.ReadFile(name)
+	if rootfs.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if len(b) > max {
+		return false, fmt.Errorf("%s: larger than %d bytes", d.FS.Path(name), max)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("%s: %w", d.FS.Path(name), err)
+	}
+	return true, nil
+}
+
+// WriteJSON writes v, indented, to the device path name with
+// rootfs.WriteAtomic, making its directory first.
+func (d *Device) WriteJSON(name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := d.FS.MkdirAll(d.Config.DataDir, 0o755); err != nil {
+	if err := d.FS.MkdirAll(path.Dir(name), 0o755); err != nil {
 		return err
 	}
-	return rootfs.WriteAtomic(d.FS, d.statePath(), append(b, '\n'), 0o644)
+	return rootfs.WriteAtomic(d.FS, name, append(b, '\n'), 0o644)
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Second) }

@@ -128,35 +128,14 @@ func (a *Agent) Job() (*Job, error) {
 }
 
 func (a *Agent) load(d *device.Device) (*Job, error) {
-	p := jobPath(d, a.Adapter)
-	b, err := d.FS.ReadFile(p)
-	if rootfs.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxJobFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", d.FS.Path(p), maxJobFile)
-	}
 	j := &Job{}
-	if err := json.Unmarshal(b, j); err != nil {
-		return nil, fmt.Errorf("%s: %w", d.FS.Path(p), err)
+	if found, err := d.ReadJSON(jobPath(d, a.Adapter), maxJobFile, j); !found {
+		return nil, err
 	}
 	return j, nil
 }
 
-func (a *Agent) save(d *device.Device, j *Job) error {
-	b, err := json.MarshalIndent(j, "", "  ")
-	if err != nil {
-		return err
-	}
-	p := jobPath(d, a.Adapter)
-	if err := d.FS.MkdirAll(path.Dir(p), 0o755); err != nil {
-		return err
-	}
-	return rootfs.WriteAtomic(d.FS, p, append(b, '\n'), 0o644)
-}
+func (a *Agent) save(d *device.Device, j *Job) error { return d.WriteJSON(jobPath(d, a.Adapter), j) }
 
 // Begin records a new job. It refuses (ErrBusy) while a job of this adapter
 // is not final, and while the device runs a group on trial.

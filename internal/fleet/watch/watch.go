@@ -202,34 +202,15 @@ func statePath(d *device.Device, name string) string {
 
 // LoadState reads the watcher's state for the channel (empty when none).
 func LoadState(d *device.Device, name string) (*State, error) {
-	p := statePath(d, name)
-	b, err := d.FS.ReadFile(p)
-	if rootfs.IsNotExist(err) {
-		return &State{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxState {
-		return nil, fmt.Errorf("%s: larger than %d bytes", d.FS.Path(p), maxState)
-	}
 	s := &State{}
-	if err := json.Unmarshal(b, s); err != nil {
-		return nil, fmt.Errorf("%s: %w", d.FS.Path(p), err)
+	if _, err := d.ReadJSON(statePath(d, name), maxState, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
 func saveState(d *device.Device, name string, s *State) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	p := statePath(d, name)
-	if err := d.FS.MkdirAll(path.Dir(p), 0o755); err != nil {
-		return err
-	}
-	return rootfs.WriteAtomic(d.FS, p, append(b, '\n'), 0o644)
+	return d.WriteJSON(statePath(d, name), s)
 }
 
 // Result says what one Once call did.
