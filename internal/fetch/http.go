@@ -134,6 +134,12 @@ func (c *Client) get(ctx context.Context, u, rng, ifRange string) (*http.Respons
 	return resp, newBody(resp.Body, c, cancel), nil
 }
 
+// TransientStatus reports whether an HTTP status is worth retrying: 408,
+// 429 and 5xx.
+func TransientStatus(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+}
+
 // statusErr describes an unexpected status; 408, 429 and 5xx are transient.
 func statusErr(u, rng string, resp *http.Response) error {
 	err := fmt.Errorf("fetch: GET %s (%s): server answered %s", u, rng, resp.Status)

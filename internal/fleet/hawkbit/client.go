@@ -184,11 +184,6 @@ func wantStatus(resp *http.Response, body []byte, codes ...int) error {
 	return fmt.Errorf("server answered %s%s", resp.Status, msg)
 }
 
-// transient tells whether an answer is worth retrying.
-func transient(code int) bool {
-	return code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code >= 500
-}
-
 // do sends one request, retrying transient failures. The body of the
 // answer is read (at most MaxDocument bytes) and returned.
 func (c *Client) do(ctx context.Context, method, href string, body []byte, h http.Header) (*http.Response, []byte, error) {
@@ -232,7 +227,7 @@ func (c *Client) do(ctx context.Context, method, href string, body []byte, h htt
 		switch {
 		case err != nil:
 			why = err.Error()
-		case transient(resp.StatusCode):
+		case fetch.TransientStatus(resp.StatusCode):
 			why = resp.Status
 		default:
 			return resp, data, nil

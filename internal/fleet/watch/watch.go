@@ -406,7 +406,7 @@ func (w *Watcher) fetchOnce(ctx context.Context, st *State) (data []byte, etag, 
 	switch code := resp.StatusCode; {
 	case code == http.StatusNotModified && cached:
 		return st.File, st.ETag, st.LastModified, 0, nil
-	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+	case fetch.TransientStatus(code):
 		wait, _ := fetch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		wait = min(wait, time.Minute)
 		return nil, "", "", wait, fmt.Errorf("channel %s: HTTP %s", w.o.URL, resp.Status)
