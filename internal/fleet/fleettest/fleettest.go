@@ -244,6 +244,11 @@ func (s *scene) run(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("the adapter did not finish its stretch within 2 minutes (last error: %v)", err)
 	}
+	if err != nil {
+		// Failures the fleet side hears of are judged by Report; the error
+		// is kept for the reader of a failed scenario.
+		t.Logf("the adapter's run ended with: %v", err)
+	}
 }
 
 func (s *scene) simState(t *testing.T) *device.SimState {
