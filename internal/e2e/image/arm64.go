@@ -88,30 +88,8 @@ func (a *Arm64) Prepare() error {
 // Config returns /etc/tandem/system.toml of the images: the uboot flow with
 // the file back end on the boot partition.
 func (a *Arm64) Config() string {
-	return fmt.Sprintf(`compatible = %q
-data-dir = "/data/tandem"
-reboot-command = ["/bin/reboot", "-f"]
-
-[slots.system-a]
-type = "block"
-device = "/dev/vda%d"
-
-[slots.system-b]
-type = "block"
-device = "/dev/vda%d"
-
-[groups.a]
-slots = { system = "system-a" }
-
-[groups.b]
-slots = { system = "system-b" }
-
-[boot-flow]
-type = "uboot"
-boot-dir = %q
-attempts = %d
-env-size = %#x
-`, Arm64Compatible, Arm64PartSysA, Arm64PartSysB, Arm64BootDir, max(a.Attempts, 1), Arm64EnvSize)
+	flow := fmt.Sprintf("type = \"uboot\"\nboot-dir = %q\nattempts = %d\nenv-size = %#x\n", Arm64BootDir, max(a.Attempts, 1), Arm64EnvSize)
+	return systemConfig(Arm64Compatible, Arm64PartSysA, Arm64PartSysB, flow)
 }
 
 // System builds the ext4 image of one system version at out, with the

@@ -287,3 +287,29 @@ func SystemTree(dir string, o SystemOptions) error {
 	}
 	return nil
 }
+
+// systemConfig is /etc/tandem/system.toml of a test image: two block slots,
+// partitions sysA and sysB of the virtio disk, and the [boot-flow] table's
+// body flow.
+func systemConfig(compatible string, sysA, sysB int, flow string) string {
+	return fmt.Sprintf(`compatible = %q
+data-dir = "/data/tandem"
+reboot-command = ["/bin/reboot", "-f"]
+
+[slots.system-a]
+type = "block"
+device = "/dev/vda%d"
+
+[slots.system-b]
+type = "block"
+device = "/dev/vda%d"
+
+[groups.a]
+slots = { system = "system-a" }
+
+[groups.b]
+slots = { system = "system-b" }
+
+[boot-flow]
+%s`, compatible, sysA, sysB, flow)
+}

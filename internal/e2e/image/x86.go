@@ -76,26 +76,7 @@ func (x *X86) Config() string {
 	if x.Loader == LoaderSDBoot {
 		flow = "type = \"systemd-boot\"\nboot-dir = \"/boot/efi\"\n"
 	}
-	return fmt.Sprintf(`compatible = %q
-data-dir = "/data/tandem"
-reboot-command = ["/bin/reboot", "-f"]
-
-[slots.system-a]
-type = "block"
-device = "/dev/vda%d"
-
-[slots.system-b]
-type = "block"
-device = "/dev/vda%d"
-
-[groups.a]
-slots = { system = "system-a" }
-
-[groups.b]
-slots = { system = "system-b" }
-
-[boot-flow]
-%s`, X86Compatible, X86PartSysA, X86PartSysB, flow)
+	return systemConfig(X86Compatible, X86PartSysA, X86PartSysB, flow)
 }
 
 // System builds the ext4 image of one system version at out. behavior is
