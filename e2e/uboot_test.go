@@ -83,22 +83,7 @@ func arm64Build(t *testing.T) *arm64Env {
 	if err := a.Prepare(); err != nil {
 		t.Fatal(err)
 	}
-	v1 := filepath.Join(dir, "system-v1.ext4")
-	if err := a.System(v1, "1.0.0", ""); err != nil {
-		t.Fatal(err)
-	}
-	bundles := map[string]string{}
-	for _, b := range x86Bundles {
-		img := filepath.Join(dir, "system-"+b.name+".ext4")
-		if err := a.System(img, b.version, b.behavior); err != nil {
-			t.Fatal(err)
-		}
-		out := filepath.Join(dir, b.name+".tandem")
-		hostTandem(t, dir, "bundle", "create", out, "--compatible", image.Arm64Compatible, "--version", b.version,
-			"--slot", "system="+img, "--key", filepath.Join(dir, "release.key"))
-		bundles[b.name+".tandem"] = out
-		os.Remove(img)
-	}
+	v1, bundles := systemBundles(t, dir, image.Arm64Compatible, a.System)
 	boot, data := filepath.Join(dir, "boot.vfat"), filepath.Join(dir, "data.ext4")
 	if err := a.BootPart(boot); err != nil {
 		t.Fatal(err)

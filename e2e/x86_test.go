@@ -72,25 +72,13 @@ func x86Build(t *testing.T, loader string) *x86Env {
 	if err := x.Prepare(); err != nil {
 		t.Fatal(err)
 	}
-	v1 := filepath.Join(dir, "system-v1.ext4")
-	if err := x.System(v1, "1.0.0", ""); err != nil {
-		t.Fatal(err)
-	}
-	bundles := map[string]string{}
+	v1, bundles := systemBundles(t, dir, image.X86Compatible, x.System)
 	www := filepath.Join(dir, "www")
 	if err := os.MkdirAll(www, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range x86Bundles {
-		img := filepath.Join(dir, "system-"+b.name+".ext4")
-		if err := x.System(img, b.version, b.behavior); err != nil {
-			t.Fatal(err)
-		}
-		out := filepath.Join(dir, b.name+".tandem")
-		hostTandem(t, dir, "bundle", "create", out, "--compatible", image.X86Compatible, "--version", b.version,
-			"--slot", "system="+img, "--key", filepath.Join(dir, "release.key"))
-		bundles[b.name+".tandem"] = out
-		if err := os.Link(out, filepath.Join(www, b.name+".tandem")); err != nil {
+	for name, p := range bundles {
+		if err := os.Link(p, filepath.Join(www, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -142,4 +130,28 @@ func (e *x86Env) serve(t *testing.T) string {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return fmt.Sprintf("http://10.0.2.2:%d/", l.Addr().(*net.TCPAddr).Port)
+}
+
+// systemBundles builds the factory system image (v1) with system, an image
+// builder's System, and a signed bundle of every version in x86Bundles. It
+// returns the v1 image and the bundles by file name.
+func systemBundles(t *testing.T, dir, compatible string, system func(out, version, behavior string) error) (string, map[string]string) {
+	t.Helper()
+	v1 := filepath.Join(dir, "system-v1.ext4")
+	if err := system(v1, "1.0.0", ""); err != nil {
+		t.Fatal(err)
+	}
+	bundles := map[string]string{}
+	for _, b := range x86Bundles {
+		img := filepath.Join(dir, "system-"+b.name+".ext4")
+		if err := system(img, b.version, b.behavior); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, b.name+".tandem")
+		hostTandem(t, dir, "bundle", "create", out, "--compatible", compatible, "--version", b.version,
+			"--slot", "system="+img, "--key", filepath.Join(dir, "release.key"))
+		bundles[b.name+".tandem"] = out
+		os.Remove(img)
+	}
+	return v1, bundles
 }
