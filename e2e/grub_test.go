@@ -37,7 +37,7 @@ func TestGrubFailedUpdate(t *testing.T) {
 // trial block, state.json). Then it installs v3 over HTTP from the host,
 // which must be a delta download.
 func TestGrubPowerCuts(t *testing.T) {
-	needE2E(t, false)
+	needE2E(t, true)
 	e := x86Build(t, "grub")
 	m := e.machine(t, "cuts")
 	caseFirstBoot(m)
