@@ -5,6 +5,7 @@ import (
 	"io"
 	"io/fs"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,19 +27,10 @@ var PauseOps = []string{"any", "open", "write", "fsync", "rename", "remove", "mk
 func WithPause(fsys FS, spec string, w io.Writer) (FS, error) {
 	op, n, ok := strings.Cut(spec, ":")
 	num, err := strconv.Atoi(n)
-	if !ok || err != nil || num < 1 || !contains(PauseOps, op) {
+	if !ok || err != nil || num < 1 || !slices.Contains(PauseOps, op) {
 		return nil, fmt.Errorf("pause point %q: want OP:N with N ≥ 1 and OP one of %s", spec, strings.Join(PauseOps, ", "))
 	}
 	return &pauseFS{FS: fsys, op: op, at: num, w: w, seen: map[string]int{}}, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 type pauseFS struct {
