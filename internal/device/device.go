@@ -232,18 +232,11 @@ func (st Status) Target(group string) (string, error) {
 // Commit makes the active group the default. It returns false when it
 // already was (nothing written).
 func (d *Device) Commit() (bool, error) {
-	if err := d.CheckNotHung(); err != nil {
-		return false, err
-	}
-	unlock, err := d.Lock()
+	st, unlock, err := d.LockStatus()
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
-	st, err := d.Status()
-	if err != nil {
-		return false, err
-	}
 	if !st.CommitPending() {
 		// An interrupted commit may have left a redundant copy behind.
 		if r, ok := d.Flow.(bootflow.Repairer); ok {
@@ -274,18 +267,11 @@ func (d *Device) Commit() (bool, error) {
 // TrySpare sets try-next on the spare group (there must be exactly one) and
 // returns it.
 func (d *Device) TrySpare() (string, error) {
-	if err := d.CheckNotHung(); err != nil {
-		return "", err
-	}
-	unlock, err := d.Lock()
+	st, unlock, err := d.LockStatus()
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	st, err := d.Status()
-	if err != nil {
-		return "", err
-	}
 	target, err := st.Target("")
 	if err != nil {
 		return "", err
@@ -389,6 +375,23 @@ func (d *Device) Reboot() error {
 		return fmt.Errorf("reboot: %v: %w: %s", argv, err, out)
 	}
 	return nil
+}
+
+// LockStatus prepares a change of the boot state or of a slot: it refuses
+// a simulated system that hung, takes the device lock and reads the state
+// under it. The caller calls unlock when done.
+func (d *Device) LockStatus() (st Status, unlock func(), err error) {
+	if err := d.CheckNotHung(); err != nil {
+		return Status{}, nil, err
+	}
+	if unlock, err = d.Lock(); err != nil {
+		return Status{}, nil, err
+	}
+	if st, err = d.Status(); err != nil {
+		unlock()
+		return Status{}, nil, err
+	}
+	return st, unlock, nil
 }
 
 // CheckNotHung refuses to act for a simulated system that hung before it

@@ -118,18 +118,11 @@ func Install(d *device.Device, o Options) (*Result, error) {
 	if o.Reboot == "" {
 		o.Reboot = RebootNo
 	}
-	if err := d.CheckNotHung(); err != nil {
-		return nil, err
-	}
-	unlock, err := d.Lock()
+	st, unlock, err := d.LockStatus()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := d.Status()
-	if err != nil {
-		return nil, err
-	}
 	target, err := st.Target(o.Group)
 	if err != nil {
 		return nil, err
