@@ -245,30 +245,48 @@ func (a *app) bundleVerifyCommand() *cobra.Command {
 		Short: "Verify a bundle's signature and every chunk, as a device would",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var who signature.Signer
-			r, f, err := openVerified(args[0], trust, false, &who)
+			ts, err := trustFrom(trust)
 			if err != nil {
 				return err
 			}
-			defer f.Close()
-			for {
-				pr, err := r.NextPayload()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return fmt.Errorf("%s: %w", args[0], err)
-				}
-				if _, err := io.Copy(io.Discard, pr); err != nil {
-					return fmt.Errorf("%s: %w", args[0], err)
-				}
+			_, hash, who, err := verifiedBundle(args[0], ts)
+			if err != nil {
+				return err
 			}
-			a.printf("ok: bundle %s, signed by %s, every chunk verified\n", r.Hash, who)
+			a.printf("ok: bundle %s, signed by %s, every chunk verified\n", hash, who)
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&trust, "trust", nil, "trusted public key or root certificate (PEM, repeatable)")
 	return cmd
+}
+
+// verifiedBundle checks a bundle file as a device would — its signature
+// under trust and every chunk — and returns its header, hash and signer.
+func verifiedBundle(name string, trust *signature.TrustStore) (*bundle.Header, bundle.Hash, signature.Signer, error) {
+	var who signature.Signer
+	r, f, err := openBundle(name)
+	if err != nil {
+		return nil, bundle.Hash{}, who, err
+	}
+	defer f.Close()
+	defer r.Close()
+	if err := r.Verify(install.TrustVerifier(trust, time.Now(), &who)); err != nil {
+		return nil, bundle.Hash{}, who, fmt.Errorf("%s: %w", name, err)
+	}
+	for {
+		pr, err := r.NextPayload()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			_, err = io.Copy(io.Discard, pr)
+		}
+		if err != nil {
+			return nil, bundle.Hash{}, who, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return r.Header, r.Hash, who, nil
 }
 
 // resign rewrites a bundle file with a new signature section; header and

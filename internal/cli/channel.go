@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/channel"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
@@ -71,37 +70,6 @@ func channelSigners(keys []string) ([]channel.Signer, error) {
 		ss = append(ss, channel.Signer{Key: k.key, Chain: k.chain})
 	}
 	return ss, nil
-}
-
-// verifiedBundle opens a bundle, verifies its signature under trust and
-// every chunk, and returns its header and hash.
-func verifiedBundle(name string, trust *signature.TrustStore) (*bundle.Header, bundle.Hash, signature.Signer, error) {
-	r, f, err := openBundle(name)
-	if err != nil {
-		return nil, bundle.Hash{}, signature.Signer{}, err
-	}
-	defer f.Close()
-	var who signature.Signer
-	if err := r.Verify(func(h *bundle.Header, hash bundle.Hash, sigs []signature.Signature) error {
-		var err error
-		who, err = signature.Verify(sigs, trust, hash, signature.TimePolicy{Created: time.Unix(h.Created, 0)})
-		return err
-	}); err != nil {
-		return nil, bundle.Hash{}, who, fmt.Errorf("%s: %w", name, err)
-	}
-	for {
-		pr, err := r.NextPayload()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err == nil {
-			_, err = io.Copy(io.Discard, pr)
-		}
-		if err != nil {
-			return nil, bundle.Hash{}, who, fmt.Errorf("%s: %w", name, err)
-		}
-	}
-	return r.Header, r.Hash, who, nil
 }
 
 // writeFileAtomic writes name through a synced temporary file renamed over it.
