@@ -4,7 +4,7 @@
 // every flow passes the same conformance test (conformance_test.go), and
 // docs/boot-flows.md gives each flow's rule table and crash-safety argument.
 //
-// Every write a flow makes keeps safety invariant 4 of DESIGN.md: a power cut
+// Every write a flow makes keeps safety invariant 4 of docs/design.md: a power cut
 // at any instant leaves a boot configuration that starts the group that was
 // bootable before the operation or the newly tried one.
 package bootflow
