@@ -102,7 +102,8 @@ func syncDir(host string) error {
 // WriteAtomic replaces the file name with data so that after a crash at any
 // instant the name holds either the old or the new content (given a file
 // system with atomic rename): write name+".new", fsync it, rename it over
-// name, fsync the file again under its new name, fsync the directory.
+// name, fsync the file again under its new name, fsync the directory (the
+// steps of Atomic.Commit, which streams content of any size).
 //
 // The second file fsync is for vfat: Linux's vfat rename attaches the moved
 // inode to the old name's directory entry but only marks the inode dirty,
@@ -121,23 +122,7 @@ func WriteAtomic(fsys FS, name string, data []byte, perm fs.FileMode) error {
 		f.Close()
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := fsys.Rename(tmp, name); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	if err := syncFile(fsys, name); err != nil {
-		return err
-	}
-	if err := fsys.SyncDir(path.Dir(name)); err != nil {
-		return fmt.Errorf("sync directory of %s: %w", name, err)
-	}
-	return nil
+	return (&Atomic{fsys: fsys, f: f, name: name, tmp: tmp}).commit()
 }
 
 // syncFile fsyncs the file name (opened read-only).
