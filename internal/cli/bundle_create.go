@@ -1,19 +1,15 @@
 package cli
 
 import (
-	"bufio"
-	"crypto"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
 
@@ -40,14 +36,7 @@ use the detached signing path); install NAME.pub on devices in the keys director
 (/etc/tandem/keys) or pass it to "tandem sim new --trust".`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			priv, pub, err := signature.GenerateKey()
-			if err != nil {
-				return err
-			}
-			if err := writeNew(args[0]+".key", priv, 0o600); err != nil {
-				return err
-			}
-			if err := writeNew(args[0]+".pub", pub, 0o644); err != nil {
+			if err := signature.GenerateKeyFiles(args[0]); err != nil {
 				return err
 			}
 			a.printf("wrote %s.key (keep it secret) and %s.pub (install it on devices)\n", args[0], args[0])
@@ -55,19 +44,6 @@ use the detached signing path); install NAME.pub on devices in the keys director
 		},
 	})
 	return cmd
-}
-
-// writeNew writes a file that must not exist yet.
-func writeNew(name string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // withCert applies --cert CHAIN to the one --key it belongs to.
@@ -81,56 +57,16 @@ func withCert(keys []string, cert string) ([]string, error) {
 	return []string{keys[0] + ":" + cert}, nil
 }
 
-// keyArg is a loaded --key PATH[:CHAIN] argument.
-type keyArg struct {
-	key   crypto.Signer
-	chain [][]byte
-}
-
-// loadKeys loads --key PATH[:CHAIN] arguments.
-func loadKeys(keys []string) ([]keyArg, error) {
-	var ks []keyArg
-	for _, k := range keys {
-		keyPath, chainPath, _ := strings.Cut(k, ":")
-		b, err := os.ReadFile(keyPath)
-		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
-		}
-		key, err := signature.ParsePrivateKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("key %s: %w", keyPath, err)
-		}
-		var chain [][]byte
-		if chainPath != "" {
-			if chain, err = readCertChain(chainPath); err != nil {
-				return nil, err
-			}
-		}
-		ks = append(ks, keyArg{key, chain})
-	}
-	return ks, nil
-}
-
 // signers loads --key PATH[:CHAIN] arguments into a signing function.
 func signers(keys []string) (func(bundle.Hash) ([]signature.Signature, error), error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	ks, err := loadKeys(keys)
+	ks, err := signature.LoadSigningKeys(keys)
 	if err != nil {
 		return nil, err
 	}
-	return func(h bundle.Hash) ([]signature.Signature, error) {
-		var sigs []signature.Signature
-		for _, k := range ks {
-			sig, err := signature.Sign(k.key, k.chain, h)
-			if err != nil {
-				return nil, err
-			}
-			sigs = append(sigs, sig)
-		}
-		return sigs, nil
-	}, nil
+	return func(h bundle.Hash) ([]signature.Signature, error) { return signature.SignAll(ks, h) }, nil
 }
 
 func (a *app) bundleCreateCommand() *cobra.Command {
@@ -158,65 +94,29 @@ X.509 chain (PEM, leaf first); repeat it to sign with several keys (key rotation
   tandem bundle create --spec bundle.toml out.tandem`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var specs []bundle.PayloadSpec
-			var files []*os.File
-			defer func() {
-				for _, f := range files {
-					f.Close()
-				}
-			}()
-			opts := bundle.Options{Level: bundle.Level(level), TempDir: filepath.Dir(args[0])}
+			s := &spec.Spec{Header: meta, Level: bundle.Level(level)}
+			var err error
 			if specFile != "" {
-				s, err := loadSpec(specFile)
-				if err != nil {
+				if s, err = spec.Load(specFile); err != nil {
 					return err
 				}
-				meta, specs, files, opts.Level = s.header, s.payloads, s.files, s.level
-				keys = append(s.keys, keys...)
-			} else {
-				size, err := parseSize(chunkSize)
-				if err != nil {
-					return usageError{fmt.Errorf("--chunk-size: %w", err)}
-				}
-				if len(slots) == 0 {
-					return usageError{errors.New("give at least one --slot ALIAS=IMAGE (or --spec)")}
-				}
-				for _, s := range slots {
-					alias, file, ok := strings.Cut(s, "=")
-					if !ok || alias == "" || file == "" {
-						return usageError{fmt.Errorf("--slot %q: want ALIAS=IMAGE", s)}
-					}
-					f, err := os.Open(file)
-					if err != nil {
-						return err
-					}
-					files = append(files, f)
-					ch := bundle.ChunkerBuzhash
-					if fixed {
-						ch = bundle.ChunkerFixed
-					}
-					specs = append(specs, bundle.PayloadSpec{Name: alias, Kind: bundle.KindSlot, Target: alias,
-						Chunker: ch, ChunkSize: int(size), Source: bufio.NewReaderSize(f, 1<<20)})
-				}
-				if incremental {
-					meta.Flags |= bundle.FlagIncremental
-				}
+				keys = append(s.Keys, keys...)
+			} else if s.Payloads, err = slotPayloads(slots, chunkSize, fixed); err != nil {
+				return err
+			} else if incremental {
+				s.Header.Flags |= bundle.FlagIncremental
 			}
-			keys, err := withCert(keys, cert)
-			if err != nil {
+			if keys, err = withCert(keys, cert); err != nil {
 				return err
 			}
-			created, err := sourceDateEpoch(a.env.Getenv("SOURCE_DATE_EPOCH"))
-			if err != nil {
+			if s.Header.Created, err = sourceDateEpoch(a.env.Getenv("SOURCE_DATE_EPOCH")); err != nil {
 				return usageError{err}
 			}
-			meta.Created = created
-			if opts.Sign, err = signers(keys); err != nil {
+			sign, err := signers(keys)
+			if err != nil {
 				return err
 			}
-			hash, err := writeBundleFile(args[0], func(w io.Writer) (bundle.Hash, error) {
-				return bundle.Write(w, meta, specs, opts)
-			})
+			hash, err := s.Create(args[0], sign)
 			if err != nil {
 				return err
 			}
@@ -252,46 +152,27 @@ func sourceDateEpoch(v string) (int64, error) {
 	return n, nil
 }
 
-// writeBundleFile writes a bundle to name through a temporary file renamed
-// at the end, so a failure never leaves a partial bundle behind.
-func writeBundleFile(name string, write func(io.Writer) (bundle.Hash, error)) (bundle.Hash, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".tandem-bundle-*")
+// slotPayloads makes the payloads of --slot ALIAS=IMAGE flags.
+func slotPayloads(slots []string, chunkSize string, fixed bool) ([]spec.Payload, error) {
+	size, err := spec.ParseSize(chunkSize)
 	if err != nil {
-		return bundle.Hash{}, err
+		return nil, usageError{fmt.Errorf("--chunk-size: %w", err)}
 	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	hash, err := write(bw)
-	if err == nil {
-		err = bw.Flush()
+	if len(slots) == 0 {
+		return nil, usageError{errors.New("give at least one --slot ALIAS=IMAGE (or --spec)")}
 	}
-	if err == nil {
-		err = tmp.Sync()
+	ch := bundle.ChunkerBuzhash
+	if fixed {
+		ch = bundle.ChunkerFixed
 	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+	var ps []spec.Payload
+	for _, s := range slots {
+		alias, file, ok := strings.Cut(s, "=")
+		if !ok || alias == "" || file == "" {
+			return nil, usageError{fmt.Errorf("--slot %q: want ALIAS=IMAGE", s)}
+		}
+		ps = append(ps, spec.Payload{PayloadSpec: bundle.PayloadSpec{Name: alias, Kind: bundle.KindSlot, Target: alias,
+			Chunker: ch, ChunkSize: int(size)}, File: file})
 	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), name)
-	}
-	return hash, err
+	return ps, nil
 }
-
-// openBundle opens a bundle file and reads its header and signatures.
-func openBundle(name string) (*bundle.Reader, *os.File, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	r, err := bundle.NewReader(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return r, f, nil
-}
-
-func acceptAll(*bundle.Header, bundle.Hash, []signature.Signature) error { return nil }

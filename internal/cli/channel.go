@@ -1,19 +1,8 @@
 package cli
 
 import (
-	"context"
-	"crypto"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,71 +23,14 @@ Devices follow it with "tandem watch URL". Format and workflow: docs/integration
 	return cmd
 }
 
-// parseDays parses a duration that may be given in days ("30d").
-func parseDays(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		d, err := strconv.Atoi(n)
-		if err != nil || d <= 0 || d > 3650 {
-			return 0, fmt.Errorf("%q: want 1d to 3650d", s)
-		}
-		return time.Duration(d) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%q: want a positive duration such as 30d or 12h", s)
-	}
-	return d, nil
-}
-
-// pubKeyPEM returns the PEM public key of a private key.
-func pubKeyPEM(k crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(k.Public())
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
-}
-
 // channelSigners loads --key PATH[:CHAIN] arguments.
 func channelSigners(keys []string) ([]channel.Signer, error) {
-	ks, err := loadKeys(keys)
-	if err != nil {
-		return nil, err
-	}
+	ks, err := signature.LoadSigningKeys(keys)
 	var ss []channel.Signer
 	for _, k := range ks {
-		ss = append(ss, channel.Signer{Key: k.key, Chain: k.chain})
+		ss = append(ss, channel.Signer{Key: k.Key, Chain: k.Chain})
 	}
-	return ss, nil
-}
-
-// writeFileAtomic writes name through a synced temporary file renamed over it.
-func writeFileAtomic(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".tandem-channel-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), name)
-	}
-	if err == nil {
-		if d, derr := os.Open(filepath.Dir(name)); derr == nil {
-			_ = d.Sync()
-			d.Close()
-		}
-	}
-	return err
+	return ss, err
 }
 
 func (a *app) channelPublishCommand() *cobra.Command {
@@ -142,103 +74,42 @@ then the channel file.
 			if err != nil {
 				return err
 			}
-			expires, err := parseDays(expiresS)
-			if err != nil {
+			p := channel.Publication{Out: out, Channel: name, BundleFile: bundlePath, Sequence: sequence,
+				Release: channel.Release{Bundle: bundleURL}}
+			if relative != "" {
+				p.Release.Bundle = relative
+			}
+			if p.Validity, err = channel.ParseValidity(expiresS); err != nil {
 				return usageError{fmt.Errorf("--expires %w", err)}
 			}
-			rel := channel.Release{Bundle: bundleURL}
-			if rel.Bundle == "" {
-				rel.Bundle = relative
-			}
-			if rel.Bundle == "" {
-				rel.Bundle = filepath.Base(bundlePath)
-			}
 			if rolloutS != "" {
-				p, err := channel.ParsePercent(rolloutS)
+				r, err := channel.ParsePercent(rolloutS)
 				if err != nil {
 					return usageError{err}
 				}
-				rel.Rollout = &p
+				p.Release.Rollout = &r
 			}
-			var sel channel.Selector
-			sel.Devices = devices
-			for _, s := range selects {
-				k, v, ok := strings.Cut(s, "=")
-				if !ok {
-					return usageError{fmt.Errorf("--select %q: want LABEL=VALUE", s)}
+			if p.Release.Select, err = channel.NewSelector(devices, selects); err != nil {
+				return usageError{fmt.Errorf("--select %w", err)}
+			}
+			if p.Signers, err = channelSigners(keys); err != nil {
+				return err
+			}
+			if len(trustFiles) > 0 {
+				if p.Trust, err = trustFrom(trustFiles); err != nil {
+					return err
 				}
-				if sel.Labels == nil {
-					sel.Labels = map[string]string{}
-				}
-				sel.Labels[k] = v
 			}
-			if len(sel.Devices) > 0 || len(sel.Labels) > 0 {
-				rel.Select = &sel
-			}
-			signers, err := channelSigners(keys)
+			pub, err := channel.Publish(p)
 			if err != nil {
-				return err
-			}
-			trust, err := trustFrom(trustFiles)
-			if err != nil {
-				return err
-			}
-			if len(trustFiles) == 0 {
-				for _, s := range signers {
-					if s.Chain != nil {
-						continue
-					}
-					p, err := pubKeyPEM(s.Key)
-					if err != nil {
-						return err
-					}
-					if err := trust.Add(p); err != nil {
-						return err
-					}
-				}
-			}
-			h, hash, who, err := verifiedBundle(bundlePath, trust)
-			if err != nil {
-				return err
-			}
-			rel.Version, rel.BundleHash = h.Version, hash.String()
-			now := time.Now().UTC().Truncate(time.Second)
-			c := &channel.Channel{Format: channel.Format, Channel: name, Compatible: h.Compatible,
-				Issued: now, Expires: now.Add(expires), Release: rel}
-			if sequence != 0 {
-				c.Sequence = sequence
-			} else {
-				c.Sequence = uint64(now.Unix())
-			}
-			if old, err := os.ReadFile(out); err == nil {
-				f, err := channel.Parse(old)
-				if err != nil {
-					return fmt.Errorf("existing %s: %w", out, err)
-				}
-				if f.Channel.Channel != name {
-					return fmt.Errorf("existing %s is channel %q, not %q", out, f.Channel.Channel, name)
-				}
-				if sequence == 0 {
-					c.Sequence = max(c.Sequence, f.Channel.Sequence+1)
-				} else if sequence <= f.Channel.Sequence {
-					return fmt.Errorf("%w: --sequence %d is not above the existing file's %d: devices would refuse it", channel.ErrReplay, sequence, f.Channel.Sequence)
-				}
-			} else if !os.IsNotExist(err) {
-				return err
-			}
-			b, err := channel.Sign(c, signers)
-			if err != nil {
-				return err
-			}
-			if err := writeFileAtomic(out, b); err != nil {
 				return err
 			}
 			if jsonOut {
-				f, _ := channel.Parse(b)
-				return a.printJSON(channelInfo(f))
+				return a.printJSON(pub.File.Info(""))
 			}
-			a.printf("%s: channel %s sequence %d: version %s, bundle %s (%s), signed by %s, expires %s\n",
-				out, c.Channel, c.Sequence, rel.Version, rel.Bundle, rel.BundleHash, who, c.Expires.Format(time.RFC3339))
+			c := pub.File.Channel
+			a.printf("%s: channel %s sequence %d: version %s, bundle %s (%s), signed by %s, expires %s\n", out, c.Channel,
+				c.Sequence, c.Release.Version, c.Release.Bundle, c.Release.BundleHash, pub.BundleSigner, c.Expires.Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -261,61 +132,7 @@ then the channel file.
 }
 
 // ChannelInfo is what `channel inspect --json` prints (docs/cli.md).
-type ChannelInfo struct {
-	Channel    string          `json:"channel"`
-	Compatible string          `json:"compatible"`
-	Sequence   uint64          `json:"sequence"`
-	Issued     time.Time       `json:"issued"`
-	Expires    time.Time       `json:"expires"`
-	Release    channel.Release `json:"release"`
-	Digest     string          `json:"digest"`
-	Signers    []SignerInfo    `json:"signers"`
-	Verified   string          `json:"verified,omitempty"`
-}
-
-func channelInfo(f *channel.File) ChannelInfo {
-	c := f.Channel
-	ci := ChannelInfo{Channel: c.Channel, Compatible: c.Compatible, Sequence: c.Sequence, Issued: c.Issued, Expires: c.Expires,
-		Release: c.Release, Digest: hex.EncodeToString(f.Digest[:]), Signers: []SignerInfo{}}
-	for _, s := range f.Signatures {
-		ci.Signers = append(ci.Signers, SignerInfo{Algorithm: channel.AlgorithmName(s.Algorithm), KeyID: hex.EncodeToString(s.KeyID[:]), Certificates: len(s.Certs)})
-	}
-	return ci
-}
-
-// readChannel reads a channel file from a path or an http(s) URL.
-func readChannel(name string) (*channel.File, error) {
-	var r io.Reader
-	if strings.HasPrefix(name, "http://") || strings.HasPrefix(name, "https://") {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, name, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("%s: HTTP %s", name, resp.Status)
-		}
-		r = resp.Body
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
-	}
-	f, err := channel.Read(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return f, nil
-}
+type ChannelInfo = channel.Info
 
 func (a *app) printChannel(f *channel.File, verified string) {
 	c := f.Channel
@@ -354,12 +171,12 @@ func (a *app) channelInspectCommand() *cobra.Command {
 		Short: "Show what a channel file says (checks its format, not its signature)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := readChannel(args[0])
+			f, err := channel.Load(args[0])
 			if err != nil {
 				return err
 			}
 			if jsonOut {
-				return a.printJSON(channelInfo(f))
+				return a.printJSON(f.Info(""))
 			}
 			a.printChannel(f, "")
 			return nil
@@ -400,47 +217,26 @@ and device type are checked too; --min-sequence refuses a file older than a sequ
 					return err
 				}
 			}
-			if err := addTrust(ts, trust); err != nil {
+			if err := ts.AddFiles(trust); err != nil {
 				return err
 			}
-			f, err := readChannel(args[0])
+			f, err := channel.Load(args[0])
 			if err != nil {
 				return err
 			}
-			p := channel.Policy{Trust: ts, Channel: name, Compatible: compatible, Now: time.Now()}
-			if p.Channel == "" {
-				p.Channel = f.Channel.Channel
-			}
-			if p.Compatible == "" {
-				p.Compatible = f.Channel.Compatible
-			}
-			if minSequence > 0 {
-				p.Last = &channel.Seen{Sequence: minSequence, Digest: "-"}
-				if f.Channel.Sequence == minSequence {
-					p.Last.Digest = hex.EncodeToString(f.Digest[:])
-				}
-			}
-			if allowExpired {
-				p.Now, p.Floor = f.Channel.Issued, f.Channel.Issued.Add(-time.Second)
-			}
-			acc, err := channel.Accept(f, p)
+			acc, err := channel.CheckFile(f, channel.CheckOptions{Trust: ts, Channel: name, Compatible: compatible,
+				MinSequence: minSequence, AllowExpired: allowExpired, Now: time.Now()})
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			if bundlePath != "" {
-				_, hash, _, err := verifiedBundle(bundlePath, ts)
-				if err != nil {
+				if err := f.CheckBundle(bundlePath, ts, time.Now()); err != nil {
 					return err
-				}
-				if hash.String() != f.Channel.Release.BundleHash {
-					return fmt.Errorf("%w: %s has bundle hash %s, the channel pins %s", signature.ErrUntrusted, bundlePath, hash, f.Channel.Release.BundleHash)
 				}
 			}
 			verified := "signed by " + acc.Signer.String()
 			if jsonOut {
-				ci := channelInfo(f)
-				ci.Verified = verified
-				return a.printJSON(ci)
+				return a.printJSON(f.Info(verified))
 			}
 			a.printChannel(f, verified)
 			return nil

@@ -316,12 +316,3 @@ func TestSimNewImage(t *testing.T) {
 		t.Fatalf("system-a holds %d bytes (err %v), want the image padded to 64 KiB", len(b), err)
 	}
 }
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"512": 512, "4K": 4096, "16M": 16 << 20, "2G": 2 << 30, "0": 0, "-1K": 0, "K": 0, "1T": 0} {
-		got, err := parseSize(in)
-		if (err != nil) != (want == 0) || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-}

@@ -6,11 +6,11 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
@@ -53,7 +53,7 @@ func (a *app) simNewCommand() *cobra.Command {
 				return usageError{fmt.Errorf("--attempts %d: want 1..%d", o.Attempts, config.MaxAttempts)}
 			}
 			if size != "" {
-				n, err := parseSize(size)
+				n, err := spec.ParseSize(size)
 				if err != nil {
 					return usageError{fmt.Errorf("--slot-size: %w", err)}
 				}
@@ -80,27 +80,6 @@ func (a *app) simNewCommand() *cobra.Command {
 }
 
 var flows = []string{config.FlowGrub, config.FlowUBoot, config.FlowRPiTryboot, config.FlowSystemdBoot, config.FlowCustom}
-
-// parseSize parses bytes with an optional binary K, M or G suffix.
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mult = 1 << 10
-	case strings.HasSuffix(s, "M"):
-		mult = 1 << 20
-	case strings.HasSuffix(s, "G"):
-		mult = 1 << 30
-	}
-	if mult > 1 {
-		s = s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || n > (1<<50)/mult {
-		return 0, fmt.Errorf("%q is not a size (bytes, or a number with K, M or G)", s)
-	}
-	return n * mult, nil
-}
 
 func (a *app) simRebootCommand() *cobra.Command {
 	var hang bool

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/chunker"
 	"github.com/tandem-ota/tandem/internal/install"
 )
@@ -27,7 +28,7 @@ factory image, and is done automatically on the first delta install.`,
 			if err != nil {
 				return err
 			}
-			size, err := parseSize(chunkSize)
+			size, err := spec.ParseSize(chunkSize)
 			if err != nil {
 				return usageError{fmt.Errorf("--chunk-size: %w", err)}
 			}

@@ -253,19 +253,10 @@ func verifier(d *device.Device, o Options) bundle.Verifier {
 	}
 }
 
-// TrustVerifier accepts a bundle with a valid signature under trust, with
-// tandem's time policy (signature.TimePolicy: the device clock when it is
-// past the build floor, else the bundle's signed creation time). It stores
-// who signed in signer when signer is not nil.
+// TrustVerifier is bundle.TrustVerifier: a valid signature under trust,
+// with tandem's time policy; who signed goes to signer when it is not nil.
 func TrustVerifier(trust *signature.TrustStore, now time.Time, signer *signature.Signer) bundle.Verifier {
-	return func(h *bundle.Header, hash bundle.Hash, sigs []signature.Signature) error {
-		who, err := signature.Verify(sigs, trust, hash, signature.TimePolicy{
-			Now: now, Floor: signature.DefaultFloor(), Created: time.Unix(h.Created, 0)})
-		if err == nil && signer != nil {
-			*signer = who
-		}
-		return err
-	}
+	return bundle.TrustVerifier(trust, now, signer)
 }
 
 // payloadStream yields one payload's verified content, by chunk or as bytes.
