@@ -33,13 +33,55 @@ func channelSigners(keys []string) ([]channel.Signer, error) {
 	return ss, err
 }
 
+// publishFlags are the flags of channel publish.
+type publishFlags struct {
+	name, bundle, url, relative, out, rollout, expires, cert string
+	keys, trust, selects, devices                            []string
+	sequence                                                 uint64
+}
+
+// publication checks the flags and turns them into a channel.Publication.
+func (fl *publishFlags) publication() (channel.Publication, error) {
+	p := channel.Publication{Out: fl.out, Channel: fl.name, BundleFile: fl.bundle, Sequence: fl.sequence,
+		Release: channel.Release{Bundle: fl.url}}
+	if fl.name == "" || fl.bundle == "" || fl.out == "" || len(fl.keys) == 0 {
+		return p, usageError{errors.New("--channel, --bundle, --key and -o are required")}
+	}
+	if fl.url != "" && fl.relative != "" {
+		return p, usageError{errors.New("--url and --relative exclude each other")}
+	}
+	if fl.relative != "" {
+		p.Release.Bundle = fl.relative
+	}
+	keys, err := withCert(fl.keys, fl.cert)
+	if err != nil {
+		return p, err
+	}
+	if p.Validity, err = channel.ParseValidity(fl.expires); err != nil {
+		return p, usageError{fmt.Errorf("--expires %w", err)}
+	}
+	if fl.rollout != "" {
+		r, err := channel.ParsePercent(fl.rollout)
+		if err != nil {
+			return p, usageError{err}
+		}
+		p.Release.Rollout = &r
+	}
+	if p.Release.Select, err = channel.NewSelector(fl.devices, fl.selects); err != nil {
+		return p, usageError{fmt.Errorf("--select %w", err)}
+	}
+	if p.Signers, err = channelSigners(keys); err != nil {
+		return p, err
+	}
+	if len(fl.trust) > 0 {
+		p.Trust, err = trustFrom(fl.trust)
+	}
+	return p, err
+}
+
 func (a *app) channelPublishCommand() *cobra.Command {
-	var (
-		name, bundlePath, bundleURL, relative, out, rolloutS, expiresS, cert string
-		keys, trustFiles, selects, devices                                   []string
-		sequence                                                             uint64
-		jsonOut                                                              bool
-	)
+	var fl publishFlags
+	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "publish --channel NAME --bundle FILE --key KEY -o CHANNEL.json",
 		Short: "Write a signed channel file naming a bundle as the channel's current release",
@@ -64,41 +106,9 @@ then the channel file.
       --key release.key --select ring=beta --expires 7d -o beta.json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if name == "" || bundlePath == "" || out == "" || len(keys) == 0 {
-				return usageError{errors.New("--channel, --bundle, --key and -o are required")}
-			}
-			if bundleURL != "" && relative != "" {
-				return usageError{errors.New("--url and --relative exclude each other")}
-			}
-			keys, err := withCert(keys, cert)
+			p, err := fl.publication()
 			if err != nil {
 				return err
-			}
-			p := channel.Publication{Out: out, Channel: name, BundleFile: bundlePath, Sequence: sequence,
-				Release: channel.Release{Bundle: bundleURL}}
-			if relative != "" {
-				p.Release.Bundle = relative
-			}
-			if p.Validity, err = channel.ParseValidity(expiresS); err != nil {
-				return usageError{fmt.Errorf("--expires %w", err)}
-			}
-			if rolloutS != "" {
-				r, err := channel.ParsePercent(rolloutS)
-				if err != nil {
-					return usageError{err}
-				}
-				p.Release.Rollout = &r
-			}
-			if p.Release.Select, err = channel.NewSelector(devices, selects); err != nil {
-				return usageError{fmt.Errorf("--select %w", err)}
-			}
-			if p.Signers, err = channelSigners(keys); err != nil {
-				return err
-			}
-			if len(trustFiles) > 0 {
-				if p.Trust, err = trustFrom(trustFiles); err != nil {
-					return err
-				}
 			}
 			pub, err := channel.Publish(p)
 			if err != nil {
@@ -108,25 +118,25 @@ then the channel file.
 				return a.printJSON(pub.File.Info(""))
 			}
 			c := pub.File.Channel
-			a.printf("%s: channel %s sequence %d: version %s, bundle %s (%s), signed by %s, expires %s\n", out, c.Channel,
+			a.printf("%s: channel %s sequence %d: version %s, bundle %s (%s), signed by %s, expires %s\n", fl.out, c.Channel,
 				c.Sequence, c.Release.Version, c.Release.Bundle, c.Release.BundleHash, pub.BundleSigner, c.Expires.Format(time.RFC3339))
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&name, "channel", "", "channel name (a-z 0-9 . _ -; devices check it)")
-	f.StringVar(&bundlePath, "bundle", "", "the bundle file to publish (verified first)")
-	f.StringVar(&bundleURL, "url", "", "absolute http(s) URL of the bundle")
-	f.StringVar(&relative, "relative", "", "bundle URL relative to the channel file's URL (default: the bundle's file name)")
-	f.StringArrayVar(&keys, "key", nil, "signing key PATH[:CHAIN] (PEM; repeatable)")
-	f.StringVar(&cert, "cert", "", "X.509 chain (PEM, leaf first) of the single --key")
-	f.StringArrayVar(&trustFiles, "trust", nil, "public key or certificate that must verify the bundle (default: the --key public keys)")
-	f.StringVar(&rolloutS, "rollout", "", "share of selected devices that install it, in percent (e.g. 10 or 2.5; default 100)")
-	f.StringArrayVar(&selects, "select", nil, "only devices with label LABEL=VALUE (repeatable: all must match)")
-	f.StringArrayVar(&devices, "select-device", nil, "only this device id (repeatable: any of them)")
-	f.Uint64Var(&sequence, "sequence", 0, "sequence number (default: automatic, see above)")
-	f.StringVar(&expiresS, "expires", "30d", "validity: devices refuse the file after this long (e.g. 30d, 12h)")
-	f.StringVarP(&out, "output", "o", "", "the channel file to write")
+	f.StringVar(&fl.name, "channel", "", "channel name (a-z 0-9 . _ -; devices check it)")
+	f.StringVar(&fl.bundle, "bundle", "", "the bundle file to publish (verified first)")
+	f.StringVar(&fl.url, "url", "", "absolute http(s) URL of the bundle")
+	f.StringVar(&fl.relative, "relative", "", "bundle URL relative to the channel file's URL (default: the bundle's file name)")
+	f.StringArrayVar(&fl.keys, "key", nil, "signing key PATH[:CHAIN] (PEM; repeatable)")
+	f.StringVar(&fl.cert, "cert", "", "X.509 chain (PEM, leaf first) of the single --key")
+	f.StringArrayVar(&fl.trust, "trust", nil, "public key or certificate that must verify the bundle (default: the --key public keys)")
+	f.StringVar(&fl.rollout, "rollout", "", "share of selected devices that install it, in percent (e.g. 10 or 2.5; default 100)")
+	f.StringArrayVar(&fl.selects, "select", nil, "only devices with label LABEL=VALUE (repeatable: all must match)")
+	f.StringArrayVar(&fl.devices, "select-device", nil, "only this device id (repeatable: any of them)")
+	f.Uint64Var(&fl.sequence, "sequence", 0, "sequence number (default: automatic, see above)")
+	f.StringVar(&fl.expires, "expires", "30d", "validity: devices refuse the file after this long (e.g. 30d, 12h)")
+	f.StringVarP(&fl.out, "output", "o", "", "the channel file to write")
 	f.BoolVar(&jsonOut, "json", false, "print the written file's contents as JSON")
 	return cmd
 }

@@ -1,6 +1,10 @@
-// Package cli is tandem's command line: cobra commands that parse flags, call
-// the device, simulator and (later) installer packages, and print human text
-// or JSON. It decides exit codes (exit.go) and holds no update logic itself.
+// Package cli is tandem's command line: flags, output and exit codes. Each
+// command parses its flags, calls the package that owns the work (device,
+// install, health, sim, bundle, bundle/spec, channel, signature, the fleet
+// adapters) and prints human text or JSON; exit codes are decided in one
+// place (exit.go). It holds no update, format or publishing policy: a RunE
+// is flags → one call → output, and what grows beyond that belongs in the
+// package below it.
 package cli
 
 import (
