@@ -229,7 +229,7 @@ func TestDecompressionBomb(t *testing.T) {
 	e := Entry{Digest: sha256.Sum256(zeros[:size]), Size: size}
 	for name, frame := range map[string][]byte{"no-size": noSizeFrame(t, zeros), "content-size": zstdFrame(t, zeros)} {
 		e.StoredSize = uint32(len(frame))
-		if _, err := VerifyChunk(&e, frame, nil); !errors.Is(err, ErrChunk) {
+		if _, err := checkChunk(&e, frame, nil); !errors.Is(err, ErrChunk) {
 			t.Fatalf("%s bomb: %v, want ErrChunk", name, err)
 		}
 	}
@@ -270,7 +270,7 @@ func TestChunkIsOneFrame(t *testing.T) {
 	} {
 		e := e
 		e.StoredSize = uint32(len(c.stored))
-		got, err := VerifyChunk(&e, c.stored, nil)
+		got, err := checkChunk(&e, c.stored, nil)
 		if c.ok {
 			if err != nil || !bytes.Equal(got, data) {
 				t.Errorf("%s: %v", name, err)
@@ -282,16 +282,16 @@ func TestChunkIsOneFrame(t *testing.T) {
 }
 
 // A raw chunk (stored size = size) whose bytes changed fails its content
-// digest; VerifyChunk never returns unverified bytes.
+// digest; verifyChunk never returns unverified bytes.
 func TestRawChunkChanged(t *testing.T) {
 	data := testData(3000, 22)
 	e := Entry{Digest: sha256.Sum256(data), Size: uint32(len(data)), StoredSize: uint32(len(data))}
-	if got, err := VerifyChunk(&e, bytes.Clone(data), nil); err != nil || !bytes.Equal(got, data) {
+	if got, err := checkChunk(&e, bytes.Clone(data), nil); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("raw chunk: %v", err)
 	}
 	bad := bytes.Clone(data)
 	bad[100] ^= 1
-	if got, err := VerifyChunk(&e, bad, nil); !errors.Is(err, ErrDigest) || got != nil {
+	if got, err := checkChunk(&e, bad, nil); !errors.Is(err, ErrDigest) || got != nil {
 		t.Fatalf("changed raw chunk: %v", err)
 	}
 }

@@ -91,7 +91,7 @@ func FuzzReader(f *testing.F) {
 	})
 }
 
-// FuzzVerifyChunk: whatever the stored bytes, VerifyChunk returns either an
+// FuzzVerifyChunk: whatever the stored bytes, verifyChunk returns either an
 // error or exactly the content the entry's digest names (never more than
 // the entry's size), and it never panics.
 func FuzzVerifyChunk(f *testing.F) {
@@ -109,7 +109,7 @@ func FuzzVerifyChunk(f *testing.F) {
 			return // a format error: ParseTable refuses the entry
 		}
 		e := Entry{Digest: digest, Size: size, StoredSize: uint32(len(stored))}
-		data, err := VerifyChunk(&e, stored, nil)
+		data, err := checkChunk(&e, stored, nil)
 		if err != nil {
 			if data != nil {
 				t.Fatal("data with an error")
@@ -117,7 +117,7 @@ func FuzzVerifyChunk(f *testing.F) {
 			return
 		}
 		if !bytes.Equal(data, content) {
-			t.Fatalf("VerifyChunk returned %d bytes that are not the content", len(data))
+			t.Fatalf("verifyChunk returned %d bytes that are not the content", len(data))
 		}
 	})
 }

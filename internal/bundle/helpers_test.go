@@ -23,3 +23,13 @@ func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }
 func sortVectors(v []vector) {
 	sort.Slice(v, func(i, j int) bool { return v[i].File < v[j].File })
 }
+
+// checkChunk is verifyChunk with the package's decoder: what every
+// PayloadReader does with a chunk's stored bytes.
+func checkChunk(e *Entry, stored, buf []byte) ([]byte, error) {
+	dec, err := zstdDecoder()
+	if err != nil {
+		return nil, err
+	}
+	return verifyChunk(dec, e, stored, buf)
+}

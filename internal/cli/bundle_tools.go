@@ -57,15 +57,6 @@ func (a *app) bundleInspectCommand() *cobra.Command {
 	return cmd
 }
 
-// trustFrom loads trust files given on the command line.
-func trustFrom(files []string) (*signature.TrustStore, error) {
-	ts := &signature.TrustStore{}
-	if err := ts.AddFiles(files); err != nil {
-		return nil, err
-	}
-	return ts, nil
-}
-
 func (a *app) bundleVerifyCommand() *cobra.Command {
 	var trust []string
 	cmd := &cobra.Command{
@@ -73,7 +64,7 @@ func (a *app) bundleVerifyCommand() *cobra.Command {
 		Short: "Verify a bundle's signature and every chunk, as a device would",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ts, err := trustFrom(trust)
+			ts, err := signature.LoadTrust("", trust)
 			if err != nil {
 				return err
 			}
@@ -193,7 +184,7 @@ func (a *app) bundleExtractCommand() *cobra.Command {
 		Short: "Write one payload's verified content to a file",
 		Args:  exactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ts, err := trustFrom(trust)
+			ts, err := signature.LoadTrust("", trust)
 			if err != nil {
 				return err
 			}

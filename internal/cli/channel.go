@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -74,7 +75,7 @@ func (fl *publishFlags) publication() (channel.Publication, error) {
 		return p, err
 	}
 	if len(fl.trust) > 0 {
-		p.Trust, err = trustFrom(fl.trust)
+		p.Trust, err = signature.LoadTrust("", fl.trust)
 	}
 	return p, err
 }
@@ -220,14 +221,16 @@ and device type are checked too; --min-sequence refuses a file older than a sequ
 			if len(trust) == 0 && keysDir == "" {
 				return usageError{errors.New("--trust (or --keys-dir) is required: a channel file is only as good as its signature")}
 			}
-			ts := &signature.TrustStore{}
 			if keysDir != "" {
-				var err error
-				if ts, err = signature.LoadTrustDir(keysDir); err != nil {
+				// A --keys-dir that does not exist is an error here, not an empty store.
+				d, err := os.Open(keysDir)
+				if err != nil {
 					return err
 				}
+				d.Close()
 			}
-			if err := ts.AddFiles(trust); err != nil {
+			ts, err := signature.LoadTrust(keysDir, trust)
+			if err != nil {
 				return err
 			}
 			f, err := channel.Load(args[0])

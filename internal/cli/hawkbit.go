@@ -99,7 +99,7 @@ func (a *app) ddiStep(activity string) {
 // runDDI runs the DDI adapter the configuration describes.
 func (a *app) runDDI(c *hawkbit.Config, f ddiFlags) error {
 	agent := &fleet.Agent{Open: a.open, Adapter: hawkbit.AdapterName}
-	ad, err := c.NewAdapter(agent, install.Options{Trust: f.trust})
+	ad, err := c.NewAdapter(agent, install.Options{Trust: install.Trust{Files: f.trust}})
 	if err != nil {
 		return err
 	}

@@ -76,7 +76,7 @@ installed again by the poller until Memfault offers another version.`,
 			}
 			p := &memfault.Poller{API: c.API, ProjectKey: c.ProjectKey, Serial: c.DeviceSerial, HardwareVersion: c.HardwareVersion,
 				SoftwareType: c.SoftwareType, HTTP: hc, Agent: &fleet.Agent{Open: a.open, Adapter: memfault.AdapterName},
-				Install: install.Options{Trust: pf.trust, HTTP: install.HTTPOptions{CAFile: c.CAFile}}, Log: a.ddiLog}
+				Install: install.Options{Trust: install.Trust{Files: pf.trust}, HTTP: install.HTTPOptions{CAFile: c.CAFile}}, Log: a.ddiLog}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if pf.once {

@@ -66,6 +66,7 @@ simulated device). Run "tandem --help" for tandem's own command line.`,
 func (a *app) rugixInstallCommand() *cobra.Command {
 	var o install.Options
 	var reboot, hash, verifyBundle string
+	var mode install.Reboot
 	cmd := &cobra.Command{
 		Use:   "install BUNDLE",
 		Short: "Install a tandem bundle (path, - for stdin, or http(s) URL) into the spare group",
@@ -80,11 +81,11 @@ must be signed by a key the device trusts, unless --insecure-skip-bundle-verific
 Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","progress":P}.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch reboot {
+			switch install.Reboot(reboot) {
 			case install.RebootYes, install.RebootNo, install.RebootSet:
-				o.Reboot = reboot
+				mode = install.Reboot(reboot)
 			case "deferred":
-				o.Reboot = install.RebootSet
+				mode = install.RebootSet
 			default:
 				return usageError{fmt.Errorf("--reboot %q: want yes, no, set or deferred", reboot)}
 			}
@@ -99,17 +100,20 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 				if err != nil {
 					return usageError{err}
 				}
-				o.BundleHash = h
+				o.Trust.BundleHash = h
 			}
 			d, err := a.open()
 			if err != nil {
 				return err
 			}
 			o.Source, o.Stdin = args[0], a.env.Stdin
-			o.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "%s: warning: %s\n", RugixName, s) }
+			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "%s: warning: %s\n", RugixName, s) }
 			p := a.rugixProgress()
-			o.Progress = p.event
-			res, err := install.Install(d, o)
+			o.Progress.Event = p.event
+			res, err := install.Install(cmd.Context(), d, o)
+			if err == nil {
+				err = install.Activate(d, res, mode)
+			}
 			if err != nil {
 				if p.bar != nil {
 					p.bar.fail(err)
@@ -124,13 +128,13 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&reboot, "reboot", install.RebootYes, "yes, no, set or deferred (= set)")
+	f.StringVar(&reboot, "reboot", string(install.RebootYes), "yes, no, set or deferred (= set)")
 	f.StringVar(&hash, "bundle-hash", "", "accept the bundle with this tandem bundle hash instead of a signature")
 	f.StringVar(&verifyBundle, "verify-bundle", "", "the same as --bundle-hash (rugix-ctrl 0.8 name)")
-	f.BoolVar(&o.Insecure, "insecure-skip-bundle-verification", false, "install without verifying the bundle (never in production)")
+	f.BoolVar(&o.Trust.Insecure, "insecure-skip-bundle-verification", false, "install without verifying the bundle (never in production)")
 	f.StringVar(&o.Group, "boot-group", "", "target group (default: the only spare group)")
-	f.StringArrayVar(&o.Trust, "root-cert", nil, "extra trusted public key or root certificate (PEM, repeatable)")
-	f.BoolVar(&o.NoDelta, "disable-range-queries", false, "download the whole bundle even when the server supports ranges")
+	f.StringArrayVar(&o.Trust.Files, "root-cert", nil, "extra trusted public key or root certificate (PEM, repeatable)")
+	f.BoolVar(&o.HTTP.NoDelta, "disable-range-queries", false, "download the whole bundle even when the server supports ranges")
 	return cmd
 }
 

@@ -84,7 +84,7 @@ and docs/integrations/thin-edge.md.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			o.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
+			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
 			err = tedge.Run(ctx, tedge.Config{
 				Agent:  &fleet.Agent{Open: a.open, Adapter: tedge.Adapter, Options: o},
 				Broker: f.broker, ClientID: f.clientID, Topics: topics, PreferRemoteURL: preferRemote, Poll: poll,
@@ -100,9 +100,9 @@ and docs/integrations/thin-edge.md.`,
 	fl := cmd.Flags()
 	fl.BoolVar(&preferRemote, "prefer-remote-url", false, "install from remoteUrl even when the command has a tedgeUrl (for a CDN that serves ranges)")
 	fl.DurationVar(&poll, "poll", 5*time.Second, "how often to look whether the health check has decided")
-	fl.StringArrayVar(&o.Trust, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
+	fl.StringArrayVar(&o.Trust.Files, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
 	fl.StringVar(&o.HTTP.CAFile, "ca-file", "", "PEM roots for https")
-	fl.BoolVar(&o.NoDelta, "no-delta", false, "download whole bundles even when the server supports ranges")
+	fl.BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download whole bundles even when the server supports ranges")
 	cmd.AddCommand(a.tedgeWorkflowCommand())
 	return cmd
 }
@@ -177,10 +177,9 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
 		Short: "Install the job's bundle into the spare group and arrange the trial boot",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Reboot = install.RebootSet
-			o.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
+			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
 			ag := a.workflowAgent(o)
-			if _, err := ag.Install(context.Background(), o); err != nil {
+			if _, err := ag.Install(context.Background(), o, install.RebootSet); err != nil {
 				_ = ag.Done() // the failure is reported now; nothing was tried
 				a.workflowPrint(tedge.StatusFailed, oneLine(err.Error()))
 				return nil
@@ -189,9 +188,9 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
 			return nil
 		},
 	}
-	installCmd.Flags().StringArrayVar(&o.Trust, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
+	installCmd.Flags().StringArrayVar(&o.Trust.Files, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
 	installCmd.Flags().StringVar(&o.HTTP.CAFile, "ca-file", "", "PEM roots for https")
-	installCmd.Flags().BoolVar(&o.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
+	installCmd.Flags().BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
 
 	var f tedgeFlags
 	var name, remote string

@@ -14,6 +14,7 @@ import (
 func (a *app) updateCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "update", Short: "Install updates"}
 	var o install.Options
+	var reboot string
 	var jsonOut bool
 	installCmd := &cobra.Command{
 		Use:   "install SOURCE",
@@ -36,20 +37,23 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
   curl -s https://updates.example.com/v2.tandem | tandem update install - --json`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch o.Reboot {
+			switch install.Reboot(reboot) {
 			case install.RebootNo, install.RebootYes, install.RebootSet:
 			default:
-				return usageError{fmt.Errorf("--reboot %q: want no, yes or set", o.Reboot)}
+				return usageError{fmt.Errorf("--reboot %q: want no, yes or set", reboot)}
 			}
 			d, err := a.open()
 			if err != nil {
 				return err
 			}
 			o.Source, o.Stdin = args[0], a.env.Stdin
-			o.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
+			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
 			bar := a.progress(jsonOut)
-			o.Progress = bar.event
-			res, err := install.Install(d, o)
+			o.Progress.Event = bar.event
+			res, err := install.Install(cmd.Context(), d, o)
+			if err == nil {
+				err = install.Activate(d, res, install.Reboot(reboot))
+			}
 			if err != nil {
 				bar.fail(err)
 				return err
@@ -59,19 +63,19 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 		},
 	}
 	f := installCmd.Flags()
-	f.StringVar(&o.Reboot, "reboot", install.RebootNo, "no, set or yes")
-	f.StringArrayVar(&o.Trust, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
-	f.StringVar(&o.BundleHash, "bundle-hash", "", "accept the bundle with this hash (as bundle inspect prints it) instead of a signature")
-	f.BoolVar(&o.Insecure, "insecure-skip-verification", false, "install without verifying the signature (never in production)")
-	f.BoolVar(&o.AllowDowngrade, "allow-downgrade", false, "allow a version older than the running one")
+	f.StringVar(&reboot, "reboot", string(install.RebootNo), "no, set or yes")
+	f.StringArrayVar(&o.Trust.Files, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
+	f.StringVar(&o.Trust.BundleHash, "bundle-hash", "", "accept the bundle with this hash (as bundle inspect prints it) instead of a signature")
+	f.BoolVar(&o.Trust.Insecure, "insecure-skip-verification", false, "install without verifying the signature (never in production)")
+	f.BoolVar(&o.Policy.AllowDowngrade, "allow-downgrade", false, "allow a version older than the running one")
 	f.StringVar(&o.Group, "group", "", "target group (default: the only spare group)")
 	f.StringVar(&o.HTTP.CAFile, "ca-file", "", "PEM roots for https")
 	f.StringVar(&o.HTTP.CertFile, "client-cert", "", "client certificate for https (PEM)")
 	f.StringVar(&o.HTTP.KeyFile, "client-key", "", "key of the client certificate (PEM)")
 	f.StringArrayVar(&o.HTTP.Headers, "header", nil, "extra HTTP header \"Name: value\" (repeatable)")
 	f.BoolVar(&jsonOut, "json", false, "JSON lines on stdout instead of a progress bar")
-	f.BoolVar(&o.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
-	f.Int64Var(&o.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 4096, -1 = never)")
+	f.BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
+	f.Int64Var(&o.HTTP.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 4096, -1 = never)")
 	cmd.AddCommand(installCmd)
 	return cmd
 }

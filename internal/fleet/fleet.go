@@ -168,11 +168,14 @@ func (a *Agent) Begin(j Job) (*Job, error) {
 }
 
 // Install writes the job's bundle into the spare group (resuming an
-// interrupted one: the install journal is keyed by the bundle hash). With
-// o.Reboot set (or yes) it also requests the trial. Its failure is recorded
-// in the job (phase failed) unless it was cancelled through the context, so
-// that a restarted adapter resumes.
-func (a *Agent) Install(ctx context.Context, o install.Options) (*install.Result, error) {
+// interrupted one: the install journal is keyed by the bundle hash), then
+// does what reboot asks: with install.RebootSet (or RebootYes) it requests
+// the trial through Try, after the job recorded the install, so that a crash
+// in between never leaves a trial the job does not know; with RebootYes it
+// then reboots. An install failure is recorded in the job (phase failed)
+// unless it was cancelled through the context, so that a restarted adapter
+// resumes.
+func (a *Agent) Install(ctx context.Context, o install.Options, reboot install.Reboot) (*install.Result, error) {
 	d, err := a.Open()
 	if err != nil {
 		return nil, err
@@ -187,15 +190,10 @@ func (a *Agent) Install(ctx context.Context, o install.Options) (*install.Result
 	if o.Source == "" {
 		o.Source = j.Source
 	}
-	if o.BundleHash == "" {
-		o.BundleHash = j.BundleHash
+	if o.Trust.BundleHash == "" {
+		o.Trust.BundleHash = j.BundleHash
 	}
-	o.Context = ctx
-	// The trial is requested through Try, after the job records the
-	// install: a crash in between never leaves a trial the job does not know.
-	reboot := o.Reboot
-	o.Reboot = install.RebootNo
-	res, err := install.Install(d, o)
+	res, err := install.Install(ctx, d, o)
 	if err != nil {
 		if ctx.Err() == nil {
 			j.Phase, j.Error = PhaseFailed, err.Error()

@@ -65,7 +65,7 @@ func (d *direct) Run(ctx context.Context, _ *testing.T) error {
 }
 
 func (d *direct) install(ctx context.Context) error {
-	_, err := d.agent.Install(ctx, install.Options{Reboot: install.RebootYes})
+	_, err := d.agent.Install(ctx, install.Options{}, install.RebootYes)
 	if err != nil && ctx.Err() == nil {
 		return d.Run(ctx, nil) // the job failed: report it
 	}

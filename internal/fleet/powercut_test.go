@@ -48,7 +48,7 @@ func TestInstallPowerCuts(t *testing.T) {
 		cutting := &fleet.Agent{Adapter: "cut", Open: func() (*device.Device, error) {
 			return device.Open(device.Options{Root: root, CutAt: cut, CutMode: rootfs.CutDrop})
 		}}
-		_, err := cutting.Install(context.Background(), install.Options{Reboot: install.RebootSet})
+		_, err := cutting.Install(context.Background(), install.Options{}, install.RebootSet)
 		if err == nil {
 			if cut < 10 {
 				t.Fatalf("only %d cut points", cut-1)
@@ -78,7 +78,7 @@ func TestInstallPowerCuts(t *testing.T) {
 			switch out.State {
 			case fleet.Installing, fleet.Installed:
 				if out.State == fleet.Installing {
-					_, err = plain.Install(context.Background(), install.Options{Reboot: install.RebootSet})
+					_, err = plain.Install(context.Background(), install.Options{}, install.RebootSet)
 				} else {
 					err = plain.Try()
 				}

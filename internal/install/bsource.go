@@ -13,19 +13,17 @@ import (
 	"github.com/tandem-ota/tandem/internal/fetch"
 )
 
-// bundleSource gives the installer a bundle's header and its payloads as
-// verified streams, whether it reads the bundle as one stream or by ranges.
+// bundleSource is an opened bundle: its reader, with the header and the
+// signatures read but not yet verified, and, once they are, its payloads in
+// order. Either way a payload is a bundle.PayloadReader, which checks every
+// chunk it hands out; a source only decides where the bytes come from.
 type bundleSource interface {
 	reader() *bundle.Reader
-	// check runs after verification and before anything is written.
-	check() error
-	// payload returns payload i (in order); done releases it.
-	payload(i int) (s payloadStream, done func(), err error)
-	// finish runs after the last payload.
-	finish() error
+	// payload returns payload i's reader (i = 0, 1, ... in order), which
+	// the caller closes. resume: an earlier install of this bundle into the
+	// target group was interrupted.
+	payload(i int, resume bool) (*bundle.PayloadReader, error)
 	stats() DeltaStats
-	// resuming says an earlier install of this bundle was interrupted.
-	resuming(bool)
 	close()
 }
 
@@ -40,7 +38,7 @@ const probeSize = 4 << 10
 // openSource opens the bundle: by ranges when it is on an HTTP server that
 // supports them (and delta is not disabled), else as one stream.
 func openSource(ctx context.Context, d *device.Device, target string, o Options) (bundleSource, error) {
-	if !isURL(o.Source) || o.NoDelta {
+	if !isURL(o.Source) || o.HTTP.NoDelta {
 		rc, err := openStream(ctx, o)
 		if err != nil {
 			return nil, err
@@ -51,11 +49,11 @@ func openSource(ctx context.Context, d *device.Device, target string, o Options)
 	if err != nil {
 		return nil, err
 	}
-	gap := o.DeltaGap
+	gap := o.HTTP.DeltaGap
 	if gap == 0 {
 		gap = DefaultDeltaGap
 	}
-	fc := &fetch.Client{HTTP: client, Headers: headers, GapThreshold: gap, MaxRequestSize: o.MaxRequest}
+	fc := &fetch.Client{HTTP: client, Headers: headers, GapThreshold: gap, MaxRequestSize: o.HTTP.MaxRequest}
 	remote, first, body, err := fc.Open(ctx, o.Source, probeSize)
 	if errors.Is(err, fetch.ErrNoRange) {
 		// The server ignores Range: install from the body it sent.
@@ -73,10 +71,18 @@ func openSource(ctx context.Context, d *device.Device, target string, o Options)
 	if err != nil {
 		return nil, err
 	}
+	// The file must be the bundle the header describes, no more, no less.
+	switch want := br.BundleSize(); {
+	case remote.Size < want:
+		return nil, fmt.Errorf("%w: the server has %d bytes, the bundle needs %d", bundle.ErrTruncated, remote.Size, want)
+	case remote.Size > want:
+		return nil, fmt.Errorf("%w: the server has %d bytes, the bundle ends at %d", bundle.ErrTrailing, remote.Size, want)
+	}
 	return &deltaSource{ctx: ctx, d: d, target: target, c: fc, remote: remote, br: br, first: first, scanned: map[string]bool{}}, nil
 }
 
-// streamSource reads the bundle front to back.
+// streamSource reads the bundle front to back: each payload's chunks come
+// from the bundle stream itself.
 type streamSource struct {
 	rc     io.ReadCloser
 	count  *countingReader
@@ -96,23 +102,16 @@ func newStreamSource(rc io.ReadCloser, remote bool) (*streamSource, error) {
 }
 
 func (s *streamSource) reader() *bundle.Reader { return s.br }
-func (s *streamSource) check() error           { return nil }
-func (s *streamSource) resuming(bool)          {}
-func (s *streamSource) close()                 { s.rc.Close() }
 
-func (s *streamSource) payload(int) (payloadStream, func(), error) {
-	pr, err := s.br.NextPayload()
-	return pr, func() {}, err
+func (s *streamSource) close() {
+	s.br.Close()
+	s.rc.Close()
 }
 
-func (s *streamSource) finish() error {
-	if _, err := s.br.NextPayload(); !errors.Is(err, io.EOF) {
-		if err == nil {
-			err = fmt.Errorf("%w: more payloads than the header lists", bundle.ErrFormat)
-		}
-		return err
-	}
-	return nil
+// payload reads the next payload from the stream; the last one's reader
+// also checks that the stream ends after it.
+func (s *streamSource) payload(int, bool) (*bundle.PayloadReader, error) {
+	return s.br.NextPayload()
 }
 
 func (s *streamSource) stats() DeltaStats {
@@ -135,35 +134,4 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
-}
-
-func (s *deltaSource) reader() *bundle.Reader { return s.br }
-func (s *deltaSource) close()                 { s.c.HTTP.CloseIdleConnections() }
-func (s *deltaSource) finish() error          { return nil }
-func (s *deltaSource) resuming(r bool)        { s.resume = r }
-
-// check compares the remote size with the size the header describes.
-func (s *deltaSource) check() error {
-	switch want := s.br.BundleSize(); {
-	case s.remote.Size < want:
-		return fmt.Errorf("%w: the server has %d bytes, the bundle needs %d", bundle.ErrTruncated, s.remote.Size, want)
-	case s.remote.Size > want:
-		return fmt.Errorf("%w: the server has %d bytes, the bundle ends at %d", bundle.ErrTrailing, s.remote.Size, want)
-	}
-	return nil
-}
-
-func (s *deltaSource) payload(i int) (payloadStream, func(), error) {
-	st, err := s.deltaPayload(i)
-	if err != nil {
-		return nil, nil, err
-	}
-	return st, st.Close, nil
-}
-
-func (s *deltaSource) stats() DeltaStats {
-	st := s.stats0
-	fs := s.c.Stats()
-	st.BytesDownloaded, st.Requests = fs.BytesReceived, fs.Requests
-	return st
 }

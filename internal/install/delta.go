@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
-	"hash"
 	"io"
 	"os"
 
@@ -71,16 +69,33 @@ type deltaSource struct {
 	remote *fetch.Remote
 	br     *bundle.Reader
 	first  []byte // the probe's bytes, from offset 0
-	stats0 DeltaStats
 	// scanned remembers the slots already indexed during this install.
 	scanned map[string]bool
-	// resume: an earlier install of this bundle into this group was
-	// interrupted; chunks already in the target slot are kept.
-	resume bool
+	readers []*bundle.PayloadReader // for the stats
 }
 
-// deltaPayload returns a verified stream of payload i's content.
-func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
+func (s *deltaSource) reader() *bundle.Reader { return s.br }
+func (s *deltaSource) close()                 { s.c.HTTP.CloseIdleConnections() }
+
+func (s *deltaSource) stats() DeltaStats {
+	var st DeltaStats
+	for _, pr := range s.readers {
+		n := pr.Counts()
+		st.ChunksFetched += n.Stored
+		st.ChunksReused += n.Content
+		st.BytesReused += n.ContentBytes
+	}
+	fs := s.c.Stats()
+	st.BytesDownloaded, st.Requests = fs.BytesReceived, fs.Requests
+	return st
+}
+
+// payload fetches payload i's chunk table and returns a reader of its
+// chunks: those the device holds in a slot of its active or default group
+// (or, resuming, already in the target slot) are read there, the others
+// fetched by coalesced range requests that start at once. The reader checks
+// every chunk, whichever way it came.
+func (s *deltaSource) payload(i int, resume bool) (*bundle.PayloadReader, error) {
 	p := &s.br.Header.Payloads[i]
 	tableOff, dataOff := s.br.PayloadOffsets(i)
 	// The probe may already hold the start of the table: fetch only the rest.
@@ -97,16 +112,17 @@ func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
 			return nil, err
 		}
 	}
-	entries, err := s.br.Table(i, table)
+	t, err := s.br.Table(i, table)
 	if err != nil {
 		return nil, err
 	}
+	entries := t.Entries
 	local := map[[32]byte]chunkLocation{}
 	if p.Kind == bundle.KindSlot {
 		if local, err = localChunks(s.d, s.target, p, s.scanned); err != nil {
 			return nil, err
 		}
-		if s.resume {
+		if resume {
 			if name, ok := s.d.Config.Groups[s.target].Slots[p.Target]; ok {
 				if sp, err := s.d.SlotPath(s.d.Config.Slots[name]); err == nil {
 					inPlace(sp, entries, local)
@@ -114,16 +130,31 @@ func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
 			}
 		}
 	}
-	st := &deltaStream{src: s, p: p, entries: entries, local: local, sum: sha256.New(), files: map[string]*os.File{}}
-	// Check every local candidate from an older index now, so that a slot
+	ctx, cancel := context.WithCancel(s.ctx)
+	rc := &rangeChunks{ctx: ctx, cancel: cancel, c: s.c, remote: s.remote, local: local, files: map[string]*os.File{}}
+	// Open the local slots now: ReadChunk then only reads the map.
+	for _, loc := range local {
+		if _, ok := rc.files[loc.path]; !ok {
+			f, err := os.Open(loc.path)
+			if err != nil {
+				rc.forget(loc.path)
+				continue
+			}
+			rc.files[loc.path] = f
+		}
+	}
+	// Probe every local candidate from an older index now, so that a slot
 	// that changed since it was indexed costs coalesced range requests, not
-	// one request per chunk. (Every chunk is verified again when it is used.)
-	checked := map[[32]byte]bool{}
+	// one request per chunk. (The probe only plans: the reader checks every
+	// chunk again when it is used.)
+	probed := map[[32]byte]bool{}
+	var buf []byte
 	for j := range entries {
 		e := &entries[j]
-		if loc, ok := local[e.Digest]; ok && !loc.fresh && !checked[e.Digest] {
-			checked[e.Digest] = true
-			if _, err := st.readLocal(e, loc); err != nil {
+		if loc, ok := local[e.Digest]; ok && !loc.fresh && !probed[e.Digest] {
+			probed[e.Digest] = true
+			buf = grow(buf, int(e.Size))
+			if _, err := rc.files[loc.path].ReadAt(buf, loc.offset); err != nil || sha256.Sum256(buf) != e.Digest {
 				delete(local, e.Digest)
 			}
 		}
@@ -133,160 +164,118 @@ func (s *deltaSource) deltaPayload(i int) (*deltaStream, error) {
 	var stored int64
 	for j := range entries {
 		e := &entries[j]
-		st.storedOff = append(st.storedOff, dataOff+stored)
+		rc.storedOff = append(rc.storedOff, dataOff+stored)
 		if _, ok := local[e.Digest]; !ok {
 			ranges = append(ranges, fetch.Range{Off: dataOff + stored, Len: int64(e.StoredSize)})
 		}
 		stored += int64(e.StoredSize)
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	st.cancel = cancel
-	// At most 16 fetched chunks, and about 8 MiB of them, wait for the writer.
-	st.fetched = make(chan []byte, min(16, max(1, (8<<20)/int(p.ChunkMax))))
-	st.fetchErr = make(chan error, 1)
+	// At most 16 fetched chunks, and about 8 MiB of them, wait for the reader.
+	rc.fetched = make(chan []byte, min(16, max(1, (8<<20)/int(p.ChunkMax))))
+	rc.fetchErr = make(chan error, 1)
 	go func() {
 		err := s.c.Fetch(ctx, s.remote, ranges, func(_ int, data []byte) error {
 			select {
-			case st.fetched <- append([]byte(nil), data...):
+			case rc.fetched <- bytes.Clone(data):
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		})
-		close(st.fetched)
-		st.fetchErr <- err
+		close(rc.fetched)
+		rc.fetchErr <- err
 	}()
-	return st, nil
+	pr, err := t.Chunks(rc)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	s.readers = append(s.readers, pr)
+	return pr, nil
 }
 
-// deltaStream yields payload content in order: local chunks re-verified
-// after reading, fetched chunks verified after download.
-type deltaStream struct {
-	src       *deltaSource
-	p         *bundle.Payload
-	entries   []bundle.Entry
-	storedOff []int64
+// rangeChunks is the chunk source of one payload of a remote bundle: local
+// copies where the device has them, else the chunks the background fetch
+// delivers in table order. It hands out nothing itself: the PayloadReader
+// checks every chunk (and asks Refetch when one fails).
+type rangeChunks struct {
+	ctx       context.Context
+	cancel    context.CancelFunc
+	c         *fetch.Client
+	remote    *fetch.Remote
+	storedOff []int64 // each chunk's offset in the bundle
 	local     map[[32]byte]chunkLocation
 	files     map[string]*os.File
 	fetched   chan []byte
 	fetchErr  chan error
-	cancel    context.CancelFunc
-
-	i       int
-	off     uint64
-	sum     hash.Hash
-	buf     []byte
-	pending []byte
-	done    bool
 }
 
-func (s *deltaStream) Info() (*bundle.Payload, []bundle.Entry) { return s.p, s.entries }
+// forget drops the local candidates in a slot that cannot be opened.
+func (r *rangeChunks) forget(path string) {
+	for d, loc := range r.local {
+		if loc.path == path {
+			delete(r.local, d)
+		}
+	}
+}
+
+// ReadChunk returns the local copy of chunk i's content, or its fetched
+// stored bytes.
+func (r *rangeChunks) ReadChunk(i int, e *bundle.Entry, buf []byte) ([]byte, bool, error) {
+	if loc, ok := r.local[e.Digest]; ok {
+		b := grow(buf, int(e.Size))
+		if _, err := r.files[loc.path].ReadAt(b, loc.offset); err == nil {
+			return b, true, nil
+		}
+		// The slot cannot be read: fetch the chunk instead.
+		b, err := r.fetchOne(i, e)
+		return b, false, err
+	}
+	b, ok := <-r.fetched
+	if !ok {
+		err := <-r.fetchErr
+		if err == nil {
+			err = errors.New("internal error: fewer fetched chunks than planned")
+		}
+		return nil, false, err
+	}
+	return b, false, nil
+}
+
+// Refetch downloads chunk i once more (twice at most): a local copy that
+// changed since it was indexed, or bytes damaged on the way.
+func (r *rangeChunks) Refetch(i int, e *bundle.Entry, attempt int) ([]byte, error) {
+	if attempt > 2 {
+		return nil, nil
+	}
+	return r.fetchOne(i, e)
+}
+
+// fetchOne downloads chunk i's stored bytes by one range request.
+func (r *rangeChunks) fetchOne(i int, e *bundle.Entry) ([]byte, error) {
+	var stored []byte
+	err := r.c.Fetch(r.ctx, r.remote, []fetch.Range{{Off: r.storedOff[i], Len: int64(e.StoredSize)}}, func(_ int, data []byte) error {
+		stored = bytes.Clone(data)
+		return nil
+	})
+	return stored, err
+}
 
 // Close stops the background fetch and closes the local slots.
-func (s *deltaStream) Close() {
-	s.cancel()
-	for range s.fetched {
+func (r *rangeChunks) Close() error {
+	r.cancel()
+	for range r.fetched {
 	}
-	for _, f := range s.files {
+	for _, f := range r.files {
 		f.Close()
 	}
+	return nil
 }
 
-func (s *deltaStream) Next() (bundle.Chunk, error) {
-	if s.i == len(s.entries) {
-		if !s.done {
-			if [32]byte(s.sum.Sum(nil)) != s.p.Digest {
-				return bundle.Chunk{}, fmt.Errorf("%w: payload %s as a whole", bundle.ErrDigest, s.p.Name)
-			}
-			s.done = true
-		}
-		return bundle.Chunk{}, io.EOF
+// grow returns buf with length n, reallocated when its capacity is smaller.
+func grow(buf []byte, n int) []byte {
+	if cap(buf) < n {
+		return make([]byte, n)
 	}
-	e := &s.entries[s.i]
-	var data []byte
-	var err error
-	if loc, ok := s.local[e.Digest]; ok {
-		data, err = s.readLocal(e, loc)
-		if err != nil {
-			// The slot changed since it was indexed: fetch the chunk instead.
-			data, err = s.fetchOne(e)
-		} else {
-			s.src.stats0.BytesReused += int64(e.Size)
-			s.src.stats0.ChunksReused++
-		}
-	} else {
-		stored, ok := <-s.fetched
-		if !ok {
-			err = <-s.fetchErr
-			if err == nil {
-				err = errors.New("internal error: fewer fetched chunks than planned")
-			}
-			return bundle.Chunk{}, err
-		}
-		data, err = bundle.VerifyChunk(e, stored, s.buf)
-		if err == nil {
-			s.src.stats0.ChunksFetched++
-		} else {
-			// Wrong bytes from the server: ask again before giving up.
-			data, err = s.fetchOne(e)
-		}
-	}
-	if err != nil {
-		return bundle.Chunk{}, fmt.Errorf("chunk %d of payload %s: %w", s.i, s.p.Name, err)
-	}
-	if e.Compressed() {
-		s.buf = data
-	}
-	s.sum.Write(data)
-	c := bundle.Chunk{Index: s.i, Offset: s.off, Entry: e, Data: data}
-	s.i++
-	s.off += uint64(e.Size)
-	return c, nil
+	return buf[:n]
 }
-
-// readLocal reads a chunk from a local slot and checks its digest.
-func (s *deltaStream) readLocal(e *bundle.Entry, loc chunkLocation) ([]byte, error) {
-	f, ok := s.files[loc.path]
-	if !ok {
-		var err error
-		if f, err = os.Open(loc.path); err != nil {
-			return nil, err
-		}
-		s.files[loc.path] = f
-	}
-	if cap(s.buf) < int(e.Size) {
-		s.buf = make([]byte, e.Size)
-	}
-	data := s.buf[:e.Size]
-	if _, err := f.ReadAt(data, loc.offset); err != nil {
-		return nil, err
-	}
-	if sha256.Sum256(data) != e.Digest {
-		return nil, fmt.Errorf("%w: local copy", bundle.ErrDigest)
-	}
-	return data, nil
-}
-
-// fetchOne downloads and verifies one chunk, trying twice.
-func (s *deltaStream) fetchOne(e *bundle.Entry) ([]byte, error) {
-	var lastErr error
-	for range 2 {
-		var data []byte
-		err := s.src.c.Fetch(s.src.ctx, s.src.remote, []fetch.Range{{Off: s.storedOff[s.i], Len: int64(e.StoredSize)}}, func(_ int, stored []byte) error {
-			var err error
-			data, err = bundle.VerifyChunk(e, bytes.Clone(stored), nil)
-			return err
-		})
-		if err == nil {
-			s.src.stats0.ChunksFetched++
-			return data, nil
-		}
-		lastErr = err
-		if errors.Is(err, fetch.ErrChanged) || errors.Is(err, context.Canceled) {
-			break
-		}
-	}
-	return nil, lastErr
-}
-
-func (s *deltaStream) Read(b []byte) (int, error) { return bundle.ReadChunks(b, &s.pending, s.Next) }

@@ -52,15 +52,15 @@ func serve(t *testing.T, b []byte, wrap func(http.Handler) http.Handler) string 
 	return srv.URL + "/b.tandem"
 }
 
-func installURL(t *testing.T, dir, url string, o install.Options) (*install.Result, error) {
+func installURL(t *testing.T, dir, url string, o install.Options, reboot ...install.Reboot) (*install.Result, error) {
 	t.Helper()
-	o.Source, o.Now = url, time.Now
-	return install.Install(open(t, dir), o)
+	o.Source = url
+	return installActivate(t, dir, o, reboot)
 }
 
 func TestDeltaInstall(t *testing.T) {
 	dir := deltaDevice(t)
-	res, err := installURL(t, dir, serve(t, fx.sysV2, nil), install.Options{Reboot: install.RebootSet})
+	res, err := installURL(t, dir, serve(t, fx.sysV2, nil), install.Options{}, install.RebootSet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestDeltaInstall(t *testing.T) {
 	}
 	// The full path for comparison, on another device.
 	dir2 := deltaDevice(t)
-	full, err := installURL(t, dir2, serve(t, fx.sysV2, nil), install.Options{NoDelta: true})
+	full, err := installURL(t, dir2, serve(t, fx.sysV2, nil), install.Options{HTTP: install.HTTPOptions{NoDelta: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestDeltaBundleReplaced(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	before := snapshot(t, filepath.Join(dir, "boot"))
-	_, err := installURL(t, dir, srv.URL+"/b.tandem", install.Options{Reboot: install.RebootSet})
+	_, err := installURL(t, dir, srv.URL+"/b.tandem", install.Options{}, install.RebootSet)
 	if !errors.Is(err, fetch.ErrChanged) {
 		t.Fatalf("got %v, want ErrChanged", err)
 	}
@@ -240,7 +240,7 @@ func TestDeltaResume(t *testing.T) {
 		})
 	}
 	url := serve(t, b, cut)
-	small := install.Options{MaxRequest: 64 << 10}
+	small := install.Options{HTTP: install.HTTPOptions{MaxRequest: 64 << 10}}
 	if _, err := installURL(t, dir, url, small); err == nil {
 		t.Fatal("the first attempt should fail")
 	}

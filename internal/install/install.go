@@ -44,44 +44,42 @@ func (e notPinned) Is(target error) bool {
 	return target == signature.ErrUntrusted || target == ErrNotPinned
 }
 
-// Reboot modes.
-const (
-	RebootNo  = "no"  // only write; the operator tries the group later
-	RebootYes = "yes" // try the new group and reboot now
-	RebootSet = "set" // try the new group at the next reboot, do not reboot
-)
-
-// Options of one installation.
+// Options of one installation, by concern: what to install and where,
+// whom to trust, which versions to accept, how to download, and what to tell
+// the caller while it runs.
 type Options struct {
 	Source string    // path, "-" (Stdin) or http(s) URL
 	Stdin  io.Reader // for "-"
-	HTTP   HTTPOptions
-	// NoDelta reads a URL as one stream even when the server supports ranges.
-	NoDelta bool
-	// DeltaGap: fetch the bytes between two needed chunks when the gap is at
-	// most this many bytes, to save a request (0 = DefaultDeltaGap, negative = never).
-	DeltaGap int64
-	// MaxRequest bounds one range request (0 = 8 MiB).
-	MaxRequest int64
+	Group  string    // target group; "" = the only spare group
 
-	Trust          []string // extra trusted key or certificate files (host paths)
-	BundleHash     string   // a pinned bundle hash, accepted instead of a signature
-	Insecure       bool     // install without any verification (loudly)
-	AllowDowngrade bool
-	Group          string // target group; "" = the only spare group
-	Reboot         string // RebootNo (default), RebootYes or RebootSet
+	Trust    Trust
+	Policy   Policy
+	HTTP     HTTPOptions
+	Progress Progress
+}
 
+// Trust says which bundles Install accepts. It fails closed: without a
+// pin, a bundle must carry a valid signature by a key of the device's keys
+// directory or of Files, unless Insecure.
+type Trust struct {
+	Files      []string // extra trusted key or certificate files (host paths)
+	BundleHash string   // a pinned bundle hash, accepted instead of a signature
 	// RequireSignature: with BundleHash, the bundle must also be signed by
 	// a trusted key; the pin then only chooses which bundle.
 	RequireSignature bool
+	Insecure         bool             // install without any verification (loudly)
+	Now              func() time.Time // the clock of the signature time policy (nil = time.Now)
+}
 
-	// Context cancels a download (nil = never); what was verified and
-	// written is kept for a resume.
-	Context context.Context
+// Policy is the installer's version policy beyond compatibility.
+type Policy struct {
+	AllowDowngrade bool // install a version older than the running one
+}
 
-	Progress func(Event) // optional
-	Warn     func(string)
-	Now      func() time.Time
+// Progress receives what happens during an install; both are optional.
+type Progress struct {
+	Event func(Event)  // progress reports
+	Warn  func(string) // warnings (an insecure install)
 }
 
 // Event is one progress report (docs/cli.md, "update install").
@@ -110,13 +108,13 @@ type Result struct {
 	Transfer     DeltaStats // what was downloaded and what was reused
 }
 
-// Install installs the bundle from o.Source into a spare group of d.
-func Install(d *device.Device, o Options) (*Result, error) {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Reboot == "" {
-		o.Reboot = RebootNo
+// Install installs the bundle from o.Source into a spare group of d and
+// records it; ctx cancels a download (what was verified and written is kept
+// for a resume). It neither sets a trial nor reboots: the caller decides,
+// with Activate (or, for a fleet job, through its agent).
+func Install(ctx context.Context, d *device.Device, o Options) (*Result, error) {
+	if o.Trust.Now == nil {
+		o.Trust.Now = time.Now
 	}
 	st, unlock, err := d.LockStatus()
 	if err != nil {
@@ -128,10 +126,6 @@ func Install(d *device.Device, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	ctx := o.Context
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	src, err := openSource(ctx, d, target, o)
 	if err != nil {
 		return nil, err
@@ -139,9 +133,6 @@ func Install(d *device.Device, o Options) (*Result, error) {
 	defer src.close()
 	br := src.reader()
 	if err := br.Verify(verifier(d, o)); err != nil {
-		return nil, err
-	}
-	if err := src.check(); err != nil {
 		return nil, err
 	}
 	h := br.Header
@@ -162,28 +153,23 @@ func Install(d *device.Device, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	src.resuming(resume)
 
 	var total uint64
 	for _, p := range h.Payloads {
 		total += p.Size
 	}
-	w := &progressWriter{o: o, total: total, hash: br.Hash.String(), group: target, version: h.Version}
+	w := &progressWriter{report: o.Progress.Event, total: total, hash: br.Hash.String(), group: target, version: h.Version}
 	for i := range h.Payloads {
-		pr, done, err := src.payload(i)
+		pr, err := src.payload(i, resume)
 		if err != nil {
 			return nil, err
 		}
-		p, _ := pr.Info()
-		w.payload = p.Name
+		w.payload = pr.Payload.Name
 		err = writePayload(d, pr, plan[i], w)
-		done()
+		pr.Close()
 		if err != nil {
-			return nil, fmt.Errorf("payload %s: %w", p.Name, err)
+			return nil, fmt.Errorf("payload %s: %w", pr.Payload.Name, err)
 		}
-	}
-	if err := src.finish(); err != nil {
-		return nil, err
 	}
 	// The journal goes first: losing it only loses the resume shortcut.
 	if err := endJournal(d); err != nil {
@@ -196,74 +182,91 @@ func Install(d *device.Device, o Options) (*Result, error) {
 		"TANDEM_BUNDLE_HASH="+br.Hash.String(), "TANDEM_BUNDLE_VERSION="+h.Version, "TANDEM_GROUP="+target); err != nil {
 		return nil, err
 	}
-	switch o.Reboot {
+	return &Result{BundleHash: br.Hash.String(), Group: target, Version: h.Version, BytesWritten: w.written, Transfer: src.stats()}, nil
+}
+
+// Reboot is what the caller of an install asks for once it is recorded; the
+// values are the CLI's --reboot words.
+type Reboot string
+
+// Reboot modes.
+const (
+	RebootNo  Reboot = "no"  // only write; the operator tries the group later
+	RebootSet Reboot = "set" // try the new group at the next reboot, do not reboot
+	RebootYes Reboot = "yes" // try the new group and reboot now
+)
+
+// Activate does what the caller of Install asked for after it: with
+// RebootSet or RebootYes it sets the trial of the installed group (only while
+// that group still holds the installed bundle: another install may have
+// started on it since), with RebootYes it then reboots.
+func Activate(d *device.Device, r *Result, mode Reboot) error {
+	switch mode {
+	case RebootNo:
+		return nil
 	case RebootSet, RebootYes:
-		if err := d.TryNextLocked(target); err != nil {
-			return nil, err
-		}
+	default:
+		return fmt.Errorf("reboot mode %q: want no, set or yes", mode)
 	}
-	res := &Result{BundleHash: br.Hash.String(), Group: target, Version: h.Version, BytesWritten: w.written, Transfer: src.stats()}
-	if o.Reboot == RebootYes {
-		if err := d.Reboot(); err != nil {
-			return res, err
-		}
+	if err := tryInstalled(d, r); err != nil {
+		return err
 	}
-	return res, nil
+	if mode == RebootYes {
+		return d.Reboot()
+	}
+	return nil
+}
+
+// tryInstalled sets the trial of r's group under the device lock, once it
+// checked that the group is spare and still holds r's bundle.
+func tryInstalled(d *device.Device, r *Result) error {
+	st, unlock, err := d.LockStatus()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := st.CheckWritable(r.Group); err != nil {
+		return err
+	}
+	db, err := d.LoadState()
+	if err != nil {
+		return err
+	}
+	if g := db.Groups[r.Group]; g.BundleHash != r.BundleHash {
+		return fmt.Errorf("group %s no longer holds bundle %s (another install changed it): not trying it", r.Group, r.BundleHash)
+	}
+	return d.TryNextLocked(r.Group)
 }
 
 // verifier is the signature policy: a pinned hash, or a signature by a
 // trusted key, or (only when asked) nothing. It fails closed.
 func verifier(d *device.Device, o Options) bundle.Verifier {
+	t := o.Trust
 	return func(h *bundle.Header, hash bundle.Hash, sigs []signature.Signature) error {
-		if o.BundleHash != "" {
-			pinned, err := bundle.ParseHash(o.BundleHash)
+		if t.BundleHash != "" {
+			pinned, err := bundle.ParseHash(t.BundleHash)
 			if err != nil {
 				return err
 			}
 			if pinned != hash {
 				return notPinned{fmt.Sprintf("%v: bundle hash %s is not the pinned %s", signature.ErrUntrusted, hash, pinned)}
 			}
-			if !o.RequireSignature {
+			if !t.RequireSignature {
 				return nil
 			}
 		}
-		if o.Insecure {
-			if o.Warn != nil {
-				o.Warn("INSECURE: installing bundle " + hash.String() + " without verifying its signature")
+		if t.Insecure {
+			if o.Progress.Warn != nil {
+				o.Progress.Warn("INSECURE: installing bundle " + hash.String() + " without verifying its signature")
 			}
 			return nil
 		}
-		trust, err := signature.LoadTrustDir(d.FS.Path(d.Config.KeysDir))
-		if err != nil && !os.IsNotExist(err) {
+		trust, err := signature.LoadTrust(d.FS.Path(d.Config.KeysDir), t.Files)
+		if err != nil {
 			return err
 		}
-		if trust == nil {
-			trust = &signature.TrustStore{}
-		}
-		for _, f := range o.Trust {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return fmt.Errorf("trust: %w", err)
-			}
-			if err := trust.Add(b); err != nil {
-				return fmt.Errorf("trust %s: %w", f, err)
-			}
-		}
-		return TrustVerifier(trust, o.Now(), nil)(h, hash, sigs)
+		return bundle.TrustVerifier(trust, t.Now(), nil)(h, hash, sigs)
 	}
-}
-
-// TrustVerifier is bundle.TrustVerifier: a valid signature under trust,
-// with tandem's time policy; who signed goes to signer when it is not nil.
-func TrustVerifier(trust *signature.TrustStore, now time.Time, signer *signature.Signer) bundle.Verifier {
-	return bundle.TrustVerifier(trust, now, signer)
-}
-
-// payloadStream yields one payload's verified content, by chunk or as bytes.
-type payloadStream interface {
-	io.Reader
-	Next() (bundle.Chunk, error)
-	Info() (*bundle.Payload, []bundle.Entry)
 }
 
 // slotPlan is where one payload goes.
@@ -281,7 +284,7 @@ func planPayloads(d *device.Device, st device.Status, target string, h *bundle.H
 	bv, _ := bundle.ParseVersion(h.Version) // valid: the header parser checked it
 	if installed, _ := d.GroupVersion(st.Active); installed != "" {
 		iv, err := bundle.ParseVersion(installed)
-		if err == nil && bv.Compare(iv) < 0 && !o.AllowDowngrade {
+		if err == nil && bv.Compare(iv) < 0 && !o.Policy.AllowDowngrade {
 			return nil, fmt.Errorf("%w: bundle version %s is older than the running %s (--allow-downgrade installs it)", ErrDowngrade, h.Version, installed)
 		}
 		if h.MinVersion != "" {
@@ -340,8 +343,8 @@ func slotCapacity(d *device.Device, s config.Slot) (uint64, bool) {
 }
 
 // writePayload streams one payload's verified bytes to its destination.
-func writePayload(d *device.Device, pr payloadStream, plan slotPlan, w *progressWriter) error {
-	p, _ := pr.Info()
+func writePayload(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *progressWriter) error {
+	p := pr.Payload
 	switch {
 	case p.Kind == bundle.KindExecute:
 		return runHandler(d, p.Handler, pr, w)
@@ -369,7 +372,7 @@ func writePayload(d *device.Device, pr payloadStream, plan slotPlan, w *progress
 
 // writeImage writes a slot image chunk by chunk, then syncs it and records
 // the slot's chunk index.
-func writeImage(d *device.Device, pr payloadStream, plan slotPlan, w *progressWriter) error {
+func writeImage(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *progressWriter) error {
 	p, err := d.SlotPath(plan.slot)
 	if err != nil {
 		return err
@@ -414,13 +417,12 @@ func writeImage(d *device.Device, pr payloadStream, plan slotPlan, w *progressWr
 	if err := f.Close(); err != nil {
 		return err
 	}
-	payload, entries := pr.Info()
-	return saveSlotIndex(d, plan.name, payload, entries)
+	return saveSlotIndex(d, plan.name, pr.Payload, pr.Entries)
 }
 
 // runHandler streams the payload to a handler program on stdin.
-func runHandler(d *device.Device, argv []string, pr payloadStream, w *progressWriter) error {
-	p, _ := pr.Info()
+func runHandler(d *device.Device, argv []string, pr *bundle.PayloadReader, w *progressWriter) error {
+	p := pr.Payload
 	cmd := exec.Command(d.FS.Path(argv[0]), argv[1:]...)
 	cmd.Env = append(os.Environ(), "TANDEM_ROOT="+d.FS.Path("/"), "TANDEM_PAYLOAD="+p.Name)
 	cmd.Stdin = io.TeeReader(pr, w)
@@ -462,7 +464,7 @@ func syncTree(dir string) error {
 
 // progressWriter counts written bytes and reports progress events.
 type progressWriter struct {
-	o                    Options
+	report               func(Event)
 	total, written, last uint64
 	hash, group, version string
 	payload              string
@@ -475,7 +477,7 @@ func (w *progressWriter) Write(b []byte) (int, error) {
 
 func (w *progressWriter) add(n int) {
 	w.written += uint64(n)
-	if w.o.Progress == nil {
+	if w.report == nil {
 		return
 	}
 	// About every 0.5 % (and at the end).
@@ -483,6 +485,6 @@ func (w *progressWriter) add(n int) {
 		return
 	}
 	w.last = w.written
-	w.o.Progress(Event{Event: "progress", Payload: w.payload, Bytes: w.written, Total: w.total,
+	w.report(Event{Event: "progress", Payload: w.payload, Bytes: w.written, Total: w.total,
 		BundleHash: w.hash, Group: w.group, Version: w.version})
 }

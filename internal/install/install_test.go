@@ -3,6 +3,7 @@ package install_test
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -521,19 +522,29 @@ func state(t testing.TB, dir string) *device.State {
 	return st
 }
 
-// installBytes installs bundle b from "stdin".
-func installBytes(t testing.TB, dir string, b []byte, o install.Options) (*install.Result, error) {
+// installBytes installs bundle b from "stdin", then activates it as
+// reboot (if given) asks.
+func installBytes(t testing.TB, dir string, b []byte, o install.Options, reboot ...install.Reboot) (*install.Result, error) {
 	t.Helper()
 	o.Source, o.Stdin = "-", bytes.NewReader(b)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return install.Install(open(t, dir), o)
+	return installActivate(t, dir, o, reboot)
 }
 
-func mustInstall(t testing.TB, dir string, b []byte, o install.Options) *install.Result {
+// installActivate installs as o says, then activates the new group as
+// reboot (if given) asks, as the CLI does.
+func installActivate(t testing.TB, dir string, o install.Options, reboot []install.Reboot) (*install.Result, error) {
 	t.Helper()
-	res, err := installBytes(t, dir, b, o)
+	d := open(t, dir)
+	res, err := install.Install(context.Background(), d, o)
+	if err != nil || len(reboot) == 0 {
+		return res, err
+	}
+	return res, install.Activate(d, res, reboot[0])
+}
+
+func mustInstall(t testing.TB, dir string, b []byte, o install.Options, reboot ...install.Reboot) *install.Result {
+	t.Helper()
+	res, err := installBytes(t, dir, b, o, reboot...)
 	if err != nil {
 		t.Fatalf("install: %v", err)
 	}
@@ -665,8 +676,8 @@ func TestInstallSlotImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var events []install.Event
-	res, err := install.Install(open(t, dir), install.Options{Source: bundlePath, Now: time.Now,
-		Progress: func(e install.Event) { events = append(events, e) }})
+	res, err := install.Install(context.Background(), open(t, dir), install.Options{Source: bundlePath,
+		Progress: install.Progress{Event: func(e install.Event) { events = append(events, e) }}})
 	if err != nil {
 		t.Fatalf("install: %v", err)
 	}
@@ -712,7 +723,7 @@ func TestInstallRebootCycle(t *testing.T) {
 		t.Run(flow, func(t *testing.T) {
 			t.Parallel()
 			dir := newDevice(t, devOpts{flow: flow})
-			mustInstall(t, dir, fx.sysV2, install.Options{Reboot: install.RebootSet})
+			mustInstall(t, dir, fx.sysV2, install.Options{}, install.RebootSet)
 			if st := state(t, dir); st.Trial == nil || st.Trial.Group != "b" {
 				t.Fatalf("state after --reboot set: trial %+v, want b", st.Trial)
 			}
@@ -734,11 +745,11 @@ func TestInstallRebootCycle(t *testing.T) {
 				t.Fatalf("version of b = %q", v)
 			}
 
-			_, err := installBytes(t, dir, fx.sysV1, install.Options{Reboot: install.RebootSet})
+			_, err := installBytes(t, dir, fx.sysV1, install.Options{}, install.RebootSet)
 			if !errors.Is(err, install.ErrDowngrade) {
 				t.Fatalf("downgrade: %v, want ErrDowngrade", err)
 			}
-			mustInstall(t, dir, fx.sysV1, install.Options{Reboot: install.RebootSet, AllowDowngrade: true})
+			mustInstall(t, dir, fx.sysV1, install.Options{Policy: install.Policy{AllowDowngrade: true}}, install.RebootSet)
 			if g := reboot(t, dir); g != "a" {
 				t.Fatalf("booted %s, want a", g)
 			}
@@ -752,7 +763,7 @@ func TestInstallRebootCycle(t *testing.T) {
 func TestInstallRebootYes(t *testing.T) {
 	t.Parallel()
 	dir := newDevice(t, devOpts{})
-	mustInstall(t, dir, fx.sysV1, install.Options{Reboot: install.RebootYes})
+	mustInstall(t, dir, fx.sysV1, install.Options{}, install.RebootYes)
 	sst, err := device.ReadSimState(dir)
 	if err != nil || sst == nil || sst.Reboot == nil {
 		t.Fatalf("no reboot request recorded: %+v, %v", sst, err)
@@ -788,7 +799,7 @@ func TestInstallExecutePayload(t *testing.T) {
 func TestInstallFileTree(t *testing.T) {
 	t.Parallel()
 	dir := newDevice(t, devOpts{app: true})
-	mustInstall(t, dir, fx.full, install.Options{Reboot: install.RebootSet})
+	mustInstall(t, dir, fx.full, install.Options{}, install.RebootSet)
 	checkSlot(t, dir, "b", fx.imgV2)
 	slot := filepath.Join(dir, "apps/b")
 	if _, err := os.Lstat(filepath.Join(slot, "stale.txt")); !os.IsNotExist(err) {
@@ -842,7 +853,7 @@ func TestInstallPinnedHash(t *testing.T) {
 	if _, err := installBytes(t, dir, b, install.Options{}); !errors.Is(err, signature.ErrNoTrust) {
 		t.Fatalf("unsigned bundle on a device without keys: %v, want ErrNoTrust", err)
 	}
-	res := mustInstall(t, dir, b, install.Options{BundleHash: h.String()})
+	res := mustInstall(t, dir, b, install.Options{Trust: install.Trust{BundleHash: h.String()}})
 	if res.BundleHash != h.String() {
 		t.Fatalf("hash %s, want %s", res.BundleHash, h)
 	}
@@ -853,18 +864,18 @@ func TestInstallPinnedAndSigned(t *testing.T) {
 	t.Parallel()
 	dir := newDevice(t, devOpts{})
 	unsigned, uh := mkBundle(t, spec{unsigned: true, payloads: []pl{sysPayload(fx.imgV1)}})
-	if _, err := installBytes(t, dir, unsigned, install.Options{BundleHash: uh.String(), RequireSignature: true}); !errors.Is(err, signature.ErrUnsigned) {
+	if _, err := installBytes(t, dir, unsigned, install.Options{Trust: install.Trust{BundleHash: uh.String(), RequireSignature: true}}); !errors.Is(err, signature.ErrUnsigned) {
 		t.Fatalf("pinned unsigned bundle with RequireSignature: %v, want ErrUnsigned", err)
 	}
 	untrusted, th := mkBundle(t, spec{sign: fx.signBy, payloads: []pl{sysPayload(fx.imgV1)}})
-	if _, err := installBytes(t, dir, untrusted, install.Options{BundleHash: th.String(), RequireSignature: true}); !errors.Is(err, signature.ErrUntrusted) {
+	if _, err := installBytes(t, dir, untrusted, install.Options{Trust: install.Trust{BundleHash: th.String(), RequireSignature: true}}); !errors.Is(err, signature.ErrUntrusted) {
 		t.Fatalf("pinned bundle by an untrusted key with RequireSignature: %v, want ErrUntrusted", err)
 	}
 	_, other := mkBundle(t, spec{version: "3.0.0", payloads: []pl{sysPayload(fx.imgV1)}})
-	if _, err := installBytes(t, dir, fx.sysV1, install.Options{BundleHash: other.String(), RequireSignature: true}); !errors.Is(err, signature.ErrUntrusted) {
+	if _, err := installBytes(t, dir, fx.sysV1, install.Options{Trust: install.Trust{BundleHash: other.String(), RequireSignature: true}}); !errors.Is(err, signature.ErrUntrusted) {
 		t.Fatalf("signed bundle with another pinned hash: %v, want ErrUntrusted", err)
 	}
-	res := mustInstall(t, dir, fx.sysV1, install.Options{BundleHash: fx.hashV1.String(), RequireSignature: true})
+	res := mustInstall(t, dir, fx.sysV1, install.Options{Trust: install.Trust{BundleHash: fx.hashV1.String(), RequireSignature: true}})
 	if res.BundleHash != fx.hashV1.String() {
 		t.Fatalf("hash %s, want %s", res.BundleHash, fx.hashV1)
 	}
@@ -876,7 +887,7 @@ func TestInstallInsecure(t *testing.T) {
 	dir := newDevice(t, devOpts{noTrust: true})
 	b, h := mkBundle(t, spec{unsigned: true, payloads: []pl{sysPayload(fx.imgV1)}})
 	var warnings []string
-	mustInstall(t, dir, b, install.Options{Insecure: true, Warn: func(s string) { warnings = append(warnings, s) }})
+	mustInstall(t, dir, b, install.Options{Trust: install.Trust{Insecure: true}, Progress: install.Progress{Warn: func(s string) { warnings = append(warnings, s) }}})
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "INSECURE") || !strings.Contains(warnings[0], h.String()) {
 		t.Fatalf("warnings %q, want one INSECURE warning naming the bundle hash", warnings)
 	}
@@ -892,7 +903,7 @@ func TestInstallCertificateChain(t *testing.T) {
 	if _, err := installBytes(t, dir, b, install.Options{}); !errors.Is(err, signature.ErrUntrusted) {
 		t.Fatalf("without the root: %v, want ErrUntrusted", err)
 	}
-	mustInstall(t, dir, b, install.Options{Trust: []string{certFile(t, ca)}})
+	mustInstall(t, dir, b, install.Options{Trust: install.Trust{Files: []string{certFile(t, ca)}}})
 	checkSlot(t, dir, "b", fx.imgV1)
 }
 
@@ -1052,13 +1063,13 @@ func TestInstallBadInput(t *testing.T) {
 		{name: "unknown-key", bundle: withSys(spec{sign: fx.signBy}), want: signature.ErrUntrusted, preWrite: true},
 		{name: "no-trusted-keys", dev: devOpts{noTrust: true}, bundle: fixed(fx.sysV1), want: signature.ErrNoTrust, preWrite: true},
 		{name: "cert/untrusted-root", bundle: withSys(spec{sign: signWith(strayKey, [][]byte{strayLeaf.Raw})}),
-			opts: install.Options{Trust: trustCA}, want: signature.ErrUntrusted, preWrite: true},
+			opts: install.Options{Trust: install.Trust{Files: trustCA}}, want: signature.ErrUntrusted, preWrite: true},
 		{name: "cert/expired-leaf", bundle: withSys(spec{sign: signWith(oldKey, [][]byte{oldLeaf.Raw})}),
-			opts: install.Options{Trust: trustCA}, want: signature.ErrExpired, preWrite: true},
+			opts: install.Options{Trust: install.Trust{Files: trustCA}}, want: signature.ErrExpired, preWrite: true},
 		{name: "cert/good-leaf-untrusted-root", bundle: withSys(spec{sign: signWith(goodKey, [][]byte{goodLeaf.Raw})}),
-			opts: install.Options{Trust: []string{certFile(t, otherCA)}}, want: signature.ErrUntrusted, preWrite: true},
+			opts: install.Options{Trust: install.Trust{Files: []string{certFile(t, otherCA)}}}, want: signature.ErrUntrusted, preWrite: true},
 		{name: "wrong-pinned-hash", bundle: withSys(spec{unsigned: true, version: "1.0.1"}), // not sysV1, whatever the clock
-			opts: install.Options{BundleHash: fx.hashV1.String()}, want: signature.ErrUntrusted, preWrite: true},
+			opts: install.Options{Trust: install.Trust{BundleHash: fx.hashV1.String()}}, want: signature.ErrUntrusted, preWrite: true},
 
 		// policy
 		{name: "wrong-compatible", bundle: withSys(spec{compatible: "acme-gw"}), want: install.ErrIncompatible, preWrite: true},
@@ -1072,7 +1083,7 @@ func TestInstallBadInput(t *testing.T) {
 			want: install.ErrPayload, preWrite: true},
 		{name: "active-group", bundle: fixed(fx.sysV1), opts: install.Options{Group: "a"}, want: device.ErrRefused, preWrite: true},
 		{name: "trial-pending", setup: func(t *testing.T, dir string) {
-			mustInstall(t, dir, fx.sysV1, install.Options{Reboot: install.RebootSet})
+			mustInstall(t, dir, fx.sysV1, install.Options{}, install.RebootSet)
 			if g := reboot(t, dir); g != "b" {
 				t.Fatalf("booted %s, want b", g)
 			}
@@ -1203,7 +1214,7 @@ func TestInterruptedInstall(t *testing.T) {
 	t.Parallel()
 	dir := newDevice(t, devOpts{slotSize: 4 << 20})
 	// Group b holds 1.0.0 and is set to boot on trial.
-	mustInstall(t, dir, fx.sysV1, install.Options{Reboot: install.RebootSet})
+	mustInstall(t, dir, fx.sysV1, install.Options{}, install.RebootSet)
 	if st := status(t, dir); st.Trial != "b" {
 		t.Fatalf("trial %q, want b", st.Trial)
 	}
@@ -1216,7 +1227,7 @@ func TestInterruptedInstall(t *testing.T) {
 	bigBundle, _ := mkBundle(t, spec{version: "2.0.0", payloads: []pl{sysPayload(big)}})
 	s := split(t, bigBundle)
 	cut := s.tableEnd(0) + len(s.data[0])*3/4
-	_, err := installBytes(t, dir, bigBundle[:cut], install.Options{Reboot: install.RebootSet})
+	_, err := installBytes(t, dir, bigBundle[:cut], install.Options{}, install.RebootSet)
 	if !errors.Is(err, bundle.ErrTruncated) {
 		t.Fatalf("truncated install: %v, want ErrTruncated", err)
 	}
@@ -1247,7 +1258,7 @@ func TestInterruptedInstall(t *testing.T) {
 		t.Fatalf("after the interrupted install the device booted %s, want a", g)
 	}
 
-	mustInstall(t, dir, bigBundle, install.Options{Reboot: install.RebootSet})
+	mustInstall(t, dir, bigBundle, install.Options{}, install.RebootSet)
 	checkSlot(t, dir, "b", big)
 	if v, _ := open(t, dir).GroupVersion("b"); v != "2.0.0" {
 		t.Fatalf("version of b = %q, want 2.0.0", v)
@@ -1265,13 +1276,13 @@ func TestInstallNotPinnedSentinel(t *testing.T) {
 	t.Parallel()
 	dir := newDevice(t, devOpts{})
 	_, other := mkBundle(t, spec{version: "3.0.0", payloads: []pl{sysPayload(fx.imgV1)}})
-	_, err := installBytes(t, dir, fx.sysV1, install.Options{BundleHash: other.String(), RequireSignature: true})
+	_, err := installBytes(t, dir, fx.sysV1, install.Options{Trust: install.Trust{BundleHash: other.String(), RequireSignature: true}})
 	if !errors.Is(err, install.ErrNotPinned) || !errors.Is(err, signature.ErrUntrusted) || !strings.Contains(err.Error(), "is not the pinned") {
 		t.Fatalf("another bundle than the pinned one: %v, want ErrNotPinned and ErrUntrusted", err)
 	}
 	// A badly signed bundle with the pinned hash is not ErrNotPinned.
 	untrusted, th := mkBundle(t, spec{sign: fx.signBy, payloads: []pl{sysPayload(fx.imgV1)}})
-	if _, err := installBytes(t, dir, untrusted, install.Options{BundleHash: th.String(), RequireSignature: true}); errors.Is(err, install.ErrNotPinned) || !errors.Is(err, signature.ErrUntrusted) {
+	if _, err := installBytes(t, dir, untrusted, install.Options{Trust: install.Trust{BundleHash: th.String(), RequireSignature: true}}); errors.Is(err, install.ErrNotPinned) || !errors.Is(err, signature.ErrUntrusted) {
 		t.Fatalf("pinned bundle by an untrusted key: %v", err)
 	}
 }

@@ -25,7 +25,7 @@ func TestDeltaScanBesideRecordedIndex(t *testing.T) {
 	if _, err := bundle.Write(&small, meta, specs, bundle.Options{Level: bundle.LevelDefault, Workers: 2, TempDir: fx.tmp, Sign: fx.sign}); err != nil {
 		t.Fatal(err)
 	}
-	mustInstall(t, dir, small.Bytes(), install.Options{Reboot: install.RebootSet})
+	mustInstall(t, dir, small.Bytes(), install.Options{}, install.RebootSet)
 	if g := reboot(t, dir); g != "b" {
 		t.Fatalf("booted %s", g)
 	}

@@ -12,12 +12,22 @@ import (
 	"time"
 )
 
-// HTTPOptions configure downloads.
+// HTTPOptions configure downloads: the connection (also for fleet adapters
+// that fetch their own documents, see Client) and, for bundles, how ranges
+// are fetched.
 type HTTPOptions struct {
 	CAFile   string   // PEM roots instead of the system's
 	CertFile string   // client certificate (PEM)
 	KeyFile  string   // its key (PEM)
 	Headers  []string // extra "Name: value" headers
+
+	// NoDelta reads a URL as one stream even when the server supports ranges.
+	NoDelta bool
+	// DeltaGap: fetch the bytes between two needed chunks when the gap is at
+	// most this many bytes, to save a request (0 = DefaultDeltaGap, negative = never).
+	DeltaGap int64
+	// MaxRequest bounds one range request (0 = 8 MiB).
+	MaxRequest int64
 }
 
 func isURL(s string) bool {

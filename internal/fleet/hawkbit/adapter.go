@@ -389,7 +389,6 @@ func (a *Adapter) install(ctx context.Context, d *Deployment) (Activity, error) 
 		a.feedback(ctx, d.ID, Proceeding, None, &Progress{Cnt: 0, Of: 100}, fmt.Sprintf("downloading %s %s", j.Version, j.Source))
 	}
 	o := a.Install
-	o.Reboot = install.RebootNo
 	o.HTTP.Headers = append([]string(nil), o.HTTP.Headers...)
 	if a.onServer(j.Source) && a.Client.Authorization != "" {
 		o.HTTP.Headers = append(o.HTTP.Headers, "Authorization: "+a.Client.Authorization)
@@ -403,8 +402,8 @@ func (a *Adapter) install(ctx context.Context, d *Deployment) (Activity, error) 
 		}
 	}()
 	last := -1
-	userProgress := o.Progress
-	o.Progress = func(e install.Event) {
+	userProgress := o.Progress.Event
+	o.Progress.Event = func(e install.Event) {
 		if userProgress != nil {
 			userProgress(e)
 		}
@@ -429,7 +428,7 @@ func (a *Adapter) install(ctx context.Context, d *Deployment) (Activity, error) 
 		defer wg.Done()
 		a.watchCancel(ictx, d.ID, stop, canceled)
 	}()
-	res, err := a.Agent.Install(ictx, o)
+	res, err := a.Agent.Install(ictx, o, install.RebootNo)
 	stop()
 	wg.Wait()
 	close(progress)

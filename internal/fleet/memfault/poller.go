@@ -226,8 +226,8 @@ func (p *Poller) Step(ctx context.Context) (Activity, error) {
 
 func (p *Poller) install(ctx context.Context, j *fleet.Job, source string) (Activity, error) {
 	o := p.Install
-	o.Source, o.Reboot = source, install.RebootNo
-	res, err := p.Agent.Install(ctx, o)
+	o.Source = source
+	res, err := p.Agent.Install(ctx, o, install.RebootNo)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.logf("release %s failed: %v", j.Version, err)

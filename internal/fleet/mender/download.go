@@ -117,8 +117,8 @@ func (m *Module) installStream(ctx context.Context, dl *download, name string, r
 		return nil, err
 	}
 	o := m.Agent.Options
-	o.Source, o.Stdin, o.Reboot = "-", r, install.RebootNo
-	res, err := m.Agent.Install(ctx, o)
+	o.Source, o.Stdin = "-", r
+	res, err := m.Agent.Install(ctx, o, install.RebootNo)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +147,8 @@ func (m *Module) installDescriptor(ctx context.Context, dl *download, name strin
 		return nil, err
 	}
 	o := m.Agent.Options
-	o.Source, o.BundleHash, o.RequireSignature, o.Reboot = d.URL, d.BundleHash, true, install.RebootNo
-	res, err := m.Agent.Install(ctx, o)
+	o.Source, o.Trust.BundleHash, o.Trust.RequireSignature = d.URL, d.BundleHash, true
+	res, err := m.Agent.Install(ctx, o, install.RebootNo)
 	if err != nil {
 		return nil, err
 	}

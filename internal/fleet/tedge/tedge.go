@@ -225,9 +225,8 @@ func (h *handler) advance(ctx context.Context, o fleet.Outcome) error {
 			return err
 		}
 		opts := a.Options
-		opts.Reboot = install.RebootSet
 		h.workers.Go(func() {
-			_, err := a.Install(ctx, opts)
+			_, err := a.Install(ctx, opts, install.RebootSet)
 			h.installed <- err
 		})
 		return nil

@@ -605,7 +605,7 @@ func TestResumeBeforeReboot(t *testing.T) {
 	if _, err := w.cfg.Agent.Begin(fleet.Job{ID: "c8y-mapper-6", Source: w.srv.URL + "/v2.tandem", Extra: cmd}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.cfg.Agent.Install(context.Background(), install.Options{Reboot: install.RebootSet}); err != nil {
+	if _, err := w.cfg.Agent.Install(context.Background(), install.Options{}, install.RebootSet); err != nil {
 		t.Fatal(err)
 	}
 	w.runUntilReboot(t)

@@ -24,7 +24,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -36,7 +35,6 @@ import (
 	"github.com/tandem-ota/tandem/internal/fetch"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/install"
-	"github.com/tandem-ota/tandem/internal/rootfs"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
 
@@ -341,23 +339,7 @@ func (w *Watcher) record(out fleet.Outcome) (*Outcome, error) {
 
 // trust loads the device's keys directory and the extra trust files.
 func (w *Watcher) trust(d *device.Device) (*signature.TrustStore, error) {
-	ts, err := signature.LoadTrustDir(d.FS.Path(d.Config.KeysDir))
-	if err != nil && !rootfs.IsNotExist(err) {
-		return nil, err
-	}
-	if ts == nil {
-		ts = &signature.TrustStore{}
-	}
-	for _, f := range w.o.Trust {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("trust: %w", err)
-		}
-		if err := ts.Add(b); err != nil {
-			return nil, fmt.Errorf("trust %s: %w", f, err)
-		}
-	}
-	return ts, nil
+	return signature.LoadTrust(d.FS.Path(d.Config.KeysDir), w.o.Trust)
 }
 
 // fetch gets the channel file (on 304 the cached bytes), retrying
@@ -524,13 +506,12 @@ func (w *Watcher) poll(ctx context.Context) (Result, error) {
 // a failed install is recorded at once.
 func (w *Watcher) install(ctx context.Context, action string) (Result, error) {
 	o := w.o.Install
-	o.Source, o.BundleHash = "", ""
+	o.Source, o.Trust.BundleHash = "", ""
 	o.HTTP = w.o.HTTP
-	o.Trust = w.o.Trust
-	o.RequireSignature = true
-	o.AllowDowngrade = w.o.AllowDowngrade
-	o.Reboot = install.RebootYes
-	res, err := w.agent.Install(ctx, o)
+	o.Trust.Files = w.o.Trust
+	o.Trust.RequireSignature = true
+	o.Policy.AllowDowngrade = w.o.AllowDowngrade
+	res, err := w.agent.Install(ctx, o, install.RebootYes)
 	if err != nil && ctx.Err() == nil {
 		if j, _ := w.agent.Job(); j != nil {
 			err = fmt.Errorf("bundle %s: %w", j.Source, err)
