@@ -760,6 +760,45 @@ func TestInstallRebootCycle(t *testing.T) {
 	}
 }
 
+// Install itself neither tries nor reboots (issue 11: the caller decides);
+// Activate tries the group only while it still holds the installed bundle:
+// an install started on it since is never tried.
+func TestInstallThenActivate(t *testing.T) {
+	t.Parallel()
+	dir := newDevice(t, devOpts{})
+	before := snapshot(t, filepath.Join(dir, "boot"))
+	res := mustInstall(t, dir, fx.sysV1, install.Options{})
+	if after := snapshot(t, filepath.Join(dir, "boot")); !equalSnap(before, after) {
+		t.Fatal("Install changed the boot configuration")
+	}
+	if sst, _ := device.ReadSimState(dir); sst.Reboot != nil {
+		t.Fatalf("Install requested a reboot: %+v", sst.Reboot)
+	}
+	// Another install starts on group b: it forgets what b held.
+	d := open(t, dir)
+	unlock, err := d.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.ForgetGroup("b")
+	unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := install.Activate(open(t, dir), res, install.RebootYes); err == nil {
+		t.Fatal("Activate tried a group that no longer holds the bundle")
+	}
+	if after := snapshot(t, filepath.Join(dir, "boot")); !equalSnap(before, after) {
+		t.Fatal("the refused Activate changed the boot configuration")
+	}
+	if sst, _ := device.ReadSimState(dir); sst.Reboot != nil {
+		t.Fatalf("the refused Activate requested a reboot: %+v", sst.Reboot)
+	}
+	if err := install.Activate(open(t, dir), res, "later"); err == nil {
+		t.Fatal("Activate accepted an unknown mode")
+	}
+}
+
 func TestInstallRebootYes(t *testing.T) {
 	t.Parallel()
 	dir := newDevice(t, devOpts{})
