@@ -110,7 +110,10 @@ func (l Loop) Run(ctx context.Context, a Adapter) (Step, error) {
 		if ctx.Err() != nil {
 			return st, nil
 		}
-		attrs := append([]slog.Attr{slog.String("activity", string(st.Activity))}, st.Attrs...)
+		attrs := st.Attrs
+		if st.Activity != "" {
+			attrs = append([]slog.Attr{slog.String("activity", string(st.Activity))}, attrs...)
+		}
 		if err != nil {
 			log.LogAttrs(ctx, slog.LevelError, err.Error(), attrs...)
 		} else if st.Message != "" || st.Activity != ActIdle && st.Activity != ActWaiting {

@@ -198,6 +198,9 @@ func New(c *Config, open func() (*device.Device, error), base install.Options, l
 		return nil, err
 	}
 	base.HTTP.CAFile, base.HTTP.CertFile, base.HTTP.KeyFile = c.CAFile, c.ClientCert, c.ClientKey
+	if log != nil {
+		log = log.With("adapter", AdapterName)
+	}
 	a := &Adapter{
 		Client: &Client{Server: c.Server, Tenant: c.Tenant, ControllerID: c.ControllerID, Authorization: c.Authorization(),
 			HTTP: hc, Log: log},

@@ -118,6 +118,9 @@ func NewPoller(c *Config, open func() (*device.Device, error), base install.Opti
 		return nil, err
 	}
 	base.HTTP.CAFile = c.CAFile
+	if log != nil {
+		log = log.With("adapter", AdapterName)
+	}
 	return &Poller{API: c.API, ProjectKey: c.ProjectKey, Serial: c.DeviceSerial, HardwareVersion: c.HardwareVersion,
 		SoftwareType: c.SoftwareType, HTTP: hc, Agent: &fleet.Agent{Open: open, Adapter: AdapterName}, Install: base, Log: log}, nil
 }

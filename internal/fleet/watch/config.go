@@ -93,6 +93,9 @@ func (c *Config) Check() error {
 	if c.Interval.Duration != 0 && c.Interval.Duration < time.Second {
 		return fmt.Errorf("interval %s: want at least 1s", c.Interval)
 	}
+	if c.Jitter != nil && c.Jitter.Duration < 0 {
+		return fmt.Errorf("jitter %s: want a duration ≥ 0", c.Jitter)
+	}
 	for k := range c.Labels {
 		if k == "" {
 			return fmt.Errorf("labels: a label needs a name")

@@ -141,6 +141,9 @@ func New(c *Config, open func() (*device.Device, error), log *slog.Logger) (*Wat
 	if err := c.Check(); err != nil {
 		return nil, err
 	}
+	if log != nil {
+		log = log.With("adapter", Adapter)
+	}
 	w := &Watcher{c: *c, open: open, Log: log, Now: time.Now,
 		Retry: retry.Policy{Attempts: 4, Min: 2 * time.Second, Max: 8 * time.Second, MaxRetryAfter: time.Minute}}
 	if w.c.Channel == "" {
