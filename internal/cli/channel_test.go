@@ -129,7 +129,7 @@ func TestChannelPublishAndWatch(t *testing.T) {
 		t.Fatalf("watch without a URL: %+v", r)
 	}
 	write(t, dev, "etc/tandem/watch.toml", "url = \""+url+"\"\nbogus = 1\n")
-	if r := run(t, nil, "--root", dev, "watch", "--once"); r.code != ExitUsage || !strings.Contains(r.stderr, "bogus") {
+	if r := run(t, nil, "--root", dev, "watch", "--once"); r.code != ExitConfig || !strings.Contains(r.stderr, "bogus") {
 		t.Fatalf("watch with an unknown config key: %+v", r)
 	}
 	write(t, dev, "etc/tandem/watch.toml", "url = \""+url+"\"\ninterval = \"10m\"\n[labels]\nring = \"beta\"\n")

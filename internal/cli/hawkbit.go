@@ -1,30 +1,22 @@
 package cli
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
-
 	"github.com/spf13/cobra"
-	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
 	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
-// ddiFlags are the flags every DDI command (hawkbit, memfault ddi) has.
+// ddiFlags are the flags of the polling adapters (hawkbit, memfault ddi
+// and poll).
 type ddiFlags struct {
-	once  bool
+	loopFlags
 	trust []string
 }
 
 func (f *ddiFlags) add(cmd *cobra.Command, a *app) {
-	cmd.Flags().BoolVar(&f.once, "once", false, "do one step (poll, report, install or reboot) and exit")
+	f.loopFlags.add(cmd, a)
 	cmd.Flags().StringArrayVar(&f.trust, "trust", nil, "extra trusted public key or root certificate for bundles (PEM, repeatable)")
-	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print one JSON line per event")
 }
 
 func (a *app) hawkbitCommand() *cobra.Command {
@@ -71,53 +63,11 @@ command (docs/cli.md).`,
 	return cmd
 }
 
-// ddiEvent is one line of --json output.
-type ddiEvent struct {
-	Time     string `json:"time"`
-	Event    string `json:"event"` // "log" or "step"
-	Message  string `json:"message,omitempty"`
-	Activity string `json:"activity,omitempty"`
-}
-
-func (a *app) ddiLog(msg string) {
-	if a.jsonOut {
-		a.printJSONLine(ddiEvent{Time: time.Now().UTC().Format(time.RFC3339), Event: "log", Message: msg})
-		return
-	}
-	a.printf("%s\n", msg)
-}
-
-// ddiStep prints what one --once step did.
-func (a *app) ddiStep(activity string) {
-	if a.jsonOut {
-		a.printJSONLine(ddiEvent{Time: time.Now().UTC().Format(time.RFC3339), Event: "step", Activity: activity})
-		return
-	}
-	a.printf("%s\n", activity)
-}
-
 // runDDI runs the DDI adapter the configuration describes.
 func (a *app) runDDI(c *hawkbit.Config, f ddiFlags) error {
-	agent := &fleet.Agent{Open: a.open, Adapter: hawkbit.AdapterName}
-	ad, err := c.NewAdapter(agent, install.Options{Trust: install.Trust{Files: f.trust}})
+	ad, err := hawkbit.New(c, a.open, install.Options{Trust: install.Trust{Files: f.trust}}, a.logger())
 	if err != nil {
 		return err
 	}
-	ad.Log, ad.Client.Log = a.ddiLog, a.ddiLog
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if f.once {
-		act, err := ad.Step(ctx)
-		if err != nil {
-			return err
-		}
-		a.ddiStep(act.String())
-		return nil
-	}
-	a.ddiLog(fmt.Sprintf("polling %s as %s", ad.Client.BaseURL(), c.ControllerID))
-	err = ad.Run(ctx, c.Poll.Min.Duration, c.Poll.Max.Duration, c.Poll.Default.Duration)
-	if ctx.Err() != nil {
-		return nil // stopped by a signal
-	}
-	return err
+	return a.runAdapter(ad, c.Loop(), f.loopFlags)
 }

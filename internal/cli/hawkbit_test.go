@@ -77,3 +77,13 @@ func TestMemfaultCommand(t *testing.T) {
 		t.Fatalf("bad configuration: %+v", r)
 	}
 }
+
+// TestHawkbitServerURL: a server URL without a usable port is a
+// configuration error (exit 3) before any request. Issue 11, hardening 10.
+func TestHawkbitServerURL(t *testing.T) {
+	dir := newSim(t, "grub")
+	write(t, dir, "etc/tandem/hawkbit.toml", "server = \"http://127.0.0.1:\"\ncontroller-id = \"dev-9\"\n")
+	if r := run(t, nil, "--root", dir, "hawkbit", "--once"); r.code != ExitConfig || !strings.Contains(r.stderr, "empty port") {
+		t.Fatalf("server without a port: %+v", r)
+	}
+}

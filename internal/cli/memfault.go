@@ -1,14 +1,7 @@
 package cli
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/spf13/cobra"
-	"github.com/tandem-ota/tandem/internal/fleet"
-	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
 	"github.com/tandem-ota/tandem/internal/fleet/memfault"
 	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -70,28 +63,11 @@ installed again by the poller until Memfault offers another version.`,
 			if err != nil {
 				return err
 			}
-			hc, err := hawkbit.NewHTTPClient(install.HTTPOptions{CAFile: c.CAFile})
+			p, err := memfault.NewPoller(c, a.open, install.Options{Trust: install.Trust{Files: pf.trust}}, a.logger())
 			if err != nil {
 				return err
 			}
-			p := &memfault.Poller{API: c.API, ProjectKey: c.ProjectKey, Serial: c.DeviceSerial, HardwareVersion: c.HardwareVersion,
-				SoftwareType: c.SoftwareType, HTTP: hc, Agent: &fleet.Agent{Open: a.open, Adapter: memfault.AdapterName},
-				Install: install.Options{Trust: install.Trust{Files: pf.trust}, HTTP: install.HTTPOptions{CAFile: c.CAFile}}, Log: a.ddiLog}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			if pf.once {
-				act, err := p.Step(ctx)
-				if err != nil {
-					return err
-				}
-				a.ddiStep(string(act))
-				return nil
-			}
-			err = p.Run(ctx, c.Poll.Interval.Duration)
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return a.runAdapter(p, c.Loop(), pf.loopFlags)
 		},
 	}
 	pf.add(poll, a)

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -67,4 +70,49 @@ func DecodeStrict(data []byte, v any) error {
 		return fmt.Errorf("line %d: %s", line, strings.TrimPrefix(de.Error(), "toml: "))
 	}
 	return errors.New(strings.TrimPrefix(err.Error(), "toml: "))
+}
+
+// Duration is a TOML string like "30s", "5m" or "12h" in the small files.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration; a negative one is an error.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q: want a duration like 30s, 5m or 12h", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("%q: negative duration", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText formats the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// CheckURL checks that s is an absolute http or https URL a client can
+// connect to: a scheme, a host, a port from 1 to 65535 if it names one
+// ("http://host:" names an empty one), and no user info (credentials go in
+// their own keys). key names the setting in the error.
+func CheckURL(key, s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case s == "":
+		return fmt.Errorf("%s is empty: want an http or https URL", key)
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "":
+		return fmt.Errorf("%s %q: want an http or https URL", key, s)
+	case u.Hostname() == "":
+		return fmt.Errorf("%s %q: no host", key, s)
+	case u.User != nil:
+		return fmt.Errorf("%s %q: no user info in the URL (use the token or certificate settings)", key, s)
+	case strings.HasSuffix(u.Host, ":"):
+		return fmt.Errorf("%s %q: empty port", key, s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%s %q: port %s: want 1 to 65535", key, s, p)
+		}
+	}
+	return nil
 }

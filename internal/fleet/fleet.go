@@ -89,6 +89,12 @@ func (o Outcome) Final() bool { return o.State == Success || o.State == Failure 
 // ErrBusy is returned by Begin while another update is under way.
 var ErrBusy = errors.New("an update is already under way")
 
+// ErrBadJob is returned while the adapter's job file cannot be used (larger
+// than the limit, not a job): the adapter reports the update failed where
+// it can tell which one it was, and drops the file (Done), so that one bad
+// file never stops it for good.
+var ErrBadJob = errors.New("the job file cannot be used")
+
 // maxJobFile bounds a job file.
 const maxJobFile = 1 << 20
 
@@ -128,9 +134,20 @@ func (a *Agent) Job() (*Job, error) {
 }
 
 func (a *Agent) load(d *device.Device) (*Job, error) {
-	j := &Job{}
-	if found, err := d.ReadJSON(jobPath(d, a.Adapter), maxJobFile, j); !found {
+	p := jobPath(d, a.Adapter)
+	b, err := d.FS.ReadFile(p)
+	if rootfs.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
+	}
+	j := &Job{}
+	if len(b) > maxJobFile {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrBadJob, d.FS.Path(p), maxJobFile)
+	}
+	if err := json.Unmarshal(b, j); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadJob, d.FS.Path(p), err)
 	}
 	return j, nil
 }
@@ -341,7 +358,7 @@ func (a *Agent) outcome(d *device.Device, j *Job) (Outcome, error) {
 		return o, nil
 	case PhaseTrial:
 	default:
-		return o, fmt.Errorf("job %s: unknown phase %q", j.ID, j.Phase)
+		return o, fmt.Errorf("%w: job %.64q: unknown phase %.32q", ErrBadJob, j.ID, j.Phase)
 	}
 	st, err := d.Status()
 	if err != nil {

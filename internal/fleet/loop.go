@@ -50,8 +50,10 @@ type Step struct {
 	// Wait, when not zero, replaces the loop's wait before the next step:
 	// the polling interval the server asked for, its Retry-After.
 	Wait time.Duration
-	// Message says what happened, for the log (optional).
+	// Message says what happened, for the log (optional); Attrs are
+	// further attributes of that log record (the release's version, say).
 	Message string
+	Attrs   []slog.Attr
 }
 
 // Loop runs an Adapter: a step, then a wait, until the context ends, the
@@ -69,7 +71,12 @@ type Loop struct {
 	Retry retry.Policy
 	// Once makes Run return after one step (with that step's error).
 	Once bool
-	// Log receives one record per step that did something and per error
+	// Stagger waits a random part of the jitter before the first step
+	// (not with Once), so that a fleet powered on together does not poll
+	// together.
+	Stagger bool
+	// Log receives one record per step that did something (a step that
+	// is idle or waiting without a Message did nothing) and per error
 	// (nil = slog.Default()).
 	Log *slog.Logger
 	// Sleep waits between steps (nil = retry.Sleep); tests replace it.
@@ -92,16 +99,25 @@ func (l Loop) Run(ctx context.Context, a Adapter) (Step, error) {
 	if sleep == nil {
 		sleep = retry.Sleep
 	}
+	if l.Stagger && !l.Once {
+		if err := sleep(ctx, stagger(l.interval(), l.Jitter)); err != nil {
+			return Step{}, nil
+		}
+	}
 	fails := 0
 	for {
 		st, err := a.Step(ctx)
 		if ctx.Err() != nil {
 			return st, nil
 		}
+		attrs := st.Attrs
+		if st.Activity != "" {
+			attrs = append([]slog.Attr{slog.String("activity", string(st.Activity))}, attrs...)
+		}
 		if err != nil {
-			log.Error(err.Error(), "activity", string(st.Activity))
-		} else if st.Activity != ActIdle || st.Message != "" {
-			log.Info(st.Message, "activity", string(st.Activity))
+			log.LogAttrs(ctx, slog.LevelError, err.Error(), attrs...)
+		} else if st.Message != "" || st.Activity != ActIdle && st.Activity != ActWaiting {
+			log.LogAttrs(ctx, slog.LevelInfo, st.Message, attrs...)
 		}
 		if l.Once || st.Activity == ActRebooting && err == nil || errors.Is(err, ErrStopped) {
 			return st, err
@@ -121,10 +137,7 @@ func (l Loop) next(st Step, err error, fails *int) time.Duration {
 		return l.Retry.Wait(*fails, after)
 	}
 	*fails = 0
-	interval := l.Interval
-	if interval <= 0 {
-		interval = time.Hour
-	}
+	interval := l.interval()
 	if st.Wait > 0 && err == nil {
 		interval = st.Wait
 	}
@@ -140,6 +153,25 @@ func (l Loop) next(st Step, err error, fails *int) time.Duration {
 		interval = min(interval, waiting)
 	}
 	return jitter(interval, l.Jitter)
+}
+
+func (l Loop) interval() time.Duration {
+	if l.Interval <= 0 {
+		return time.Hour
+	}
+	return l.Interval
+}
+
+// stagger is the wait before the first step: up to the jitter of the
+// interval.
+func stagger(interval, j time.Duration) time.Duration {
+	if j == 0 {
+		j = interval / 10
+	}
+	if j <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Float64() * float64(j))
 }
 
 func jitter(d, j time.Duration) time.Duration {

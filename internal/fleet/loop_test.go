@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,29 @@ func TestLoopStopsWithContext(t *testing.T) {
 		}}
 	if _, err := l.Run(ctx, a); err != nil || a.n != 1 {
 		t.Fatalf("Run after cancel: %v after %d steps", err, a.n)
+	}
+}
+
+// TestLoopStaggerAndAttrs: a staggered loop waits at most the jitter before
+// its first step (not with Once); a step's attributes reach its record.
+func TestLoopStaggerAndAttrs(t *testing.T) {
+	var waits []time.Duration
+	var out strings.Builder
+	a := &script{steps: []Step{{Activity: ActWorking, Message: "did it", Attrs: []slog.Attr{slog.String("version", "2.0.0")}}}, errs: []error{nil}}
+	l := Loop{Interval: time.Hour, Jitter: time.Minute, Stagger: true, Log: slog.New(slog.NewTextHandler(&out, nil)),
+		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }}
+	if _, err := l.Run(context.Background(), a); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(waits) != 2 || waits[0] < 0 || waits[0] > time.Minute || waits[1] != 0 {
+		t.Fatalf("waits %v, want a first one within the jitter, then none after a working step", waits)
+	}
+	if !strings.Contains(out.String(), `msg="did it" adapter=script activity=working version=2.0.0`) {
+		t.Errorf("log: %s", out.String())
+	}
+	waits = nil
+	l.Once = true
+	if _, err := l.Run(context.Background(), &script{steps: []Step{{Activity: ActIdle}}, errs: []error{nil}}); err != nil || len(waits) != 0 {
+		t.Fatalf("once: %v, waits %v", err, waits)
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
@@ -20,22 +22,6 @@ const AdapterName = "hawkbit"
 
 // CancelReason is the failure reason of a job the server canceled.
 const CancelReason = "canceled by the server"
-
-// Activity is what one Step did.
-type Activity int
-
-// Activities of Step.
-const (
-	Idle      Activity = iota // nothing to do: poll again after the interval
-	Working                   // progress was made: step again at once
-	Waiting                   // an update waits (health check, maintenance window, update=skip)
-	Rebooting                 // the device reboots into the trial
-	Reported                  // a final outcome was sent to the server
-)
-
-func (a Activity) String() string {
-	return [...]string{"idle", "working", "waiting", "rebooting", "reported"}[a]
-}
 
 // Adapter carries the server's deployment actions through a fleet.Agent.
 type Adapter struct {
@@ -52,18 +38,30 @@ type Adapter struct {
 	// CancelPoll is how often the base resource is read while a download
 	// runs, to see a cancel (0 = 30s).
 	CancelPoll time.Duration
-	// Log receives one line per notable event (optional).
-	Log func(string)
+	// PollMin and PollMax bound the polling interval the server asks for
+	// (config.polling.sleep); PollDefault is the interval when it asks for
+	// none. Step.Wait carries it to the loop.
+	PollMin, PollMax, PollDefault time.Duration
+	// Log receives what happens within a step (configData sent, feedback
+	// that failed, a field cut to its limit); nil = discard. The loop logs
+	// the steps themselves.
+	Log *slog.Logger
 
 	mu        sync.Mutex
 	announced map[string]bool // feedback already sent in this process (action/kind)
 	lastBase  *Base
 }
 
-func (a *Adapter) logf(format string, args ...any) {
-	if a.Log != nil {
-		a.Log(fmt.Sprintf(format, args...))
+var _ fleet.Adapter = (*Adapter)(nil)
+
+// Name is the adapter's name (its job file and log attribute).
+func (a *Adapter) Name() string { return AdapterName }
+
+func (a *Adapter) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
+	return a.Log
 }
 
 // once reports whether key was not announced yet in this process, and
@@ -81,6 +79,28 @@ func (a *Adapter) once(key string) bool {
 	return true
 }
 
+// Limits of what a job keeps of the server's strings (issue 11, hardening
+// 3): the job file is read back with a limit, and JSON escaping can make a
+// string six times longer, so a long name must not reach it.
+const (
+	maxID   = 128     // action ids (numbers on hawkBit); longer ones are refused
+	maxName = 256     // names, versions, file names: cut to this
+	maxHref = 8 << 10 // links; longer ones are refused
+)
+
+// clip cuts s to at most n bytes (at a character boundary, marked with
+// "…"), and says whether it did.
+func clip(s string, n int) (string, bool) {
+	if len(s) <= n {
+		return s, false
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…", true
+}
+
 // extra is what a job keeps of its action.
 type extra struct {
 	Part     string `json:"part,omitempty"`
@@ -92,25 +112,47 @@ type extra struct {
 
 // Step does the next thing the device's state and the server ask for: report
 // a final outcome, send configData, cancel, start or resume a deployment,
-// set the trial and reboot. Run calls it in a loop.
-func (a *Adapter) Step(ctx context.Context) (Activity, error) {
+// set the trial and reboot. Its Wait is the polling interval the server
+// asked for, within PollMin and PollMax.
+func (a *Adapter) Step(ctx context.Context) (fleet.Step, error) {
+	st, err := a.step(ctx)
+	if st.Wait == 0 {
+		st.Wait = a.interval()
+	}
+	return st, err
+}
+
+func step(act fleet.Activity, format string, args ...any) fleet.Step {
+	if format == "" {
+		return fleet.Step{Activity: act}
+	}
+	return fleet.Step{Activity: act, Message: fmt.Sprintf(format, args...)}
+}
+
+func (a *Adapter) step(ctx context.Context) (fleet.Step, error) {
 	out, err := a.Agent.Outcome()
+	if errors.Is(err, fleet.ErrBadJob) {
+		return a.dropBadJob(ctx, err)
+	}
 	if err != nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
 	if out.Final() {
 		return a.report(ctx, out)
 	}
 	base, _, err := a.Client.Poll(ctx)
 	if err != nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
 	a.mu.Lock()
 	a.lastBase = base
 	a.mu.Unlock()
+	if a.once("polling") {
+		a.log().Info(fmt.Sprintf("polling %s", a.Client.BaseURL()))
+	}
 	if href := base.Link("configData"); href != "" {
 		if err := a.sendConfigData(ctx, href); err != nil {
-			return Idle, err
+			return fleet.Step{}, err
 		}
 	}
 	if href := base.Link("cancelAction"); href != "" {
@@ -120,83 +162,79 @@ func (a *Adapter) Step(ctx context.Context) (Activity, error) {
 	switch out.State {
 	case fleet.Idle:
 		if dep == "" {
-			return Idle, nil
+			return step(fleet.ActIdle, ""), nil
 		}
 		return a.start(ctx, dep)
 	case fleet.Installing, fleet.Installed:
 		if dep == "" || ActionID(dep) != out.Job.ID {
 			// The server closed or deleted the action: the spare group may
 			// hold a written bundle, which is harmless; forget the job.
-			a.logf("action %s is no longer offered by the server; dropping it", out.Job.ID)
 			if err := a.Agent.Fail("the server no longer offers the action"); err != nil {
-				return Idle, err
+				return fleet.Step{}, err
 			}
-			return Working, a.Agent.Done()
+			return step(fleet.ActWorking, "action %s is no longer offered by the server; dropped it", out.Job.ID), a.Agent.Done()
 		}
 		d, err := a.Client.Deployment(ctx, dep)
 		if err != nil {
-			return Idle, err
+			return fleet.Step{}, err
 		}
 		if out.State == fleet.Installing {
 			return a.install(ctx, d)
 		}
 		return a.update(ctx, d, out.Job)
 	case fleet.Rebooting:
-		a.logf("action %s: the trial of group %s is set; rebooting", out.Job.ID, out.Job.Group)
-		return Rebooting, a.Agent.Reboot()
+		return step(fleet.ActRebooting, "action %s: the trial of group %s is set; rebooting", out.Job.ID, out.Job.Group), a.Agent.Reboot()
 	case fleet.Verifying:
 		if a.once(out.Job.ID + "/verifying") {
-			a.feedback(ctx, out.Job.ID, Proceeding, None, nil,
-				fmt.Sprintf("group %s runs version %s on trial; waiting for the health check to commit it", out.Job.Group, out.Job.Installed))
+			msg := fmt.Sprintf("group %s runs version %s on trial; waiting for the health check to commit it", out.Job.Group, out.Job.Installed)
+			a.feedback(ctx, out.Job.ID, Proceeding, None, nil, msg)
+			return step(fleet.ActWaiting, "action %s: %s", out.Job.ID, msg), nil
 		}
-		return Waiting, nil
+		return step(fleet.ActWaiting, ""), nil
 	}
-	return Idle, fmt.Errorf("unexpected state %s", out.State)
+	return fleet.Step{}, fmt.Errorf("unexpected state %s", out.State)
 }
 
-// Interval is the polling interval the server asked for, within [lo, hi];
-// def when it asked for none.
-func (a *Adapter) Interval(lo, hi, def time.Duration) time.Duration {
+// interval is the polling interval the server asked for, within
+// [PollMin, PollMax]; PollDefault when it asked for none.
+func (a *Adapter) interval() time.Duration {
 	a.mu.Lock()
 	b := a.lastBase
 	a.mu.Unlock()
-	d := def
+	d := a.PollDefault
 	if b != nil && b.Sleep() > 0 {
 		d = b.Sleep()
 	}
-	return min(max(d, lo), hi)
+	if a.PollMin > 0 {
+		d = max(d, a.PollMin)
+	}
+	if a.PollMax > 0 {
+		d = min(d, a.PollMax)
+	}
+	return d
 }
 
-// Run steps until ctx ends, sleeping between steps for the server's polling
-// interval bounded by lo and hi (def when the server names none), and
-// retrying failures after at most that interval.
-func (a *Adapter) Run(ctx context.Context, lo, hi, def time.Duration) error {
-	for {
-		act, err := a.Step(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		wait := a.Interval(lo, hi, def)
-		switch {
-		case err != nil:
-			a.logf("%v", err)
-		case act == Working:
-			continue
-		case act == Waiting:
-			wait = min(wait, 15*time.Second) // the health check or a window decides soon
-		case act == Reported:
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
+// dropBadJob ends a job whose file cannot be used (issue 11, hardening 3):
+// the action the server offers, which is the one the job was for, is
+// reported failed, and the file is removed, so that the adapter goes on.
+func (a *Adapter) dropBadJob(ctx context.Context, bad error) (fleet.Step, error) {
+	base, _, err := a.Client.Poll(ctx)
+	if err != nil {
+		return fleet.Step{}, fmt.Errorf("%w (reporting it: %w)", bad, err)
 	}
+	reason, _ := clip(fmt.Sprintf("the device lost its record of this update (%v); dropped it", bad), 1024)
+	if id := ActionID(base.Link("deploymentBase")); id != "" {
+		err := a.Client.Feedback(ctx, "deploymentBase", id, newFeedback(Closed, Failure, nil, reason))
+		if err != nil && !errors.Is(err, ErrGone) {
+			return fleet.Step{}, fmt.Errorf("%w (reporting it: %w)", bad, err)
+		}
+		return step(fleet.ActReported, "action %s: reported failed: %s", id, reason), a.Agent.Done()
+	}
+	return step(fleet.ActWorking, "%s", reason), a.Agent.Done()
 }
 
 // report sends the final outcome of the job and forgets it.
-func (a *Adapter) report(ctx context.Context, out fleet.Outcome) (Activity, error) {
+func (a *Adapter) report(ctx context.Context, out fleet.Outcome) (fleet.Step, error) {
 	j := out.Job
 	var err error
 	if out.State == fleet.Success {
@@ -205,15 +243,14 @@ func (a *Adapter) report(ctx context.Context, out fleet.Outcome) (Activity, erro
 	} else {
 		err = a.Client.Feedback(ctx, "deploymentBase", j.ID, newFeedback(Closed, Failure, nil, out.Reason))
 	}
+	msg := fmt.Sprintf("action %s: reported %s", j.ID, out.State)
 	switch {
 	case errors.Is(err, ErrGone):
-		a.logf("action %s: %v; forgetting it", j.ID, err)
+		msg = fmt.Sprintf("action %s: %v; forgot it", j.ID, err)
 	case err != nil:
-		return Idle, fmt.Errorf("report action %s: %w", j.ID, err)
-	default:
-		a.logf("action %s: reported %s", j.ID, out.State)
+		return fleet.Step{}, fmt.Errorf("report action %s: %w", j.ID, err)
 	}
-	return Reported, a.Agent.Done()
+	return step(fleet.ActReported, "%s", msg), a.Agent.Done()
 }
 
 func newFeedback(execution, finished string, p *Progress, details ...string) Feedback {
@@ -226,7 +263,7 @@ func newFeedback(execution, finished string, p *Progress, details ...string) Fee
 // fatal (the final report is what must arrive).
 func (a *Adapter) feedback(ctx context.Context, id, execution, finished string, p *Progress, detail string) {
 	if err := a.Client.Feedback(ctx, "deploymentBase", id, newFeedback(execution, finished, p, detail)); err != nil {
-		a.logf("action %s: feedback %s: %v", id, execution, err)
+		a.log().Warn(fmt.Sprintf("action %s: feedback %s: %v", id, execution, err))
 	}
 }
 
@@ -269,16 +306,16 @@ func (a *Adapter) sendConfigData(ctx context.Context, href string) error {
 	if err := a.Client.ConfigData(ctx, href, m); err != nil {
 		return fmt.Errorf("configData: %w", err)
 	}
-	a.logf("sent %d configData attributes", len(m))
+	a.log().Info(fmt.Sprintf("sent %d configData attributes", len(m)))
 	return nil
 }
 
 // cancel answers a cancelAction: accepted (closed) while the trial is not
 // set, rejected once it is.
-func (a *Adapter) cancel(ctx context.Context, href string, out fleet.Outcome) (Activity, error) {
+func (a *Adapter) cancel(ctx context.Context, href string, out fleet.Outcome) (fleet.Step, error) {
 	c, err := a.Client.Cancel(ctx, href)
 	if err != nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
 	stop := c.CancelAction.StopID
 	ours := out.Job != nil && out.Job.ID == stop
@@ -287,30 +324,28 @@ func (a *Adapter) cancel(ctx context.Context, href string, out fleet.Outcome) (A
 		err := a.Client.Feedback(ctx, "cancelAction", c.ID, newFeedback(Closed, Success, nil,
 			"canceled before the trial was set; the running group was not touched"))
 		if err != nil && !errors.Is(err, ErrGone) {
-			return Idle, fmt.Errorf("cancel action %s: %w", stop, err)
+			return fleet.Step{}, fmt.Errorf("cancel action %s: %w", stop, err)
 		}
 		if err := a.Agent.Fail(CancelReason); err != nil {
-			return Idle, err
+			return fleet.Step{}, err
 		}
-		a.logf("action %s canceled by the server", stop)
-		return Reported, a.Agent.Done()
+		return step(fleet.ActReported, "action %s canceled by the server", stop), a.Agent.Done()
 	case ours:
 		err := a.Client.Feedback(ctx, "cancelAction", c.ID, newFeedback(Rejected, None, nil,
 			fmt.Sprintf("the trial of group %s is set; the update can no longer be canceled, its outcome will be reported", out.Job.Group)))
 		if err != nil && !errors.Is(err, ErrGone) {
-			return Idle, fmt.Errorf("reject cancel of action %s: %w", stop, err)
+			return fleet.Step{}, fmt.Errorf("reject cancel of action %s: %w", stop, err)
 		}
-		a.logf("action %s: cancel rejected (trial set)", stop)
 		if out.State == fleet.Rebooting {
-			return Rebooting, a.Agent.Reboot()
+			return step(fleet.ActRebooting, "action %s: cancel rejected (the trial is set); rebooting", stop), a.Agent.Reboot()
 		}
-		return Waiting, nil
+		return step(fleet.ActWaiting, "action %s: cancel rejected (the trial is set)", stop), nil
 	}
 	err = a.Client.Feedback(ctx, "cancelAction", c.ID, newFeedback(Closed, Success, nil, "no update of this action is under way"))
 	if err != nil && !errors.Is(err, ErrGone) {
-		return Idle, fmt.Errorf("cancel action %s: %w", stop, err)
+		return fleet.Step{}, fmt.Errorf("cancel action %s: %w", stop, err)
 	}
-	return Working, nil
+	return step(fleet.ActWorking, ""), nil
 }
 
 // pick chooses the bundle of a deployment: the only artifact, or the only
@@ -335,35 +370,53 @@ func pick(d *Deployment) (*Chunk, *Artifact, error) {
 	c := &d.Deployment.Chunks[choice[0][0]]
 	art := &c.Artifacts[choice[0][1]]
 	if art.URL() == "" {
-		return nil, nil, fmt.Errorf("artifact %q has no download link", art.Filename)
+		return nil, nil, fmt.Errorf("artifact %.64q has no download link", art.Filename)
 	}
 	return c, art, nil
 }
 
+// jobOf is the job of a deployment's bundle, with the server's names cut
+// to maxName (each cut logged): the job file stays small whatever the
+// server sends. The link was bounded when the deployment was parsed.
+func (a *Adapter) jobOf(d *Deployment, c *Chunk, art *Artifact) fleet.Job {
+	keep := func(what, s string) string {
+		v, cut := clip(s, maxName)
+		if cut {
+			a.log().Warn(fmt.Sprintf("action %s: the %s is %d bytes; kept its first %d", d.ID, what, len(s), maxName))
+		}
+		return v
+	}
+	x := extra{Part: keep("chunk part", c.Part), Name: keep("chunk name", c.Name), Filename: keep("artifact file name", art.Filename), Size: art.Size}
+	if h := art.Hashes["sha256"]; len(h) == 64 {
+		x.SHA256 = h
+	}
+	b, _ := json.Marshal(x)
+	return fleet.Job{ID: d.ID, Source: art.URL(), Version: keep("chunk version", c.Version), Extra: b}
+}
+
 // start begins a new deployment action.
-func (a *Adapter) start(ctx context.Context, href string) (Activity, error) {
+func (a *Adapter) start(ctx context.Context, href string) (fleet.Step, error) {
 	d, err := a.Client.Deployment(ctx, href)
 	if err != nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
 	if d.Deployment.Download == Skip {
-		return Waiting, nil // the server does not want the download yet
+		return step(fleet.ActWaiting, ""), nil // the server does not want the download yet
 	}
 	c, art, err := pick(d)
 	if err != nil {
 		// Nothing was begun: refuse the action.
 		ferr := a.Client.Feedback(ctx, "deploymentBase", d.ID, newFeedback(Closed, Failure, nil, err.Error()))
 		if ferr != nil && !errors.Is(ferr, ErrGone) {
-			return Idle, ferr
+			return fleet.Step{}, ferr
 		}
-		a.logf("action %s refused: %v", d.ID, err)
-		return Reported, nil
+		return step(fleet.ActReported, "action %s refused: %v", d.ID, err), nil
 	}
-	x, _ := json.Marshal(extra{Part: c.Part, Name: c.Name, Filename: art.Filename, Size: art.Size, SHA256: art.Hashes["sha256"]})
-	if _, err := a.Agent.Begin(fleet.Job{ID: d.ID, Source: art.URL(), Version: c.Version, Extra: x}); err != nil {
-		return Idle, err
+	j, err := a.Agent.Begin(a.jobOf(d, c, art))
+	if err != nil {
+		return fleet.Step{}, err
 	}
-	a.logf("action %s: installing %s %s from %s", d.ID, c.Name, c.Version, art.URL())
+	a.log().Info(fmt.Sprintf("action %s: installing %s from %s", d.ID, j.Version, j.Source))
 	return a.install(ctx, d)
 }
 
@@ -377,13 +430,13 @@ func (a *Adapter) onServer(u string) bool {
 
 // install writes (or resumes writing) the job's bundle, sending progress,
 // and watches for a cancel while it runs.
-func (a *Adapter) install(ctx context.Context, d *Deployment) (Activity, error) {
+func (a *Adapter) install(ctx context.Context, d *Deployment) (fleet.Step, error) {
 	if d.Deployment.Download == Skip {
-		return Waiting, nil
+		return step(fleet.ActWaiting, ""), nil
 	}
 	j, err := a.Agent.Job()
 	if err != nil || j == nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
 	if a.once(d.ID + "/download") {
 		a.feedback(ctx, d.ID, Proceeding, None, &Progress{Cnt: 0, Of: 100}, fmt.Sprintf("downloading %s %s", j.Version, j.Source))
@@ -435,16 +488,14 @@ func (a *Adapter) install(ctx context.Context, d *Deployment) (Activity, error) 
 	<-sent
 	select {
 	case <-canceled:
-		a.logf("action %s: the server asked to cancel; download stopped", d.ID)
-		return Working, nil // the next step answers the cancelAction
+		return step(fleet.ActWorking, "action %s: the server asked to cancel; download stopped", d.ID), nil // the next step answers the cancelAction
 	default:
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return Idle, ctx.Err()
+			return fleet.Step{}, ctx.Err()
 		}
-		a.logf("action %s: install failed: %v", d.ID, err)
-		return Working, nil // the job failed: the next step reports it
+		return step(fleet.ActWorking, "action %s: install failed: %v", d.ID, err), nil // the job failed: the next step reports it
 	}
 	a.feedback(ctx, d.ID, Proceeding, None, &Progress{Cnt: 100, Of: 100},
 		fmt.Sprintf("version %s written to group %s and verified (%d bytes downloaded, %d reused)",
@@ -480,7 +531,7 @@ func (a *Adapter) watchCancel(ctx context.Context, id string, stop func(), cance
 
 // update sets the trial and reboots, unless the server holds the update
 // back (update=skip, maintenance window unavailable).
-func (a *Adapter) update(ctx context.Context, d *Deployment, j *fleet.Job) (Activity, error) {
+func (a *Adapter) update(ctx context.Context, d *Deployment, j *fleet.Job) (fleet.Step, error) {
 	dp := d.Deployment
 	if dp.Update == Skip || dp.MaintenanceWindow == WindowUnavailable {
 		if a.once(d.ID + "/downloaded") {
@@ -488,15 +539,15 @@ func (a *Adapter) update(ctx context.Context, d *Deployment, j *fleet.Job) (Acti
 			if dp.MaintenanceWindow == WindowUnavailable {
 				why = "outside the maintenance window"
 			}
-			a.feedback(ctx, d.ID, Downloaded, None, nil,
-				fmt.Sprintf("version %s is written to group %s; the trial waits (%s)", j.Installed, j.Group, why))
+			msg := fmt.Sprintf("version %s is written to group %s; the trial waits (%s)", j.Installed, j.Group, why)
+			a.feedback(ctx, d.ID, Downloaded, None, nil, msg)
+			return step(fleet.ActWaiting, "action %s: %s", d.ID, msg), nil
 		}
-		return Waiting, nil
+		return step(fleet.ActWaiting, ""), nil
 	}
 	if err := a.Agent.Try(); err != nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
 	a.feedback(ctx, d.ID, Proceeding, None, nil, fmt.Sprintf("rebooting into group %s on trial", j.Group))
-	a.logf("action %s: rebooting into group %s on trial", d.ID, j.Group)
-	return Rebooting, a.Agent.Reboot()
+	return step(fleet.ActRebooting, "action %s: rebooting into group %s on trial", d.ID, j.Group), a.Agent.Reboot()
 }

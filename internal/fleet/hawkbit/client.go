@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/tandem-ota/tandem/internal/fetch"
+	"github.com/tandem-ota/tandem/internal/retry"
 )
 
 // ErrGone is returned for a 410 answer: the action no longer exists on the
@@ -22,18 +23,6 @@ var ErrGone = errors.New("the action is gone on the server (410)")
 
 // ErrAuth is returned for 401 and 403 answers.
 var ErrAuth = errors.New("the server refused the credentials")
-
-// Retry is how transient failures (connection errors, 5xx, 429) are
-// retried: up to Attempts tries, waiting Min, 2·Min, … up to Max between
-// them, or what a Retry-After header says (capped at MaxRetryAfter).
-type Retry struct {
-	Attempts      int
-	Min, Max      time.Duration
-	MaxRetryAfter time.Duration
-}
-
-// DefaultRetry is the Retry of a Client that sets none.
-var DefaultRetry = Retry{Attempts: 5, Min: time.Second, Max: time.Minute, MaxRetryAfter: 15 * time.Minute}
 
 // Client speaks DDI for one controller (device).
 type Client struct {
@@ -46,9 +35,11 @@ type Client struct {
 	// "GatewayToken <t>" ("" = none, e.g. with a client certificate).
 	Authorization string
 	HTTP          *http.Client
-	Retry         Retry
-	// Log receives one line per retried failure (optional).
-	Log func(string)
+	// Retry is how one request retries transient failures (connection
+	// errors, 408, 429, 5xx); the zero Policy is retry.Default.
+	Retry retry.Policy
+	// Log receives one record per retried failure (nil = discard).
+	Log *slog.Logger
 
 	etag string
 	base *Base
@@ -63,12 +54,6 @@ func (c *Client) BaseURL() string {
 // "deploymentBase" or "cancelAction".
 func (c *Client) FeedbackURL(kind, id string) string {
 	return c.BaseURL() + "/" + kind + "/" + url.PathEscape(id) + "/feedback"
-}
-
-func (c *Client) logf(format string, args ...any) {
-	if c.Log != nil {
-		c.Log(fmt.Sprintf(format, args...))
-	}
 }
 
 // Poll reads the controller base resource. With the ETag of the last
@@ -184,22 +169,20 @@ func wantStatus(resp *http.Response, body []byte, codes ...int) error {
 	return fmt.Errorf("server answered %s%s", resp.Status, msg)
 }
 
-// do sends one request, retrying transient failures. The body of the
-// answer is read (at most MaxDocument bytes) and returned.
+// do sends one request, retrying transient failures (retry.Policy). The
+// body of the answer is read (at most MaxDocument bytes) and returned.
 func (c *Client) do(ctx context.Context, method, href string, body []byte, h http.Header) (*http.Response, []byte, error) {
-	r := c.Retry
-	if r.Attempts <= 0 {
-		r = DefaultRetry
-	}
 	client := c.HTTP
 	if client == nil {
 		client = http.DefaultClient
 	}
-	wait := r.Min
-	for attempt := 1; ; attempt++ {
+	what := strings.ToLower(method) + " " + href
+	var resp *http.Response
+	var data []byte
+	err := c.Retry.Do(ctx, func() error {
 		req, err := http.NewRequestWithContext(ctx, method, href, bytes.NewReader(body))
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		for k, v := range h {
 			req.Header[k] = v
@@ -211,42 +194,29 @@ func (c *Client) do(ctx context.Context, method, href string, body []byte, h htt
 		if c.Authorization != "" {
 			req.Header.Set("Authorization", c.Authorization)
 		}
-		resp, err := client.Do(req)
-		var data []byte
-		if err == nil {
-			data, err = io.ReadAll(io.LimitReader(resp.Body, MaxDocument+1))
-			resp.Body.Close()
-			if err == nil && len(data) > MaxDocument {
-				return nil, nil, fmt.Errorf("%s %s: answer larger than %d bytes", strings.ToLower(method), href, MaxDocument)
-			}
+		r, err := client.Do(req)
+		if err != nil {
+			return retry.Transient(fmt.Errorf("%s: %w", what, err), 0)
 		}
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		var why string
+		b, err := io.ReadAll(io.LimitReader(r.Body, MaxDocument+1))
+		r.Body.Close()
 		switch {
 		case err != nil:
-			why = err.Error()
-		case fetch.TransientStatus(resp.StatusCode):
-			why = resp.Status
-		default:
-			return resp, data, nil
+			return retry.Transient(fmt.Errorf("%s: %w", what, err), 0)
+		case len(b) > MaxDocument:
+			return fmt.Errorf("%s: answer larger than %d bytes", what, MaxDocument)
+		case retry.TransientStatus(r.StatusCode):
+			return retry.StatusError(fmt.Errorf("%s: %s", what, r.Status), r)
 		}
-		if attempt >= r.Attempts {
-			return nil, nil, fmt.Errorf("%s %s: %s (gave up after %d tries)", strings.ToLower(method), href, why, attempt)
+		resp, data = r, b
+		return nil
+	}, func(_ int, wait time.Duration, err error) {
+		if c.Log != nil {
+			c.Log.Warn(fmt.Sprintf("%v; retrying in %s", err, wait.Round(time.Millisecond)))
 		}
-		d := wait
-		if err == nil {
-			if ra, ok := fetch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-				d = min(ra, r.MaxRetryAfter)
-			}
-		}
-		c.logf("%s %s: %s; retrying in %s", strings.ToLower(method), href, why, d)
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-time.After(d):
-		}
-		wait = min(2*wait, r.Max)
+	})
+	if err != nil {
+		return nil, nil, err
 	}
+	return resp, data, nil
 }

@@ -2,8 +2,9 @@ package hawkbit
 
 import (
 	"fmt"
+	"log/slog"
+	"maps"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/retry"
 )
 
 // DefaultConfigPath is where `tandem hawkbit` reads its configuration.
@@ -18,25 +20,6 @@ const DefaultConfigPath = "/etc/tandem/hawkbit.toml"
 
 // maxConfig bounds the configuration file.
 const maxConfig = 256 << 10
-
-// Duration is a TOML string like "30s" or "12h".
-type Duration struct{ time.Duration }
-
-// UnmarshalText parses a Go duration.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("%q: want a duration like 30s, 5m or 12h", b)
-	}
-	if v < 0 {
-		return fmt.Errorf("%q: negative duration", b)
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalText formats the duration.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // Config is /etc/tandem/hawkbit.toml (docs/integrations/hawkbit.md).
 type Config struct {
@@ -53,9 +36,9 @@ type Config struct {
 	// Attributes are extra configData attributes.
 	Attributes map[string]string `toml:"attributes"`
 	Poll       struct {
-		Min     Duration `toml:"min"`
-		Max     Duration `toml:"max"`
-		Default Duration `toml:"default"`
+		Min     config.Duration `toml:"min"`
+		Max     config.Duration `toml:"max"`
+		Default config.Duration `toml:"default"`
 	} `toml:"poll"`
 	// For the memfault preset: the configData values Memfault expects.
 	HardwareVersion string `toml:"hardware-version"`
@@ -129,12 +112,15 @@ func (c *Config) Check() error {
 	default:
 		return fmt.Errorf("preset %q: want memfault or none", c.Preset)
 	}
-	u, err := url.Parse(c.Server)
-	switch {
-	case c.Server == "":
+	if c.Server == "" {
 		return fmt.Errorf("server is required (e.g. https://hawkbit.example.com)")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return fmt.Errorf("server %q: want an http or https URL", c.Server)
+	}
+	// Checked here, not at the first poll (issue 11, hardening 10): an
+	// unusable URL is a configuration error, not a server to retry.
+	if err := config.CheckURL("server", c.Server); err != nil {
+		return err
+	}
+	switch {
 	case c.ControllerID == "":
 		return fmt.Errorf("controller-id is required (the device's name on the server)")
 	case strings.ContainsAny(c.ControllerID, "/?#") || strings.ContainsAny(c.Tenant, "/?#"):
@@ -194,22 +180,40 @@ func NewHTTPClient(o install.HTTPOptions) (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: 5 * time.Minute}, nil
 }
 
-// NewAdapter builds the adapter the configuration describes on agent; base
-// holds the install options (trust, progress) the artifact install uses.
-func (c *Config) NewAdapter(agent *fleet.Agent, base install.Options) (*Adapter, error) {
+// Loop is the loop the adapter runs under: the polling interval the server
+// asks for comes with each step (Step.Wait, within poll.min and poll.max);
+// poll.default is the wait after a failed step, and failed polls back off
+// from poll.min.
+func (c *Config) Loop() fleet.Loop {
+	return fleet.Loop{Interval: c.Poll.Default.Duration,
+		Retry: retry.Policy{Min: c.Poll.Min.Duration, Max: max(c.Poll.Min.Duration, c.Poll.Default.Duration)}}
+}
+
+// New builds the adapter c describes on the device open opens; base holds
+// the install options (trust, progress) of the artifact install; log
+// receives what happens within a step (nil = discard).
+func New(c *Config, open func() (*device.Device, error), base install.Options, log *slog.Logger) (*Adapter, error) {
 	hc, err := NewHTTPClient(c.HTTPOptions())
 	if err != nil {
 		return nil, err
 	}
 	base.HTTP.CAFile, base.HTTP.CertFile, base.HTTP.KeyFile = c.CAFile, c.ClientCert, c.ClientKey
-	a := &Adapter{
-		Client:     &Client{Server: c.Server, Tenant: c.Tenant, ControllerID: c.ControllerID, Authorization: c.Authorization(), HTTP: hc},
-		Agent:      agent,
-		Install:    base,
-		Attributes: map[string]string{},
+	if log != nil {
+		log = log.With("adapter", AdapterName)
 	}
-	for k, v := range c.Attributes {
-		a.Attributes[k] = v
+	a := &Adapter{
+		Client: &Client{Server: c.Server, Tenant: c.Tenant, ControllerID: c.ControllerID, Authorization: c.Authorization(),
+			HTTP: hc, Log: log},
+		Agent:       &fleet.Agent{Open: open, Adapter: AdapterName},
+		Install:     base,
+		Attributes:  maps.Clone(c.Attributes),
+		PollMin:     c.Poll.Min.Duration,
+		PollMax:     c.Poll.Max.Duration,
+		PollDefault: c.Poll.Default.Duration,
+		Log:         log,
+	}
+	if a.Attributes == nil {
+		a.Attributes = map[string]string{}
 	}
 	if c.Preset == "memfault" {
 		hw, sw := c.HardwareVersion, c.SoftwareType

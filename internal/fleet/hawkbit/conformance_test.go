@@ -12,29 +12,32 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit/ddiserver"
+	"github.com/tandem-ota/tandem/internal/retry"
 )
 
 const controller = "dev-1"
 
-// harness runs the hawkBit adapter against the DDI test server.
+// harness runs the hawkBit adapter, under fleet.Loop, against the DDI test
+// server.
 type harness struct {
 	srv *ddiserver.Server
 	ad  *hawkbit.Adapter
 }
 
-func testRetry() hawkbit.Retry {
-	return hawkbit.Retry{Attempts: 6, Min: 5 * time.Millisecond, Max: 50 * time.Millisecond, MaxRetryAfter: 2 * time.Second}
+func testRetry() retry.Policy {
+	return retry.Policy{Attempts: 6, Min: 5 * time.Millisecond, Max: 50 * time.Millisecond, MaxRetryAfter: 2 * time.Second}
 }
 
 func newAdapter(t *testing.T, srv *ddiserver.Server, open func() (*device.Device, error)) *hawkbit.Adapter {
 	t.Helper()
+	log := fleettest.Logger(t)
 	return &hawkbit.Adapter{
 		Client: &hawkbit.Client{Server: srv.URL, Tenant: srv.Tenant(), ControllerID: controller,
-			Authorization: "TargetToken secret-1", HTTP: srv.Client(), Retry: testRetry(), Log: func(s string) { t.Log(s) }},
+			Authorization: "TargetToken secret-1", HTTP: srv.Client(), Retry: testRetry(), Log: log},
 		Agent:      &fleet.Agent{Open: open, Adapter: hawkbit.AdapterName},
 		Attributes: map[string]string{"site": "test"},
 		CancelPoll: 20 * time.Millisecond,
-		Log:        func(s string) { t.Log(s) },
+		Log:        log,
 	}
 }
 
@@ -43,14 +46,10 @@ func (h *harness) Offer(_ *testing.T, o fleettest.Offer) {
 		Artifacts: []ddiserver.Artifact{{Filename: filepath.Base(o.Path), URL: o.URL, Size: o.Size}}})
 }
 
-// Run steps the adapter until it rebooted, reported, waits or has nothing to do.
-func (h *harness) Run(ctx context.Context, _ *testing.T) error {
-	for {
-		act, err := h.ad.Step(ctx)
-		if err != nil || ctx.Err() != nil || act != hawkbit.Working {
-			return err
-		}
-	}
+// Run runs the adapter under the loop until it rebooted, reported, waits
+// or has nothing to do.
+func (h *harness) Run(ctx context.Context, t *testing.T) error {
+	return fleettest.Stretch(ctx, h.ad, fleettest.Loop(t))
 }
 
 func (h *harness) Report(_ *testing.T, id string) (fleettest.Report, bool) {

@@ -217,7 +217,7 @@ func ParseBase(r io.Reader) (*Base, error) {
 	}
 	for name, l := range b.Links {
 		if err := checkHref(l.Href); err != nil {
-			return nil, fmt.Errorf("controller base: _links.%s: %w", name, err)
+			return nil, fmt.Errorf("controller base: _links.%.64s: %w", name, err)
 		}
 	}
 	return b, nil
@@ -242,12 +242,14 @@ func ParseDeployment(r io.Reader) (*Deployment, error) {
 	switch {
 	case d.ID == "":
 		return nil, fmt.Errorf("deploymentBase: no action id")
+	case len(d.ID) > maxID:
+		return nil, fmt.Errorf("deploymentBase: action id of %d bytes, longer than %d: refused", len(d.ID), maxID)
 	case !oneOf(dp.Download, Skip, Attempt, Forced):
-		return nil, fmt.Errorf("deploymentBase %s: deployment.download %q: want skip, attempt or forced", d.ID, dp.Download)
+		return nil, fmt.Errorf("deploymentBase %s: deployment.download %.32q: want skip, attempt or forced", d.ID, dp.Download)
 	case !oneOf(dp.Update, Skip, Attempt, Forced):
-		return nil, fmt.Errorf("deploymentBase %s: deployment.update %q: want skip, attempt or forced", d.ID, dp.Update)
+		return nil, fmt.Errorf("deploymentBase %s: deployment.update %.32q: want skip, attempt or forced", d.ID, dp.Update)
 	case !oneOf(dp.MaintenanceWindow, "", WindowAvailable, WindowUnavailable):
-		return nil, fmt.Errorf("deploymentBase %s: deployment.maintenanceWindow %q: want available or unavailable", d.ID, dp.MaintenanceWindow)
+		return nil, fmt.Errorf("deploymentBase %s: deployment.maintenanceWindow %.32q: want available or unavailable", d.ID, dp.MaintenanceWindow)
 	}
 	for i, c := range dp.Chunks {
 		for j, a := range c.Artifacts {
@@ -256,7 +258,7 @@ func ParseDeployment(r io.Reader) (*Deployment, error) {
 			}
 			for name, l := range a.Links {
 				if err := checkHref(l.Href); err != nil {
-					return nil, fmt.Errorf("deploymentBase %s: chunk %d artifact %q: _links.%s: %w", d.ID, i, a.Filename, name, err)
+					return nil, fmt.Errorf("deploymentBase %s: chunk %d artifact %.64q: _links.%.64s: %w", d.ID, i, a.Filename, name, err)
 				}
 			}
 		}
@@ -276,6 +278,9 @@ func ParseCancel(r io.Reader) (*CancelAction, error) {
 	if c.CancelAction.StopID == "" {
 		c.CancelAction.StopID = c.ID
 	}
+	if len(c.ID) > maxID || len(c.CancelAction.StopID) > maxID {
+		return nil, fmt.Errorf("cancelAction: action id longer than %d bytes: refused", maxID)
+	}
 	return c, nil
 }
 
@@ -283,12 +288,15 @@ func checkHref(h string) error {
 	if h == "" {
 		return fmt.Errorf("empty href")
 	}
+	if len(h) > maxHref {
+		return fmt.Errorf("href of %d bytes, longer than %d: refused", len(h), maxHref)
+	}
 	u, err := url.Parse(h)
 	if err != nil {
-		return fmt.Errorf("href %q: %w", h, err)
+		return fmt.Errorf("href %.128q: not a URL", h)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("href %q: want an http or https URL", h)
+		return fmt.Errorf("href %.128q: want an http or https URL", h)
 	}
 	return nil
 }
@@ -299,7 +307,7 @@ var sleepRe = regexp.MustCompile(`^(\d{1,3}):(\d{2}):(\d{2})$`)
 func parseSleep(s string) (time.Duration, error) {
 	m := sleepRe.FindStringSubmatch(s)
 	if m == nil {
-		return 0, fmt.Errorf("%q: want HH:MM:SS", s)
+		return 0, fmt.Errorf("%.32q: want HH:MM:SS", s)
 	}
 	h, _ := strconv.Atoi(m[1])
 	mi, _ := strconv.Atoi(m[2])

@@ -59,13 +59,13 @@ func (w *world) rebootRequested(t *testing.T) bool {
 	return st.Reboot != nil
 }
 
-func step(t *testing.T, ad *hawkbit.Adapter) hawkbit.Activity {
+func step(t *testing.T, ad *hawkbit.Adapter) fleet.Activity {
 	t.Helper()
-	act, err := ad.Step(context.Background())
+	st, err := ad.Step(context.Background())
 	if err != nil {
 		t.Fatalf("step: %v", err)
 	}
-	return act
+	return st.Activity
 }
 
 func count(reqs []ddiserver.Request, f func(ddiserver.Request) bool) int {
@@ -88,7 +88,7 @@ func TestArtifactOnServer(t *testing.T) {
 	srv.RequestConfig(controller)
 	id := srv.Add(ddiserver.Action{Controller: controller, Version: "2.0.0",
 		Artifacts: []ddiserver.Artifact{{Filename: "v2.tandem", Data: w.bundle}}})
-	if act := step(t, ad); act != hawkbit.Rebooting {
+	if act := step(t, ad); act != fleet.ActRebooting {
 		t.Fatalf("first step: %s, want rebooting", act)
 	}
 	cfg := srv.Config(controller)
@@ -124,7 +124,7 @@ func TestArtifactOnServer(t *testing.T) {
 	if _, _, err := sim.Reboot(w.root, false); err != nil {
 		t.Fatal(err)
 	}
-	if act := step(t, ad); act != hawkbit.Waiting {
+	if act := step(t, ad); act != fleet.ActWaiting {
 		t.Fatalf("step on trial before the health check: %s, want waiting", act)
 	}
 	if _, ok := srv.Result(id); ok {
@@ -133,7 +133,7 @@ func TestArtifactOnServer(t *testing.T) {
 	if res, err := health.Check(health.Options{Open: w.open}); err != nil || res.Verdict != health.Committed {
 		t.Fatalf("health: %v %v", res, err)
 	}
-	if act := step(t, ad); act != hawkbit.Reported {
+	if act := step(t, ad); act != fleet.ActReported {
 		t.Fatalf("step after the commit: %s, want reported", act)
 	}
 	if r, ok := srv.Result(id); !ok || !r.Success {
@@ -147,7 +147,7 @@ func TestETag(t *testing.T) {
 	srv := ddiserver.New(t, ddiserver.Options{TargetToken: "secret-1"})
 	ad := newAdapter(t, srv, w.open)
 	for range 3 {
-		if act := step(t, ad); act != hawkbit.Idle {
+		if act := step(t, ad); act != fleet.ActIdle {
 			t.Fatalf("step: %s, want idle", act)
 		}
 	}
@@ -161,7 +161,7 @@ func TestETag(t *testing.T) {
 	// A new action changes the resource.
 	srv.Add(ddiserver.Action{Controller: controller, Version: "2.0.0", Download: "skip",
 		Artifacts: []ddiserver.Artifact{{Filename: "v2.tandem", Data: w.bundle}}})
-	if act := step(t, ad); act != hawkbit.Waiting {
+	if act := step(t, ad); act != fleet.ActWaiting {
 		t.Fatalf("step with download=skip: %s, want waiting", act)
 	}
 	if last := srv.Requests(); last[len(last)-2].Status != http.StatusOK {
@@ -181,7 +181,7 @@ func TestMaintenanceWindow(t *testing.T) {
 	id := srv.Add(ddiserver.Action{Controller: controller, Version: "2.0.0", Update: "skip", Window: "unavailable",
 		Artifacts: []ddiserver.Artifact{{Filename: "v2.tandem", Data: w.bundle}}})
 	for range 2 {
-		if act := step(t, ad); act != hawkbit.Waiting {
+		if act := step(t, ad); act != fleet.ActWaiting {
 			t.Fatalf("step outside the window: %s, want waiting", act)
 		}
 	}
@@ -201,7 +201,7 @@ func TestMaintenanceWindow(t *testing.T) {
 		t.Fatalf("%d downloaded feedbacks, want 1", downloaded)
 	}
 	srv.Set(id, func(a *ddiserver.Action) { a.Update, a.Window = "forced", "available" })
-	if act := step(t, ad); act != hawkbit.Rebooting || !w.rebootRequested(t) {
+	if act := step(t, ad); act != fleet.ActRebooting || !w.rebootRequested(t) {
 		t.Fatalf("step in the window: %s, want rebooting", act)
 	}
 }
@@ -222,11 +222,11 @@ func TestCancelDuringDownload(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	act, err := ad.Step(ctx)
-	if err != nil || act != hawkbit.Working {
-		t.Fatalf("step with a cancel during the download: %s %v, want working", act, err)
+	st, err := ad.Step(ctx)
+	if err != nil || st.Activity != fleet.ActWorking {
+		t.Fatalf("step with a cancel during the download: %s %v, want working", st.Activity, err)
 	}
-	if act := step(t, ad); act != hawkbit.Reported {
+	if act := step(t, ad); act != fleet.ActReported {
 		t.Fatalf("step answering the cancel: %s", act)
 	}
 	r, ok := srv.Result(id)
@@ -259,7 +259,7 @@ func TestGoneOnFeedback(t *testing.T) {
 		t.Fatalf("health: %v %v", res, err)
 	}
 	srv.CloseAction(id)
-	if act := step(t, ad); act != hawkbit.Reported {
+	if act := step(t, ad); act != fleet.ActReported {
 		t.Fatalf("step: %s, want reported", act)
 	}
 	if o, _ := ad.Agent.Outcome(); o.State != fleet.Idle {
@@ -281,7 +281,7 @@ func TestActionWithdrawn(t *testing.T) {
 		Artifacts: []ddiserver.Artifact{{Filename: "v2.tandem", Data: w.bundle}}})
 	step(t, ad)
 	srv.CloseAction(id)
-	if act := step(t, ad); act != hawkbit.Working {
+	if act := step(t, ad); act != fleet.ActWorking {
 		t.Fatalf("step: %s, want working", act)
 	}
 	if j, _ := ad.Agent.Job(); j != nil {
@@ -322,7 +322,7 @@ func TestRetryAfter(t *testing.T) {
 	srv.Fail(1, 429, "1")
 	srv.Fail(2, 502, "")
 	start := time.Now()
-	if act := step(t, ad); act != hawkbit.Idle {
+	if act := step(t, ad); act != fleet.ActIdle {
 		t.Fatalf("step: %s", act)
 	}
 	if d := time.Since(start); d < time.Second {
@@ -374,10 +374,11 @@ func TestTLSClientCertificate(t *testing.T) {
 		return c
 	}
 	newAd := func(c *hawkbit.Config) *hawkbit.Adapter {
-		ad, err := c.NewAdapter(&fleet.Agent{Open: w.open, Adapter: hawkbit.AdapterName}, install.Options{})
+		ad, err := hawkbit.New(c, w.open, install.Options{}, fleettest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
+		ad.Client.Retry = testRetry()
 		ad.Client.Retry = testRetry()
 		return ad
 	}
@@ -390,8 +391,8 @@ func TestTLSClientCertificate(t *testing.T) {
 		t.Fatal("the server accepted a device without a client certificate")
 	}
 	ad := newAd(conf("ca-file = \"" + serverCA + "\"\nclient-cert = \"" + certFile + "\"\nclient-key = \"" + keyFile + "\"\n"))
-	if act, err := ad.Step(context.Background()); err != nil || act != hawkbit.Rebooting {
-		t.Fatalf("step over TLS with a client certificate: %s %v", act, err)
+	if st, err := ad.Step(context.Background()); err != nil || st.Activity != fleet.ActRebooting {
+		t.Fatalf("step over TLS with a client certificate: %s %v", st.Activity, err)
 	}
 	if len(srv.Feedbacks(id)) == 0 {
 		t.Fatal("no feedback arrived")
@@ -469,30 +470,48 @@ func httptestServer(t *testing.T, h http.Handler) string {
 	return s.URL
 }
 
-// TestRunInterval: Run polls at the server's config.polling.sleep, bounded
-// by the configured minimum and maximum.
-func TestRunInterval(t *testing.T) {
+// TestLoopInterval: under its loop the adapter polls at the server's
+// config.polling.sleep, bounded by poll.min and poll.max.
+func TestLoopInterval(t *testing.T) {
 	w := newWorld(t, 64<<10)
 	for _, tc := range []struct {
-		lo, hi   time.Duration
-		min, max int
+		conf string
+		want time.Duration
 	}{
-		{10 * time.Millisecond, 200 * time.Millisecond, 5, 9}, // the server's 1 s, capped at 200 ms
-		{2 * time.Second, time.Hour, 1, 1},                    // the server's 1 s, raised to 2 s
+		{"[poll]\nmin = \"10ms\"\nmax = \"200ms\"\n", 200 * time.Millisecond}, // the server's 1 s, capped
+		{"[poll]\nmin = \"2s\"\n", 2 * time.Second},                           // the server's 1 s, raised
+		{"", 10 * time.Second},                                                // the default poll.min
 	} {
 		srv := ddiserver.New(t, ddiserver.Options{Sleep: "00:00:01"})
-		ad := newAdapter(t, srv, w.open)
-		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-		err := ad.Run(ctx, tc.lo, tc.hi, time.Minute)
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("run: %v", err)
+		c, err := hawkbit.ParseConfig([]byte("server = \"" + srv.URL + "\"\ncontroller-id = \"" + controller + "\"\n" + tc.conf))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if n := len(srv.Requests()); n < tc.min || n > tc.max {
-			t.Errorf("bounds %s..%s: %d polls in 1.5 s, want %d..%d", tc.lo, tc.hi, n, tc.min, tc.max)
+		ad, err := hawkbit.New(c, w.open, install.Options{}, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got := ad.Interval(tc.lo, tc.hi, time.Minute); got != min(max(time.Second, tc.lo), tc.hi) {
-			t.Errorf("interval %s", got)
+		ad.Client.HTTP = srv.Client()
+		var waits []time.Duration
+		l := c.Loop()
+		l.Jitter, l.Log = -1, fleettest.Logger(t)
+		l.Sleep = func(_ context.Context, d time.Duration) error {
+			if waits = append(waits, d); len(waits) == 3 {
+				return context.Canceled
+			}
+			return nil
+		}
+		if _, err := l.Run(context.Background(), ad); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(srv.Requests()); n != 3 {
+			t.Errorf("%d polls, want 3", n)
+		}
+		for _, d := range waits {
+			if d != tc.want {
+				t.Errorf("%q: waits %v, want %s each", tc.conf, waits, tc.want)
+				break
+			}
 		}
 	}
 }

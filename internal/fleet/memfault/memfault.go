@@ -10,7 +10,6 @@ package memfault
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/config"
@@ -38,7 +37,7 @@ type Config struct {
 	DDI             string `toml:"ddi-url"`
 	CAFile          string `toml:"ca-file"`
 	Poll            struct {
-		Interval hawkbit.Duration `toml:"interval"`
+		Interval config.Duration `toml:"interval"`
 	} `toml:"poll"`
 }
 
@@ -81,8 +80,8 @@ func ParseConfig(data []byte) (*Config, error) {
 		}
 	}
 	for _, u := range []struct{ key, v string }{{"api-url", c.API}, {"ddi-url", c.DDI}} {
-		if !strings.HasPrefix(u.v, "https://") && !strings.HasPrefix(u.v, "http://") {
-			return nil, fmt.Errorf("%s %q: want an http or https URL", u.key, u.v)
+		if err := config.CheckURL(u.key, u.v); err != nil {
+			return nil, err
 		}
 	}
 	if c.Poll.Interval.Duration < time.Minute {

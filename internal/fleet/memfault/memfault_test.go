@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +20,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/fleet/memfault"
 	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/retry"
 	"github.com/tandem-ota/tandem/internal/sim"
 	"github.com/tandem-ota/tandem/internal/testutil"
 )
@@ -114,41 +115,40 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(a.srv.Close)
 	return &world{root: root, open: open, api: a, p: &memfault.Poller{API: a.srv.URL, ProjectKey: "pk-1", Serial: "SN42",
 		HardwareVersion: "evt", SoftwareType: "linux", Agent: &fleet.Agent{Open: open, Adapter: memfault.AdapterName},
-		Log: func(s string) { t.Log(s) }}}
+		Log: fleettest.Logger(t)}}
 }
 
-func (w *world) step(t *testing.T, want memfault.Activity) {
+func (w *world) step(t *testing.T, want fleet.Activity) {
 	t.Helper()
-	act, err := w.p.Step(context.Background())
-	if err != nil || act != want {
-		t.Fatalf("step: %s %v, want %s", act, err, want)
+	st, err := w.p.Step(context.Background())
+	if err != nil || st.Activity != want {
+		t.Fatalf("step: %s %v, want %s", st.Activity, err, want)
 	}
 }
 
 func TestPollInstallCommit(t *testing.T) {
 	w := newWorld(t)
-	w.step(t, memfault.Idle) // 204: nothing offered
+	w.step(t, fleet.ActIdle) // 204: nothing offered
 	w.api.mu.Lock()
 	w.api.release, w.api.busy = "2.0.0", 1
 	w.api.mu.Unlock()
 	_, err := w.p.Step(context.Background())
-	var re *memfault.RetryError
-	if !errors.As(err, &re) || re.After != 7*time.Second {
-		t.Fatalf("503 with Retry-After: %v", err)
+	if after, ok := retry.IsTransient(err); !ok || after != 7*time.Second {
+		t.Fatalf("503 with Retry-After: %v (transient %v, after %s)", err, ok, after)
 	}
-	w.step(t, memfault.Rebooting)
+	w.step(t, fleet.ActRebooting)
 	if g, _, err := sim.Reboot(w.root, false); err != nil || g != "b" {
 		t.Fatalf("trial boot: %s %v", g, err)
 	}
-	w.step(t, memfault.Waiting)
+	w.step(t, fleet.ActWaiting)
 	if res, err := health.Check(health.Options{Open: w.open}); err != nil || res.Verdict != health.Committed {
 		t.Fatalf("health: %v %v", res, err)
 	}
-	w.step(t, memfault.Done)
-	w.step(t, memfault.Idle) // the server sees current_version 2.0.0: 204
+	w.step(t, fleet.ActReported) // the commit, and at once a query: the server sees current_version 2.0.0: 204
+	w.step(t, fleet.ActIdle)
 	w.api.mu.Lock()
 	defer w.api.mu.Unlock()
-	if got := strings.Join(w.api.queries, ","); got != "1.0.0,1.0.0,1.0.0,2.0.0" {
+	if got := strings.Join(w.api.queries, ","); got != "1.0.0,1.0.0,1.0.0,2.0.0,2.0.0" {
 		t.Errorf("current_version sent: %s", got)
 	}
 }
@@ -170,7 +170,7 @@ func TestResumeWithFreshURL(t *testing.T) {
 	w.api.mu.Lock()
 	w.api.cdnPath = "/cdn2" // the old URL "expired"
 	w.api.mu.Unlock()
-	w.step(t, memfault.Rebooting)
+	w.step(t, fleet.ActRebooting)
 	w.api.mu.Lock()
 	defer w.api.mu.Unlock()
 	if last := w.api.cdn[len(w.api.cdn)-1]; last != "/cdn2/v2.tandem" {
@@ -182,7 +182,7 @@ func TestFailedReleaseNotRetried(t *testing.T) {
 	w := newWorld(t)
 	testutil.WriteScript(t, filepath.Join(w.root, "etc/tandem/hooks/health/check/50-app"), "echo app down\nexit 1\n")
 	w.api.release = "2.0.0"
-	w.step(t, memfault.Rebooting)
+	w.step(t, fleet.ActRebooting)
 	if _, _, err := sim.Reboot(w.root, false); err != nil {
 		t.Fatal(err)
 	}
@@ -192,8 +192,9 @@ func TestFailedReleaseNotRetried(t *testing.T) {
 	if g, _, err := sim.Reboot(w.root, false); err != nil || g != "a" {
 		t.Fatalf("after rollback: %s %v", g, err)
 	}
+	w.step(t, fleet.ActReported) // the failure, logged once
 	for range 2 {
-		w.step(t, memfault.Idle) // 2.0.0 is still offered, but it failed here
+		w.step(t, fleet.ActIdle) // 2.0.0 is still offered, but it failed here
 	}
 	o, _ := w.p.Agent.Outcome()
 	if o.State != fleet.Failure || !strings.Contains(o.Reason, "app down") {
@@ -267,9 +268,60 @@ func TestConfig(t *testing.T) {
 		{"project-key = \"pk\"\ndevice-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\nkey = 1\n", "line 5: unknown key key"},
 		{"project-key = \"pk\"\ndevice-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\n[poll]\ninterval = \"5s\"\n", "at least 1m"},
 		{"project-key = \"pk\"\ndevice-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\napi-url = \"api.memfault.com\"\n", "want an http or https URL"},
+		// Issue 11, hardening 10: an unusable URL is a configuration error.
+		{"project-key = \"pk\"\ndevice-serial = \"SN1\"\nhardware-version = \"evt\"\nsoftware-type = \"linux\"\nddi-url = \"http://127.0.0.1:\"\n", "empty port"},
 	} {
 		if _, err := memfault.ParseConfig([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
 		}
 	}
+}
+
+// TestLongVersion: a release whose 190 KB version would grow six times by
+// JSON escaping in the job is refused before anything is written, and the
+// poller goes on when the server offers a sane release. Issue 11,
+// hardening 3.
+func TestLongVersion(t *testing.T) {
+	w := newWorld(t)
+	w.api.mu.Lock()
+	w.api.release = strings.Repeat("<", 190<<10)
+	w.api.mu.Unlock()
+	for range 2 {
+		_, err := w.p.Step(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "version of 194560 bytes, longer than 128: refused") || len(err.Error()) > 1024 {
+			t.Fatalf("a 190 KB version: %.200v", err)
+		}
+		if o, err := w.p.Agent.Outcome(); err != nil || o.State != fleet.Idle {
+			t.Fatalf("after a refused release: %s, %v", o.State, err)
+		}
+	}
+	w.api.mu.Lock()
+	w.api.release = "2.0.0"
+	w.api.mu.Unlock()
+	w.step(t, fleet.ActRebooting)
+}
+
+// TestBadJobFile: a job file the poller cannot read is dropped, and the
+// poller goes on. Issue 11, hardening 3.
+func TestBadJobFile(t *testing.T) {
+	w := newWorld(t)
+	d, err := w.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := d.FS.Path(filepath.Join(d.Config.DataDir, "fleet", memfault.AdapterName+".json"))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(`{"id":"2.0.0","phase":"installing","version":"`+strings.Repeat(`\u003c`, 190<<10)+`"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.step(t, fleet.ActReported)
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("the bad job file is still there: %v", err)
+	}
+	w.api.mu.Lock()
+	w.api.release = "2.0.0"
+	w.api.mu.Unlock()
+	w.step(t, fleet.ActRebooting)
 }

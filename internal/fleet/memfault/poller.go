@@ -5,16 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/tandem-ota/tandem/internal/fetch"
+	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
 	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/retry"
 )
 
 // AdapterName names the poller's job file: <data-dir>/fleet/memfault.json.
@@ -22,6 +24,13 @@ const AdapterName = "memfault"
 
 // MaxRelease bounds a Release document.
 const MaxRelease = 1 << 20
+
+// Limits of the strings of a Release that the job keeps (issue 11,
+// hardening 3): longer ones are refused, never written.
+const (
+	MaxVersion = 128     // the release's version (the job's id)
+	MaxURL     = 8 << 10 // the artifact's URL
+)
 
 // Release is the part of Memfault's Release document tandem uses.
 type Release struct {
@@ -49,14 +58,20 @@ func ParseRelease(r io.Reader) (*Release, *Artifact, error) {
 	if rel.Version == "" {
 		return nil, nil, fmt.Errorf("release: no version")
 	}
+	if len(rel.Version) > MaxVersion {
+		return nil, nil, fmt.Errorf("release: version of %d bytes, longer than %d: refused", len(rel.Version), MaxVersion)
+	}
 	var all, tandem []*Artifact
 	for i := range rel.Artifacts {
 		a := &rel.Artifacts[i]
 		if a.URL == "" {
 			continue
 		}
+		if len(a.URL) > MaxURL {
+			return nil, nil, fmt.Errorf("release %s: artifact url of %d bytes, longer than %d: refused", rel.Version, len(a.URL), MaxURL)
+		}
 		if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") {
-			return nil, nil, fmt.Errorf("release %s: artifact url %q: want an http or https URL", rel.Version, a.URL)
+			return nil, nil, fmt.Errorf("release %s: artifact url %.128q: want an http or https URL", rel.Version, a.URL)
 		}
 		all = append(all, a)
 		if strings.HasSuffix(a.Filename, ".tandem") {
@@ -73,45 +88,67 @@ func ParseRelease(r io.Reader) (*Release, *Artifact, error) {
 	return rel, pick[0], nil
 }
 
-// Activity is what one Step did.
-type Activity string
-
-// Activities of Step.
-const (
-	Idle      Activity = "idle"      // no update (or only one that failed here)
-	Waiting   Activity = "waiting"   // the trial runs; the health check decides
-	Rebooting Activity = "rebooting" // rebooting into the trial
-	Done      Activity = "done"      // a final outcome was recorded
-)
-
-// RetryError is a refusal of the server that names when to ask again.
-type RetryError struct {
-	Status string
-	After  time.Duration
-}
-
-func (e *RetryError) Error() string {
-	return fmt.Sprintf("releases API answered %s; asking again in %s", e.Status, e.After)
-}
-
-// Poller installs the releases Memfault's releases API offers.
+// Poller installs the releases Memfault's releases API offers. It has no
+// server to report to: Memfault learns that a release runs from the
+// current_version of the next query, which the poller makes at once after
+// the commit; a release that failed stays recorded in the job (so it is not
+// installed again) and is logged once.
 type Poller struct {
 	API                                               string // e.g. https://api.memfault.com
 	ProjectKey, Serial, HardwareVersion, SoftwareType string
 	HTTP                                              *http.Client
 	Agent                                             *fleet.Agent
 	Install                                           install.Options
-	Log                                               func(string)
+	// Log receives what happens within a step (nil = discard); the loop
+	// logs the steps themselves.
+	Log *slog.Logger
+
+	mu   sync.Mutex
+	told map[string]bool // failed releases logged in this process
 }
 
-func (p *Poller) logf(format string, args ...any) {
-	if p.Log != nil {
-		p.Log(fmt.Sprintf(format, args...))
+var _ fleet.Adapter = (*Poller)(nil)
+
+// NewPoller builds the poller c describes on the device open opens; base
+// holds the install options (trust, progress); log receives what happens
+// within a step (nil = discard).
+func NewPoller(c *Config, open func() (*device.Device, error), base install.Options, log *slog.Logger) (*Poller, error) {
+	hc, err := hawkbit.NewHTTPClient(install.HTTPOptions{CAFile: c.CAFile})
+	if err != nil {
+		return nil, err
 	}
+	base.HTTP.CAFile = c.CAFile
+	if log != nil {
+		log = log.With("adapter", AdapterName)
+	}
+	return &Poller{API: c.API, ProjectKey: c.ProjectKey, Serial: c.DeviceSerial, HardwareVersion: c.HardwareVersion,
+		SoftwareType: c.SoftwareType, HTTP: hc, Agent: &fleet.Agent{Open: open, Adapter: AdapterName}, Install: base, Log: log}, nil
+}
+
+// Loop is the loop the poller runs under: a query every poll.interval
+// (± 10 %, the first one staggered), at most a minute apart while the
+// health check decides; refusals back off from a minute, or wait what the
+// server's Retry-After asks (up to a day).
+func (c *Config) Loop() fleet.Loop {
+	iv := c.Poll.Interval.Duration
+	return fleet.Loop{Interval: iv, Waiting: time.Minute, Stagger: true,
+		Retry: retry.Policy{Min: time.Minute, Max: max(time.Minute, iv), MaxRetryAfter: 24 * time.Hour}}
+}
+
+// Name is the adapter's name (its job file and log attribute).
+func (p *Poller) Name() string { return AdapterName }
+
+func (p *Poller) log() *slog.Logger {
+	if p.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Log
 }
 
 // Latest asks for the release the device should run, given the version it
-// runs; nil without error is "no update" (204).
+// runs; nil without error is "no update" (204). Connection errors, 408, 429
+// and 5xx are transient (retry.Transient, with the Retry-After of a 429 or
+// 503).
 func (p *Poller) Latest(ctx context.Context, current string) (*Release, *Artifact, error) {
 	q := url.Values{"hardware_version": {p.HardwareVersion}, "software_type": {p.SoftwareType},
 		"current_version": {current}, "device_serial": {p.Serial}}
@@ -128,7 +165,7 @@ func (p *Poller) Latest(ctx context.Context, current string) (*Release, *Artifac
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, retry.Transient(fmt.Errorf("releases API: %w", err), 0)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -136,12 +173,6 @@ func (p *Poller) Latest(ctx context.Context, current string) (*Release, *Artifac
 		return ParseRelease(resp.Body)
 	case http.StatusNoContent:
 		return nil, nil, nil
-	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		after, ok := fetch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		if !ok {
-			after = time.Minute
-		}
-		return nil, nil, &RetryError{Status: resp.Status, After: after}
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 	detail := strings.Join(strings.Fields(string(msg)), " ")
@@ -151,7 +182,7 @@ func (p *Poller) Latest(ctx context.Context, current string) (*Release, *Artifac
 	case http.StatusForbidden, http.StatusUnauthorized:
 		return nil, nil, fmt.Errorf("releases API: %s: the project key was refused %s", resp.Status, detail)
 	}
-	return nil, nil, fmt.Errorf("releases API: %s %s", resp.Status, detail)
+	return nil, nil, retry.StatusError(fmt.Errorf("releases API: %s %s", resp.Status, detail), resp)
 }
 
 // currentVersion is the version of the running group.
@@ -168,111 +199,118 @@ func (p *Poller) currentVersion() (string, error) {
 	return v, nil
 }
 
+// tell reports whether the failure of release v was not logged yet in
+// this process, and marks it.
+func (p *Poller) tell(v string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.told == nil {
+		p.told = map[string]bool{}
+	}
+	first := !p.told[v]
+	p.told[v] = true
+	return first
+}
+
 // Step does the next thing: record a final outcome, ask for the latest
 // release, install it, set the trial and reboot.
-func (p *Poller) Step(ctx context.Context) (Activity, error) {
+func (p *Poller) Step(ctx context.Context) (fleet.Step, error) {
 	out, err := p.Agent.Outcome()
-	if err != nil {
-		return Idle, err
+	if errors.Is(err, fleet.ErrBadJob) {
+		// Nothing to report to: drop it (issue 11, hardening 3).
+		return fleet.Step{Activity: fleet.ActReported, Message: fmt.Sprintf("dropped a job file that cannot be used: %v", err)}, p.Agent.Done()
 	}
+	if err != nil {
+		return fleet.Step{}, err
+	}
+	committed := ""
 	switch out.State {
 	case fleet.Success:
-		p.logf("release %s committed in group %s", out.Job.Version, out.Job.Group)
-		return Done, p.Agent.Done()
+		if err := p.Agent.Done(); err != nil {
+			return fleet.Step{}, err
+		}
+		// Memfault learns it from current_version: ask at once.
+		committed = fmt.Sprintf("release %s committed in group %s", out.Job.Version, out.Job.Group)
+		out = fleet.Outcome{State: fleet.Idle}
+	case fleet.Failure:
+		if p.tell(out.Job.Version) {
+			return fleet.Step{Activity: fleet.ActReported, Message: fmt.Sprintf("release %s failed on this device: %s; it is not installed again", out.Job.Version, out.Reason)}, nil
+		}
 	case fleet.Verifying:
-		return Waiting, nil
+		return fleet.Step{Activity: fleet.ActWaiting}, nil
 	case fleet.Rebooting:
-		return Rebooting, p.Agent.Reboot()
+		return fleet.Step{Activity: fleet.ActRebooting, Message: fmt.Sprintf("the trial of release %s is set; rebooting", out.Job.Version)}, p.Agent.Reboot()
 	case fleet.Installed:
 		return p.trial(out.Job)
 	}
+	st, err := p.poll(ctx, out)
+	if committed != "" {
+		if err == nil && st.Activity == fleet.ActIdle {
+			return fleet.Step{Activity: fleet.ActReported, Message: committed}, nil
+		}
+		p.log().Info(committed)
+	}
+	return st, err
+}
+
+// poll asks for the latest release and starts, resumes or drops an install
+// by what it says.
+func (p *Poller) poll(ctx context.Context, out fleet.Outcome) (fleet.Step, error) {
 	current, err := p.currentVersion()
 	if err != nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
 	rel, art, err := p.Latest(ctx, current)
 	if err != nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
 	switch out.State {
 	case fleet.Installing:
 		if rel == nil || rel.Version != out.Job.Version {
-			p.logf("release %s is no longer offered; dropping its unfinished install", out.Job.Version)
 			if err := p.Agent.Fail("the release is no longer offered"); err != nil {
-				return Idle, err
+				return fleet.Step{}, err
 			}
-			return Idle, p.Agent.Done()
+			return fleet.Step{Activity: fleet.ActWorking, Message: fmt.Sprintf("release %s is no longer offered; dropped its unfinished install", out.Job.Version)}, p.Agent.Done()
 		}
 		return p.install(ctx, out.Job, art.URL) // a fresh URL: Memfault's expire after 6 hours
 	case fleet.Failure:
 		if rel != nil && rel.Version == out.Job.Version {
-			p.logf("release %s failed on this device (%s); waiting for another release", rel.Version, out.Reason)
-			return Idle, nil
+			return fleet.Step{Activity: fleet.ActIdle}, nil // it failed here: wait for another release
 		}
 		if err := p.Agent.Done(); err != nil {
-			return Idle, err
+			return fleet.Step{}, err
 		}
 	}
 	if rel == nil {
-		return Idle, nil
+		return fleet.Step{Activity: fleet.ActIdle}, nil
 	}
 	j, err := p.Agent.Begin(fleet.Job{ID: rel.Version, Source: art.URL, Version: rel.Version})
 	if err != nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
-	p.logf("installing release %s (running %s)", rel.Version, current)
+	p.log().Info(fmt.Sprintf("installing release %s (running %s)", rel.Version, current))
 	return p.install(ctx, j, art.URL)
 }
 
-func (p *Poller) install(ctx context.Context, j *fleet.Job, source string) (Activity, error) {
+func (p *Poller) install(ctx context.Context, j *fleet.Job, source string) (fleet.Step, error) {
 	o := p.Install
 	o.Source = source
 	res, err := p.Agent.Install(ctx, o, install.RebootNo)
 	if err != nil {
-		if ctx.Err() == nil {
-			p.logf("release %s failed: %v", j.Version, err)
-			return Done, nil // recorded in the job: not installed again
+		if ctx.Err() != nil {
+			return fleet.Step{}, err
 		}
-		return Idle, err
+		p.tell(j.Version)
+		// Recorded in the job: not installed again.
+		return fleet.Step{Activity: fleet.ActReported, Message: fmt.Sprintf("release %s failed on this device: %v; it is not installed again", j.Version, err)}, nil
 	}
 	j.Group = res.Group
 	return p.trial(j)
 }
 
-func (p *Poller) trial(j *fleet.Job) (Activity, error) {
+func (p *Poller) trial(j *fleet.Job) (fleet.Step, error) {
 	if err := p.Agent.Try(); err != nil {
-		return Idle, err
+		return fleet.Step{}, err
 	}
-	p.logf("rebooting into release %s on trial", j.Version)
-	return Rebooting, p.Agent.Reboot()
-}
-
-// Run steps every interval (±10 % jitter) until ctx ends, waiting what a
-// Retry-After asks for when the server refuses, and at most a minute while
-// the trial waits for the health check.
-func (p *Poller) Run(ctx context.Context, interval time.Duration) error {
-	for {
-		act, err := p.Step(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		wait := interval + time.Duration((rand.Float64()-0.5)*0.2*float64(interval))
-		var re *RetryError
-		switch {
-		case errors.As(err, &re):
-			p.logf("%v", err)
-			wait = max(re.After, time.Second)
-		case err != nil:
-			p.logf("%v", err)
-		case act == Waiting:
-			wait = min(wait, time.Minute)
-		case act == Done:
-			wait = 0
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
+	return fleet.Step{Activity: fleet.ActRebooting, Message: fmt.Sprintf("rebooting into release %s on trial", j.Version)}, p.Agent.Reboot()
 }

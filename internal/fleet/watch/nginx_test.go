@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,8 +160,7 @@ func TestNginx(t *testing.T) {
 	ctx := context.Background()
 	watcher := func(t *testing.T, open func() (*device.Device, error), path, id string) *Watcher {
 		t.Helper()
-		w, err := New(Options{URL: fx.base + "/" + path, Channel: "stable", Open: open, DeviceID: id,
-			Log: func(e Event) { t.Logf("event %s: %s", e.Event, e.Message) }})
+		w, err := New(&Config{URL: fx.base + "/" + path, Channel: "stable", DeviceID: id}, open, fleettest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,33 +171,38 @@ func TestNginx(t *testing.T) {
 		root, open := fx.device(t)
 		fx.publish(t, "ok/stable.json", fx.channel, nil)
 		w := watcher(t, open, "ok/stable.json", "dev-1")
-		res, err := w.Once(ctx)
-		if err != nil || res.Action != "reboot" || res.Installed == nil {
-			t.Fatalf("first poll: %+v, %v", res, err)
+		st, err := w.Step(ctx)
+		if err != nil || st.Activity != fleet.ActRebooting {
+			t.Fatalf("first poll: %+v, %v", st, err)
 		}
-		done := res.Installed.Transfer
-		if done.BytesDownloaded == 0 || done.BytesDownloaded > fx.size2/3 {
-			t.Fatalf("downloaded %d bytes of a %d-byte bundle: not a delta", done.BytesDownloaded, fx.size2)
+		downloaded, _ := strconv.ParseInt(attr(st, "downloaded"), 10, 64)
+		if downloaded == 0 || downloaded > fx.size2/3 {
+			t.Fatalf("downloaded %d bytes of a %d-byte bundle: not a delta", downloaded, fx.size2)
 		}
-		t.Logf("delta: %d of %d bytes downloaded, %d reused, %d requests", done.BytesDownloaded, fx.size2, done.BytesReused, done.Requests)
+		t.Logf("delta: %d of %d bytes downloaded, %s reused", downloaded, fx.size2, attr(st, "reused"))
 		if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
 			t.Fatalf("trial boot: %s, %v", g, err)
 		}
 		if res, err := health.Check(health.Options{Open: open}); err != nil || res.Verdict != health.Committed {
 			t.Fatalf("health: %+v, %v", res, err)
 		}
-		res, err = w.Once(ctx)
-		if err != nil || res.Recorded == nil || !res.Recorded.Success || res.Recorded.Version != "2.0.0" || res.Recorded.Sequence != 10 {
-			t.Fatalf("after the commit: %+v, %v", res, err)
+		st, err = w.Step(ctx)
+		d, _ := open()
+		state, _ := LoadState(d, "stable")
+		if err != nil || st.Activity != fleet.ActIdle || len(state.History) != 1 {
+			t.Fatalf("after the commit: %+v, %v, %+v", st, err, state)
+		}
+		if o := state.History[0]; !o.Success || o.Version != "2.0.0" || o.Sequence != 10 {
+			t.Fatalf("recorded %+v", o)
 		}
 		b, err := os.ReadFile(filepath.Join(root, "slots/system-b.img"))
 		if err != nil || !bytes.Equal(b[:len(fx.v2)], fx.v2) {
 			t.Fatalf("slot b does not hold v2 (%v)", err)
 		}
 		// Unchanged channel: a conditional GET answered 304, nothing to do.
-		res, err = w.Once(ctx)
-		if err != nil || res.Action != "idle" {
-			t.Fatalf("third poll: %+v, %v", res, err)
+		st, err = w.Step(ctx)
+		if err != nil || attr(st, "event") != "checked" {
+			t.Fatalf("third poll: %+v, %v", st, err)
 		}
 		waitLog(t, fx.accessLog, "304 ")
 	})
@@ -211,13 +216,13 @@ func TestNginx(t *testing.T) {
 		copyFile(t, filepath.Join(fx.www, "v3.tandem"), late)
 		fx.publish(t, "late/stable.json", fx.channel, func(c *channel.Channel) { c.Release.Bundle = "../late.tandem" })
 		w := watcher(t, open, "late/stable.json", "dev-1")
-		if _, err := w.Once(ctx); err == nil || !strings.Contains(err.Error(), "is not the pinned") {
+		if _, err := w.Step(ctx); err == nil || !strings.Contains(err.Error(), "is not the pinned") {
 			t.Fatalf("a bundle that is not the pinned one: %v", err)
 		}
 		copyFile(t, filepath.Join(fx.www, "v2.tandem"), late)
-		res, err := w.Once(ctx)
-		if err != nil || res.Action != "reboot" {
-			t.Fatalf("after the upload: %+v, %v", res, err)
+		st, err := w.Step(ctx)
+		if err != nil || st.Activity != fleet.ActRebooting {
+			t.Fatalf("after the upload: %+v, %v", st, err)
 		}
 		if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
 			t.Fatalf("trial boot: %s, %v", g, err)
@@ -232,9 +237,9 @@ func TestNginx(t *testing.T) {
 		if _, err := w.Agent().Begin(fleet.Job{ID: "stable-9", Source: fx.base + "/v3.tandem", BundleHash: fx.h3, Version: "3.0.0"}); err != nil {
 			t.Fatal(err)
 		}
-		res, err := w.Once(ctx)
-		if err != nil || res.Action != "reboot" || res.Installed == nil || res.Installed.BundleHash != fx.h2 {
-			t.Fatalf("after the channel moved on: %+v, %v", res, err)
+		st, err := w.Step(ctx)
+		if err != nil || st.Activity != fleet.ActRebooting || attr(st, "version") != "2.0.0" {
+			t.Fatalf("after the channel moved on: %+v, %v", st, err)
 		}
 		d, _ := open()
 		if st, _ := LoadState(d, "stable"); len(st.Failed) != 0 {
@@ -285,8 +290,8 @@ func TestNginx(t *testing.T) {
 			prepare: func(t *testing.T, w *Watcher) {
 				// Sequence 10 names the running version: accepted, nothing to do.
 				fx.publish(t, "replayed-sequence/stable.json", fx.channel, func(c *channel.Channel) { c.Release.Version = "1.0.0" })
-				if res, err := w.Once(ctx); err != nil || res.Action != "idle" {
-					t.Fatalf("sequence 10: %+v, %v", res, err)
+				if st, err := w.Step(ctx); err != nil || attr(st, "event") != "checked" {
+					t.Fatalf("sequence 10: %+v, %v", st, err)
 				}
 			},
 			file: func(t *testing.T, p string) {
@@ -325,25 +330,25 @@ func TestNginx(t *testing.T) {
 				skip = append(skip, "var/lib/tandem/watch/") // the accepted channel file
 			}
 			before := tree(t, root, skip...)
-			res, err := w.Once(ctx)
+			st, err := w.Step(ctx)
 			if tc.skip {
-				if err != nil || res.Action != "skip" || !strings.Contains(res.Message, tc.want) {
-					t.Fatalf("got %+v, %v; want a skip saying %q", res, err, tc.want)
+				if err != nil || attr(st, "event") != "skip" || !strings.Contains(st.Message, tc.want) {
+					t.Fatalf("got %+v, %v; want a skip saying %q", st, err, tc.want)
 				}
 			} else {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
-					t.Fatalf("got %+v, %v; want an error saying %q", res, err, tc.want)
+					t.Fatalf("got %+v, %v; want an error saying %q", st, err, tc.want)
 				}
 				if strings.Contains(err.Error(), "\n") {
 					t.Errorf("error is not one line: %q", err)
 				}
 			}
-			t.Logf("refused: %v%s", err, res.Message)
+			t.Logf("refused: %v%s", err, st.Message)
 			sameTree(t, before, tree(t, root, skip...))
 			d, _ := open()
-			st, err := LoadState(d, "stable")
-			if err != nil || len(st.Failed) != 0 || len(st.History) != 0 {
-				t.Errorf("state records a failure: %+v, %v", st, err)
+			state, err := LoadState(d, "stable")
+			if err != nil || len(state.Failed) != 0 || len(state.History) != 0 {
+				t.Errorf("state records a failure: %+v, %v", state, err)
 			}
 		})
 	}

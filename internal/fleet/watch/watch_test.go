@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -17,11 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/channel"
+	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
-	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/retry"
 	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
@@ -125,10 +128,13 @@ func (h *harness) FailNext(_ *testing.T, n int) {
 
 var _ fleettest.Flaky = (*harness)(nil)
 
+// PinsBundleHash: a channel file pins the bundle hash.
+func (h *harness) PinsBundleHash() {}
+
+var _ fleettest.Pinned = (*harness)(nil)
+
 func (h *harness) Run(ctx context.Context, t *testing.T) error {
-	res, err := h.w.Once(ctx)
-	t.Logf("watch: %s %s (%v)", res.Action, res.Message, err)
-	return err
+	return fleettest.Stretch(ctx, h.w, fleettest.Loop(t))
 }
 
 func (h *harness) Report(t *testing.T, id string) (fleettest.Report, bool) {
@@ -152,16 +158,29 @@ func TestConformance(t *testing.T) {
 	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness { return newHarness(t, env) })
 }
 
+// fastRetry retries a channel fetch within milliseconds.
+var fastRetry = retry.Policy{Attempts: 4, Min: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxRetryAfter: 20 * time.Millisecond}
+
 func newHarness(t *testing.T, env *fleettest.Env) *harness {
 	cs := newChannelServer(t)
 	h := &harness{env: env, cs: cs, key: channelKey(t, env.Root), jobs: map[string]string{}}
-	w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: env.Open, DeviceID: "sim-1", RetryDelay: 10 * time.Millisecond,
-		Log: func(e Event) { t.Logf("event %s: %s", e.Event, e.Message) }})
+	w, err := New(&Config{URL: cs.srv.URL + "/stable.json", DeviceID: "sim-1"}, env.Open, fleettest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.Retry = fastRetry
 	h.w = w
 	return h
+}
+
+// attr is the value of a step's log attribute ("" if it has none).
+func attr(st fleet.Step, key string) string {
+	for _, a := range st.Attrs {
+		if a.Key == key {
+			return a.Value.String()
+		}
+	}
+	return ""
 }
 
 func TestChannelName(t *testing.T) {
@@ -178,83 +197,51 @@ func TestChannelName(t *testing.T) {
 		t.Errorf("a path was accepted as channel url")
 	}
 	open := func() (*device.Device, error) { return nil, nil }
-	if _, err := New(Options{URL: "https://cdn.example/Stable.json", Open: open}); err == nil || !strings.Contains(err.Error(), "channel name") {
+	if _, err := New(&Config{URL: "https://cdn.example/Stable.json"}, open, nil); err == nil || !strings.Contains(err.Error(), "channel name") {
 		t.Errorf("an invalid derived channel name: %v", err)
 	}
-	if _, err := New(Options{URL: "https://cdn.example/Stable.json", Channel: "stable", Open: open}); err != nil {
+	if _, err := New(&Config{URL: "https://cdn.example/Stable.json", Channel: "stable"}, open, nil); err != nil {
 		t.Errorf("an explicit channel name: %v", err)
 	}
 }
 
-func TestSchedule(t *testing.T) {
-	s := Schedule{Interval: time.Hour, Jitter: 6 * time.Minute, MinBackoff: 30 * time.Second, MaxBackoff: 20 * time.Minute}
-	for _, r := range []float64{0, 0.5, 0.999} {
-		s.Rand = func() float64 { return r }
-		if got := s.Next(0); got < 54*time.Minute || got > 66*time.Minute {
-			t.Errorf("Next(0) with rand %v = %s", r, got)
-		}
-	}
-	s.Rand = func() float64 { return 1 }
-	for fails, want := range map[int]time.Duration{1: 30 * time.Second, 2: time.Minute, 3: 2 * time.Minute, 10: 20 * time.Minute, 100: 20 * time.Minute} {
-		if got := s.Next(fails); got != want {
-			t.Errorf("Next(%d) = %s, want %s", fails, got, want)
-		}
-	}
-	s.Rand = func() float64 { return 0 }
-	if got := s.Next(3); got != time.Minute {
-		t.Errorf("Next(3) with rand 0 = %s, want 1m (half the backoff)", got)
-	}
-}
-
-// TestRun: the polling loop installs, backs off while the server fails, and
-// stops promptly when its context ends.
-func TestRun(t *testing.T) {
-	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
-		return &loopHarness{harness: newHarness(t, env)}
-	})
-}
-
-// loopHarness runs the watcher's Run loop for one stretch: until the
-// device asks for a reboot or an outcome is recorded.
-type loopHarness struct{ *harness }
-
-func (h *loopHarness) Run(ctx context.Context, t *testing.T) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	d, err := h.env.Open()
+// TestConfig: the file is decoded strictly and checked; the loop it asks
+// for spaces polls by interval and jitter.
+func TestConfig(t *testing.T) {
+	c, err := ParseConfig([]byte("url = \"https://cdn.example/fleet/stable.json\"\ninterval = \"10m\"\njitter = \"0s\"\n[labels]\nring = \"beta\"\n"))
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	before, _ := LoadState(d, "stable")
-	done := make(chan error, 1)
-	go func() {
-		done <- h.w.Run(ctx, Schedule{Interval: 20 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
-	}()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-tick.C:
-		}
-		if st, _ := device.ReadSimState(h.env.Root); st != nil && st.Reboot != nil {
-			break
-		}
-		if o, _ := h.w.Agent().Outcome(); o.State == fleet.Verifying {
-			break
-		}
-		if st, _ := LoadState(d, "stable"); len(st.History) > len(before.History) {
-			break
+	if l := c.Loop(); l.Interval != 10*time.Minute || l.Jitter >= 0 || !l.Stagger || l.Retry.Min != 30*time.Second || l.Retry.Max != 10*time.Minute {
+		t.Errorf("loop %+v", l)
+	}
+	if l := (&Config{}).Loop(); l.Interval != time.Hour || l.Jitter != 0 {
+		t.Errorf("default loop %+v", l)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"bogus = 1\n", "line 1: unknown key bogus"},
+		{"interval = \"soon\"\n", "want a duration"},
+		{"interval = \"10ms\"\n", "at least 1s"},
+		{"jitter = \"-1m\"\n", "negative"},
+		{"url = \"stable.json\"\n", "want an http or https URL"},
+		{"url = \"http://127.0.0.1:/stable.json\"\n", "empty port"},
+	} {
+		if _, err := ParseConfig([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
 		}
 	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-time.After(10 * time.Second):
-		t.Fatalf("Run did not stop within 10s of its context's end")
-		return nil
+	p := filepath.Join(t.TempDir(), "watch.toml")
+	if c, err := LoadConfig(p, false); err != nil || c.URL != "" {
+		t.Errorf("a missing optional file: %+v, %v", c, err)
+	}
+	if _, err := LoadConfig(p, true); err == nil {
+		t.Errorf("a missing required file was accepted")
+	}
+	if err := os.WriteFile(p, []byte("bogus = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(p, false); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), p) {
+		t.Errorf("a bad file: %v, want a configuration error naming it", err)
 	}
 }
 
@@ -268,10 +255,11 @@ func TestNoClock(t *testing.T) {
 	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
 	key := channelKey(t, root)
 	cs := newChannelServer(t)
-	w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: open, Now: func() time.Time { return time.Unix(86400, 0) }})
+	w, err := New(&Config{URL: cs.srv.URL + "/stable.json"}, open, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.Now = func() time.Time { return time.Unix(86400, 0) }
 	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	publish := func(seq uint64, issued, expires time.Time) {
 		c := &channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: seq,
@@ -318,19 +306,20 @@ func TestLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
-	w, err := New(Options{URL: "http://127.0.0.1:1/stable.json", Open: open, Retries: -1})
+	w, err := New(&Config{URL: "http://127.0.0.1:1/stable.json"}, open, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.Retry = retry.Policy{Attempts: 1}
 	unlock, err := w.lock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Once(context.Background()); !errors.Is(err, device.ErrRefused) || !strings.Contains(err.Error(), "another tandem watch") {
+	if _, err := w.Step(context.Background()); !errors.Is(err, device.ErrRefused) || !strings.Contains(err.Error(), "another tandem watch") {
 		t.Fatalf("a second watcher: %v", err)
 	}
 	unlock()
-	if _, err := w.Once(context.Background()); err == nil || errors.Is(err, device.ErrRefused) {
+	if _, err := w.Step(context.Background()); err == nil || errors.Is(err, device.ErrRefused) {
 		t.Fatalf("after the unlock the watcher should poll (and fail to connect): %v", err)
 	}
 }
@@ -366,11 +355,11 @@ func TestBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs.set(b)
-	w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: open})
+	w, err := New(&Config{URL: cs.srv.URL + "/stable.json"}, open, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Once(context.Background()); !errors.Is(err, device.ErrRefused) || !errors.Is(err, fleet.ErrBusy) {
+	if _, err := w.Step(context.Background()); !errors.Is(err, device.ErrRefused) || !errors.Is(err, fleet.ErrBusy) {
 		t.Fatalf("during another trial: %v", err)
 	}
 	if j, err := w.Agent().Job(); err != nil || j != nil {
@@ -400,18 +389,79 @@ func TestTLS(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(Options{URL: srv.URL + "/stable.json", Open: open, Retries: -1})
+	w, err := New(&Config{URL: srv.URL + "/stable.json"}, open, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.Retry = retry.Policy{Attempts: 1}
 	if _, err := w.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("https without the CA: %v", err)
 	}
-	w, err = New(Options{URL: srv.URL + "/stable.json", Open: open, HTTP: install.HTTPOptions{CAFile: ca}})
+	w, err = New(&Config{URL: srv.URL + "/stable.json", CAFile: ca}, open, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := w.Once(context.Background()); err != nil || res.Action != "idle" {
-		t.Fatalf("https with the CA: %+v, %v", res, err)
+	if st, err := w.Step(context.Background()); err != nil || st.Activity != fleet.ActIdle || attr(st, "event") != "checked" {
+		t.Fatalf("https with the CA: %+v, %v", st, err)
+	}
+}
+
+// TestDamagedSignature: a CDN serves the pinned bundle with a byte of its
+// signature section flipped (outside the hashed header, so the hash still
+// matches the pin). That is the transport's fault: the watcher reports a
+// transient failure, records nothing against the release, and installs it
+// once the genuine file is back. Issue 11, hardening 4.
+func TestDamagedSignature(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := fleettest.NewKey(t, dir, "release")
+	good, h := fleettest.SignedBundle(t, bundle.Header{Name: "watch test", Version: "2.0.0", Created: time.Now().Unix()},
+		fleettest.Image(256<<10, "sig"), key)
+	// The last byte of the signature section is the last byte of the
+	// signature (docs/bundle-format.md).
+	hdr := binary.LittleEndian.Uint32(good[12:])
+	sec := binary.LittleEndian.Uint32(good[hdr+4:])
+	bad := bytes.Clone(good)
+	bad[hdr+8+sec-1] ^= 0x01
+	var mu sync.Mutex
+	serve := bad
+	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		b := serve
+		mu.Unlock()
+		http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(b))
+	}))
+	t.Cleanup(files.Close)
+
+	root := filepath.Join(dir, "dev")
+	open := fleettest.NewDevice(t, root, sim.Options{BootFlow: "grub", Trust: []string{pub}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"})
+	h2 := &harness{env: &fleettest.Env{Root: root, Open: open}, cs: newChannelServer(t), key: channelKey(t, root), jobs: map[string]string{}}
+	w, err := New(&Config{URL: h2.cs.srv.URL + "/stable.json", DeviceID: "sim-1"}, open, fleettest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Retry = fastRetry
+	h2.Offer(t, fleettest.Offer{ID: "r", URL: files.URL + "/v2.tandem", BundleHash: h.String(), Version: "2.0.0"})
+
+	for range 2 {
+		_, err := w.Step(context.Background())
+		if _, transient := retry.IsTransient(err); !transient || !errors.Is(err, signature.ErrBadSignature) {
+			t.Fatalf("the damaged signature: %v, want a transient signature error", err)
+		}
+		d, _ := open()
+		if st, err := LoadState(d, "stable"); err != nil || len(st.Failed) != 0 || len(st.History) != 0 {
+			t.Fatalf("the damaged copy was held against the release: %+v, %v", st, err)
+		}
+		if j, _ := w.Agent().Job(); j != nil {
+			t.Fatalf("a job was kept: %+v", j)
+		}
+	}
+	if st, _ := device.ReadSimState(root); st.Reboot != nil {
+		t.Fatal("rebooted after a damaged bundle")
+	}
+	mu.Lock()
+	serve = good
+	mu.Unlock()
+	if st, err := w.Step(context.Background()); err != nil || st.Activity != fleet.ActRebooting {
+		t.Fatalf("the genuine file back: %+v, %v; want the install", st, err)
 	}
 }

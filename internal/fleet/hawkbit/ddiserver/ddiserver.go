@@ -356,7 +356,12 @@ func (s *Server) baseURL(r *http.Request, ctrl string) string {
 }
 
 func writeJSON(w http.ResponseWriter, r *http.Request, v any) {
-	b, _ := json.Marshal(v)
+	// As hawkBit (Jackson) writes it: < > & are not escaped.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	b := buf.Bytes()
 	sum := sha256.Sum256(b)
 	etag := `"` + hex.EncodeToString(sum[:8]) + `"`
 	w.Header().Set("ETag", etag)
