@@ -114,7 +114,7 @@ func (l Loop) Run(ctx context.Context, a Adapter) (Step, error) {
 		if st.Activity != "" {
 			attrs = append([]slog.Attr{slog.String("activity", string(st.Activity))}, attrs...)
 		}
-		if err != nil {
+		if err != nil && !l.Once { // with Once the caller gets the error
 			log.LogAttrs(ctx, slog.LevelError, err.Error(), attrs...)
 		} else if st.Message != "" || st.Activity != ActIdle && st.Activity != ActWaiting {
 			log.LogAttrs(ctx, slog.LevelInfo, st.Message, attrs...)
