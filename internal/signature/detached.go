@@ -3,6 +3,7 @@ package signature
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -13,9 +14,11 @@ import (
 // is the PEM public key (exactly one "PUBLIC KEY" block), or the leaf of
 // chain (DER, leaf first) when chain is given; when both are given they must
 // name the same key. The leaf's key usages must allow signing bundles, as
-// for Sign. sig is checked as strictly as Verify checks it (64 bytes for
-// Ed25519, canonical DER for ECDSA P-256); a signature that does not verify
-// is ErrBadSignature. sig and chain are copied.
+// for Sign, and the chain must be in order (see Check). sig is checked as
+// strictly as Verify checks it (64 bytes for Ed25519, canonical DER for
+// ECDSA P-256, whose s is first normalised to the low-s form, as openssl
+// does not); a signature that does not verify is ErrBadSignature. sig and
+// chain are copied.
 func Detached(sig, publicKeyPEM []byte, chain [][]byte, bundleHash [32]byte) (Signature, error) {
 	var pub crypto.PublicKey
 	if len(publicKeyPEM) > 0 {
@@ -65,11 +68,21 @@ func Detached(sig, publicKeyPEM []byte, chain [][]byte, bundleHash [32]byte) (Si
 	if len(sig) > MaxSigSize {
 		return Signature{}, fmt.Errorf("%w: detached signature of %d bytes (limit %d)", ErrBadSignature, len(sig), MaxSigSize)
 	}
-	if err := verifyRaw(pub, alg, Message(bundleHash), sig); err != nil {
+	if alg == ECDSAP256SHA256 {
+		// openssl and HSMs need not normalise s; the format takes only the
+		// low-s form, which is as valid.
+		if s.Sig, err = lowS(pub.(*ecdsa.PublicKey), s.Sig); err != nil {
+			return Signature{}, fmt.Errorf("%w: detached signature: %v", ErrBadSignature, err)
+		}
+	}
+	if err := verifyRaw(pub, alg, Message(bundleHash), s.Sig); err != nil {
 		return Signature{}, fmt.Errorf("%w: detached signature: %v", ErrBadSignature, err)
 	}
 	s.Algorithm = alg
 	if s.KeyID, err = KeyIDOf(pub); err != nil {
+		return Signature{}, fmt.Errorf("signature: %w", err)
+	}
+	if err := s.Check(); err != nil {
 		return Signature{}, fmt.Errorf("signature: %w", err)
 	}
 	return s, nil

@@ -18,36 +18,47 @@
 //
 // The device holds a [TrustStore]: public keys and certificates an operator
 // installed (by default every *.pem, *.pub and *.crt file in
-// /etc/tandem/keys). Nothing else is trusted: not the system certificate
-// store, not a key or certificate the bundle carries. A bundle is accepted
-// when AT LEAST ONE of its signatures is valid under the trust store:
+// /etc/tandem/keys; files and directories that root would not trust are
+// refused, see LoadTrustDir). Nothing else is trusted: not the system
+// certificate store, not a key or certificate the bundle carries. A bundle
+// is accepted when AT LEAST ONE of its signatures is valid under the trust
+// store AND no signature that the device can check is broken:
 //
 //   - Raw key: the signature's KeyID (SHA-256 of the signer's PKIX
 //     SubjectPublicKeyInfo DER) names a trusted PUBLIC KEY, the key's type
 //     matches the signature's Algorithm, and the signature verifies.
-//   - Certificate: the signature carries a chain (leaf first, then any
-//     intermediates). The leaf key is Ed25519 or ECDSA P-256, its KeyID is
-//     the signature's KeyID, it verifies the signature, and crypto/x509
-//     builds a chain from the leaf through the carried intermediates to a
-//     trusted CERTIFICATE (a root, or any anchor certificate: an anchor
-//     need not be self-signed, and a trusted certificate may be the leaf
-//     itself). The leaf must allow digitalSignature when it has a KeyUsage
-//     extension. Extended key usage: a leaf (or intermediate) without the
-//     extension, or with anyExtendedKeyUsage, is accepted; otherwise it
-//     must list codeSigning (intermediates with the extension must allow it
-//     too, as crypto/x509 nests usages). Certificate validity is checked as
-//     [TimePolicy] says.
+//   - Certificate: the signature carries a chain (leaf first, then
+//     intermediates, each the issuer of the one before). The leaf key is
+//     Ed25519 or ECDSA P-256, its KeyID is the signature's KeyID, it
+//     verifies the signature, and crypto/x509 builds a chain from the leaf
+//     through the carried intermediates to a trusted CERTIFICATE (a root,
+//     or any anchor certificate: an anchor need not be self-signed, and a
+//     trusted certificate may be the leaf itself). Every certificate that
+//     issues another in that path is a CA (basicConstraints cA true, and
+//     keyCertSign when it has a KeyUsage extension); no certificate of the
+//     path has a critical extension other than keyUsage, basicConstraints,
+//     extKeyUsage, subjectAltName and nameConstraints. The leaf must allow
+//     digitalSignature when it has a KeyUsage extension. Extended key
+//     usage: every certificate of the path, the trusted one included, that
+//     has the extension must list codeSigning or anyExtendedKeyUsage.
+//     Certificate validity is checked as [TimePolicy] says.
 //
 // A signature that carries certificates is accepted on the raw-key rule
 // too when its KeyID names a trusted PUBLIC KEY (so one signature serves
 // devices that trust the key and devices that trust the CA).
 //
 // Several signatures allow key rotation: a bundle signed by the old and the
-// new key installs on devices that trust either. Signatures by unknown keys,
-// with unknown algorithms or with chains to unknown roots are ignored, so a
-// new algorithm can be added without breaking old devices. Verification
-// fails closed: an empty trust store ([ErrNoTrust]) or no valid signature
-// is an error, never a warning.
+// new key installs on devices that trust either; a signature by a raw key
+// the device does not hold cannot be checked and is passed over. Every
+// other signature must be right: each must pass [Signature.Check] (known
+// algorithm, canonical encoding, low-s ECDSA, certificates that parse and
+// form the carried chain), and each whose key is known (a trusted raw key,
+// or any leaf certificate) must verify, or the bundle is refused with
+// ErrBadSignature even when another signature is valid. So the only bytes
+// of a signature section that a device does not check are those of
+// raw-key signatures by keys it does not trust, and which signatures are
+// there at all. Verification fails closed: an empty trust store
+// ([ErrNoTrust]) or no valid signature is an error, never a warning.
 //
 // # Time
 //
@@ -60,9 +71,9 @@
 //
 // # Malleability
 //
-// ECDSA signatures (r, s) and (r, n-s) are both valid; verification accepts
-// both, because common signers (openssl, crypto/ecdsa, HSMs) do not
-// normalise s. Nothing in tandem uses signature bytes as an identifier, so
-// this is harmless. Encodings are otherwise strict: the DER must be
-// canonical and Ed25519 signatures exactly 64 bytes with a canonical S.
+// ECDSA signatures (r, s) and (r, n-s) are both valid mathematically; the
+// format takes only the low-s form (s ≤ (n-1)/2). Sign and Detached
+// normalise s (openssl, crypto/ecdsa and HSMs do not), and Check refuses a
+// high s. Encodings are otherwise strict: the DER must be canonical and
+// Ed25519 signatures exactly 64 bytes with a canonical S.
 package signature

@@ -93,6 +93,7 @@ type certTmpl struct {
 	notAfter  time.Time
 	ku        x509.KeyUsage
 	eku       []x509.ExtKeyUsage
+	extra     []pkix.Extension
 }
 
 func makeCert(t testing.TB, c certTmpl) *x509.Certificate {
@@ -107,6 +108,7 @@ func makeCert(t testing.TB, c certTmpl) *x509.Certificate {
 		ExtKeyUsage:           c.eku,
 		BasicConstraintsValid: true,
 		IsCA:                  c.ca,
+		ExtraExtensions:       c.extra,
 	}
 	issuer, issuerKey := tmpl, c.key
 	if c.issuer != nil {

@@ -90,7 +90,11 @@ func sign(key crypto.Signer, chain [][]byte, msg []byte) (Signature, error) {
 		s.Sig, err = key.Sign(rand.Reader, msg, crypto.Hash(0))
 	case ECDSAP256SHA256:
 		d := sha256.Sum256(msg)
-		s.Sig, err = key.Sign(rand.Reader, d[:], crypto.SHA256)
+		if s.Sig, err = key.Sign(rand.Reader, d[:], crypto.SHA256); err == nil {
+			// Signers (HSMs, openssl) need not normalise s; the format
+			// takes only the low-s form.
+			s.Sig, err = lowS(pub.(*ecdsa.PublicKey), s.Sig)
+		}
 	}
 	if err != nil {
 		return Signature{}, fmt.Errorf("sign: %w", err)
@@ -98,17 +102,21 @@ func sign(key crypto.Signer, chain [][]byte, msg []byte) (Signature, error) {
 	if err := verifyRaw(pub, alg, msg, s.Sig); err != nil {
 		return Signature{}, fmt.Errorf("sign: the signer made an invalid signature: %w", err)
 	}
+	if err := s.Check(); err != nil {
+		return Signature{}, fmt.Errorf("sign: %w", err)
+	}
 	return s, nil
 }
 
-// MaxCerts and MaxSigSize bound a Signature; Verify ignores larger ones.
+// MaxCerts and MaxSigSize bound a Signature; Check refuses larger ones.
 const (
 	MaxCerts   = 8
 	MaxSigSize = 1024
 )
 
-// verifyRaw checks sig over msg with pub, strictly: exactly 64 bytes for
-// Ed25519; canonical DER SEQUENCE { r, s } with nothing after it for ECDSA.
+// verifyRaw checks sig over msg with pub, strictly: the encoding Check
+// allows (64 bytes with a canonical S for Ed25519; canonical DER with low s
+// for ECDSA), and then the signature itself.
 func verifyRaw(pub crypto.PublicKey, alg Algorithm, msg, sig []byte) error {
 	keyAlg, err := algorithmOf(pub)
 	if err != nil {
@@ -119,15 +127,15 @@ func verifyRaw(pub crypto.PublicKey, alg Algorithm, msg, sig []byte) error {
 	}
 	switch alg {
 	case Ed25519:
-		if len(sig) != ed25519.SignatureSize {
-			return fmt.Errorf("ed25519 signature of %d bytes, want %d", len(sig), ed25519.SignatureSize)
+		if err := checkEd25519(sig); err != nil {
+			return err
 		}
 		if !ed25519.Verify(pub.(ed25519.PublicKey), msg, sig) {
 			return errors.New("ed25519 signature does not verify")
 		}
 		return nil
 	case ECDSAP256SHA256:
-		if err := canonicalECDSA(sig); err != nil {
+		if err := checkECDSA(sig); err != nil {
 			return err
 		}
 		d := sha256.Sum256(msg)

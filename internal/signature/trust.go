@@ -24,6 +24,10 @@ type TrustStore struct {
 	rootsRaw map[string]string // certificate DER -> source
 	roots    *x509.CertPool
 	rootList []*x509.Certificate
+	// bySubject indexes the trusted certificates by their subject DER, so
+	// that Verify finds the ones that may have issued a certificate
+	// without trying all.
+	bySubject map[string][]*x509.Certificate
 }
 
 type trustedKey struct {
@@ -112,6 +116,7 @@ func (t *TrustStore) add(data []byte, source string) error {
 	}
 	if t.roots == nil {
 		t.roots = x509.NewCertPool()
+		t.bySubject = make(map[string][]*x509.Certificate)
 	}
 	for _, it := range items {
 		if it.cert == nil {
@@ -124,9 +129,29 @@ func (t *TrustStore) add(data []byte, source string) error {
 			t.rootsRaw[string(it.cert.Raw)] = source
 			t.roots.AddCert(it.cert)
 			t.rootList = append(t.rootList, it.cert)
+			t.bySubject[string(it.cert.RawSubject)] = append(t.bySubject[string(it.cert.RawSubject)], it.cert)
 		}
 	}
 	return nil
+}
+
+// touches reports whether a trusted certificate is one of certs or issued
+// one of them (its subject is the issuer name and its signature verifies):
+// only then can a path from certs[0] to a trusted certificate exist. Cost:
+// map look-ups, and one signature check per trusted certificate whose
+// subject matches an issuer name of certs.
+func (t *TrustStore) touches(certs []*x509.Certificate) bool {
+	for _, c := range certs {
+		if _, ok := t.rootsRaw[string(c.Raw)]; ok {
+			return true
+		}
+		for _, a := range t.bySubject[string(c.RawIssuer)] {
+			if c.CheckSignatureFrom(a) == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Len is the number of distinct trusted keys and certificates.

@@ -146,16 +146,41 @@ func (s Signer) String() string {
 	return oneLine(b.String())
 }
 
-// Verify checks that at least one of sigs is a valid signature of
-// bundleHash under trust, and describes the first such signature (see the
-// package documentation for the rules). Signatures by unknown keys are
-// ignored. The error wraps ErrNoTrust, ErrUnsigned, ErrUntrusted,
-// ErrBadSignature or ErrExpired and is one line naming every key id tried.
+// Verify checks sigs, signatures of bundleHash, under trust, and describes
+// the first valid one by a trusted key (see the package documentation for
+// the rules). Every signature must be canonical (Check), and every
+// signature whose key is known must verify: the key of a raw-key signature
+// is known when the trust store holds it, the key of a certificate
+// signature always (it is the leaf's). One signature that fails makes the
+// whole call fail with ErrBadSignature, even beside a valid one, so that no
+// byte of a signature section that a device can check goes unchecked. Only
+// raw-key signatures by keys the trust store does not hold are left as
+// they are (their shape is checked). The error wraps ErrNoTrust,
+// ErrUnsigned, ErrUntrusted, ErrBadSignature or ErrExpired and is one line
+// naming every key id tried.
 func Verify(sigs []Signature, trust *TrustStore, bundleHash [32]byte, policy TimePolicy) (Signer, error) {
 	return verify(sigs, trust, Message(bundleHash), policy)
 }
 
-// verify checks sigs over msg (see Verify).
+// outcome is what verify found about one signature.
+type outcome struct {
+	why  string
+	kind error // ErrUntrusted, ErrExpired or ErrBadSignature
+}
+
+// verify checks sigs over msg (see Verify). It works in two passes, so that
+// no signature can use up work that a valid one needs:
+//
+//  1. every signature: Check, then one signature verification when its key
+//     is known (a trusted raw key, or the leaf certificate's). This is
+//     bounded by MaxSignatures and Check's limits.
+//  2. when no trusted raw key signed: the certificate signatures whose chain
+//     holds a trusted certificate or a certificate a trusted one issued
+//     (found through the trust store's subject index, at most one
+//     signature check per trusted certificate of that name) get the full
+//     crypto/x509 path check, within maxChainVerifications. A chain that no
+//     trusted certificate touches costs no path check, so junk chains placed
+//     before a valid one cannot exhaust the budget.
 func verify(sigs []Signature, trust *TrustStore, msg []byte, policy TimePolicy) (Signer, error) {
 	if trust.Len() == 0 {
 		return Signer{}, ErrNoTrust
@@ -163,29 +188,86 @@ func verify(sigs []Signature, trust *TrustStore, msg []byte, policy TimePolicy) 
 	if len(sigs) == 0 {
 		return Signer{}, ErrUnsigned
 	}
+	if len(sigs) > MaxSignatures {
+		return Signer{}, fmt.Errorf("%w: %d signatures (limit %d)", ErrBadSignature, len(sigs), MaxSignatures)
+	}
 	at, src := policy.resolve()
 	v := &verifier{t: trust, msg: msg, at: at, src: src, budget: maxChainVerifications}
+	res := make([]outcome, len(sigs))
+	certsOf := make([][]*x509.Certificate, len(sigs))
+	var (
+		raw    *Signer
+		chains []int
+		bad    bool
+	)
+	for i := range sigs {
+		s := &sigs[i]
+		certs, err := s.check()
+		if err != nil {
+			res[i], bad = outcome{"malformed: " + err.Error(), ErrBadSignature}, true
+			continue
+		}
+		k, trusted := trust.keys[s.KeyID]
+		pub, who := k.pub, "trusted key"
+		if !trusted {
+			if len(certs) == 0 {
+				res[i] = outcome{"unknown key", ErrUntrusted}
+				continue
+			}
+			pub, who = certs[0].PublicKey, fmt.Sprintf("certificate %q", certs[0].Subject.CommonName)
+		}
+		if err := verifyRaw(pub, s.Algorithm, msg, s.Sig); err != nil {
+			res[i], bad = outcome{who + ": " + err.Error(), ErrBadSignature}, true
+			continue
+		}
+		if trusted {
+			if raw == nil {
+				raw = &Signer{Algorithm: s.Algorithm, KeyID: keyIDString(s.KeyID), Source: k.source}
+			}
+			continue
+		}
+		certsOf[i] = certs
+		chains = append(chains, i)
+	}
+	if bad {
+		return Signer{}, failure(sigs, res)
+	}
+	if raw != nil {
+		return *raw, nil
+	}
+	for _, i := range chains {
+		if !trust.touches(certsOf[i]) {
+			res[i] = outcome{"no trusted certificate is in the chain or issued one of its certificates", ErrUntrusted}
+			continue
+		}
+		signer, why, kind := v.cert(&sigs[i], certsOf[i])
+		if kind == nil {
+			return signer, nil
+		}
+		res[i] = outcome{why, kind}
+	}
+	return Signer{}, failure(sigs, res)
+}
+
+// failure is the error for outcomes that are all failures: the most
+// specific kind, and the reasons of the first few signatures.
+func failure(sigs []Signature, res []outcome) error {
 	var (
 		worst   error
 		reasons []string
 	)
-	for i := range sigs {
-		s := &sigs[i]
-		signer, why, kind := v.one(s)
-		if kind == nil {
-			return signer, nil
+	const maxListed = 8
+	for i, r := range res {
+		if rank(r.kind) > rank(worst) {
+			worst = r.kind
 		}
-		if rank(kind) > rank(worst) {
-			worst = kind
-		}
-		const maxListed = 8
 		if len(reasons) < maxListed {
-			reasons = append(reasons, fmt.Sprintf("key %s (%s): %s", keyIDString(s.KeyID), s.Algorithm, why))
+			reasons = append(reasons, fmt.Sprintf("key %s (%s): %s", keyIDString(sigs[i].KeyID), sigs[i].Algorithm, r.why))
 		} else if len(reasons) == maxListed {
 			reasons = append(reasons, fmt.Sprintf("and %d more", len(sigs)-maxListed))
 		}
 	}
-	return Signer{}, fmt.Errorf("%w: %d signature(s) tried: %s", worst, len(sigs), oneLine(strings.Join(reasons, "; ")))
+	return fmt.Errorf("%w: %d signature(s) tried: %s", worst, len(sigs), oneLine(strings.Join(reasons, "; ")))
 }
 
 // rank orders failure kinds, most specific last.
@@ -203,8 +285,8 @@ func rank(err error) int {
 
 // maxChainVerifications bounds the crypto/x509 chain verifications of one
 // Verify call (each is itself bounded by crypto/x509), so that a bundle
-// stuffed with certificate signatures cannot keep a device busy. Signatures
-// past the budget count as untrusted.
+// stuffed with certificate signatures cannot keep a device busy. Only
+// chains that a trusted certificate touches use it (see verify).
 const maxChainVerifications = 64
 
 // verifier is the state of one Verify call.
@@ -216,54 +298,16 @@ type verifier struct {
 	budget int // chain verifications left
 }
 
-// one checks one signature. kind is nil on success, else ErrUntrusted,
-// ErrExpired or ErrBadSignature, with the reason in why.
-func (v *verifier) one(s *Signature) (signer Signer, why string, kind error) {
-	t, msg := v.t, v.msg
-	if s.Algorithm != Ed25519 && s.Algorithm != ECDSAP256SHA256 {
-		return Signer{}, "unsupported algorithm, ignored", ErrUntrusted
-	}
-	if len(s.Sig) > MaxSigSize || len(s.Certs) > MaxCerts {
-		return Signer{}, fmt.Sprintf("oversized (%d signature bytes, %d certificates), ignored", len(s.Sig), len(s.Certs)), ErrUntrusted
-	}
-	kind, why = ErrUntrusted, "unknown key"
-	if k, ok := t.keys[s.KeyID]; ok {
-		if err := verifyRaw(k.pub, s.Algorithm, msg, s.Sig); err != nil {
-			kind, why = ErrBadSignature, "trusted key: "+err.Error()
-		} else {
-			return Signer{Algorithm: s.Algorithm, KeyID: keyIDString(s.KeyID), Source: k.source}, "", nil
-		}
-	}
-	if len(s.Certs) == 0 || len(t.rootsRaw) == 0 {
-		return Signer{}, why, kind
-	}
-	signer, cwhy, ckind := v.cert(s)
-	if ckind == nil {
-		return signer, "", nil
-	}
-	if rank(ckind) >= rank(kind) {
-		kind, why = ckind, cwhy
-	}
-	return Signer{}, why, kind
-}
-
-// cert checks a signature that carries a certificate chain.
-func (v *verifier) cert(s *Signature) (signer Signer, why string, kind error) {
-	t, msg, at, src := v.t, v.msg, v.at, v.src
+// cert checks the chain of a certificate signature that passed Check and
+// whose signature verified under its leaf. kind is nil on success, else
+// ErrUntrusted or ErrExpired, with the reason in why.
+func (v *verifier) cert(s *Signature, certs []*x509.Certificate) (signer Signer, why string, kind error) {
+	t, at, src := v.t, v.at, v.src
 	if v.budget <= 0 {
 		return Signer{}, "certificate chain not checked: too many certificate signatures in one bundle", ErrUntrusted
 	}
-	certs := make([]*x509.Certificate, len(s.Certs))
-	for i, der := range s.Certs {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return Signer{}, fmt.Sprintf("certificate %d: %v", i, err), ErrUntrusted
-		}
-		certs[i] = c
-	}
 	leaf := certs[0]
-	keyAlg, err := algorithmOf(leaf.PublicKey)
-	if err != nil {
+	if err := checkLeafUsage(leaf); err != nil {
 		return Signer{}, "leaf certificate: " + err.Error(), ErrUntrusted
 	}
 	opts := x509.VerifyOptions{
@@ -274,21 +318,22 @@ func (v *verifier) cert(s *Signature) (signer Signer, why string, kind error) {
 	for _, c := range certs[1:] {
 		opts.Intermediates.AddCert(c)
 	}
-	var chains [][]*x509.Certificate
+	var (
+		chain []*x509.Certificate
+		err   error
+	)
 	// kind stays nil, or becomes ErrExpired when the chain is trusted but
 	// not valid at the checked time.
 	if src == TimeNotChecked {
-		chains, err = v.anyTime(leaf, certs[1:], opts)
+		chain, err = v.anyTime(leaf, certs[1:], opts)
 	} else {
 		opts.CurrentTime = at
-		v.budget--
-		chains, err = leaf.Verify(opts)
+		chain, err = v.path(leaf, opts)
 		var inv x509.CertificateInvalidError
 		if errors.As(err, &inv) && inv.Reason == x509.Expired {
 			// Only ErrExpired if the chain would be trusted otherwise.
 			if _, err2 := v.anyTime(leaf, certs[1:], opts); err2 == nil {
-				kind, why = ErrExpired, fmt.Sprintf("certificate chain (checked at %s, %s): %v", at.UTC().Format(time.RFC3339), src, err)
-				err = nil
+				return Signer{}, fmt.Sprintf("certificate chain (checked at %s, %s): %v", at.UTC().Format(time.RFC3339), src, err), ErrExpired
 			} else {
 				err = err2 // why it would not verify at any time
 			}
@@ -297,23 +342,6 @@ func (v *verifier) cert(s *Signature) (signer Signer, why string, kind error) {
 	if err != nil {
 		return Signer{}, "certificate chain: " + err.Error(), ErrUntrusted
 	}
-	if err := checkLeafUsage(leaf); err != nil {
-		return Signer{}, "leaf certificate: " + err.Error(), ErrUntrusted
-	}
-	// The chain is trusted: from here on a mismatch is a bad signature.
-	if id, _ := KeyIDOf(leaf.PublicKey); id != s.KeyID {
-		return Signer{}, fmt.Sprintf("certificate %q: key id does not match the leaf certificate's key %s", leaf.Subject.CommonName, keyIDString(id)), ErrBadSignature
-	}
-	if keyAlg != s.Algorithm {
-		return Signer{}, fmt.Sprintf("certificate %q: %s signature from a %s key", leaf.Subject.CommonName, s.Algorithm, keyAlg), ErrBadSignature
-	}
-	if err := verifyRaw(leaf.PublicKey, s.Algorithm, msg, s.Sig); err != nil {
-		return Signer{}, fmt.Sprintf("certificate %q: %v", leaf.Subject.CommonName, err), ErrBadSignature
-	}
-	if kind != nil {
-		return Signer{}, why, kind
-	}
-	chain := chains[0]
 	return Signer{
 		Algorithm:   s.Algorithm,
 		KeyID:       keyIDString(s.KeyID),
@@ -326,6 +354,58 @@ func (v *verifier) cert(s *Signature) (signer Signer, why string, kind error) {
 	}, "", nil
 }
 
+// path runs one crypto/x509 verification (it counts against the budget)
+// and returns the first chain it built that also meets tandem's own path
+// rules (checkPath).
+func (v *verifier) path(leaf *x509.Certificate, opts x509.VerifyOptions) ([]*x509.Certificate, error) {
+	if v.budget <= 0 {
+		return nil, errors.New("certificate chain not checked: too many certificate signatures in one bundle")
+	}
+	v.budget--
+	chains, err := leaf.Verify(opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range chains {
+		if err = checkPath(c); err == nil {
+			return c, nil
+		}
+	}
+	return nil, err
+}
+
+// allowedCritical are the extensions a certificate of a path may mark
+// critical; a path with any other critical extension is refused, whatever
+// crypto/x509 would make of it.
+var allowedCritical = []asn1.ObjectIdentifier{
+	oidKeyUsage,
+	{2, 5, 29, 19}, // basicConstraints
+	{2, 5, 29, 37}, // extKeyUsage
+	{2, 5, 29, 17}, // subjectAltName
+	{2, 5, 29, 30}, // nameConstraints
+}
+
+// checkPath adds tandem's rules to a path crypto/x509 built (leaf first,
+// trusted certificate last): every certificate that issues another is a CA
+// allowed to sign certificates (checkIssuer; crypto/x509 accepts version 1
+// issuers and ignores keyCertSign), and no certificate has a critical
+// extension outside allowedCritical.
+func checkPath(chain []*x509.Certificate) error {
+	for i, c := range chain {
+		if i > 0 {
+			if err := checkIssuer(c); err != nil {
+				return err
+			}
+		}
+		for _, e := range c.Extensions {
+			if e.Critical && !slices.ContainsFunc(allowedCritical, e.Id.Equal) {
+				return fmt.Errorf("certificate %q: critical extension %s is not one tandem handles", c.Subject.CommonName, e.Id)
+			}
+		}
+	}
+	return nil
+}
+
 // anyTime verifies the chain without a clock, as far as crypto/x509 allows
 // (it has no "ignore validity" switch): a chain is valid at some instant iff
 // it is valid at the latest NotBefore of its certificates, so anyTime tries
@@ -333,7 +413,7 @@ func (v *verifier) cert(s *Signature) (signer Signer, why string, kind error) {
 // certificate that falls inside the leaf's validity, earliest first, until
 // one verifies or the budget runs out. A chain whose certificates were never
 // valid together fails.
-func (v *verifier) anyTime(leaf *x509.Certificate, inter []*x509.Certificate, opts x509.VerifyOptions) ([][]*x509.Certificate, error) {
+func (v *verifier) anyTime(leaf *x509.Certificate, inter []*x509.Certificate, opts x509.VerifyOptions) ([]*x509.Certificate, error) {
 	candidates := []time.Time{leaf.NotBefore}
 	for _, c := range slices.Concat(inter, v.t.rootList) {
 		if c.NotBefore.After(leaf.NotBefore) && !c.NotBefore.After(leaf.NotAfter) {
@@ -342,16 +422,12 @@ func (v *verifier) anyTime(leaf *x509.Certificate, inter []*x509.Certificate, op
 	}
 	slices.SortFunc(candidates, time.Time.Compare)
 	candidates = slices.CompactFunc(candidates, time.Time.Equal)
-	err := errors.New("certificate chain not checked: too many certificate signatures in one bundle")
+	var err error
 	for _, c := range candidates {
-		if v.budget <= 0 {
-			break
-		}
-		v.budget--
 		opts.CurrentTime = c
-		var chains [][]*x509.Certificate
-		if chains, err = leaf.Verify(opts); err == nil {
-			return chains, nil
+		var chain []*x509.Certificate
+		if chain, err = v.path(leaf, opts); err == nil {
+			return chain, nil
 		}
 	}
 	return nil, err
@@ -364,10 +440,8 @@ var oidKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
 // KeyUsage extension; codeSigning or any when it has an ExtKeyUsage
 // extension (crypto/x509 checks the EKU too, for the whole chain).
 func checkLeafUsage(leaf *x509.Certificate) error {
-	for _, e := range leaf.Extensions {
-		if e.Id.Equal(oidKeyUsage) && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
-			return errors.New("key usage does not include digitalSignature")
-		}
+	if hasExtension(leaf, oidKeyUsage) && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return errors.New("key usage does not include digitalSignature")
 	}
 	if len(leaf.ExtKeyUsage) == 0 && len(leaf.UnknownExtKeyUsage) == 0 {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
 	"errors"
@@ -55,7 +56,7 @@ func runCases(t *testing.T, cases []vcase) {
 				t.Errorf("error is not one line: %q", err)
 			}
 			for _, s := range c.sigs {
-				if c.wantErr == ErrNoTrust {
+				if c.wantErr == ErrNoTrust || len(c.sigs) > MaxSignatures {
 					break // nothing was tried
 				}
 				if id := hex.EncodeToString(s.KeyID[:]); !strings.Contains(err.Error(), id) {
@@ -136,6 +137,22 @@ func TestVerifyRawKeys(t *testing.T) {
 	slices.Reverse(sPlusL)
 	nonCanonicalEd := append(slices.Clone(edSig.Sig[:32]), sPlusL...)
 
+	otherECDSA := mustSign(t, newECDSA(t, elliptic.P256()), nil, hashA)
+	var ors struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(otherECDSA.Sig, &ors); err != nil {
+		t.Fatal(err)
+	}
+	otherHighS := ecdsaDER(ors.R, new(big.Int).Sub(n, ors.S), false)
+	oLE := slices.Clone(otherSig.Sig[32:])
+	slices.Reverse(oLE)
+	oPlusL := new(big.Int).Add(new(big.Int).SetBytes(oLE), l).FillBytes(make([]byte, 32))
+	slices.Reverse(oPlusL)
+	nonCanonicalOther := append(slices.Clone(otherSig.Sig[:32]), oPlusL...)
+	junkCerts := edSig
+	junkCerts.Certs = [][]byte{[]byte("junk")}
+	otherJunkCerts := otherSig
+	otherJunkCerts.Certs = [][]byte{[]byte("junk")}
+
 	edAsECDSA := edSig
 	edAsECDSA.Algorithm = ECDSAP256SHA256
 	unknownAlg := edSig
@@ -162,19 +179,26 @@ func TestVerifyRawKeys(t *testing.T) {
 		{name: "p256 raw r||s", sigs: []Signature{withSig(ecSig, append(rs.R.FillBytes(make([]byte, 32)), rs.S.FillBytes(make([]byte, 32))...))}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
 		{name: "p256 garbage", sigs: []Signature{withSig(ecSig, []byte("not a signature at all"))}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
 		{name: "p256 zero r", sigs: []Signature{withSig(ecSig, ecdsaDER(big.NewInt(0), rs.S, false))}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
-		// Malleability is accepted on purpose (see the package documentation).
-		{name: "p256 high S", sigs: []Signature{withSig(ecSig, highS)}, trust: trust, hash: hashA,
-			check: rawSigner(t, p256.Public(), ECDSAP256SHA256)},
+		// issue 11, hardening 8: only the low-s form is canonical.
+		{name: "p256 high S", sigs: []Signature{withSig(ecSig, highS)}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
+		{name: "p256 high S by an unknown key beside a valid one", sigs: []Signature{edSig, withSig(otherECDSA, otherHighS)}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
 		{name: "algorithm does not match the trusted key", sigs: []Signature{edAsECDSA}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
 		{name: "unknown key", sigs: []Signature{otherSig}, trust: trust, hash: hashA, wantErr: ErrUntrusted},
-		{name: "unknown algorithm is ignored", sigs: []Signature{unknownAlg}, trust: trust, hash: hashA, wantErr: ErrUntrusted},
-		{name: "oversized signature is ignored", sigs: []Signature{withSig(edSig, make([]byte, MaxSigSize+1))}, trust: trust, hash: hashA, wantErr: ErrUntrusted},
+		// issue 11, hardening 8: a record the device cannot make sense of
+		// is not ignored.
+		{name: "unknown algorithm", sigs: []Signature{unknownAlg}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
+		{name: "oversized signature", sigs: []Signature{withSig(edSig, make([]byte, MaxSigSize+1))}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
+		{name: "unknown key, non-canonical ed25519 S", sigs: []Signature{edSig, withSig(otherSig, nonCanonicalOther)}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
+		{name: "unknown key, valid signature beside a valid one", sigs: []Signature{otherSig, edSig}, trust: trust, hash: hashA,
+			check: rawSigner(t, ed.Public(), Ed25519)},
+		{name: "garbage certificates on a raw-key signature", sigs: []Signature{junkCerts}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
+		{name: "garbage certificates on an unknown key beside a valid one", sigs: []Signature{edSig, otherJunkCerts}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
+		{name: "too many signatures", sigs: slices.Repeat([]Signature{edSig}, MaxSignatures+1), trust: trust, hash: hashA, wantErr: ErrBadSignature},
 		{name: "only the second signature is trusted", sigs: []Signature{otherSig, ecSig}, trust: trust, hash: hashA,
 			check: rawSigner(t, p256.Public(), ECDSAP256SHA256)},
-		{name: "unknown algorithm then a valid one", sigs: []Signature{unknownAlg, edSig}, trust: trust, hash: hashA,
-			check: rawSigner(t, ed.Public(), Ed25519)},
-		{name: "bad signature by a trusted key then a valid one", sigs: []Signature{withSig(edSig, make([]byte, 64)), ecSig}, trust: trust, hash: hashA,
-			check: rawSigner(t, p256.Public(), ECDSAP256SHA256)},
+		{name: "unknown algorithm then a valid one", sigs: []Signature{unknownAlg, edSig}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
+		{name: "bad signature by a trusted key then a valid one", sigs: []Signature{withSig(edSig, make([]byte, 64)), ecSig}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
+		{name: "valid one then a bad signature by a trusted key", sigs: []Signature{ecSig, withSig(edSig, make([]byte, 64))}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
 		{name: "unknown then bad is bad", sigs: []Signature{otherSig, withSig(edSig, edSig.Sig[:10])}, trust: trust, hash: hashA, wantErr: ErrBadSignature},
 		{name: "no signatures", trust: trust, hash: hashA, wantErr: ErrUnsigned},
 		{name: "empty trust store", sigs: []Signature{edSig}, trust: &TrustStore{}, hash: hashA, wantErr: ErrNoTrust},
@@ -278,6 +302,28 @@ func testCertificates(t *testing.T, rootKey, interKey, leafKey crypto.Signer) {
 
 	created := func(c time.Time) TimePolicy { return TimePolicy{Now: boot1970, Floor: DefaultFloor(), Created: c} }
 
+	reversed := good
+	reversed.Certs = [][]byte{p.leaf.Raw, p.root.Raw, p.inter.Raw}
+	appended := good
+	appended.Certs = append(p.chain(), selfLeaf.Raw)
+	policies, _ := asn1.Marshal([]struct{ ID asn1.ObjectIdentifier }{{asn1.ObjectIdentifier{2, 5, 29, 32, 0}}})
+	criticalPolicies := variant(func(c *certTmpl) {
+		c.extra = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 32}, Critical: true, Value: policies}}
+	})
+	criticalUnknown := variant(func(c *certTmpl) {
+		c.extra = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{5, 0}}}
+	})
+	// An intermediate for TLS servers only, issuing a code-signing leaf.
+	tlsInter := makeCert(t, certTmpl{cn: "TLS Intermediate", key: interKey, issuer: p.root, issuerKey: rootKey, ca: true,
+		notBefore: date(2021, 1, 1), notAfter: date(2039, 1, 1), ku: x509.KeyUsageCertSign, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	interEKU := good
+	interEKU.Certs = [][]byte{makeCert(t, certTmpl{cn: "Release Signer", key: leafKey, issuer: tlsInter, issuerKey: interKey,
+		notBefore: date(2024, 1, 1), notAfter: date(2030, 1, 1), ku: x509.KeyUsageDigitalSignature}).Raw, tlsInter.Raw}
+	// The same root name and key, but a KeyUsage without keyCertSign:
+	// crypto/x509 would take it, tandem does not.
+	noCertSignRoot := makeCert(t, certTmpl{cn: "Test Root", key: rootKey, ca: true,
+		notBefore: date(2020, 1, 1), notAfter: date(2040, 1, 1), ku: x509.KeyUsageDigitalSignature})
+
 	runCases(t, []vcase{
 		{name: "chain", sigs: []Signature{good}, trust: trust, hash: hashA, policy: atClock, check: chainSigner(TimeClock, now2027)},
 		{name: "chain at 1970 with created", sigs: []Signature{good}, trust: trust, hash: hashA,
@@ -331,14 +377,23 @@ func testCertificates(t *testing.T, rootKey, interKey, leafKey crypto.Signer) {
 		{name: "wrong extended key usage without time", sigs: []Signature{wrongEKU}, trust: trust, hash: hashA, policy: created(time.Time{}), wantErr: ErrUntrusted},
 		{name: "any extended key usage", sigs: []Signature{anyEKU}, trust: trust, hash: hashA, policy: atClock},
 		{name: "no key usage extensions", sigs: []Signature{noUsages}, trust: trust, hash: hashA, policy: atClock},
-		{name: "P-384 leaf", sigs: []Signature{p384Sig}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrUntrusted},
+		{name: "P-384 leaf", sigs: []Signature{p384Sig}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
 		{name: "signature over another hash", sigs: []Signature{otherHash}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
 		{name: "truncated signature", sigs: []Signature{truncatedSig}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
 		{name: "key id does not match the leaf", sigs: []Signature{wrongKeyID}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
 		{name: "algorithm does not match the leaf", sigs: []Signature{wrongAlg}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
-		{name: "garbage leaf", sigs: []Signature{garbageCert}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrUntrusted},
-		{name: "garbage intermediate", sigs: []Signature{garbageInter}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrUntrusted},
-		{name: "too many certificates", sigs: []Signature{tooMany}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrUntrusted},
+		{name: "garbage leaf", sigs: []Signature{garbageCert}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
+		{name: "garbage intermediate", sigs: []Signature{garbageInter}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
+		{name: "too many certificates", sigs: []Signature{tooMany}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
+		// issue 11, hardening 8: the carried chain is the path, in order.
+		{name: "chain out of order", sigs: []Signature{reversed}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
+		{name: "unrelated certificate appended", sigs: []Signature{appended}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
+		{name: "broken certificate signature beside a valid one", sigs: []Signature{good, withSig(untrusted, otherHash.Sig)}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrBadSignature},
+		// issue 11, hardening 11: X.509 path rules decided by tandem.
+		{name: "critical extension tandem does not handle", sigs: []Signature{criticalPolicies}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrUntrusted},
+		{name: "unknown critical extension", sigs: []Signature{criticalUnknown}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrUntrusted},
+		{name: "intermediate without codeSigning", sigs: []Signature{interEKU}, trust: trust, hash: hashA, policy: atClock, wantErr: ErrUntrusted},
+		{name: "trusted issuer without keyCertSign", sigs: []Signature{good}, trust: trustOf(t, certPEM(noCertSignRoot)), hash: hashA, policy: atClock, wantErr: ErrUntrusted},
 		{name: "only the second signature is trusted", sigs: []Signature{untrusted, good}, trust: trust, hash: hashA, policy: atClock,
 			check: chainSigner(TimeClock, now2027)},
 		{name: "expired then valid", sigs: []Signature{expired, good}, trust: trust, hash: hashA, policy: atClock,
@@ -374,9 +429,9 @@ func TestVerifyErrorText(t *testing.T) {
 		t.Errorf("error %v is not ErrBadSignature", err)
 	}
 	// Many signatures: the text stays bounded.
-	many := slices.Repeat(sigs[1:], 500)
+	many := slices.Repeat(sigs[1:], MaxSignatures)
 	_, err = Verify(many, trust, hashA, atClock)
-	if !errors.Is(err, ErrUntrusted) || len(err.Error()) > 2200 || !strings.Contains(err.Error(), "and 492 more") {
+	if !errors.Is(err, ErrUntrusted) || len(err.Error()) > 2200 || !strings.Contains(err.Error(), "and 56 more") {
 		t.Errorf("error for 500 signatures: %d bytes: %.300s", len(err.Error()), err)
 	}
 }
@@ -449,4 +504,76 @@ type brokenSigner struct{ ed25519.PrivateKey }
 
 func (b brokenSigner) Sign(r io.Reader, msg []byte, o crypto.SignerOpts) ([]byte, error) {
 	return b.PrivateKey.Sign(r, append(msg, 1), o)
+}
+
+// TestVerifyJunkBeforeValidChain: issue 11, hardening 8. Certificate
+// signatures that chain to nothing the device trusts, placed before a valid
+// one, must not use up the chain-verification budget: they are valid
+// signatures under their own (junk) leaves, so only the trust store's
+// subject index can tell them apart cheaply. The old code spent at least
+// one crypto/x509 verification on each (two here: no time check, and the
+// junk intermediates become valid inside their leaves' validity) and then
+// refused the valid chain as "not checked".
+func TestVerifyJunkBeforeValidChain(t *testing.T) {
+	p := newPKI(t, newEd25519(t), newEd25519(t), newEd25519(t))
+	trust := trustOf(t, certPEM(p.root))
+	good := mustSign(t, p.leafKey, p.chain(), hashA)
+	junkKey := newEd25519(t)
+	var sigs []Signature
+	for range MaxSignatures - 1 {
+		j := newPKI(t, newEd25519(t), newEd25519(t), junkKey, func(c *certTmpl) { c.notBefore = date(2020, 6, 1) })
+		sigs = append(sigs, mustSign(t, junkKey, j.chain(), hashA))
+	}
+	sigs = append(sigs, good)
+	start := time.Now()
+	got, err := Verify(sigs, trust, hashA, TimePolicy{Now: boot1970})
+	if err != nil {
+		t.Fatalf("valid chain after %d junk chains: %v", len(sigs)-1, err)
+	}
+	if got.Subject != "Release Signer" {
+		t.Fatalf("signer %+v", got)
+	}
+	t.Logf("%d signatures verified in %v", len(sigs), time.Since(start))
+}
+
+// TestVerifyWorkBound measures the worst a full signature section can
+// cost: MaxSignatures records of MaxCerts certificates each, every
+// certificate naming a trusted root as issuer (so each costs a failed
+// signature check against it) and every record's chain in order.
+func TestVerifyWorkBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	rootKey := newECDSA(t, elliptic.P256())
+	root := makeCert(t, certTmpl{cn: "Test Root", key: rootKey, ca: true, notBefore: date(2020, 1, 1), notAfter: date(2040, 1, 1), ku: x509.KeyUsageCertSign})
+	trust := trustOf(t, certPEM(root))
+	// A chain of MaxCerts certificates under a fake root of the same name.
+	fakeKey := newECDSA(t, elliptic.P256())
+	issuer := makeCert(t, certTmpl{cn: "Test Root", key: fakeKey, ca: true, notBefore: date(2020, 1, 1), notAfter: date(2040, 1, 1), ku: x509.KeyUsageCertSign})
+	issuerKey := crypto.Signer(fakeKey)
+	chain := []*x509.Certificate{issuer}
+	for range MaxCerts - 2 {
+		k := newECDSA(t, elliptic.P256())
+		c := makeCert(t, certTmpl{cn: "Test Root", key: k, issuer: chain[0], issuerKey: issuerKey, ca: true, notBefore: date(2020, 1, 1), notAfter: date(2040, 1, 1), ku: x509.KeyUsageCertSign})
+		chain = append([]*x509.Certificate{c}, chain...)
+		issuerKey = k
+	}
+	leafKey := newEd25519(t)
+	leaf := makeCert(t, certTmpl{cn: "Junk", key: leafKey, issuer: chain[0], issuerKey: issuerKey, notBefore: date(2024, 1, 1), notAfter: date(2030, 1, 1)})
+	var ders [][]byte
+	for _, c := range append([]*x509.Certificate{leaf}, chain...) {
+		ders = append(ders, c.Raw)
+	}
+	s := mustSign(t, leafKey, ders, hashA)
+	sigs := slices.Repeat([]Signature{s}, MaxSignatures)
+	start := time.Now()
+	_, err := Verify(sigs, trust, hashA, TimePolicy{Now: boot1970})
+	took := time.Since(start)
+	if !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("Verify = %v", err)
+	}
+	t.Logf("%d records of %d certificates: %v", MaxSignatures, len(ders), took)
+	if took > 10*time.Second {
+		t.Errorf("Verify of a hostile section took %v", took)
+	}
 }
