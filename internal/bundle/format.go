@@ -76,10 +76,13 @@ const (
 )
 
 // Errors, one per class of invalid input (the test vectors name them).
+// The rule between the first and third: a field above a limit of the
+// spec's Limits table (a size, a length or a count) is ErrTooLarge; every
+// other broken rule, lower bounds included, is ErrFormat.
 var (
 	ErrFormat    = errors.New("bundle: malformed")             // structure, lengths, reserved fields, padding
 	ErrVersion   = errors.New("bundle: unsupported format")    // magic or version
-	ErrTooLarge  = errors.New("bundle: over a size limit")     // header, section, table, chunk
+	ErrTooLarge  = errors.New("bundle: over a size limit")     // a size, length or count above its limit
 	ErrTruncated = errors.New("bundle: truncated")             // the input ended early
 	ErrTrailing  = errors.New("bundle: data after the end")    // bytes after the last payload
 	ErrDigest    = errors.New("bundle: digest mismatch")       // a table, chunk, payload or its stored bytes do not match
@@ -186,6 +189,12 @@ func MarshalHeader(h *Header) ([]byte, error) {
 	if err := h.validate(); err != nil {
 		return nil, err
 	}
+	return encodeHeader(h)
+}
+
+// encodeHeader encodes h without validating it (the test vectors use it to
+// make headers that break one rule).
+func encodeHeader(h *Header) ([]byte, error) {
 	e := &encoder{b: make([]byte, 0, 512)}
 	e.b = append(e.b, Magic...)
 	e.u16(FormatVersion)
@@ -238,6 +247,13 @@ type decoder struct {
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
 		d.err = fmt.Errorf("%w: %s at offset %d", ErrFormat, fmt.Sprintf(format, args...), d.off)
+	}
+}
+
+// tooLarge records a field above a limit of the spec's Limits table.
+func (d *decoder) tooLarge(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s at offset %d", ErrTooLarge, fmt.Sprintf(format, args...), d.off)
 	}
 }
 
@@ -297,7 +313,7 @@ func (d *decoder) zero32(what string) {
 func (d *decoder) str() string {
 	n := int(d.u16())
 	if n > MaxString {
-		d.fail("string of %d bytes (limit %d)", n, MaxString)
+		d.tooLarge("string of %d bytes (limit %d)", n, MaxString)
 		return ""
 	}
 	return string(d.take(n))
@@ -358,7 +374,7 @@ func ParseHeader(b []byte) (*Header, error) {
 		p.Name, p.Target = d.str(), d.str()
 		argc := int(d.u16())
 		if argc > MaxArgs {
-			d.fail("handler with %d arguments (limit %d)", argc, MaxArgs)
+			d.tooLarge("handler with %d arguments (limit %d)", argc, MaxArgs)
 		}
 		for j := 0; j < argc && d.err == nil; j++ {
 			p.Handler = append(p.Handler, d.str())
@@ -382,7 +398,7 @@ func validString(what, s string, required bool) error {
 	case required && s == "":
 		return fmt.Errorf("%w: %s is empty", ErrFormat, what)
 	case len(s) > MaxString:
-		return fmt.Errorf("%w: %s is longer than %d bytes", ErrFormat, what, MaxString)
+		return fmt.Errorf("%w: %s is longer than %d bytes", ErrTooLarge, what, MaxString)
 	case !utf8.ValidString(s) || bytes.ContainsAny([]byte(s), "\x00\n\r"):
 		return fmt.Errorf("%w: %s is not a one-line UTF-8 string", ErrFormat, what)
 	}
@@ -410,8 +426,11 @@ func (h *Header) validate() error {
 			return fmt.Errorf("%w: min-version: %w", ErrFormat, err)
 		}
 	}
-	if len(h.Payloads) == 0 || len(h.Payloads) > MaxPayloads {
-		return fmt.Errorf("%w: %d payloads (want 1..%d)", ErrFormat, len(h.Payloads), MaxPayloads)
+	if len(h.Payloads) > MaxPayloads {
+		return fmt.Errorf("%w: %d payloads (limit %d)", ErrTooLarge, len(h.Payloads), MaxPayloads)
+	}
+	if len(h.Payloads) == 0 {
+		return fmt.Errorf("%w: no payloads", ErrFormat)
 	}
 	names := map[string]bool{}
 	for i := range h.Payloads {
@@ -447,7 +466,7 @@ func (p *Payload) validate() error {
 		return fmt.Errorf("%w: unknown payload kind %d", ErrFormat, p.Kind)
 	}
 	if len(p.Handler) > MaxArgs {
-		return fmt.Errorf("%w: handler with %d arguments (limit %d)", ErrFormat, len(p.Handler), MaxArgs)
+		return fmt.Errorf("%w: handler with %d arguments (limit %d)", ErrTooLarge, len(p.Handler), MaxArgs)
 	}
 	for _, a := range p.Handler {
 		if err := validString("handler argument", a, false); err != nil {
@@ -466,8 +485,11 @@ func (p *Payload) validate() error {
 	default:
 		return fmt.Errorf("%w: unknown chunker %d", ErrFormat, p.Chunker)
 	}
-	if p.ChunkMin < MinChunk || p.ChunkMax > MaxChunk {
-		return fmt.Errorf("%w: chunk sizes outside %d..%d", ErrFormat, MinChunk, MaxChunk)
+	if p.ChunkMax > MaxChunk {
+		return fmt.Errorf("%w: chunk_max %d (limit %d)", ErrTooLarge, p.ChunkMax, MaxChunk)
+	}
+	if p.ChunkMin < MinChunk {
+		return fmt.Errorf("%w: chunk_min %d is below %d", ErrFormat, p.ChunkMin, MinChunk)
 	}
 	if p.TableSize() > MaxTableSize {
 		return fmt.Errorf("%w: chunk table of %d entries (limit %d bytes)", ErrTooLarge, p.Chunks, MaxTableSize)

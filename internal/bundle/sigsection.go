@@ -7,26 +7,36 @@ import (
 	"github.com/tandem-ota/tandem/internal/signature"
 )
 
-// Signature section (docs/bundle-format.md, "Signatures"): outside the
-// hashed header, so adding a signature does not change the bundle hash.
+// Signature section (docs/bundle-format.md, "Signature section"): outside
+// the hashed header, so adding a signature does not change the bundle hash.
+// The section is canonical: every record is one that signature.Check
+// accepts (known algorithm, one encoding of the signature, low-s ECDSA,
+// certificates that parse and form the carried chain), so a reader refuses
+// what no signer makes before any policy runs.
 const (
 	SigMagic       = "TSIG"
 	sigPrefixSize  = 8 // magic + section size
-	maxSigCerts    = 8
 	maxSigCertSize = 16 << 10
-	maxSigSize     = 1024
 )
 
-// MarshalSignatures encodes the signature section.
+// MarshalSignatures encodes the signature section. It checks every
+// signature as the reader will, so a section it makes is always one the
+// reader accepts.
 func MarshalSignatures(sigs []signature.Signature) ([]byte, error) {
+	if len(sigs) > signature.MaxSignatures {
+		return nil, fmt.Errorf("%w: %d signatures (limit %d)", ErrTooLarge, len(sigs), signature.MaxSignatures)
+	}
 	e := &encoder{b: make([]byte, 0, 256)}
 	e.b = append(e.b, SigMagic...)
 	e.u32(0) // size, patched below
 	e.u16(uint16(len(sigs)))
 	e.u16(0)
-	for _, s := range sigs {
-		if len(s.Certs) > maxSigCerts || len(s.Sig) > maxSigSize || len(s.Sig) == 0 {
-			return nil, fmt.Errorf("%w: signature with %d certificates and %d signature bytes", ErrFormat, len(s.Certs), len(s.Sig))
+	for i, s := range sigs {
+		if len(s.Certs) > signature.MaxCerts || len(s.Sig) > signature.MaxSigSize {
+			return nil, fmt.Errorf("%w: signature %d with %d certificates and %d signature bytes", ErrTooLarge, i, len(s.Certs), len(s.Sig))
+		}
+		if err := s.Check(); err != nil {
+			return nil, fmt.Errorf("%w: signature %d: %w", ErrFormat, i, err)
 		}
 		blob := &encoder{}
 		blob.u8(uint8(s.Algorithm))
@@ -34,8 +44,8 @@ func MarshalSignatures(sigs []signature.Signature) ([]byte, error) {
 		blob.b = append(blob.b, s.KeyID[:]...)
 		blob.u16(uint16(len(s.Certs)))
 		for _, c := range s.Certs {
-			if len(c) == 0 || len(c) > maxSigCertSize {
-				return nil, fmt.Errorf("%w: certificate of %d bytes", ErrFormat, len(c))
+			if len(c) > maxSigCertSize {
+				return nil, fmt.Errorf("%w: certificate of %d bytes (limit %d)", ErrTooLarge, len(c), maxSigCertSize)
 			}
 			blob.u32(uint32(len(c)))
 			blob.b = append(blob.b, c...)
@@ -55,7 +65,7 @@ func MarshalSignatures(sigs []signature.Signature) ([]byte, error) {
 // SigSectionSize reads the size of the section body from its 8-byte prefix.
 func SigSectionSize(prefix []byte) (int, error) {
 	if string(prefix[:4]) != SigMagic {
-		return 0, fmt.Errorf("%w: signature section magic %q", ErrFormat, prefix[:4])
+		return 0, fmt.Errorf("%w: signature section magic is not %q", ErrFormat, SigMagic)
 	}
 	n := binary.LittleEndian.Uint32(prefix[4:])
 	if n > MaxSigSectionSize {
@@ -67,11 +77,16 @@ func SigSectionSize(prefix []byte) (int, error) {
 	return int(n), nil
 }
 
-// ParseSignatures decodes the section body (after the 8-byte prefix).
+// ParseSignatures decodes the section body (after the 8-byte prefix) and
+// checks every record (signature.Check): a count, length or number of
+// certificates above its limit is ErrTooLarge, anything else ErrFormat.
 func ParseSignatures(body []byte) ([]signature.Signature, error) {
 	d := &decoder{b: body}
 	count := int(d.u16())
 	d.zero16("signatures.reserved")
+	if count > signature.MaxSignatures {
+		return nil, fmt.Errorf("%w: signature section: %d signatures (limit %d)", ErrTooLarge, count, signature.MaxSignatures)
+	}
 	var sigs []signature.Signature
 	for i := 0; i < count && d.err == nil; i++ {
 		n := int(d.u32())
@@ -86,28 +101,38 @@ func ParseSignatures(body []byte) ([]signature.Signature, error) {
 		}
 		copy(s.KeyID[:], blob.take(32))
 		nc := int(blob.u16())
-		if nc > maxSigCerts {
-			blob.fail("signature %d carries %d certificates (limit %d)", i, nc, maxSigCerts)
+		if nc > signature.MaxCerts {
+			blob.tooLarge("signature %d carries %d certificates (limit %d)", i, nc, signature.MaxCerts)
 		}
 		for j := 0; j < nc && blob.err == nil; j++ {
-			cl := int(blob.u32())
-			if cl == 0 || cl > maxSigCertSize {
-				blob.fail("certificate of %d bytes", cl)
-			}
-			if c := blob.take(cl); c != nil {
-				s.Certs = append(s.Certs, append([]byte(nil), c...))
+			switch cl := int(blob.u32()); {
+			case cl == 0:
+				blob.fail("certificate of 0 bytes")
+			case cl > maxSigCertSize:
+				blob.tooLarge("certificate of %d bytes (limit %d)", cl, maxSigCertSize)
+			default:
+				if c := blob.take(cl); c != nil {
+					s.Certs = append(s.Certs, append([]byte(nil), c...))
+				}
 			}
 		}
-		sl := int(blob.u16())
-		if sl == 0 || sl > maxSigSize {
-			blob.fail("signature of %d bytes", sl)
+		switch sl := int(blob.u16()); {
+		case blob.err != nil:
+		case sl == 0:
+			blob.fail("signature of 0 bytes")
+		case sl > signature.MaxSigSize:
+			blob.tooLarge("signature of %d bytes (limit %d)", sl, signature.MaxSigSize)
+		default:
+			s.Sig = append([]byte(nil), blob.take(sl)...)
 		}
-		s.Sig = append([]byte(nil), blob.take(sl)...)
 		if blob.err == nil && blob.off != len(blob.b) {
 			blob.fail("%d unused bytes in signature %d", len(blob.b)-blob.off, i)
 		}
 		if blob.err != nil {
 			return nil, fmt.Errorf("signature section: %w", blob.err)
+		}
+		if err := s.Check(); err != nil {
+			return nil, fmt.Errorf("%w: signature section: signature %d: %w", ErrFormat, i, err)
 		}
 		sigs = append(sigs, s)
 	}

@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/tandem-ota/tandem/internal/signature"
@@ -28,20 +30,32 @@ type vector struct {
 	// For valid bundles:
 	Hash     string            `json:"hash,omitempty"`
 	Payloads map[string]string `json:"payloads,omitempty"` // name → SHA-256 of the content
-	Note     string            `json:"note"`
+	// Clock is the device time (Unix seconds) certificates are checked
+	// at; 0 means the device has no trustworthy clock.
+	Clock int64  `json:"clock"`
+	Note  string `json:"note"`
 }
 
 var classes = map[string]error{
 	"format": ErrFormat, "version": ErrVersion, "too-large": ErrTooLarge, "truncated": ErrTruncated,
 	"trailing": ErrTrailing, "digest": ErrDigest, "chunk": ErrChunk,
 	"unsigned": signature.ErrUnsigned, "untrusted": signature.ErrUntrusted, "bad-signature": signature.ErrBadSignature,
+	"expired": signature.ErrExpired,
 }
 
-// vectorVerify trusts the test key (its public key is testdata/vectors/test-key.pub).
-func vectorVerify(t *testing.T) Verifier {
+// vectorVerify trusts the test key and the test root certificate
+// (testdata/vectors/test-key.pub and test-root.crt), and checks
+// certificates at clock (Unix seconds; 0: no trustworthy clock, so at the
+// bundle's created time, or not at all when that is 0 too).
+func vectorVerify(t *testing.T, clock int64) Verifier {
 	trust := trustTestKey(t)
+	root, _ := vectorPKI(t)
+	if err := trust.Add(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})); err != nil {
+		t.Fatal(err)
+	}
 	return func(h *Header, hash Hash, sigs []signature.Signature) error {
-		_, err := signature.Verify(sigs, trust, hash, signature.TimePolicy{})
+		_, err := signature.Verify(sigs, trust, hash, signature.TimePolicy{
+			Now: time.Unix(clock, 0), Floor: signature.DefaultFloor(), Created: time.Unix(h.Created, 0)})
 		return err
 	}
 }
@@ -109,7 +123,25 @@ func makeVectors(t *testing.T) map[string][]byte {
 	mod("truncated-chunk.tandem", func(b []byte) []byte { return b[:len(b)-1] })
 	mod("trailing-byte.tandem", func(b []byte) []byte { return append(b, 0) })
 	files["test-key.pub"] = pemPublic(t, testKey.Public())
+	ruleVectors(t, files, signed, multi)
 	return files
+}
+
+// expectations merges the labels of vectorExpect and ruleExpect, with the
+// clock of each vector.
+func expectations() map[string]vector {
+	all := map[string]vector{}
+	for name, e := range vectorExpect {
+		all[name] = vector{File: name, Expect: e.expect, Note: e.note, Clock: vectorClock.Unix()}
+	}
+	for name, e := range ruleExpect {
+		v := vector{File: name, Expect: e.expect, Note: e.note, Clock: vectorClock.Unix()}
+		if e.noClock {
+			v.Clock = 0
+		}
+		all[name] = v
+	}
+	return all
 }
 
 var vectorExpect = map[string]struct{ expect, note string }{
@@ -142,8 +174,9 @@ var vectorExpect = map[string]struct{ expect, note string }{
 func TestVectors(t *testing.T) {
 	if *updateVectors {
 		files := makeVectors(t)
+		expect := expectations()
 		// Frozen files that the current writer cannot make (version-1.tandem).
-		for name := range vectorExpect {
+		for name := range expect {
 			if _, ok := files[name]; !ok {
 				b, err := os.ReadFile(filepath.Join(vectorDir, name))
 				if err != nil {
@@ -157,10 +190,9 @@ func TestVectors(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(vectorDir, name), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if exp, ok := vectorExpect[name]; ok {
-				v := vector{File: name, Expect: exp.expect, Note: exp.note}
-				if exp.expect == "success" {
-					got, r, err := readAllWith(b, vectorVerify(t))
+			if v, ok := expect[name]; ok {
+				if v.Expect == "success" {
+					got, r, err := readAllWith(b, vectorVerify(t, v.Clock))
 					if err != nil {
 						t.Fatalf("%s: %v", name, err)
 					}
@@ -187,8 +219,8 @@ func TestVectors(t *testing.T) {
 	if err := json.Unmarshal(j, &list); err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != len(vectorExpect) {
-		t.Fatalf("vectors.json lists %d vectors, want %d", len(list), len(vectorExpect))
+	if want := len(expectations()); len(list) != want {
+		t.Fatalf("vectors.json lists %d vectors, want %d", len(list), want)
 	}
 	for _, v := range list {
 		t.Run(v.File, func(t *testing.T) {
@@ -196,7 +228,7 @@ func TestVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, r, err := readAllWith(b, vectorVerify(t))
+			got, r, err := readAllWith(b, vectorVerify(t, v.Clock))
 			if v.Expect == "success" {
 				if err != nil {
 					t.Fatalf("want success: %v", err)

@@ -221,11 +221,13 @@ func verify(sigs []Signature, trust *TrustStore, msg []byte, policy TimePolicy) 
 			continue
 		}
 		if trusted {
+			res[i] = outcome{"valid", nil}
 			if raw == nil {
 				raw = &Signer{Algorithm: s.Algorithm, KeyID: keyIDString(s.KeyID), Source: k.source}
 			}
 			continue
 		}
+		res[i] = outcome{"signature valid, certificate chain not checked", ErrUntrusted}
 		certsOf[i] = certs
 		chains = append(chains, i)
 	}
