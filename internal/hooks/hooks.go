@@ -1,7 +1,10 @@
 // Package hooks runs the user's hook programs:
 // <hooks-dir>/<operation>/<stage>/<NN-name>, in name order, each with the
 // arguments "<operation> <stage>" and the documented environment
-// (docs/hooks.md). A hook that exits non-zero aborts the operation.
+// (docs/hooks.md). A hook that exits non-zero aborts the operation, and so
+// does an executable hook that root would not trust (filetrust.Check: owned
+// by another user, writable by others, in such a directory, or a symbolic
+// link to such a file): it is refused, not run.
 package hooks
 
 import (
@@ -13,6 +16,7 @@ import (
 	"slices"
 
 	"github.com/tandem-ota/tandem/internal/cmdout"
+	"github.com/tandem-ota/tandem/internal/filetrust"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
@@ -38,6 +42,10 @@ func Run(fsys rootfs.FS, hooksDir, operation, stage string, env ...string) error
 		p := fsys.Path(path.Join(dir, name))
 		if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
 			continue // not executable: documentation or a disabled hook
+		}
+		// A hook runs as root: refuse one that anybody else could change.
+		if _, err := filetrust.Check(p); err != nil {
+			return fmt.Errorf("hook %s/%s refused: %w", dir, name, err)
 		}
 		var out bytes.Buffer
 		cmd := exec.Command(p, operation, stage)

@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ErrPowerCut is returned by every operation of a simulated device once its
@@ -112,9 +113,20 @@ func syncDir(host string) error {
 // step the name's entry on disk points at freed clusters until writeback, and
 // a power cut in those seconds (found by the real-boot test) leaves a file
 // the kernel and U-Boot cannot read: a commit that was reported done is lost.
+//
+// name+".new" is created exclusively and never followed: a file or symbolic
+// link already there (left by a crash, or planted to make tandem write
+// through it) is removed first, never written through.
 func WriteAtomic(fsys FS, name string, data []byte, perm fs.FileMode) error {
 	tmp := name + ".new"
-	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL | syscall.O_NOFOLLOW
+	f, err := fsys.OpenFile(tmp, flags, perm)
+	if errors.Is(err, fs.ErrExist) {
+		// Remove unlinks a symbolic link itself, not its target.
+		if err = fsys.Remove(tmp); err == nil {
+			f, err = fsys.OpenFile(tmp, flags, perm)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}

@@ -263,3 +263,52 @@ func TestWriteAtomicEveryCutFAT(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteAtomicDoesNotFollowSymlinks: issue 11, hardening 9. A symbolic
+// link planted at name.new made WriteAtomic (O_TRUNC, following links)
+// write the new content through it into any file the link named. It is
+// now removed and the file created exclusively; a leftover regular
+// name.new (a crash) is replaced too.
+func TestWriteAtomicDoesNotFollowSymlinks(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fsys func(root string) FS
+	}{
+		{"host", func(root string) FS { return NewOS(root) }},
+		{"simulated", func(root string) FS { return NewSim(root, SimOptions{}) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root, outside := t.TempDir(), t.TempDir()
+			victim := filepath.Join(outside, "shadow")
+			if err := os.WriteFile(victim, []byte("secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			writeHost(t, root, "/boot/env", "old")
+			if err := os.Symlink(victim, Join(root, "/boot/env.new")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(filepath.Join(outside, "absent"), Join(root, "/boot/other.new")); err != nil {
+				t.Fatal(err)
+			}
+			writeHost(t, root, "/boot/third.new", "half-written leftover of a crash")
+			fsys := c.fsys(root)
+			for _, name := range []string{"/boot/env", "/boot/other", "/boot/third"} {
+				if err := WriteAtomic(fsys, name, []byte("new"), 0o644); err != nil {
+					t.Fatalf("WriteAtomic %s: %v", name, err)
+				}
+				if got, _ := readHost(root, name); got != "new" {
+					t.Fatalf("%s = %q", name, got)
+				}
+				if fi, err := os.Lstat(Join(root, name)); err != nil || !fi.Mode().IsRegular() {
+					t.Fatalf("%s is not a regular file: %v", name, err)
+				}
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "secret" {
+				t.Fatalf("WriteAtomic wrote through the symlink: %s = %q", victim, b)
+			}
+			if _, err := os.Lstat(filepath.Join(outside, "absent")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("WriteAtomic created the dangling link's target: %v", err)
+			}
+		})
+	}
+}

@@ -81,12 +81,13 @@ func ReadCertChain(name string) ([][]byte, error) {
 }
 
 // AddFiles adds the public keys and certificates of each file to t (see
-// Add); an error names the file.
+// Add). Each file must be one LoadTrustDir would read (a regular file root
+// would trust, at most MaxTrustFileSize bytes); an error names the file.
 func (t *TrustStore) AddFiles(files []string) error {
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		b, err := readTrustFile(f)
 		if err != nil {
-			return fmt.Errorf("trust: %w", err)
+			return fmt.Errorf("trust file %s: %w", f, err)
 		}
 		if err := t.Add(b); err != nil {
 			return fmt.Errorf("trust %s: %w", f, err)

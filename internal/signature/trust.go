@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/tandem-ota/tandem/internal/filetrust"
 )
 
 // MaxTrustFileSize is the largest trust file LoadTrustDir reads.
@@ -167,10 +169,11 @@ var trustExts = []string{".pem", ".pub", ".crt"}
 
 // LoadTrustDir loads every *.pem, *.pub and *.crt file of dir (not of its
 // subdirectories, which are skipped whatever their name), in name order,
-// into a new TrustStore; symbolic links are followed. Each must be a
-// regular file of at most
-// MaxTrustFileSize bytes and hold at least one block (see Add); an error
-// names the file. A directory without such files gives an empty store, which
+// into a new TrustStore; symbolic links are followed. Each must be a file
+// root would trust (filetrust.Check: owned by root or tandem's user, not
+// writable by group or others, in a directory that is not either, and so
+// every link on the way), a regular file of at most MaxTrustFileSize bytes,
+// and hold at least one block (see Add); an error names the file. A directory without such files gives an empty store, which
 // Verify refuses with ErrNoTrust. When dir cannot be read the error is the
 // one from os.ReadDir, so os.IsNotExist works on it.
 func LoadTrustDir(dir string) (*TrustStore, error) {
@@ -205,7 +208,8 @@ func LoadTrustDir(dir string) (*TrustStore, error) {
 
 var errIsDir = errors.New("is a directory")
 
-// readTrustFile reads a regular file of at most MaxTrustFileSize bytes.
+// readTrustFile reads a regular file of at most MaxTrustFileSize bytes that
+// root would trust (filetrust.Check).
 func readTrustFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -213,6 +217,9 @@ func readTrustFile(path string) ([]byte, error) {
 	}
 	if fi.IsDir() {
 		return nil, errIsDir
+	}
+	if _, err := filetrust.Check(path); err != nil {
+		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())

@@ -6,11 +6,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/tandem-ota/tandem/internal/filetrust"
 )
 
 func TestParseTrust(t *testing.T) {
@@ -192,4 +195,64 @@ func TestLoadTrustDir(t *testing.T) {
 			t.Fatalf("LoadTrustDir = %v, %v; want nil and a not-exist error", ts, err)
 		}
 	})
+}
+
+// TestTrustFilesRootWouldNotTrust: issue 11, hardening 9. Each of these
+// trust files was loaded before, so any local user who could write it
+// could make the device accept their bundles.
+func TestTrustFilesRootWouldNotTrust(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files away")
+	}
+	key := pubPEM(t, newEd25519(t).Public())
+	for _, c := range []struct {
+		name string
+		make func(t *testing.T, dir string) string // returns the file AddFiles gets
+		want string
+	}{
+		{"world-writable key", func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "k.pem")
+			must(t, os.WriteFile(p, key, 0o644), os.Chmod(p, 0o666))
+			return p
+		}, "k.pem is writable by its group or others"},
+		{"key owned by nobody", func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "k.pem")
+			must(t, os.WriteFile(p, key, 0o644), os.Chown(p, 65534, 65534))
+			return p
+		}, "owned by uid 65534"},
+		{"symlink to a world-writable key", func(t *testing.T, dir string) string {
+			other := filepath.Join(t.TempDir(), "real.pem")
+			must(t, os.WriteFile(other, key, 0o644), os.Chmod(other, 0o646))
+			p := filepath.Join(dir, "k.pem")
+			must(t, os.Symlink(other, p))
+			return p
+		}, "real.pem is writable"},
+		{"world-writable keys directory", func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "k.pem")
+			must(t, os.WriteFile(p, key, 0o644), os.Chmod(dir, 0o777))
+			return p
+		}, "directory"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := c.make(t, dir)
+			_, err := LoadTrustDir(dir)
+			if !errors.Is(err, filetrust.ErrUntrusted) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "trust file "+p) {
+				t.Fatalf("LoadTrustDir = %v, want a refusal of %s saying %q", err, p, c.want)
+			}
+			err = (&TrustStore{}).AddFiles([]string{p})
+			if !errors.Is(err, filetrust.ErrUntrusted) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("AddFiles = %v, want a refusal saying %q", err, c.want)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, errs ...error) {
+	t.Helper()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
