@@ -33,6 +33,11 @@ const MaxKeys = 10000
 // (DefaultPath when empty) under the root prefix root ("" or "/" for the
 // running system). The returned Config has File set to the host path read.
 //
+// Besides Parse's checks, Load resolves the slot paths and devices on the
+// system under root (symbolic links, with absolute targets taken under root;
+// hard links and device numbers) and refuses two slots that reach the same
+// file or device, or a slot inside a directory slot, that way.
+//
 // A file that cannot be read gives an *Error that wraps the *fs.PathError
 // (errors.Is(err, fs.ErrNotExist) works); every other error wraps ErrInvalid.
 func Load(root, path string) (*Config, error) {
@@ -44,7 +49,10 @@ func Load(root, path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Parse(file, data)
+	if root == "" {
+		root = "/"
+	}
+	return parse(file, data, root)
 }
 
 // hostPath places the device path under the root prefix.
@@ -88,7 +96,13 @@ func tooLarge(file string) *Error {
 
 // Parse decodes, defaults and validates a configuration held in data; file
 // names it in errors and becomes Config.File. Every error wraps ErrInvalid.
-func Parse(file string, data []byte) (*Config, error) {
+// It reads no other file: slot paths are compared as written (Load also
+// compares them as the system resolves them).
+func Parse(file string, data []byte) (*Config, error) { return parse(file, data, "") }
+
+// parse is Parse; a non-empty root also checks the slots against the
+// file system under root.
+func parse(file string, data []byte, root string) (*Config, error) {
 	if len(data) > MaxFileSize {
 		return nil, tooLarge(file)
 	}
@@ -100,7 +114,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := decode(data, cfg); err != nil {
 		return nil, decodeError(file, ix, err)
 	}
-	c := &checker{file: file, ix: ix, cfg: cfg}
+	c := &checker{file: file, ix: ix, cfg: cfg, root: root}
 	if err := c.run(); err != nil {
 		return nil, err
 	}

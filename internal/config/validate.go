@@ -37,6 +37,9 @@ type checker struct {
 	ix   *index
 	cfg  *Config
 	errs []*Error
+	// root, when not empty, is the host directory the system's files are
+	// under: slots are then also compared as they resolve there.
+	root string
 }
 
 func (c *checker) run() error {

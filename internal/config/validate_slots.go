@@ -2,9 +2,14 @@ package config
 
 import (
 	"fmt"
+	"io/fs"
+	"os"
 	"path"
 	"slices"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // slotOptions lists the keys each slot type takes besides type.
@@ -128,6 +133,117 @@ func (c *checker) slotTargets() {
 			}
 		}
 	}
+	if c.root != "" && len(c.errs) == 0 {
+		c.resolvedTargets(names)
+	}
+}
+
+// resolvedTargets is slotTargets on the system under c.root: two slots
+// whose paths or devices differ as written but reach the same file or
+// device (through a symbolic link, a hard link, another node of the same
+// device), and a slot that reaches into a directory slot, are refused.
+func (c *checker) resolvedTargets(names []string) {
+	type seen struct{ name, path string }
+	owner := map[string]seen{}
+	dirs := map[string]seen{}
+	for _, name := range names {
+		if s := c.cfg.Slots[name]; s.Type == SlotDirectory && s.Path != "" {
+			dirs[resolve(c.root, s.Path)] = seen{name, s.Path}
+		}
+	}
+	for _, name := range names {
+		s := c.cfg.Slots[name]
+		p, opt := s.Path, "path"
+		if s.Type == SlotBlock {
+			p, opt = s.Device, "device"
+		}
+		if p == "" {
+			continue
+		}
+		key := []string{"slots", name, opt}
+		real := resolve(c.root, p)
+		id := identity(c.root, real)
+		if other, dup := owner[id]; dup {
+			c.fail(c.ix.value(key...), key, "%q is the same %s as %q of slot %q (%s)", p, opt, other.path, other.name, id)
+			continue
+		}
+		owner[id] = seen{name, p}
+		if opt != "path" {
+			continue
+		}
+		for dir := path.Dir(real); ; dir = path.Dir(dir) {
+			if other, ok := dirs[dir]; ok && other.name != name {
+				c.fail(c.ix.value(key...), key, "%q lies inside directory slot %q (%q resolves to %q)", p, other.name, p, real)
+				break
+			}
+			if dir == "/" {
+				break
+			}
+		}
+	}
+}
+
+// maxLinks bounds the symbolic links resolve follows (as the kernel's 40).
+const maxLinks = 40
+
+// resolve returns the device path p with every symbolic link on the way
+// replaced by its target, as the system under root sees it: an absolute
+// target is taken under root, and ".." never leaves root. Resolution stops
+// at the first component that does not exist (a file slot's image may not
+// exist yet); the rest is kept as written.
+func resolve(root, p string) string {
+	rest := strings.Split(strings.Trim(path.Clean(p), "/"), "/")
+	cur := "/"
+	for links := 0; len(rest) > 0; {
+		part := rest[0]
+		rest = rest[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			cur = path.Dir(cur)
+			continue
+		}
+		next := path.Join(cur, part)
+		host := hostPath(root, next)
+		fi, err := os.Lstat(host)
+		if err != nil {
+			return path.Join(append([]string{next}, rest...)...)
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		target, err := os.Readlink(host)
+		if links++; err != nil || links > maxLinks {
+			return path.Join(append([]string{next}, rest...)...)
+		}
+		if !path.IsAbs(target) {
+			target = path.Join(cur, target)
+		}
+		rest = append(strings.Split(strings.Trim(path.Clean(target), "/"), "/"), rest...)
+		cur = "/"
+	}
+	return cur
+}
+
+// identity names what the resolved device path p is on the system under
+// root: the device number of a device node, the file system and inode of
+// an existing file (so hard links and bind mounts compare equal), else the
+// path itself.
+func identity(root, p string) string {
+	fi, err := os.Stat(hostPath(root, p))
+	if err != nil {
+		return fmt.Sprintf("path %q", p)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !ok:
+		return fmt.Sprintf("path %q", p)
+	case fi.Mode()&fs.ModeDevice != 0:
+		return fmt.Sprintf("device %d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
+	}
+	return fmt.Sprintf("inode %d of device %d:%d", st.Ino, unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)))
 }
 
 // slotTarget describes where a slot writes, and the key that says so.
