@@ -21,11 +21,16 @@ var (
 	ErrUnsigned = errors.New("signature: bundle is not signed")
 	// ErrUntrusted: no signature is by a trusted key or chains to a trusted
 	// certificate (unknown keys, unknown roots, missing intermediates,
-	// unsupported algorithms, certificates not allowed to sign bundles).
+	// certificates not allowed to sign bundles).
 	ErrUntrusted = errors.New("signature: no signature by a trusted key")
-	// ErrBadSignature: a signature by a trusted key (or a certificate that
-	// chains to a trusted root) does not verify: wrong hash, damaged or
-	// malformed signature bytes, algorithm or key id mismatch.
+	// ErrBadSignature: a signature that the device can check does not
+	// verify (one by a trusted key, or one carrying a certificate, whose
+	// leaf key is always known): wrong hash, damaged signature bytes, an
+	// algorithm that does not match the key; or a signature is not
+	// canonical (Signature.Check: unknown algorithm, high-s ECDSA,
+	// certificates that do not parse or do not form the carried chain); or
+	// there are more than MaxSignatures. Any one such signature makes
+	// Verify fail, even beside a valid one.
 	ErrBadSignature = errors.New("signature: invalid signature by a trusted key")
 	// ErrExpired: a certificate chain to a trusted root and the signature
 	// are fine, but a certificate is not valid at the time TimePolicy chose.
