@@ -90,7 +90,7 @@ func (t *TrustStore) AddFiles(files []string) error {
 			return fmt.Errorf("trust file %s: %w", f, err)
 		}
 		if err := t.Add(b); err != nil {
-			return fmt.Errorf("trust %s: %w", f, err)
+			return fmt.Errorf("trust file %s: %w", f, err)
 		}
 	}
 	return nil

@@ -46,8 +46,8 @@ func TestLoadTrust(t *testing.T) {
 		{name: "no dir", files: []string{extra}, want: 1},
 		{name: "missing dir", dir: filepath.Join(dir, "none"), files: []string{extra}, want: 1},
 		{name: "nothing", want: 0},
-		{name: "missing file", dir: keys, files: []string{filepath.Join(dir, "none.pub")}, err: "trust: open "},
-		{name: "bad file", dir: keys, files: []string{bad}, err: "trust " + bad + ": "},
+		{name: "missing file", dir: keys, files: []string{filepath.Join(dir, "none.pub")}, err: "trust file " + filepath.Join(dir, "none.pub") + ": "},
+		{name: "bad file", dir: keys, files: []string{bad}, err: "trust file " + bad + ": "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts, err := LoadTrust(tc.dir, tc.files)
