@@ -36,17 +36,31 @@
 //
 // # Failures and retries
 //
-// Transient failures are retried, per request, up to Retries times with
-// capped exponential backoff and jitter: connection errors and resets, a body
-// that ends early or is longer than announced, a 206 whose Content-Range does
-// not match the request, 408, 429 and 5xx answers, and stalls (a body read
-// that makes no progress for StallTimeout). Retry-After (seconds or an HTTP
-// date) on 429 and 503 is honoured up to MaxBackoff. A retried request resumes
+// Requests follow the Client's [retry.Policy] (default [DefaultRetry]: 5
+// attempts per request, capped exponential backoff with jitter from 1 s to
+// 30 s, Retry-After on 429 and 503 honoured up to 30 s). Transient failures
+// are retried: connection errors and resets, a body that ends early or is
+// longer than announced, a 206 whose Content-Range does not match the
+// request, 408, 429 and 5xx answers, and stalls. A retried request resumes
 // after the bytes already received, since nothing of a request is delivered
 // before all of it has arrived (progress does not refill a request's retry
 // budget). Other answers (404, 403, 416, ...) fail at once with an error
-// naming the status. The stall detector covers body reads only; the default
-// HTTP client bounds connecting and waiting for response headers.
+// naming the status.
+//
+// A stall is a transfer slower than MinRate over a StallWindow (default
+// 1 KiB/s over 15 s), measured over all requests of the Client while at
+// least one of them waits for its response headers or body bytes; the
+// waiting requests are then cancelled with [ErrStalled] and retried. With
+// the defaults, a request fails within 105 s of its server stalling: the
+// first stall is seen within two windows, each of the 4 retries within one,
+// with at most 15 s of backoff in all. Deadline
+// (default 4 h) bounds the whole download: once it has passed since the
+// Client's first request, every request ends with [ErrDeadline], which is
+// not retried.
+//
+// Headers go only to the host (and scheme) of the URL asked for: a
+// redirect to another host or port, or from https to http, is followed
+// without them, unless KeepHeadersOnRedirect is set.
 //
 // Fetch does not verify content: deliver gets exactly the bytes the server
 // sent for that range. Callers check each chunk's digest in deliver; if
@@ -67,25 +81,31 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandem-ota/tandem/internal/retry"
 )
 
 // Defaults for the zero values of Client's fields.
 const (
-	DefaultRetries        = 5
-	DefaultMinBackoff     = 1 * time.Second
-	DefaultMaxBackoff     = 30 * time.Second
 	DefaultConcurrency    = 4
 	DefaultGapThreshold   = 16 << 10
 	DefaultMaxRequestSize = 8 << 20
-	DefaultStallTimeout   = 30 * time.Second
+	DefaultMinRate        = 1 << 10 // bytes per second
+	DefaultStallWindow    = 15 * time.Second
+	DefaultDeadline       = 4 * time.Hour
 
 	// Timeouts of the default HTTP client.
 	DefaultConnectTimeout = 15 * time.Second
 	DefaultHeaderTimeout  = 30 * time.Second
 )
+
+// DefaultRetry is the retry policy of a Client that sets none; a Client's
+// policy takes each zero field from it.
+var DefaultRetry = retry.Policy{Attempts: 5, Min: time.Second, Max: 30 * time.Second, MaxRetryAfter: 30 * time.Second}
 
 var (
 	// ErrNoRange is returned by Open when the server ignores Range and
@@ -95,10 +115,13 @@ var (
 	// longer the one Open saw (If-Range answered with 200, or a 416 for a
 	// range inside the size Open reported). It is never retried.
 	ErrChanged = errors.New("fetch: file changed on the server")
-	// ErrStalled is the cause of a body read that made no progress for
-	// StallTimeout. Fetch retries it; a body returned by Open with
-	// ErrNoRange fails with it.
+	// ErrStalled is the cause of a request cancelled because the
+	// Client's transfers were slower than MinRate over a StallWindow. It
+	// is retried.
 	ErrStalled = errors.New("fetch: transfer stalled")
+	// ErrDeadline ends every request once Deadline has passed since the
+	// Client's first request. It is never retried.
+	ErrDeadline = errors.New("fetch: download deadline passed")
 )
 
 // Client fetches ranges over HTTP. The zero value is ready to use; every zero
@@ -106,22 +129,19 @@ var (
 type Client struct {
 	// HTTP is the client requests go through. Nil: a client with a 15 s
 	// connect and TLS handshake timeout and a 30 s response header timeout,
-	// and no overall timeout (a stall detector bounds body reads instead).
-	// The stall detector applies to any client; header timeouts are the
-	// caller's business when HTTP is set.
+	// and no overall timeout (stall detection and Deadline bound requests
+	// instead). Stall detection, Deadline and the redirect rule for Headers
+	// apply to any client.
 	HTTP *http.Client
-	// Headers are added to every request (for example authorization).
-	// Range, If-Range and Accept-Encoding are always set by the Client.
-	Headers http.Header
-	// Retries is the number of retries per request after the first attempt
-	// (default 5; negative: none).
-	Retries int
-	// MinBackoff and MaxBackoff bound the capped exponential backoff
-	// between attempts (defaults 1 s and 30 s). The n-th retry waits a
-	// uniformly random time in [d/2, d] with d = min(MaxBackoff,
-	// MinBackoff·2^(n-1)), or Retry-After if that is longer, but never more
-	// than MaxBackoff.
-	MinBackoff, MaxBackoff time.Duration
+	// Headers are added to every request (for example authorization), but
+	// not to a redirect target on another host or port, or over http after
+	// https, unless KeepHeadersOnRedirect is set. Range, If-Range and
+	// Accept-Encoding are always set by the Client.
+	Headers               http.Header
+	KeepHeadersOnRedirect bool
+	// Retry is the retry policy of each request; its zero fields take
+	// DefaultRetry's (Attempts 1: no retries).
+	Retry retry.Policy
 	// Concurrency is the number of requests in flight (default 4).
 	Concurrency int
 	// GapThreshold coalesces two ranges whose gap is at most this many bytes
@@ -129,17 +149,23 @@ type Client struct {
 	GapThreshold int64
 	// MaxRequestSize is the most bytes one request asks for (default 8 MiB).
 	MaxRequestSize int64
-	// StallTimeout fails a body read that makes no progress for this long
-	// (default 30 s).
-	StallTimeout time.Duration
-	// Sleep waits between attempts; tests replace it. Default: a timer that
-	// also returns early when the context is cancelled.
-	Sleep func(time.Duration)
+	// MinRate (bytes per second, default 1 KiB) and StallWindow (default
+	// 15 s) define a stall: a StallWindow of waiting for the server that
+	// brings fewer than MinRate·StallWindow bytes.
+	MinRate     int64
+	StallWindow time.Duration
+	// Deadline bounds the download: no request runs beyond Deadline after
+	// the Client's first request (default 4 h).
+	Deadline time.Duration
 
 	received, requests, retries atomic.Int64
 
-	httpOnce    sync.Once
-	defaultHTTP *http.Client
+	httpOnce  sync.Once
+	client    *http.Client
+	meterOnce sync.Once
+	m         *meter
+	startOnce sync.Once
+	start     time.Time
 }
 
 // Remote describes a file that supports range requests.
@@ -177,40 +203,80 @@ func (c *Client) Stats() Stats {
 type Range struct{ Off, Len int64 }
 
 func (c *Client) httpClient() *http.Client {
-	if c.HTTP != nil {
-		return c.HTTP
-	}
 	c.httpOnce.Do(func() {
-		d := &net.Dialer{Timeout: DefaultConnectTimeout, KeepAlive: 30 * time.Second}
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.DialContext = d.DialContext
-		t.TLSHandshakeTimeout = DefaultConnectTimeout
-		t.ResponseHeaderTimeout = DefaultHeaderTimeout
-		t.MaxIdleConnsPerHost = max(c.concurrency(), 2)
-		c.defaultHTTP = &http.Client{Transport: t}
+		var hc http.Client
+		if c.HTTP != nil {
+			hc = *c.HTTP
+		} else {
+			d := &net.Dialer{Timeout: DefaultConnectTimeout, KeepAlive: 30 * time.Second}
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.DialContext = d.DialContext
+			t.TLSHandshakeTimeout = DefaultConnectTimeout
+			t.ResponseHeaderTimeout = DefaultHeaderTimeout
+			t.MaxIdleConnsPerHost = max(c.concurrency(), 2)
+			hc.Transport = t
+		}
+		next := hc.CheckRedirect
+		hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if !c.KeepHeadersOnRedirect && !sameOrigin(via[0].URL.Scheme, via[0].URL.Host, req.URL.Scheme, req.URL.Host) {
+				for k := range c.Headers {
+					req.Header.Del(k)
+				}
+			}
+			if next != nil {
+				return next(req, via)
+			}
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			return nil
+		}
+		c.client = &hc
 	})
-	return c.defaultHTTP
+	return c.client
 }
 
-func (c *Client) retryLimit() int {
-	switch {
-	case c.Retries < 0:
-		return 0
-	case c.Retries == 0:
-		return DefaultRetries
+// CloseIdleConnections closes the idle connections of the Client's HTTP
+// transport.
+func (c *Client) CloseIdleConnections() { c.httpClient().CloseIdleConnections() }
+
+// sameOrigin reports whether a redirect from scheme1://host1 to
+// scheme2://host2 stays on the same host and port and does not go from
+// https to http.
+func sameOrigin(scheme1, host1, scheme2, host2 string) bool {
+	if scheme1 == "https" && scheme2 != "https" {
+		return false
 	}
-	return c.Retries
+	return strings.EqualFold(withPort(scheme1, host1), withPort(scheme2, host2))
 }
 
-func (c *Client) backoffBounds() (lo, hi time.Duration) {
-	lo, hi = c.MinBackoff, c.MaxBackoff
-	if lo <= 0 {
-		lo = DefaultMinBackoff
+// withPort returns host with the scheme's default port if it names none.
+func withPort(scheme, host string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
 	}
-	if hi <= 0 {
-		hi = DefaultMaxBackoff
+	port := "80"
+	if scheme == "https" {
+		port = "443"
 	}
-	return lo, max(lo, hi)
+	return net.JoinHostPort(strings.Trim(host, "[]"), port)
+}
+
+func (c *Client) policy() retry.Policy {
+	p, d := c.Retry, DefaultRetry
+	if p.Attempts <= 0 {
+		p.Attempts = d.Attempts
+	}
+	if p.Min <= 0 {
+		p.Min = d.Min
+	}
+	if p.Max <= 0 {
+		p.Max = d.Max
+	}
+	if p.MaxRetryAfter <= 0 {
+		p.MaxRetryAfter = d.MaxRetryAfter
+	}
+	return p
 }
 
 func (c *Client) concurrency() int {
@@ -237,11 +303,25 @@ func (c *Client) maxRequestSize() int64 {
 	return c.MaxRequestSize
 }
 
-func (c *Client) stallTimeout() time.Duration {
-	if c.StallTimeout <= 0 {
-		return DefaultStallTimeout
+func (c *Client) minRate() int64 {
+	if c.MinRate <= 0 {
+		return DefaultMinRate
 	}
-	return c.StallTimeout
+	return c.MinRate
+}
+
+func (c *Client) stallWindow() time.Duration {
+	if c.StallWindow <= 0 {
+		return DefaultStallWindow
+	}
+	return c.StallWindow
+}
+
+func (c *Client) deadline() time.Duration {
+	if c.Deadline <= 0 {
+		return DefaultDeadline
+	}
+	return c.Deadline
 }
 
 // Open probes url with "Range: bytes=0-(n-1)" (n ≥ 1).
@@ -253,9 +333,8 @@ func (c *Client) stallTimeout() time.Duration {
 //
 // On a 200 answer (Range ignored) it returns ErrNoRange together with a
 // Remote (Size from Content-Length, -1 if unknown) and the open response body
-// positioned at offset 0; the caller must close it. Reads from that body are
-// counted in Stats and fail with ErrStalled after StallTimeout without
-// progress; ctx still governs it.
+// positioned at offset 0, as a stream like Get's; the caller must close it.
+// ctx still governs it.
 //
 // 408, 429 and 5xx answers and transport failures are retried; any other
 // status is an error naming it. Remote.URL is url itself, not the target of a
@@ -270,7 +349,7 @@ func (c *Client) Open(ctx context.Context, url string, n int64) (*Remote, []byte
 		body   io.ReadCloser
 	)
 	rng := fmt.Sprintf("bytes=0-%d", n-1)
-	err := c.retry(ctx, func() error {
+	err := c.do(ctx, func() error {
 		resp, b, err := c.get(ctx, url, rng, "")
 		if err != nil {
 			return err
@@ -281,7 +360,7 @@ func (c *Client) Open(ctx context.Context, url string, n int64) (*Remote, []byte
 			defer b.Close()
 			start, end, size, err := parseContentRange(hdr.Get("Content-Range"))
 			if err != nil || size < 0 || start != 0 || end != min(n, size)-1 {
-				return transient(fmt.Errorf("fetch: GET %s (%s): 206 with Content-Range %q", url, rng, hdr.Get("Content-Range")))
+				return transient(fmt.Errorf("fetch: %s: 206 with Content-Range %q", what(url, rng), hdr.Get("Content-Range")))
 			}
 			if err := checkEncoding(url, rng, hdr); err != nil {
 				return err
@@ -303,7 +382,7 @@ func (c *Client) Open(ctx context.Context, url string, n int64) (*Remote, []byte
 				b.drainClose() // an empty file: no range to serve
 				return nil
 			}
-			body = b
+			body = c.newStream(ctx, remote, b)
 			return nil
 		case http.StatusRequestedRangeNotSatisfiable:
 			b.drainClose()

@@ -1,6 +1,8 @@
 package fetch
 
 import (
+	"github.com/tandem-ota/tandem/internal/retry"
+
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -310,16 +312,16 @@ func TestFetchFaults(t *testing.T) {
 		},
 		{
 			name:   "stalls forever",
-			client: Client{Retries: 2, Concurrency: 1},
+			client: Client{Retry: retry.Policy{Attempts: 3}, Concurrency: 1},
 			fault: func(w http.ResponseWriter, r *http.Request, _, off, end int64, data []byte) bool {
 				stall(w, r, off, end, data)
 				return true
 			},
-			wantErr: ErrStalled, wantMsg: []string{"stalled", "gave up after 3 attempts"}, wantReqs: 3,
+			wantErr: ErrStalled, wantMsg: []string{"stalled", "gave up after 3 tries"}, wantReqs: 3,
 		},
 		{
-			name: "500 forever", client: Client{Retries: 3, Concurrency: 1}, fault: status(500, "", always),
-			wantMsg: []string{"500 Internal Server Error", "gave up after 4 attempts"}, wantReqs: 4,
+			name: "500 forever", client: Client{Retry: retry.Policy{Attempts: 4}, Concurrency: 1}, fault: status(500, "", always),
+			wantMsg: []string{"500 Internal Server Error", "gave up after 4 tries"}, wantReqs: 4,
 		},
 		{name: "404 is not retried", client: Client{Concurrency: 1}, fault: status(404, "", always), wantMsg: []string{"404 Not Found"}, wantReqs: 1},
 		{name: "416 means the file shrank", client: Client{Concurrency: 1}, fault: status(416, "", always), wantErr: ErrChanged, wantReqs: 1},
@@ -334,7 +336,7 @@ func TestFetchFaults(t *testing.T) {
 		},
 		{name: "429 Retry-After honoured", fault: status(429, "7", upTo(1)), minRetr: 1, minSleep: 7 * time.Second},
 		{
-			name: "Retry-After capped at MaxBackoff", client: Client{MaxBackoff: 5 * time.Second},
+			name: "Retry-After capped at the policy's cap", client: Client{Retry: retry.Policy{MaxRetryAfter: 5 * time.Second}},
 			fault: status(503, "120", upTo(1)), minRetr: 1, wantSleep: 5 * time.Second,
 		},
 	}
@@ -344,7 +346,7 @@ func TestFetchFaults(t *testing.T) {
 			s := newServer(t, data, tc.fault)
 			sl := &sleeper{}
 			c := &tc.client
-			c.Sleep, c.StallTimeout, c.MaxRequestSize = sl.sleep, 200*time.Millisecond, 128<<10
+			c.Retry.Sleep, c.StallWindow, c.MaxRequestSize = sl.sleep, 200*time.Millisecond, 128<<10
 			start := time.Now()
 			got, err := fetchAll(context.Background(), c, s.remote(), ranges)
 			st := c.Stats()
@@ -390,7 +392,7 @@ func TestFetchResumes(t *testing.T) {
 		dropMidBody(w, off, end, data)
 		return true
 	})
-	c := &Client{Sleep: func(time.Duration) {}}
+	c := &Client{Retry: retry.Policy{Sleep: noSleep}}
 	ranges := []Range{{0, 100_000}}
 	got, err := fetchAll(context.Background(), c, s.remote(), ranges)
 	if err != nil {
@@ -527,7 +529,7 @@ func TestFetchContextCancel(t *testing.T) {
 	}{
 		{
 			name:   "during a stalled body",
-			client: Client{StallTimeout: time.Minute},
+			client: Client{StallWindow: time.Minute},
 			fault: func(w http.ResponseWriter, r *http.Request, _, off, end int64, data []byte) bool {
 				stall(w, r, off, end, data)
 				return true
@@ -535,7 +537,7 @@ func TestFetchContextCancel(t *testing.T) {
 		},
 		{
 			name:   "during backoff",
-			client: Client{MinBackoff: time.Minute, MaxBackoff: time.Minute},
+			client: Client{Retry: retry.Policy{Min: time.Minute, Max: time.Minute}},
 			fault: func(w http.ResponseWriter, _ *http.Request, _, _, _ int64, _ []byte) bool {
 				http.Error(w, "busy", http.StatusServiceUnavailable)
 				return true
@@ -562,7 +564,7 @@ func TestFetchContextCancel(t *testing.T) {
 		s := newServer(t, data, tests[1].fault)
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		c := &Client{MinBackoff: time.Minute, MaxBackoff: time.Minute}
+		c := &Client{Retry: retry.Policy{Min: time.Minute, Max: time.Minute}}
 		start := time.Now()
 		if _, _, _, err := c.Open(ctx, s.url(), 10); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("err %v, want context.DeadlineExceeded", err)
@@ -629,49 +631,6 @@ func TestParseContentRange(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-	}{
-		{"2", 2 * time.Second},
-		{" 120 ", 2 * time.Minute},
-		{"0", 0},
-		{"Sun, 01 Jun 2025 12:00:30 GMT", 30 * time.Second},
-		{"Sun, 01 Jun 2025 11:00:00 GMT", 0},
-		{"-1", 0},
-		{"soon", 0},
-		{"", 0},
-		{"99999999999", 365 * 24 * time.Hour},
-	} {
-		if got := parseRetryAfter(tc.in, now); got != tc.want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	c := &Client{MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
-	for n := 1; n <= 12; n++ {
-		d := min(time.Second<<(n-1), 30*time.Second)
-		for range 50 {
-			if got := c.backoff(n, 0); got < d/2 || got > d {
-				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", n, got, d/2, d)
-			}
-		}
-	}
-	if got := c.backoff(1, 10*time.Second); got != 10*time.Second {
-		t.Errorf("Retry-After 10s: %v", got)
-	}
-	if got := c.backoff(1, time.Hour); got != 30*time.Second {
-		t.Errorf("Retry-After 1h: %v, want MaxBackoff", got)
-	}
-	if got := (&Client{}).backoff(100, 0); got > DefaultMaxBackoff || got < DefaultMaxBackoff/2 {
-		t.Errorf("default backoff(100) = %v", got)
-	}
-}
-
 func TestDefaultHTTPClient(t *testing.T) {
 	c := &Client{}
 	hc := c.httpClient()
@@ -682,10 +641,10 @@ func TestDefaultHTTPClient(t *testing.T) {
 	if c.httpClient() != hc {
 		t.Error("default client made twice")
 	}
-	if c.retryLimit() != 5 || c.concurrency() != 4 || c.gapThreshold() != 16<<10 || c.maxRequestSize() != 8<<20 || c.stallTimeout() != 30*time.Second {
-		t.Error("wrong defaults")
+	if p := c.policy(); p.Attempts != 5 || p.Min != time.Second || p.Max != 30*time.Second || p.MaxRetryAfter != 30*time.Second {
+		t.Errorf("default retry policy %+v", p)
 	}
-	if (&Client{Retries: -1}).retryLimit() != 0 {
-		t.Error("Retries -1 should mean none")
+	if c.concurrency() != 4 || c.gapThreshold() != 16<<10 || c.maxRequestSize() != 8<<20 || c.stallWindow() != 15*time.Second || c.minRate() != 1024 || c.deadline() != 4*time.Hour {
+		t.Error("wrong defaults")
 	}
 }

@@ -158,17 +158,22 @@ func stall(w http.ResponseWriter, r *http.Request, off, end int64, data []byte) 
 	}
 }
 
-// sleeper replaces Client.Sleep and records the waits asked for.
+// sleeper replaces the retry policy's Sleep and records the waits asked
+// for.
 type sleeper struct {
 	mu    sync.Mutex
 	waits []time.Duration
 }
 
-func (s *sleeper) sleep(d time.Duration) {
+func (s *sleeper) sleep(ctx context.Context, d time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.waits = append(s.waits, d)
+	return context.Cause(ctx)
 }
+
+// noSleep is a retry policy's Sleep that does not wait.
+func noSleep(ctx context.Context, _ time.Duration) error { return context.Cause(ctx) }
 
 func (s *sleeper) max() time.Duration {
 	s.mu.Lock()

@@ -6,92 +6,55 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/tandem-ota/tandem/internal/retry"
 )
 
-// transientError marks a failure worth retrying; retryAfter is the server's
-// Retry-After, if any.
-type transientError struct {
-	err        error
-	retryAfter time.Duration
+func transient(err error) error { return retry.Transient(err, 0) }
+
+// do runs attempt under the Client's retry policy and deadline.
+func (c *Client) do(ctx context.Context, attempt func() error) error {
+	return c.doWith(ctx, c.policy(), attempt)
 }
 
-func (e *transientError) Error() string { return e.err.Error() }
-func (e *transientError) Unwrap() error { return e.err }
-
-func transient(err error) error { return &transientError{err: err} }
-
-// retry runs attempt until it succeeds, fails with an error that is not
-// transient, ctx ends, or the retry budget is spent, sleeping with backoff
-// between attempts.
-func (c *Client) retry(ctx context.Context, attempt func() error) error {
-	limit := c.retryLimit()
-	for n := 0; ; n++ {
-		err := attempt()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		var t *transientError
-		if !errors.As(err, &t) {
-			return err
-		}
-		if n >= limit {
-			return fmt.Errorf("%w (gave up after %d attempts)", t.err, n+1)
-		}
-		c.retries.Add(1)
-		if err := c.sleep(ctx, c.backoff(n+1, t.retryAfter)); err != nil {
-			return err
-		}
-	}
-}
-
-// backoff returns the wait before the n-th retry (n ≥ 1).
-func (c *Client) backoff(n int, retryAfter time.Duration) time.Duration {
-	lo, hi := c.backoffBounds()
-	d := lo
-	for i := 1; i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	d = d/2 + rand.N(d/2+1)
-	if retryAfter > d {
-		d = min(retryAfter, hi)
-	}
-	return d
-}
-
-func (c *Client) sleep(ctx context.Context, d time.Duration) error {
-	if c.Sleep != nil {
-		c.Sleep(d)
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+// doWith runs attempt under the retry policy p and the Client's deadline.
+func (c *Client) doWith(ctx context.Context, p retry.Policy, attempt func() error) error {
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	err := p.Do(ctx, attempt, func(int, time.Duration, error) { c.retries.Add(1) })
+	if err != nil && errors.Is(context.Cause(ctx), ErrDeadline) {
 		return context.Cause(ctx)
 	}
+	return err
 }
 
-// get sends one GET with the given Range (and If-Range, if not empty). The
-// returned body must be closed; closing it also ends the request's context.
+// withDeadline bounds ctx by the Client's deadline; the cause of its end is
+// then ErrDeadline, wrapped.
+func (c *Client) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	c.startOnce.Do(func() { c.start = time.Now() })
+	d := c.deadline()
+	return context.WithDeadlineCause(ctx, c.start.Add(d), fmt.Errorf("%w: the download took longer than %v", ErrDeadline, d))
+}
+
+// request is one HTTP request in flight and its part in stall detection.
+type request struct {
+	cancel  context.CancelFunc
+	stalled bool // set by the meter, under its lock
+}
+
+// get sends one GET, with the given Range unless rng is empty (and
+// If-Range, if not empty). The returned body must be closed; closing it
+// also ends the request's context.
 func (c *Client) get(ctx context.Context, u, rng, ifRange string) (*http.Response, *body, error) {
-	actx, cancel := context.WithCancel(ctx)
+	dctx, dcancel := c.withDeadline(ctx)
+	actx, acancel := context.WithCancel(dctx)
+	cancel := func() { acancel(); dcancel() }
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
 	if err != nil {
 		cancel()
@@ -106,21 +69,35 @@ func (c *Client) get(ctx context.Context, u, rng, ifRange string) (*http.Respons
 			req.Header.Add(k, v)
 		}
 	}
-	req.Header.Set("Range", rng)
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
 	// Explicit identity: bytes must be the file's, never a compressed form.
 	req.Header.Set("Accept-Encoding", "identity")
 	if ifRange != "" {
 		req.Header.Set("If-Range", ifRange)
 	}
 	c.requests.Add(1)
+	r := &request{cancel: acancel}
+	m := c.meter()
+	// Waiting for the response headers counts towards a stall, as a body
+	// read does: a server that never answers is stalled too.
+	m.wait(r)
 	resp, err := c.httpClient().Do(req)
+	stalled := m.done(r, 0)
 	if err != nil {
 		cancel()
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		err = fmt.Errorf("fetch: GET %s (%s): %w", u, rng, err)
+		switch {
+		case errors.Is(context.Cause(dctx), ErrDeadline):
+			return nil, nil, fmt.Errorf("fetch: %s: %w", what(u, rng), context.Cause(dctx))
+		case stalled:
+			return nil, nil, transient(fmt.Errorf("fetch: %s: %w: no answer", what(u, rng), c.stallErr()))
+		}
+		err = fmt.Errorf("fetch: %s: %w", what(u, rng), err)
 		// TLS failures (our check of the server, or the server's TLS alert,
 		// e.g. a missing client certificate) do not heal by retrying.
 		var cv *tls.CertificateVerificationError
@@ -131,87 +108,65 @@ func (c *Client) get(ctx context.Context, u, rng, ifRange string) (*http.Respons
 		}
 		return nil, nil, transient(err)
 	}
-	return resp, newBody(resp.Body, c, cancel), nil
+	return resp, &body{rc: resp.Body, c: c, r: r, ctx: dctx, cancel: cancel}, nil
 }
 
-// TransientStatus reports whether an HTTP status is worth retrying: 408,
-// 429 and 5xx.
-func TransientStatus(code int) bool {
-	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-}
-
-// statusErr describes an unexpected status; 408, 429 and 5xx are transient.
-func statusErr(u, rng string, resp *http.Response) error {
-	err := fmt.Errorf("fetch: GET %s (%s): server answered %s", u, rng, resp.Status)
-	switch code := resp.StatusCode; {
-	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-		return &transientError{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
-	case code == http.StatusRequestTimeout || code >= 500:
-		return transient(err)
+// what names a request in errors: "GET URL (bytes=A-B)".
+func what(u, rng string) string {
+	if rng == "" {
+		return "GET " + u
 	}
-	return err
+	return "GET " + u + " (" + rng + ")"
+}
+
+// statusErr describes an unexpected status; 408, 429 and 5xx are transient
+// (with the Retry-After of a 429 or 503).
+func statusErr(u, rng string, resp *http.Response) error {
+	return retry.StatusError(fmt.Errorf("fetch: %s: server answered %s", what(u, rng), resp.Status), resp)
 }
 
 func checkEncoding(u, rng string, h http.Header) error {
 	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return fmt.Errorf("fetch: GET %s (%s): server answered with Content-Encoding %q to Accept-Encoding: identity", u, rng, ce)
+		return fmt.Errorf("fetch: %s: server answered with Content-Encoding %q to Accept-Encoding: identity", what(u, rng), ce)
 	}
 	return nil
 }
 
-// body counts the bytes read from a response body and fails a Read that
-// makes no progress for the stall timeout by cancelling the request.
+// body counts the bytes read from a response body and takes part in the
+// Client's stall detection: a stall cancels the request.
 type body struct {
-	rc      io.ReadCloser
-	c       *Client
-	stall   time.Duration
-	timer   *time.Timer
-	stalled chan struct{} // closed when the timer fires
-	once    sync.Once     // the timer may fire more than once: close once
-	cancel  context.CancelFunc
-}
-
-func newBody(rc io.ReadCloser, c *Client, cancel context.CancelFunc) *body {
-	b := &body{rc: rc, c: c, stall: c.stallTimeout(), cancel: cancel, stalled: make(chan struct{})}
-	// The timer runs only while a Read is blocked, so a slow consumer is
-	// not mistaken for a stalled server.
-	b.timer = time.AfterFunc(time.Hour, func() {
-		b.once.Do(func() {
-			close(b.stalled)
-			cancel()
-		})
-	})
-	b.timer.Stop()
-	return b
+	rc     io.ReadCloser
+	c      *Client
+	r      *request
+	ctx    context.Context // ends at the deadline
+	cancel context.CancelFunc
 }
 
 func (b *body) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	select {
-	case <-b.stalled:
-		return 0, fmt.Errorf("%w: no data for %v", ErrStalled, b.stall)
-	default:
+	m := b.c.meter()
+	if !m.wait(b.r) {
+		return 0, b.c.stallErr()
 	}
-	b.timer.Reset(b.stall)
 	n, err := b.rc.Read(p)
-	b.timer.Stop()
+	stalled := m.done(b.r, n)
 	if n > 0 {
 		b.c.received.Add(int64(n))
 	}
 	if err != nil && err != io.EOF {
-		select {
-		case <-b.stalled:
-			err = fmt.Errorf("%w: no data for %v", ErrStalled, b.stall)
-		default:
+		switch {
+		case errors.Is(context.Cause(b.ctx), ErrDeadline):
+			err = context.Cause(b.ctx)
+		case stalled:
+			err = b.c.stallErr()
 		}
 	}
 	return n, err
 }
 
 func (b *body) Close() error {
-	b.timer.Stop()
 	err := b.rc.Close()
 	b.cancel()
 	return err
@@ -224,6 +179,16 @@ func (b *body) drainClose() {
 	b.Close()
 }
 
+// failure classes an error of a body read: the deadline ends the
+// download, anything else is worth another try (a cancelled context is
+// seen by the retry loop).
+func (b *body) failure(err error) error {
+	if errors.Is(err, ErrDeadline) {
+		return err
+	}
+	return transient(err)
+}
+
 // readExactly fills dst from the body, which must hold exactly len(dst)
 // bytes (contentLength is the response's, -1 if unknown), telling progress
 // (if not nil) how many bytes are in after every read. It returns how many
@@ -231,7 +196,7 @@ func (b *body) drainClose() {
 func (b *body) readExactly(u, rng string, dst []byte, contentLength int64, progress func(int)) (int, error) {
 	want := len(dst)
 	if contentLength >= 0 && contentLength != int64(want) {
-		return 0, transient(fmt.Errorf("fetch: GET %s (%s): Content-Length %d, want %d", u, rng, contentLength, want))
+		return 0, transient(fmt.Errorf("fetch: %s: Content-Length %d, want %d", what(u, rng), contentLength, want))
 	}
 	n := 0
 	var err error
@@ -250,19 +215,17 @@ func (b *body) readExactly(u, rng string, dst []byte, contentLength int64, progr
 	}
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrStalled):
-		return n, transient(fmt.Errorf("fetch: GET %s (%s): after %d of %d bytes: %w", u, rng, n, want, err))
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return n, transient(fmt.Errorf("fetch: GET %s (%s): body ended after %d of %d bytes", u, rng, n, want))
+		return n, transient(fmt.Errorf("fetch: %s: body ended after %d of %d bytes", what(u, rng), n, want))
 	default:
-		return n, transient(fmt.Errorf("fetch: GET %s (%s): reading body after %d of %d bytes: %w", u, rng, n, want, err))
+		return n, b.failure(fmt.Errorf("fetch: %s: after %d of %d bytes: %w", what(u, rng), n, want, err))
 	}
 	// Reading on to EOF also returns the connection to the pool.
 	var one [1]byte
 	if m, _ := io.ReadFull(b, one[:]); m > 0 {
 		// The bytes asked for are in (and were reported); the retry only
 		// has to see that nothing more is missing. Digests judge them.
-		return n, transient(fmt.Errorf("fetch: GET %s (%s): body longer than %d bytes", u, rng, want))
+		return n, transient(fmt.Errorf("fetch: %s: body longer than %d bytes", what(u, rng), want))
 	}
 	return n, nil
 }
@@ -310,28 +273,4 @@ func parseUint(s string) (int64, bool) {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	return v, err == nil
-}
-
-// parseRetryAfter returns the wait a Retry-After value asks for; invalid
-// and past values give 0.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	d, _ := ParseRetryAfter(v, now)
-	return d
-}
-
-// ParseRetryAfter returns the wait a Retry-After value asks for: delay
-// seconds (at most a year) or an HTTP date (0 once past), and whether v
-// was either.
-func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if secs, ok := parseUint(v); ok {
-		if secs > int64(365*24*time.Hour/time.Second) {
-			secs = int64(365 * 24 * time.Hour / time.Second)
-		}
-		return time.Duration(secs) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }

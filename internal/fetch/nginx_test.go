@@ -1,6 +1,8 @@
 package fetch
 
 import (
+	"github.com/tandem-ota/tandem/internal/retry"
+
 	"bytes"
 	"context"
 	"errors"
@@ -71,7 +73,7 @@ func TestNginx(t *testing.T) {
 	defer cancel()
 
 	sl := &sleeper{}
-	c := &Client{Concurrency: 3, MaxRequestSize: 256 << 10, Sleep: sl.sleep}
+	c := &Client{Concurrency: 3, MaxRequestSize: 256 << 10, Retry: retry.Policy{Sleep: sl.sleep}}
 	remote, first, body, err := c.Open(ctx, base+"/image.bin", 4096)
 	if err != nil || body != nil {
 		t.Fatalf("Open: %v (body %v)", err, body)
@@ -142,7 +144,7 @@ func TestNginx(t *testing.T) {
 		if err := os.Chtimes(file, later, later); err != nil {
 			t.Fatal(err)
 		}
-		c := &Client{Sleep: sl.sleep, Concurrency: 1}
+		c := &Client{Retry: retry.Policy{Sleep: sl.sleep}, Concurrency: 1}
 		_, err := fetchAll(ctx, c, remote, ranges[:3])
 		if !errors.Is(err, ErrChanged) {
 			t.Fatalf("Fetch: %v, want ErrChanged", err)

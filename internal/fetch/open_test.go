@@ -1,6 +1,8 @@
 package fetch
 
 import (
+	"github.com/tandem-ota/tandem/internal/retry"
+
 	"bytes"
 	"context"
 	"errors"
@@ -31,7 +33,7 @@ func TestOpen(t *testing.T) {
 		name     string
 		size     int
 		n        int64
-		retries  int
+		attempts int
 		fault    fault
 		wantData int   // first bytes expected (206 path)
 		wantErr  error // errors.Is
@@ -72,16 +74,16 @@ func TestOpen(t *testing.T) {
 			fault: status(503, time.Now().Add(5*time.Second).UTC().Format(http.TimeFormat), 1),
 		},
 		{
-			name: "503 forever", size: size, n: 4096, retries: 3, fault: status(503, "", forever),
-			wantMsg: []string{"503 Service Unavailable", "gave up after 4 attempts"}, wantReqs: 4, wantRetr: 3,
+			name: "503 forever", size: size, n: 4096, attempts: 4, fault: status(503, "", forever),
+			wantMsg: []string{"503 Service Unavailable", "gave up after 4 tries"}, wantReqs: 4, wantRetr: 3,
 		},
 		{
-			name: "bad Content-Range retried then reported", size: size, n: 4096, retries: 2,
+			name: "bad Content-Range retried then reported", size: size, n: 4096, attempts: 3,
 			fault: func(w http.ResponseWriter, _ *http.Request, _, _, _ int64, data []byte) bool {
 				send206(w, "bytes 1-4096/100000", 4096, data[1:4097])
 				return true
 			},
-			wantMsg: []string{"Content-Range", "gave up after 3 attempts"}, wantReqs: 3, wantRetr: 2,
+			wantMsg: []string{"Content-Range", "gave up after 3 tries"}, wantReqs: 3, wantRetr: 2,
 		},
 		{
 			name: "compressed answer refused", size: size, n: 4096,
@@ -98,7 +100,7 @@ func TestOpen(t *testing.T) {
 			data := testData(tc.size, 1)
 			s := newServer(t, data, tc.fault)
 			sl := &sleeper{}
-			c := &Client{Sleep: sl.sleep, Retries: tc.retries}
+			c := &Client{Retry: retry.Policy{Sleep: sl.sleep, Attempts: tc.attempts}}
 			remote, first, body, err := c.Open(context.Background(), s.url(), tc.n)
 			if body != nil {
 				defer body.Close()
@@ -185,7 +187,7 @@ func TestOpenNoRangeBody(t *testing.T) {
 		}
 		return true
 	})
-	c := &Client{StallTimeout: 200 * time.Millisecond}
+	c := &Client{StallWindow: 200 * time.Millisecond, Retry: retry.Policy{Attempts: 1}}
 	_, _, body, err := c.Open(context.Background(), s.url(), 100)
 	if !errors.Is(err, ErrNoRange) {
 		t.Fatal(err)

@@ -217,7 +217,7 @@ func (c *Client) fetchJob(ctx context.Context, tg target, start int64, buf []byt
 		dst := buf[o:min(o+maxReq, int64(len(buf)))]
 		off := start + o
 		got := 0
-		err := c.retry(ctx, func() error {
+		err := c.do(ctx, func() error {
 			if got == len(dst) {
 				return nil // all in; the last attempt failed after its body
 			}
@@ -259,7 +259,7 @@ func (c *Client) getRange(ctx context.Context, tg target, off int64, dst []byte,
 	cr := resp.Header.Get("Content-Range")
 	s, e, size, err := parseContentRange(cr)
 	if err != nil || s != off || e != end || (size >= 0 && size != tg.size) {
-		return 0, transient(fmt.Errorf("fetch: GET %s (%s): 206 with Content-Range %q, want bytes %d-%d/%d", tg.url, rng, cr, off, end, tg.size))
+		return 0, transient(fmt.Errorf("fetch: %s: 206 with Content-Range %q, want bytes %d-%d/%d", what(tg.url, rng), cr, off, end, tg.size))
 	}
 	if err := checkEncoding(tg.url, rng, resp.Header); err != nil {
 		return 0, err
