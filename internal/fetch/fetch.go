@@ -241,13 +241,18 @@ func (c *Client) httpClient() *http.Client {
 func (c *Client) CloseIdleConnections() { c.httpClient().CloseIdleConnections() }
 
 // sameOrigin reports whether a redirect from scheme1://host1 to
-// scheme2://host2 stays on the same host and port and does not go from
-// https to http.
+// scheme2://host2 stays on the same host and port (an upgrade from http on
+// port 80 to https on port 443 of the same host counts as staying) and
+// does not go from https to http.
 func sameOrigin(scheme1, host1, scheme2, host2 string) bool {
 	if scheme1 == "https" && scheme2 != "https" {
 		return false
 	}
-	return strings.EqualFold(withPort(scheme1, host1), withPort(scheme2, host2))
+	a, b := withPort(scheme1, host1), withPort(scheme2, host2)
+	if scheme1 == "http" && scheme2 == "https" {
+		a = strings.TrimSuffix(a, ":80") + ":443"
+	}
+	return strings.EqualFold(a, b)
 }
 
 // withPort returns host with the scheme's default port if it names none.
