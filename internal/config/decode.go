@@ -100,6 +100,7 @@ var (
 	slotKeys     = tomlKeys(reflect.TypeFor[Slot]())
 	groupKeys    = tomlKeys(reflect.TypeFor[Group]())
 	bootFlowKeys = tomlKeys(reflect.TypeFor[BootFlow]())
+	downloadKeys = tomlKeys(reflect.TypeFor[Download]())
 )
 
 func tomlKeys(t reflect.Type) []string {
@@ -139,6 +140,8 @@ func knownPath(path []string) bool {
 	case path[0] == "boot-flow":
 		return len(path) == 2 && slices.Contains(bootFlowKeys, path[1]) ||
 			len(path) == 3 && (path[1] == "partitions" || path[1] == "entries")
+	case path[0] == "download":
+		return len(path) == 2 && slices.Contains(downloadKeys, path[1])
 	}
 	return false
 }
@@ -155,6 +158,8 @@ func validKeys(table []string) []string {
 		return groupKeys
 	case len(table) == 1 && table[0] == "boot-flow":
 		return bootFlowKeys
+	case len(table) == 1 && table[0] == "download":
+		return downloadKeys
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ func withFlow(keys ...string) []byte {
 }
 
 func TestParseErrors(t *testing.T) {
-	configList := "compatible, data-dir, keys-dir, hooks-dir, root-disk, reboot-command, slots, groups, boot-flow"
+	configList := "compatible, data-dir, keys-dir, hooks-dir, root-disk, reboot-command, slots, groups, boot-flow, download"
 	flowList := "type, boot-dir, attempts, backend, env-file, env-file-redund, env-size, fw-env-config, partitions, efivars-dir, entries, controller"
 	tests := []struct {
 		name string
@@ -191,6 +191,16 @@ func TestParseErrors(t *testing.T) {
 			`2:2: boot-flow: controller is missing: the custom flow needs the program that switches boot groups`},
 		{"empty controller", withFlow(`type = "custom"`, `controller = []`), `4:1: boot-flow.controller: must not be empty`},
 		{"relative controller", withFlow(`type = "custom"`, `controller = ["bin/ctl"]`), `4:15: boot-flow.controller[0]: "bin/ctl" must be an absolute path`},
+
+		// [download] (issue 11, hardening 6 and 7)
+		{"min-rate 0", withFlow(grubType, `[download]`, `min-rate = 0`), `5:12: download.min-rate: must be between 1 and 1073741824 bytes per second, got 0`},
+		{"stall-window not a duration", withFlow(grubType, `[download]`, `stall-window = "15"`),
+			`5:16: download.stall-window: "15" is not a duration such as "90s" or "2h30m"`},
+		{"stall-window too long", withFlow(grubType, `[download]`, `stall-window = "2h"`), `5:16: download.stall-window: must be between 1s and 1h0m0s, got 2h0m0s`},
+		{"deadline too short", withFlow(grubType, `[download]`, `deadline = "10s"`), `5:12: download.deadline: must be between 1m0s and 8760h0m0s, got 10s`},
+		{"redirect-headers", withFlow(grubType, `[download]`, `redirect-headers = "all"`), `5:20: download.redirect-headers: must be "same-host" or "any", got "all"`},
+		{"unknown download key", withFlow(grubType, `[download]`, `timeout = "1m"`),
+			`5:1: download.timeout: unknown key (valid here: min-rate, stall-window, deadline, redirect-headers)`},
 
 		// several problems: the first in the file is reported
 		{"first in file order", lines(`compatible = ""`, `[slots.system-b]`, `type = "disk"`, grubFlow, `type = "lilo"`), `1:14: compatible: must not be empty`},

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // testFile is the file name used in errors of parsed test documents.
@@ -270,5 +271,26 @@ func TestParseHints(t *testing.T) {
 	}
 	if got := Hint(errors.New("x")); got != "" {
 		t.Errorf("Hint(plain error) = %q", got)
+	}
+}
+
+func TestParseDownload(t *testing.T) {
+	cfg, err := Parse(testFile, withFlow(grubType, `[download]`, `min-rate = 4096`, `stall-window = "30s"`, `deadline = "2h30m"`, `redirect-headers = "any"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Download
+	w, dl := d.Windows()
+	if d.MinRate != 4096 || w != 30*time.Second || dl != 150*time.Minute || d.RedirectHeaders != RedirectAnyHost {
+		t.Errorf("download %+v: windows %v, %v", d, w, dl)
+	}
+	checkRoundTrip(t, cfg)
+	// Left out: empty, tandem's defaults apply.
+	cfg, err = Parse(testFile, withFlow(grubType))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, dl := cfg.Download.Windows(); cfg.Download != (Download{}) || w != 0 || dl != 0 {
+		t.Errorf("download %+v without a [download] table", cfg.Download)
 	}
 }

@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // DefaultPath is where the system configuration lives on a device (under the
 // root prefix).
 const DefaultPath = "/etc/tandem/system.toml"
@@ -49,6 +51,33 @@ type Config struct {
 	Slots    map[string]Slot  `toml:"slots"`     // default: system-a = partition 2, system-b = partition 3
 	Groups   map[string]Group `toml:"groups"`    // default: a = {system = "system-a"}, b = {system = "system-b"}
 	BootFlow BootFlow         `toml:"boot-flow"` // required table, type required
+	Download Download         `toml:"download,omitempty"`
+}
+
+// Download limits the downloads of installs from URLs (docs/delta.md,
+// "Stalls, deadline, redirects"). An empty field takes tandem's default,
+// noted beside it; StallWindow and Deadline are Go durations ("90s",
+// "2h30m"), checked by validation.
+type Download struct {
+	MinRate     int    `toml:"min-rate,omitempty"`     // bytes per second a download must average over stall-window; default 1024
+	StallWindow string `toml:"stall-window,omitempty"` // default "15s"
+	Deadline    string `toml:"deadline,omitempty"`     // the longest one install's download may take; default "4h"
+	// RedirectHeaders: RedirectSameHost (default) or RedirectAnyHost.
+	RedirectHeaders string `toml:"redirect-headers,omitempty"`
+}
+
+// Values of Download.RedirectHeaders: where a redirect takes the custom
+// headers of a download (--header, a watcher's headers).
+const (
+	RedirectSameHost = "same-host" // only to the same host and port, never from https to http
+	RedirectAnyHost  = "any"       // wherever the redirect goes
+)
+
+// Windows returns StallWindow and Deadline (0 when not set).
+func (d Download) Windows() (stallWindow, deadline time.Duration) {
+	stallWindow, _ = time.ParseDuration(d.StallWindow)
+	deadline, _ = time.ParseDuration(d.Deadline)
+	return stallWindow, deadline
 }
 
 // Slot is one place that holds one copy of something updatable.

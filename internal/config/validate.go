@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -28,6 +29,7 @@ const (
 	MaxBootPartition = 63      // rpi-tryboot partition numbers are 1..MaxBootPartition
 	MinEnvSize       = 256     // uboot env-size lower bound, bytes
 	MaxEnvSize       = 1 << 20 // uboot env-size upper bound, bytes
+	MaxMinRate       = 1 << 30 // download min-rate upper bound, bytes per second
 )
 
 // checker applies defaults to a decoded Config and validates it. It collects
@@ -47,6 +49,7 @@ func (c *checker) run() error {
 	c.slots()
 	c.groups()
 	c.bootFlow()
+	c.download()
 	if len(c.errs) == 0 {
 		return nil
 	}
@@ -227,4 +230,32 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// download checks the [download] table.
+func (c *checker) download() {
+	d := c.cfg.Download
+	if key := []string{"download", "min-rate"}; c.ix.has(key...) && (d.MinRate < 1 || d.MinRate > MaxMinRate) {
+		c.fail(c.ix.value(key...), key, "must be between 1 and %d bytes per second, got %d", MaxMinRate, d.MinRate)
+	}
+	c.duration([]string{"download", "stall-window"}, d.StallWindow, time.Second, time.Hour)
+	c.duration([]string{"download", "deadline"}, d.Deadline, time.Minute, 365*24*time.Hour)
+	if key := []string{"download", "redirect-headers"}; c.ix.has(key...) && d.RedirectHeaders != RedirectSameHost && d.RedirectHeaders != RedirectAnyHost {
+		c.fail(c.ix.value(key...), key, "must be %q or %q, got %q", RedirectSameHost, RedirectAnyHost, d.RedirectHeaders)
+	}
+}
+
+// duration checks that the file sets key, if at all, to a duration (Go
+// syntax: "90s", "2h30m") between lo and hi.
+func (c *checker) duration(key []string, v string, lo, hi time.Duration) {
+	if !c.ix.has(key...) {
+		return
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		c.fail(c.ix.value(key...), key, "%q is not a duration such as \"90s\" or \"2h30m\"", v)
+	case d < lo || d > hi:
+		c.fail(c.ix.value(key...), key, "must be between %v and %v, got %v", lo, hi, d)
+	}
 }
