@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fetch"
 )
@@ -38,30 +39,29 @@ const probeSize = 4 << 10
 // openSource opens the bundle: by ranges when it is on an HTTP server that
 // supports them (and delta is not disabled), else as one stream.
 func openSource(ctx context.Context, d *device.Device, target string, o Options) (bundleSource, error) {
-	if !isURL(o.Source) || o.HTTP.NoDelta {
+	if !isURL(o.Source) {
 		rc, err := openStream(ctx, o)
 		if err != nil {
 			return nil, err
 		}
-		return newStreamSource(rc, isURL(o.Source))
+		return newStreamSource(rc, false)
 	}
-	client, headers, err := httpClient(o.HTTP)
+	fc, err := fetchClient(d, o.HTTP)
 	if err != nil {
 		return nil, err
 	}
-	gap := o.HTTP.DeltaGap
-	if gap == 0 {
-		gap = DefaultDeltaGap
+	var body io.ReadCloser
+	if o.HTTP.NoDelta {
+		_, body, err = fc.Get(ctx, o.Source)
+		if err != nil {
+			return nil, err
+		}
+		return fetchedStream(body, fc)
 	}
-	fc := &fetch.Client{HTTP: client, Headers: headers, GapThreshold: gap, MaxRequestSize: o.HTTP.MaxRequest}
 	remote, first, body, err := fc.Open(ctx, o.Source, probeSize)
 	if errors.Is(err, fetch.ErrNoRange) {
 		// The server ignores Range: install from the body it sent.
-		ss, err := newStreamSource(body, true)
-		if ss != nil {
-			ss.fc = fc
-		}
-		return ss, err
+		return fetchedStream(body, fc)
 	}
 	if err != nil {
 		return nil, err
@@ -81,6 +81,35 @@ func openSource(ctx context.Context, d *device.Device, target string, o Options)
 	return &deltaSource{ctx: ctx, d: d, target: target, c: fc, remote: remote, br: br, first: first, scanned: map[string]bool{}}, nil
 }
 
+// fetchClient is the HTTP client of one install's download: the TLS
+// settings, headers and range options of o, the [download] limits of the
+// device.
+func fetchClient(d *device.Device, o HTTPOptions) (*fetch.Client, error) {
+	client, headers, err := httpClient(o)
+	if err != nil {
+		return nil, err
+	}
+	gap := o.DeltaGap
+	if gap == 0 {
+		gap = DefaultDeltaGap
+	}
+	dl := d.Config.Download
+	window, deadline := dl.Windows()
+	return &fetch.Client{HTTP: client, Headers: headers, GapThreshold: gap, MaxRequestSize: o.MaxRequest,
+		MinRate: int64(dl.MinRate), StallWindow: window, Deadline: deadline,
+		KeepHeadersOnRedirect: dl.RedirectHeaders == config.RedirectAnyHost}, nil
+}
+
+// fetchedStream reads a bundle streamed by fc (which resumes it after a
+// stall or a dropped connection).
+func fetchedStream(body io.ReadCloser, fc *fetch.Client) (*streamSource, error) {
+	ss, err := newStreamSource(body, true)
+	if ss != nil {
+		ss.fc = fc
+	}
+	return ss, err
+}
+
 // streamSource reads the bundle front to back: each payload's chunks come
 // from the bundle stream itself.
 type streamSource struct {
@@ -88,7 +117,7 @@ type streamSource struct {
 	count  *countingReader
 	br     *bundle.Reader
 	remote bool
-	fc     *fetch.Client // set when a range probe fell back to this stream
+	fc     *fetch.Client // set for a URL
 }
 
 func newStreamSource(rc io.ReadCloser, remote bool) (*streamSource, error) {

@@ -34,13 +34,11 @@ func isURL(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
 
-// openStream opens a path, "-" (stdin) or an http(s) URL as one stream.
-func openStream(ctx context.Context, o Options) (io.ReadCloser, error) {
-	switch {
-	case o.Source == "-":
+// openStream opens a path or "-" (stdin) as one stream (URLs are fetched:
+// bsource.go).
+func openStream(_ context.Context, o Options) (io.ReadCloser, error) {
+	if o.Source == "-" {
 		return io.NopCloser(o.Stdin), nil
-	case isURL(o.Source):
-		return openHTTP(ctx, o.Source, o.HTTP)
 	}
 	return os.Open(o.Source)
 }
@@ -89,25 +87,4 @@ func httpClient(o HTTPOptions) (*http.Client, http.Header, error) {
 		headers.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
 	return &http.Client{Transport: tr}, headers, nil
-}
-
-func openHTTP(ctx context.Context, url string, o HTTPOptions) (io.ReadCloser, error) {
-	client, headers, err := httpClient(o)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header = headers
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("download: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("download %s: HTTP %s", url, resp.Status)
-	}
-	return resp.Body, nil
 }
