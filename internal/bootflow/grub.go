@@ -55,13 +55,7 @@ func (g *grubFlow) read(name string) (*grubenv.Env, error) {
 }
 
 func (g *grubFlow) write(name string, vars ...string) error {
-	env := &grubenv.Env{}
-	for i := 0; i < len(vars); i += 2 {
-		if err := env.Set(vars[i], vars[i+1]); err != nil {
-			return err
-		}
-	}
-	b, err := env.Encode(grubenv.BlockSize)
+	b, err := grubenv.Block(vars...)
 	if err != nil {
 		return err
 	}

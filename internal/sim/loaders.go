@@ -47,13 +47,7 @@ func (l grubLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
 		bootflow.GrubTrial:     {bootflow.GrubVarTrial, "", bootflow.GrubVarTrialLeft, "0"},
 	}
 	for name, vars := range blocks {
-		env := &grubenv.Env{}
-		for i := 0; i < len(vars); i += 2 {
-			if err := env.Set(vars[i], vars[i+1]); err != nil {
-				return err
-			}
-		}
-		b, err := env.Encode(grubenv.BlockSize)
+		b, err := grubenv.Block(vars...)
 		if err != nil {
 			return err
 		}

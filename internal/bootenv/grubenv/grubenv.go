@@ -277,3 +277,18 @@ func (e *Env) Encode(size int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Block returns a new block of BlockSize bytes that sets the given
+// variables in order; pairs holds name, value, name, value, ...
+func Block(pairs ...string) ([]byte, error) {
+	if len(pairs)%2 != 0 {
+		return nil, fmt.Errorf("%w: %d strings are not name and value pairs", ErrInvalid, len(pairs))
+	}
+	env := &Env{}
+	for i := 0; i < len(pairs); i += 2 {
+		if err := env.Set(pairs[i], pairs[i+1]); err != nil {
+			return nil, err
+		}
+	}
+	return env.Encode(BlockSize)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -236,5 +237,28 @@ func TestParseManyVariables(t *testing.T) {
 	}
 	if got := len(e.Names()); got != n {
 		t.Errorf("parsed %d variables, want %d", got, n)
+	}
+}
+
+func TestBlock(t *testing.T) {
+	b, err := Block("tandem_trial", "", "tandem_trial_left", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != BlockSize || !slices.Equal(env.Names(), []string{"tandem_trial", "tandem_trial_left"}) {
+		t.Errorf("block of %d bytes with %q", len(b), env.Names())
+	}
+	if v, _ := env.Get("tandem_trial_left"); v != "0" {
+		t.Errorf("tandem_trial_left = %q", v)
+	}
+	if _, err := Block("odd"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("odd pairs: %v", err)
+	}
+	if _, err := Block("a=b", "c"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad name: %v", err)
 	}
 }

@@ -148,13 +148,7 @@ func (x *X86) ESP(out string) error {
 			"secondary.grubenv": {"tandem_default", "a"},
 			"trial.grubenv":     {"tandem_trial", "", "tandem_trial_left", "0"},
 		} {
-			env := &grubenv.Env{}
-			for i := 0; i < len(vars); i += 2 {
-				if err := env.Set(vars[i], vars[i+1]); err != nil {
-					return err
-				}
-			}
-			b, err := env.Encode(grubenv.BlockSize)
+			b, err := grubenv.Block(vars...)
 			if err != nil {
 				return err
 			}
