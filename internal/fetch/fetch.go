@@ -216,20 +216,8 @@ func (c *Client) httpClient() *http.Client {
 			t.MaxIdleConnsPerHost = max(c.concurrency(), 2)
 			hc.Transport = t
 		}
-		next := hc.CheckRedirect
-		hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-			if !c.KeepHeadersOnRedirect && !sameOrigin(via[0].URL.Scheme, via[0].URL.Host, req.URL.Scheme, req.URL.Host) {
-				for k := range c.Headers {
-					req.Header.Del(k)
-				}
-			}
-			if next != nil {
-				return next(req, via)
-			}
-			if len(via) >= 10 {
-				return errors.New("stopped after 10 redirects")
-			}
-			return nil
+		if !c.KeepHeadersOnRedirect {
+			hc.CheckRedirect = CheckRedirect(c.Headers, hc.CheckRedirect)
 		}
 		c.client = &hc
 	})
@@ -239,6 +227,29 @@ func (c *Client) httpClient() *http.Client {
 // CloseIdleConnections closes the idle connections of the Client's HTTP
 // transport.
 func (c *Client) CloseIdleConnections() { c.httpClient().CloseIdleConnections() }
+
+// CheckRedirect returns an http.Client CheckRedirect function that removes
+// headers (the names of a client's custom headers) from a redirected request
+// whose host or port is not the first request's, or that goes from https to
+// http, and then calls next (nil: net/http's limit of 10 redirects).
+// net/http itself removes only Authorization, Cookie and WWW-Authenticate,
+// and those only for another domain.
+func CheckRedirect(headers http.Header, next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if !sameOrigin(via[0].URL.Scheme, via[0].URL.Host, req.URL.Scheme, req.URL.Host) {
+			for k := range headers {
+				req.Header.Del(k)
+			}
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+}
 
 // sameOrigin reports whether a redirect from scheme1://host1 to
 // scheme2://host2 stays on the same host and port (an upgrade from http on

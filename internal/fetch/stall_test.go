@@ -9,8 +9,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,7 +69,7 @@ func TestOpenNoAnswerIsAStall(t *testing.T) {
 		}
 	}))
 	defer s.Close()
-	c := &Client{StallWindow: 100 * time.Millisecond, Retry: retry.Policy{Attempts: 2, Sleep: noSleep}}
+	c := &Client{StallWindow: 250 * time.Millisecond, Retry: retry.Policy{Attempts: 2, Sleep: noSleep}}
 	_, _, _, err := c.Open(context.Background(), s.URL, 10)
 	if !errors.Is(err, ErrStalled) {
 		t.Fatalf("err %v, want ErrStalled", err)
@@ -82,41 +80,37 @@ func TestOpenNoAnswerIsAStall(t *testing.T) {
 }
 
 // Requests that share a link are judged together: four requests each
-// below the minimum rate, but above it together, are not stalled.
+// below the minimum rate, but above it together, are not stalled; one of
+// them alone is. (The window's end is played by hand: no timing.)
 func TestMeterJudgesTheClientAsAWhole(t *testing.T) {
-	m := newMeter(100*time.Millisecond, 1000) // 100 bytes a window
-	var rs [4]*request
-	var cancelled atomic.Int64
-	for i := range rs {
-		rs[i] = &request{cancel: func() { cancelled.Add(1) }}
+	m := newMeter(time.Hour, 1) // 3600 bytes a window
+	defer m.timer.Stop()
+	var cancelled int
+	endWindow := func(got int64, rs ...*request) {
+		m.mu.Lock()
+		for _, r := range rs {
+			m.waiting[r] = struct{}{}
+		}
+		m.since, m.used, m.got = time.Now(), m.window, got
+		m.mu.Unlock()
+		m.fire()
+		m.mu.Lock()
+		clear(m.waiting)
+		m.mu.Unlock()
 	}
-	var wg sync.WaitGroup
-	for _, r := range rs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 10 { // 40 bytes a window per request, 160 in all
-				m.wait(r)
-				time.Sleep(25 * time.Millisecond)
-				m.done(r, 10)
-			}
-		}()
+	var rs []*request
+	for range 4 {
+		rs = append(rs, &request{cancel: func() { cancelled++ }})
 	}
-	wg.Wait()
-	if n := cancelled.Load(); n != 0 {
-		t.Errorf("%d requests cancelled", n)
+	endWindow(4*1000, rs...) // 1000 bytes each
+	if cancelled != 0 {
+		t.Errorf("%d requests cancelled", cancelled)
 	}
-	// Alone, one of them is too slow.
-	r := &request{cancel: func() { cancelled.Add(1) }}
-	for i := 0; i < 10 && !r.stalled; i++ {
-		m.wait(r)
-		time.Sleep(25 * time.Millisecond)
-		m.done(r, 10)
+	endWindow(1000, rs[0])
+	if !rs[0].stalled || cancelled != 1 {
+		t.Errorf("a request at 1000 bytes an hour against 3600: stalled %v", rs[0].stalled)
 	}
-	if !r.stalled || cancelled.Load() != 1 {
-		t.Errorf("a request at 400 B/s against a minimum of 1000 B/s: stalled %v", r.stalled)
-	}
-	if m.wait(r) {
+	if m.wait(rs[0]) {
 		t.Error("a stalled request may wait again")
 	}
 }
@@ -125,7 +119,7 @@ func TestMeterJudgesTheClientAsAWhole(t *testing.T) {
 func TestStallIgnoresASlowReader(t *testing.T) {
 	data := testData(8<<10, 31)
 	s := newFileServer(t, data, nil)
-	c := &Client{StallWindow: 100 * time.Millisecond, MinRate: 100 << 10, Retry: retry.Policy{Attempts: 1}}
+	c := &Client{StallWindow: 300 * time.Millisecond, MinRate: 100 << 10, Retry: retry.Policy{Attempts: 1}}
 	_, rc, err := c.Get(context.Background(), s.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +136,7 @@ func TestStallIgnoresASlowReader(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(30 * time.Millisecond) // 8 reads: longer than two windows
+		time.Sleep(80 * time.Millisecond) // 8 reads: longer than two windows
 	}
 	if !bytes.Equal(got.Bytes(), data) {
 		t.Error("wrong data")
