@@ -148,3 +148,28 @@ func (w slowWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// The client fleet adapters fetch their own documents with (the watcher's
+// channel file) keeps the headers from other hosts too (issue 11,
+// hardening 7).
+func TestHTTPOptionsClientRedirect(t *testing.T) {
+	var got string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Get("X-Token") }))
+	defer other.Close()
+	origin := httptest.NewServer(http.RedirectHandler(other.URL+"/stable.json", http.StatusFound))
+	defer origin.Close()
+	c, h, err := install.HTTPOptions{Headers: []string{"X-Token: secret"}}.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, origin.URL+"/stable.json", nil)
+	req.Header = h.Clone()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got != "" {
+		t.Errorf("the other host saw X-Token %q", got)
+	}
+}
