@@ -76,6 +76,8 @@ func hint(err error) string {
 		return h
 	}
 	switch {
+	case errors.Is(err, device.ErrIncomplete):
+		return "install the bundle into that group again (tandem update install …); --force-incomplete overrides for a manual repair"
 	case errors.Is(err, device.ErrNoActiveGroup):
 		return "the boot script must put tandem.group=<group> on the kernel command line (docs/boot-flows.md)"
 	case errors.Is(err, bootflow.ErrBootState):

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/device"
@@ -76,7 +77,11 @@ func (a *app) printInfo(info *device.Info) {
 			tags = append(tags, "default")
 		}
 		version := "unknown"
-		if gi.Version != "" {
+		switch {
+		case gi.Incomplete != nil:
+			version = fmt.Sprintf("incomplete (the install of %s begun %s did not finish; re-run it)",
+				gi.Incomplete.Version, gi.Incomplete.StartedAt.Format(time.RFC3339))
+		case gi.Version != "":
 			version = gi.Version + " (" + gi.VersionSource + ")"
 		}
 		a.printf("  %-4s %-18s version %s\n", g, strings.Join(tags, ", "), version)
@@ -109,18 +114,21 @@ func slotWhere(s device.SlotInfo) string {
 }
 
 func (a *app) commitCommand() *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "commit",
 		Short: "Make the running group the default (keep a trial)",
 		Long: `Make the active group the default, so that it keeps booting. Run it once the new system
 is known to work (tandem's health check will do it for you). If the active group already
-is the default, nothing is written and the exit status is 0.`,
+is the default, nothing is committed and the exit status is 0. A group whose install was
+interrupted (incomplete in system info) is refused (exit 4) unless --force-incomplete.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := a.open()
 			if err != nil {
 				return err
 			}
+			d.ForceIncomplete = force
 			changed, err := d.Commit()
 			if err != nil {
 				return err
@@ -137,16 +145,24 @@ is the default, nothing is written and the exit status is 0.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, forceIncompleteFlag, false, "commit the running group even if its install did not finish")
+	return cmd
 }
 
+// forceIncompleteFlag overrides the refusal to try or commit a group whose
+// install was interrupted (device.ErrIncomplete).
+const forceIncompleteFlag = "force-incomplete"
+
 func (a *app) rebootCommand() *cobra.Command {
-	var spare bool
+	var spare, force bool
 	cmd := &cobra.Command{
 		Use:   "reboot [--spare]",
 		Short: "Reboot, optionally into the spare group on trial",
 		Long: `Reboot the device. With --spare, first ask the boot loader to start the spare group
 once on trial; if that system does not commit itself, the next boot returns to the default.
-On a simulated device the reboot is recorded; "tandem sim reboot DIR" performs it.`,
+A spare group whose install was interrupted (incomplete in system info) is refused (exit 4)
+unless --force-incomplete. On a simulated device the reboot is recorded; "tandem sim reboot
+DIR" performs it.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := a.open()
@@ -154,6 +170,7 @@ On a simulated device the reboot is recorded; "tandem sim reboot DIR" performs i
 				return err
 			}
 			if spare {
+				d.ForceIncomplete = force
 				g, err := d.TrySpare()
 				if err != nil {
 					return err
@@ -170,5 +187,6 @@ On a simulated device the reboot is recorded; "tandem sim reboot DIR" performs i
 		},
 	}
 	cmd.Flags().BoolVar(&spare, "spare", false, "boot the spare group once on trial")
+	cmd.Flags().BoolVar(&force, forceIncompleteFlag, false, "with --spare: try the spare group even if its install did not finish")
 	return cmd
 }

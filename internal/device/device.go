@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path"
 	"slices"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/config"
@@ -29,7 +30,25 @@ var (
 	// ErrNoActiveGroup: neither the kernel command line nor the root mount
 	// tells which group runs.
 	ErrNoActiveGroup = errors.New("cannot tell which boot group is running")
+	// ErrIncomplete: an install began writing the group and did not finish
+	// (IncompleteError); it is also an ErrRefused.
+	ErrIncomplete = errors.New("group is incomplete")
 )
+
+// IncompleteError refuses to try or commit a group whose writing was
+// interrupted (GroupState.Incomplete). It is ErrRefused and ErrIncomplete.
+type IncompleteError struct {
+	Group   string
+	Writing Writing
+}
+
+func (e *IncompleteError) Error() string {
+	return fmt.Sprintf("%v: group %s is incomplete: an install of version %s began writing it at %s and did not finish",
+		ErrRefused, e.Group, e.Writing.Version, e.Writing.StartedAt.Format(time.RFC3339))
+}
+
+// Is makes an IncompleteError both ErrRefused and ErrIncomplete.
+func (e *IncompleteError) Is(target error) bool { return target == ErrRefused || target == ErrIncomplete }
 
 // ConfigError wraps every failure to load the configuration (missing file
 // included), so that callers can tell it from other failures.
@@ -81,6 +100,10 @@ type Device struct {
 	Flow   bootflow.Flow
 	// Sim is the simulator state, nil on a real device.
 	Sim *SimState
+	// ForceIncomplete lets TrySpare, TryNext and Commit act on a group
+	// marked incomplete (the operator's --force-incomplete); by default they
+	// refuse it with an IncompleteError.
+	ForceIncomplete bool
 }
 
 // Open loads the configuration and builds the file layer and boot flow.
@@ -230,7 +253,9 @@ func (st Status) Target(group string) (string, error) {
 }
 
 // Commit makes the active group the default. It returns false when it
-// already was (nothing written).
+// already was: nothing is committed then, though a redundant copy of the
+// default that an interrupted commit left stale is rewritten. It refuses an
+// incomplete group (ErrIncomplete) unless d.ForceIncomplete is set.
 func (d *Device) Commit() (bool, error) {
 	st, unlock, err := d.LockStatus()
 	if err != nil {
@@ -238,11 +263,9 @@ func (d *Device) Commit() (bool, error) {
 	}
 	defer unlock()
 	if !st.CommitPending() {
-		// An interrupted commit may have left a redundant copy behind.
-		if r, ok := d.Flow.(bootflow.Repairer); ok {
-			return r.Repair(st.Default)
-		}
-		return false, nil
+		// Nothing to commit (docs/cli.md), but an interrupted commit may
+		// have left a redundant copy behind: repair it quietly.
+		return false, d.repair()
 	}
 	// A trial that was given up (RollBack) waits for its reboot; it is not
 	// committed in between.
@@ -250,6 +273,9 @@ func (d *Device) Commit() (bool, error) {
 		return false, err
 	} else if u := db.LastUpdate; db.Trial == nil && u != nil && u.Group == st.Active && u.Status == "rolled-back" {
 		return false, fmt.Errorf("%w: the trial of group %s was given up (%s); reboot to go back to %s", ErrRefused, st.Active, u.Message, st.Default)
+	}
+	if err := d.checkComplete(st.Active); err != nil {
+		return false, err
 	}
 	env := "TANDEM_GROUP=" + st.Active
 	if err := hooks.Run(d.FS, d.Config.HooksDir, "system-commit", "pre-commit", env); err != nil {
@@ -299,10 +325,13 @@ func (d *Device) TryNext(group string) error {
 // TryNextLocked is TryNext for a caller that already holds the lock.
 func (d *Device) TryNextLocked(group string) error { return d.tryNext(group) }
 
-// tryNext repairs redundant copies of the default, records the trial in the
-// state database, then asks the boot flow; a failed flow write takes the
-// record back.
+// tryNext refuses an incomplete group, repairs redundant copies of the
+// default, records the trial in the state database, then asks the boot flow;
+// a failed flow write takes the record back.
 func (d *Device) tryNext(group string) error {
+	if err := d.checkComplete(group); err != nil {
+		return err
+	}
 	if err := d.repair(); err != nil {
 		return err
 	}

@@ -40,6 +40,10 @@ type GroupInfo struct {
 	Version string            `json:"version,omitempty"` // installed version, "" if unknown
 	// VersionSource says where Version comes from: installed, factory or os-release.
 	VersionSource string `json:"versionSource,omitempty"`
+	// Incomplete is set when an install began writing the group and did
+	// not finish: the group may hold a torn system, has no version, and is
+	// neither tried nor committed until an install of it completes.
+	Incomplete *Writing `json:"incomplete,omitempty"`
 }
 
 // SlotInfo describes one slot.
@@ -82,6 +86,7 @@ func (d *Device) Info() (*Info, error) {
 	for _, g := range d.Groups() {
 		gi := GroupInfo{Slots: d.Config.Groups[g].Slots}
 		gi.Version, gi.VersionSource = d.version(g, st.Active, db)
+		gi.Incomplete = db.Groups[g].Incomplete
 		info.Boot.Groups[g] = gi
 	}
 	for _, name := range d.Config.SlotNames() {
@@ -121,7 +126,11 @@ func lastUpdate(db *State, st Status, flow bootflow.Flow) *Result {
 
 // version returns the installed version of group g and where it comes from.
 func (d *Device) version(g, active string, db *State) (string, string) {
-	if gs, ok := db.Groups[g]; ok && gs.Version != "" {
+	gs, ok := db.Groups[g]
+	switch {
+	case ok && gs.Incomplete != nil:
+		return "", "" // a torn group holds no version, not even the factory one
+	case ok && gs.Version != "":
 		return gs.Version, "installed"
 	}
 	if v := d.Config.Groups[g].FactoryVersion; v != "" {

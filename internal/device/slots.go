@@ -13,11 +13,36 @@ import (
 
 // SlotPath returns the host path of a block, file or directory slot.
 func (d *Device) SlotPath(s config.Slot) (string, error) {
+	name, err := d.slotName(s)
+	if err != nil {
+		return "", err
+	}
+	return d.FS.Path(name), nil
+}
+
+// OpenSlot opens a block or file slot for writing (a file slot is created
+// when missing) through the device's file layer, so that on a simulated
+// device every write and fsync of slot data is a power-cut point that a cut
+// can tear (docs/simulator.md).
+func (d *Device) OpenSlot(s config.Slot) (rootfs.File, error) {
+	name, err := d.slotName(s)
+	if err != nil {
+		return nil, err
+	}
+	flag := os.O_WRONLY
+	if s.Type == config.SlotFile {
+		flag |= os.O_CREATE
+	}
+	return d.FS.OpenFile(name, flag, 0o644)
+}
+
+// slotName returns the device path of a block, file or directory slot.
+func (d *Device) slotName(s config.Slot) (string, error) {
 	switch {
 	case s.Path != "":
-		return d.FS.Path(s.Path), nil
+		return s.Path, nil
 	case s.Device != "":
-		return d.FS.Path(s.Device), nil
+		return s.Device, nil
 	case s.Partition != 0:
 		return d.partitionDevice(s.Partition)
 	}
@@ -25,7 +50,8 @@ func (d *Device) SlotPath(s config.Slot) (string, error) {
 }
 
 // partitionDevice finds partition n of the root disk (root-disk from the
-// configuration, else the disk that holds the root file system) in sysfs.
+// configuration, else the disk that holds the root file system) in sysfs and
+// returns its device path.
 func (d *Device) partitionDevice(n int) (string, error) {
 	disk, err := d.rootDiskName()
 	if err != nil {
@@ -39,7 +65,7 @@ func (d *Device) partitionDevice(n int) (string, error) {
 	for _, e := range ents {
 		b, err := os.ReadFile(filepath.Join(sys, e.Name(), "partition"))
 		if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(n) {
-			return d.FS.Path("/dev/" + e.Name()), nil
+			return "/dev/" + e.Name(), nil
 		}
 	}
 	return "", fmt.Errorf("disk %s has no partition %d", disk, n)

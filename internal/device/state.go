@@ -32,6 +32,19 @@ type GroupState struct {
 	Version     string    `json:"version,omitempty"`
 	BundleHash  string    `json:"bundleHash,omitempty"`
 	InstalledAt time.Time `json:"installedAt"`
+	// Incomplete is set (durably) before an install writes the first byte
+	// of the group's slots and cleared when every payload was written and
+	// verified (RecordInstall): while it is set the group may hold a torn
+	// system, and nothing tries or commits it (ErrIncomplete). Version and
+	// BundleHash are then empty, so that no version is claimed for it.
+	Incomplete *Writing `json:"incomplete,omitempty"`
+}
+
+// Writing is an install that began writing a group and has not finished.
+type Writing struct {
+	Version    string    `json:"version"`
+	BundleHash string    `json:"bundleHash"`
+	StartedAt  time.Time `json:"startedAt"`
 }
 
 // Trial is a requested trial boot.
@@ -43,7 +56,7 @@ type Trial struct {
 // Result is the outcome of an update.
 type Result struct {
 	Group string `json:"group"`
-	// Status is committed, rolled-back or failed.
+	// Status is installed, committed, rolled-back or failed (docs/cli.md).
 	Status  string    `json:"status"`
 	At      time.Time `json:"at"`
 	Message string    `json:"message,omitempty"`
@@ -117,10 +130,14 @@ func (d *Device) recordCommit(group string) error {
 	return d.SaveState(st)
 }
 
-// ForgetGroup prepares group g to be written: it cancels a try-next pending
-// on it (crash-safely, in the boot flow) and forgets what it held, so that a
-// half-written group is never booted nor reported. The caller holds the lock.
-func (d *Device) ForgetGroup(g string) error {
+// BeginWrite prepares group g to be written with the bundle of the given
+// version and hash: it cancels a try-next pending on it (crash-safely, in the
+// boot flow), forgets what it held and marks it incomplete, durably, so that
+// a group whose writing was interrupted is never booted, committed nor
+// reported as the version it held before. Call it before the first slot
+// byte is written, and RecordInstall once every payload is written and
+// verified. The caller holds the lock.
+func (d *Device) BeginWrite(g, version, bundleHash string) error {
 	if err := d.repair(); err != nil {
 		return err
 	}
@@ -132,11 +149,16 @@ func (d *Device) ForgetGroup(g string) error {
 		return err
 	}
 	st.Trial = nil
-	delete(st.Groups, g)
+	if st.Groups == nil {
+		st.Groups = map[string]GroupState{}
+	}
+	st.Groups[g] = GroupState{Incomplete: &Writing{Version: version, BundleHash: bundleHash, StartedAt: now()}}
 	return d.SaveState(st)
 }
 
-// RecordInstall records what was installed into group g.
+// RecordInstall records what was installed into group g and clears its
+// incomplete mark (BeginWrite): call it only once every payload was written
+// and verified.
 func (d *Device) RecordInstall(g, version, bundleHash string) error {
 	st, err := d.LoadState()
 	if err != nil {
@@ -148,6 +170,20 @@ func (d *Device) RecordInstall(g, version, bundleHash string) error {
 	st.Groups[g] = GroupState{Version: version, BundleHash: bundleHash, InstalledAt: now()}
 	st.LastUpdate = &Result{Group: g, Status: "installed", At: now()}
 	return d.SaveState(st)
+}
+
+// checkComplete refuses group g when an install began writing it and did
+// not finish (ErrIncomplete), unless d.ForceIncomplete is set.
+func (d *Device) checkComplete(g string) error {
+	st, err := d.LoadState()
+	if err != nil {
+		return err
+	}
+	w := st.Groups[g].Incomplete
+	if w == nil || d.ForceIncomplete {
+		return nil
+	}
+	return &IncompleteError{Group: g, Writing: *w}
 }
 
 // BootID identifies the running boot: the kernel's random boot id, or the

@@ -261,6 +261,11 @@ func (a *Agent) Try() error {
 	}
 	if err := d.TryNext(j.Group); err != nil {
 		j.Phase, j.BootID = PhaseInstalled, ""
+		if errors.Is(err, device.ErrIncomplete) {
+			// Another install began overwriting the group since: this
+			// job's install must run again before its group is tried.
+			j.Phase = PhaseInstalling
+		}
 		if serr := a.save(d, j); serr != nil {
 			return fmt.Errorf("%w (and the job was not updated: %v)", err, serr)
 		}

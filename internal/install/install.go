@@ -145,8 +145,9 @@ func Install(ctx context.Context, d *device.Device, o Options) (*Result, error) 
 		return nil, err
 	}
 	// The target must not boot half-written: cancel a pending try of it
-	// and forget what it held, before the first byte is written.
-	if err := d.ForgetGroup(target); err != nil {
+	// and mark it incomplete, durably, before the first byte is written
+	// (RecordInstall clears the mark once every payload is verified).
+	if err := d.BeginWrite(target, h.Version, br.Hash.String()); err != nil {
 		return nil, err
 	}
 	resume, err := startJournal(d, br.Hash, target)
@@ -373,18 +374,10 @@ func writePayload(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *
 // writeImage writes a slot image chunk by chunk, then syncs it and records
 // the slot's chunk index.
 func writeImage(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *progressWriter) error {
-	p, err := d.SlotPath(plan.slot)
-	if err != nil {
-		return err
-	}
 	if err := forgetSlotIndex(d, plan.name); err != nil {
 		return err
 	}
-	flag := os.O_WRONLY
-	if plan.slot.Type == config.SlotFile {
-		flag |= os.O_CREATE
-	}
-	f, err := os.OpenFile(p, flag, 0o644)
+	f, err := d.OpenSlot(plan.slot)
 	if err != nil {
 		return err
 	}

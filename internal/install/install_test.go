@@ -774,13 +774,13 @@ func TestInstallThenActivate(t *testing.T) {
 	if sst, _ := device.ReadSimState(dir); sst.Reboot != nil {
 		t.Fatalf("Install requested a reboot: %+v", sst.Reboot)
 	}
-	// Another install starts on group b: it forgets what b held.
+	// Another install starts on group b: it marks b incomplete.
 	d := open(t, dir)
 	unlock, err := d.Lock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = d.ForgetGroup("b")
+	err = d.BeginWrite("b", "3.0.0", "other")
 	unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -1232,8 +1232,8 @@ func TestInstallBadInput(t *testing.T) {
 				}
 			}
 			if !c.preWrite {
-				if gs, ok := state(t, dir).Groups[target]; ok {
-					t.Errorf("state records %+v for the half-written group %s", gs, target)
+				if gs := state(t, dir).Groups[target]; gs.Incomplete == nil || gs.Version != "" {
+					t.Errorf("state records %+v for the half-written group %s, want it incomplete", gs, target)
 				}
 			}
 			if c.name == "pre-update-hook-fails" && !strings.Contains(err.Error(), "battery too low") {
@@ -1278,9 +1278,14 @@ func TestInterruptedInstall(t *testing.T) {
 	if st.Trial != "" || st.Active != "a" || st.Default != "a" {
 		t.Fatalf("status after the interrupted install: %+v; want no trial pending", st)
 	}
+	// Issue 11, hardening 12: the half-written group is marked incomplete,
+	// has no version, and is neither tried nor committed.
 	db := state(t, dir)
-	if gs, ok := db.Groups["b"]; ok {
-		t.Fatalf("state still records %+v for the half-written group b", gs)
+	if gs := db.Groups["b"]; gs.Incomplete == nil || gs.Incomplete.Version != "2.0.0" || gs.Version != "" {
+		t.Fatalf("state records %+v for the half-written group b, want it incomplete", gs)
+	}
+	if _, err := open(t, dir).TrySpare(); !errors.Is(err, device.ErrIncomplete) || !errors.Is(err, device.ErrRefused) {
+		t.Fatalf("try of the half-written group b: %v, want ErrIncomplete", err)
 	}
 	if db.Trial != nil {
 		t.Fatalf("state still records trial %+v", db.Trial)
@@ -1299,6 +1304,9 @@ func TestInterruptedInstall(t *testing.T) {
 
 	mustInstall(t, dir, bigBundle, install.Options{}, install.RebootSet)
 	checkSlot(t, dir, "b", big)
+	if gs := state(t, dir).Groups["b"]; gs.Incomplete != nil {
+		t.Fatalf("the complete install left group b marked incomplete: %+v", gs)
+	}
 	if v, _ := open(t, dir).GroupVersion("b"); v != "2.0.0" {
 		t.Fatalf("version of b = %q, want 2.0.0", v)
 	}
