@@ -48,7 +48,9 @@ func (e *IncompleteError) Error() string {
 }
 
 // Is makes an IncompleteError both ErrRefused and ErrIncomplete.
-func (e *IncompleteError) Is(target error) bool { return target == ErrRefused || target == ErrIncomplete }
+func (e *IncompleteError) Is(target error) bool {
+	return target == ErrRefused || target == ErrIncomplete
+}
 
 // ConfigError wraps every failure to load the configuration (missing file
 // included), so that callers can tell it from other failures.
