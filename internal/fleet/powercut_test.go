@@ -109,3 +109,47 @@ func TestInstallPowerCuts(t *testing.T) {
 		}
 	}
 }
+
+// TestTryIncompleteGroup: when another install began overwriting the group
+// of an installed job, Try refuses it (ErrIncomplete) and the job goes back
+// to installing, so that the adapter installs it again instead of trying a
+// torn group. Issue 11, hardening 12.
+func TestTryIncompleteGroup(t *testing.T) {
+	dir := t.TempDir()
+	key, pubFile := fleettest.NewKey(t, dir, "release")
+	b, _ := fleettest.SignedBundle(t, bundle.Header{Version: "2.0.0", Created: time.Now().Unix()}, []byte("tandem fleet incomplete"), key)
+	bundlePath := filepath.Join(dir, "v2.tandem")
+	if err := os.WriteFile(bundlePath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub", Trust: []string{pubFile}}); err != nil {
+		t.Fatal(err)
+	}
+	a := &fleet.Agent{Adapter: "t", Open: func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }}
+	if _, err := a.Begin(fleet.Job{ID: "j", Source: bundlePath}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Install(context.Background(), install.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.BeginWrite("b", "3.0.0", "other"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Try(); !errors.Is(err, device.ErrIncomplete) {
+		t.Fatalf("try of the overwritten group: %v, want ErrIncomplete", err)
+	}
+	if out, err := a.Outcome(); err != nil || out.State != fleet.Installing {
+		t.Fatalf("outcome: %+v %v, want installing", out, err)
+	}
+	if _, err := a.Install(context.Background(), install.Options{Reboot: install.RebootSet}); err != nil {
+		t.Fatalf("install again: %v", err)
+	}
+	if out, err := a.Outcome(); err != nil || out.State != fleet.Rebooting {
+		t.Fatalf("outcome after the new install: %+v %v", out, err)
+	}
+}

@@ -154,3 +154,44 @@ func TestGivenUpTrialRefusesCommit(t *testing.T) {
 		t.Fatalf("commit of a given-up trial: %v, want refused naming the reason", err)
 	}
 }
+
+// TestIncompleteNotCommitted: a trial of a group whose install did not
+// finish (tried with --force-incomplete) is not committed by passing health
+// checks: the check fails with ErrIncomplete (exit 4), and the trial stays
+// uncommitted. Issue 11, hardening 12.
+func TestIncompleteNotCommitted(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub"}); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+	d, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.BeginWrite("b", "2.0.0", "h"); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	d.ForceIncomplete = true
+	if _, err := d.TrySpare(); err != nil {
+		t.Fatal(err)
+	}
+	if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
+		t.Fatalf("boot: %s %v", g, err)
+	}
+	testutil.WriteScript(t, filepath.Join(root, "etc/tandem/hooks/health/check/10-ok"), "exit 0\n")
+	res, err := health.Check(health.Options{Open: open})
+	if !errors.Is(err, device.ErrIncomplete) || res.Verdict == health.Committed {
+		t.Fatalf("health check of the incomplete b: %+v %v, want ErrIncomplete", res, err)
+	}
+	if d, _ = open(); d != nil {
+		if st, err := d.Status(); err != nil || !st.CommitPending() {
+			t.Fatalf("after the refused commit: %+v %v, want b still on trial", st, err)
+		}
+	}
+}
