@@ -3,8 +3,10 @@ package device
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,14 +24,35 @@ func (d *Device) Lock() (unlock func(), err error) {
 
 // LockPath takes the lock at the device path name the way Lock takes the
 // device lock; busy says who holds it in the error when another process does.
+//
+// Whoever can open a lock file can flock it and so block every tandem
+// command, so the lock is the owner's alone: its directory is created mode
+// 0700 and must not be writable by others, the file is created mode 0600
+// (never through a symlink), and an existing lock that another user owns or
+// that grants any permission to group or others is refused (ErrRefused):
+// another process may already hold it open.
 func (d *Device) LockPath(name, busy string) (unlock func(), err error) {
 	p := d.FS.Path(name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if fi, err := os.Lstat(dir); err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	} else if err := checkPrivate(dir, fi, 0o022, "directory"); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		err = checkPrivate(p, fi, 0o077, "lock")
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
@@ -39,4 +62,27 @@ func (d *Device) LockPath(name, busy string) (unlock func(), err error) {
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// checkPrivate refuses a file (what: "lock", "state file", "directory") at
+// host path p that is not this process's user's alone: owned by another
+// user, not of the expected type, or with any of the permission bits in
+// deny (group and others) set.
+func checkPrivate(p string, fi fs.FileInfo, deny fs.FileMode, what string) error {
+	wantDir := what == "directory"
+	switch {
+	case wantDir && !fi.IsDir(), !wantDir && !fi.Mode().IsRegular():
+		return fmt.Errorf("%w: %s %s is a %s; remove it and run tandem again", ErrRefused, what, p, fi.Mode().Type())
+	case fi.Mode().Perm()&deny != 0 && what == "lock":
+		return fmt.Errorf("%w: lock %s has mode %04o, so other users can open it and hold the lock; remove it and run tandem again (it is recreated mode 0600; chmod is not enough: another process may hold it open already)",
+			ErrRefused, p, fi.Mode().Perm())
+	case fi.Mode().Perm()&deny != 0:
+		return fmt.Errorf("%w: %s %s has mode %04o, so other users can change it; chmod go-w it (or remove it) and run tandem again",
+			ErrRefused, what, p, fi.Mode().Perm())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%w: %s %s is owned by uid %d, not by tandem's uid %d; remove it and run tandem again",
+			ErrRefused, what, p, st.Uid, os.Geteuid())
+	}
+	return nil
 }

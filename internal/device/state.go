@@ -78,13 +78,21 @@ func (d *Device) SaveState(st *State) error { return d.WriteJSON(d.statePath(), 
 
 // ReadJSON reads the JSON document at the device path name, at most max
 // bytes, into v. A missing document is not an error: found is false and v
-// is left as it is.
+// is left as it is. A document that other users may change (owned by
+// another user, or writable by group or others) is refused (ErrRefused).
 func (d *Device) ReadJSON(name string, max int, v any) (found bool, err error) {
 	b, err := d.FS.ReadFile(name)
 	if rootfs.IsNotExist(err) {
 		return false, nil
 	}
 	if err != nil {
+		return false, err
+	}
+	fi, err := d.FS.Stat(name)
+	if err != nil {
+		return false, err
+	}
+	if err := checkPrivate(d.FS.Path(name), fi, 0o022, "state file"); err != nil {
 		return false, err
 	}
 	if len(b) > max {
@@ -97,16 +105,16 @@ func (d *Device) ReadJSON(name string, max int, v any) (found bool, err error) {
 }
 
 // WriteJSON writes v, indented, to the device path name with
-// rootfs.WriteAtomic, making its directory first.
+// rootfs.WriteAtomic, mode 0600, making its directory (mode 0700) first.
 func (d *Device) WriteJSON(name string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := d.FS.MkdirAll(path.Dir(name), 0o755); err != nil {
+	if err := d.FS.MkdirAll(path.Dir(name), 0o700); err != nil {
 		return err
 	}
-	return rootfs.WriteAtomic(d.FS, name, append(b, '\n'), 0o644)
+	return rootfs.WriteAtomic(d.FS, name, append(b, '\n'), 0o600)
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Second) }

@@ -173,8 +173,8 @@ func deadlineStart(d *device.Device, now time.Time) (time.Time, error) {
 	if b, err = json.Marshal(doc); err != nil {
 		return time.Time{}, err
 	}
-	if err := d.FS.MkdirAll(d.Config.DataDir, 0o755); err != nil {
+	if err := d.FS.MkdirAll(d.Config.DataDir, 0o700); err != nil {
 		return time.Time{}, err
 	}
-	return doc.Since, rootfs.WriteAtomic(d.FS, p, append(b, '\n'), 0o644)
+	return doc.Since, rootfs.WriteAtomic(d.FS, p, append(b, '\n'), 0o600)
 }
