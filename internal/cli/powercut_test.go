@@ -185,3 +185,23 @@ func TestRepeatedCommitAfterCut(t *testing.T) {
 		t.Fatal("no cut left the secondary copy stale: the test tests nothing")
 	}
 }
+
+// TestHungRefusals: on a simulated system that hung, every command that
+// would change the device refuses with exit 4, as docs/simulator.md lists.
+// Issue 11, hardening 13.
+func TestHungRefusals(t *testing.T) {
+	dir := newSim(t, "grub")
+	run(t, nil, "--root", dir, "system", "reboot", "--spare")
+	if r := run(t, nil, "sim", "reboot", dir, "--hang"); lastLine(r.stdout) != "b" {
+		t.Fatalf("hung trial boot: %+v", r)
+	}
+	for _, args := range [][]string{
+		{"system", "commit"}, {"system", "reboot", "--spare"}, {"update", "install", filepath.Join(dir, "none.tandem")},
+		{"health", "--once"}, {"health", "--once", "--deadline", "0"},
+	} {
+		r := run(t, nil, append([]string{"--root", dir}, args...)...)
+		if r.code != ExitRefused || !strings.Contains(r.stderr, "hung before it could run tandem") {
+			t.Errorf("%v on a hung system: %+v, want exit %d", args, r, ExitRefused)
+		}
+	}
+}

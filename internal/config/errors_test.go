@@ -143,6 +143,9 @@ func TestParseErrors(t *testing.T) {
 			`3:9: groups.a.slots."root fs": invalid alias name "root fs": use 1 to 64 characters a-z 0-9 . _ - starting with a letter or digit`},
 		{"factory-version control character", withGroups(`a = { slots = { system = "system-a" }, factory-version = "1\r" }`, `b.slots.system = "system-b"`),
 			`3:58: groups.a.factory-version: "1\r" contains a control character`},
+		// Issue 11, hardening 1: a factory-version tandem cannot order is refused at load time.
+		{"factory-version not comparable", withGroups(`a = { slots = { system = "system-a" }, factory-version = "bookworm" }`, `b.slots.system = "system-b"`),
+			`3:58: groups.a.factory-version: "bookworm" is not a version tandem can compare: use MAJOR.MINOR.PATCH (semver) or dotted numbers such as 2024.06.1`},
 		{"default groups without their slots", lines(compat, `slots.root-a = { type = "block", partition = 2 }`, `slots.root-b = { type = "block", partition = 3 }`, grubFlow, grubType),
 			`groups: not set, so group a defaults to system = "system-a", but slot "system-a" is not defined`},
 

@@ -299,9 +299,13 @@ func (c *checker) group(g string) {
 			c.fail(c.ix.value(ak...), ak, "slot %q is not defined", slot)
 		}
 	}
+	fk := with(key, "factory-version")
 	if why := badText(grp.FactoryVersion); why != "" {
-		fk := with(key, "factory-version")
 		c.fail(c.ix.value(fk...), fk, "%s", why)
+	} else if grp.FactoryVersion != "" {
+		if err := CheckVersion(grp.FactoryVersion); err != nil {
+			c.fail(c.ix.value(fk...), fk, "%v", err)
+		}
 	}
 }
 

@@ -35,7 +35,7 @@ func TestInstallPowerCuts(t *testing.T) {
 
 	for cut := 1; ; cut++ {
 		root := filepath.Join(dir, fmt.Sprintf("dev%d", cut))
-		if err := sim.New(root, sim.Options{BootFlow: "grub", Trust: []string{pubFile}}); err != nil {
+		if err := sim.New(root, sim.Options{BootFlow: "grub", FactoryVersion: "1.0.0", Trust: []string{pubFile}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := sim.Reboot(root, false); err != nil {
@@ -123,7 +123,7 @@ func TestTryIncompleteGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := filepath.Join(dir, "dev")
-	if err := sim.New(root, sim.Options{BootFlow: "grub", Trust: []string{pubFile}}); err != nil {
+	if err := sim.New(root, sim.Options{BootFlow: "grub", FactoryVersion: "1.0.0", Trust: []string{pubFile}}); err != nil {
 		t.Fatal(err)
 	}
 	a := &fleet.Agent{Adapter: "t", Open: func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }}

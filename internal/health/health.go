@@ -82,6 +82,10 @@ func Check(o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// A simulated system that hung could not run the checker at all.
+	if err := d.CheckNotHung(); err != nil {
+		return Result{}, err
+	}
 	st, err := d.Status()
 	if err != nil {
 		return Result{}, err

@@ -28,7 +28,7 @@ import (
 // Sentinel errors for the installer's policy.
 var (
 	ErrIncompatible = errors.New("bundle is not for this device")
-	ErrDowngrade    = errors.New("downgrade refused")
+	ErrDowngrade    = device.ErrDowngrade // older than the running version, or that is unknown
 	ErrPayload      = errors.New("payload does not fit the device")
 	// ErrNotPinned: the bundle's hash is not the pinned one (it is also a
 	// signature.ErrUntrusted). Fleet adapters tell it from a badly signed
@@ -282,20 +282,17 @@ func planPayloads(d *device.Device, st device.Status, target string, h *bundle.H
 	if h.Compatible != d.Config.Compatible {
 		return nil, fmt.Errorf("%w: bundle compatible %q, device %q", ErrIncompatible, h.Compatible, d.Config.Compatible)
 	}
-	bv, _ := bundle.ParseVersion(h.Version) // valid: the header parser checked it
-	if installed, _ := d.GroupVersion(st.Active); installed != "" {
-		iv, err := bundle.ParseVersion(installed)
-		if err == nil && bv.Compare(iv) < 0 && !o.Policy.AllowDowngrade {
-			return nil, fmt.Errorf("%w: bundle version %s is older than the running %s (--allow-downgrade installs it)", ErrDowngrade, h.Version, installed)
+	installed, _ := d.GroupVersion(st.Active)
+	if err := device.CheckDowngrade(installed, h.Version, o.Policy.AllowDowngrade); err != nil {
+		return nil, err
+	}
+	if h.MinVersion != "" {
+		if installed == "" {
+			return nil, fmt.Errorf("%w: the bundle needs version %s or later installed, the running version is unknown", ErrIncompatible, h.MinVersion)
 		}
-		if h.MinVersion != "" {
-			mv, _ := bundle.ParseVersion(h.MinVersion)
-			if err != nil || iv.Compare(mv) < 0 {
-				return nil, fmt.Errorf("%w: the bundle needs version %s or later installed, the device runs %s", ErrIncompatible, h.MinVersion, installed)
-			}
+		if c, err := device.CompareVersions(installed, h.MinVersion); err != nil || c < 0 {
+			return nil, fmt.Errorf("%w: the bundle needs version %s or later installed, the device runs %s", ErrIncompatible, h.MinVersion, installed)
 		}
-	} else if h.MinVersion != "" {
-		return nil, fmt.Errorf("%w: the bundle needs version %s or later installed, the running version is unknown", ErrIncompatible, h.MinVersion)
 	}
 	group := d.Config.Groups[target]
 	plan := make([]slotPlan, len(h.Payloads))

@@ -432,7 +432,7 @@ func certFile(t testing.TB, c *x509.Certificate) string {
 type devOpts struct {
 	flow     string // default grub
 	slotSize int64  // default slotSize
-	factory  string // factory-version of group a
+	factory  string // factory-version of group a ("" = 0.1.0, "-" = unknown)
 	app      bool   // a directory slot per group, alias app
 	noTrust  bool   // no trusted key on the device
 }
@@ -441,6 +441,12 @@ func newDevice(t testing.TB, o devOpts) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "dev")
 	so := sim.Options{BootFlow: o.flow, SlotSize: o.slotSize, FactoryVersion: o.factory, Trust: []string{fx.pubFile}}
+	switch o.factory {
+	case "":
+		so.FactoryVersion = "0.1.0" // known: an unknown running version refuses every install
+	case "-":
+		so.FactoryVersion = ""
+	}
 	if so.BootFlow == "" {
 		so.BootFlow = config.FlowGrub
 	}
@@ -1113,6 +1119,14 @@ func TestInstallBadInput(t *testing.T) {
 		// policy
 		{name: "wrong-compatible", bundle: withSys(spec{compatible: "acme-gw"}), want: install.ErrIncompatible, preWrite: true},
 		{name: "downgrade", dev: devOpts{factory: "2.0.0"}, bundle: fixed(fx.sysV1), want: install.ErrDowngrade, preWrite: true},
+		// Issue 11, hardening 1: an unknown or non-semver running version
+		// does not switch the downgrade check off.
+		{name: "downgrade/running-unknown", dev: devOpts{factory: "-"}, bundle: fixed(fx.sysV1), want: install.ErrDowngrade, preWrite: true},
+		{name: "downgrade/running-dotted", dev: devOpts{factory: "2024.06.1"}, bundle: fixed(fx.sysV1), want: install.ErrDowngrade, preWrite: true},
+		{name: "downgrade/running-debian-12", setup: func(t *testing.T, dir string) {
+			replaceIn(t, filepath.Join(dir, "etc/tandem/system.toml"), "factory-version = \"0.1.0\"\n", "")
+			writeFileIn(t, filepath.Join(dir, "etc/os-release"), "ID=debian\nVERSION_ID=\"12\"\n")
+		}, bundle: fixed(fx.sysV1), want: install.ErrDowngrade, preWrite: true},
 		{name: "min-version", dev: devOpts{factory: "1.0.0"}, bundle: withSys(spec{version: "3.0.0", minVersion: "2.0.0"}),
 			want: install.ErrIncompatible, preWrite: true},
 		{name: "payload-larger-than-slot", dev: devOpts{slotSize: 64 << 10}, bundle: fixed(fx.sysV1), want: install.ErrPayload, preWrite: true},
@@ -1331,5 +1345,24 @@ func TestInstallNotPinnedSentinel(t *testing.T) {
 	untrusted, th := mkBundle(t, spec{sign: fx.signBy, payloads: []pl{sysPayload(fx.imgV1)}})
 	if _, err := installBytes(t, dir, untrusted, install.Options{Trust: install.Trust{BundleHash: th.String(), RequireSignature: true}}); errors.Is(err, install.ErrNotPinned) || !errors.Is(err, signature.ErrUntrusted) {
 		t.Fatalf("pinned bundle by an untrusted key: %v", err)
+	}
+}
+
+func replaceIn(t *testing.T, p, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s has no %q", p, old)
+	}
+	writeFileIn(t, p, strings.Replace(string(b), old, new, 1))
+}
+
+func writeFileIn(t *testing.T, p, data string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -32,7 +32,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/channel"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
@@ -502,12 +501,8 @@ func (w *Watcher) poll(ctx context.Context) (fleet.Step, error) {
 	if dec := c.Decide(channel.Device{ID: id, Compatible: d.Config.Compatible, Labels: w.c.Labels}); !dec.Take {
 		return skip(dec.Reason)
 	}
-	if running != "" && !w.c.AllowDowngrade {
-		rv, err1 := bundle.ParseVersion(r.Version)
-		iv, err2 := bundle.ParseVersion(running)
-		if err1 == nil && err2 == nil && rv.Compare(iv) < 0 {
-			return skip(fmt.Sprintf("version %s is older than the running %s (allow downgrades to install it)", r.Version, running))
-		}
+	if err := device.CheckDowngrade(running, r.Version, w.c.AllowDowngrade); err != nil {
+		return skip(err.Error())
 	}
 	src, err := c.Resolve(w.c.URL)
 	if err != nil {

@@ -339,6 +339,9 @@ func TestBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := d.RecordInstall("b", "1.5.0", strings.Repeat("cd", 32)); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.TryNext("b"); err != nil {
 		t.Fatal(err)
 	}
@@ -463,5 +466,42 @@ func TestDamagedSignature(t *testing.T) {
 	mu.Unlock()
 	if st, err := w.Step(context.Background()); err != nil || st.Activity != fleet.ActRebooting {
 		t.Fatalf("the genuine file back: %+v, %v; want the install", st, err)
+	}
+}
+
+// TestDowngradeUnknownRunning: a running version that is unknown, or not
+// semver (Debian's VERSION_ID "12", "2024.06.1": newer than 2.0.0 by the
+// documented order), does not switch the downgrade check off: the release
+// is skipped and no job starts. Issue 11, hardening 1.
+func TestDowngradeUnknownRunning(t *testing.T) {
+	for _, running := range []string{"", "2024.06.1", "12"} {
+		t.Run("running="+running, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "dev")
+			if err := sim.New(root, sim.Options{BootFlow: "grub", SlotSize: 1 << 20, FactoryVersion: running}); err != nil {
+				t.Fatal(err)
+			}
+			open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+			key := channelKey(t, root)
+			cs := newChannelServer(t)
+			now := time.Now().UTC().Truncate(time.Second)
+			b, err := channel.Sign(&channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: 1,
+				Issued: now, Expires: now.Add(time.Hour), Release: channel.Release{Version: "2.0.0", Bundle: "v2.tandem",
+					BundleHash: strings.Repeat("ab", 32)}}, []channel.Signer{{Key: key}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs.set(b)
+			w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: open})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := w.Once(context.Background())
+			if err != nil || res.Action != "skip" || !strings.Contains(res.Message, "downgrade refused") {
+				t.Fatalf("release 2.0.0 on a device running %q: %+v %v, want skipped as a possible downgrade", running, res, err)
+			}
+			if j, err := w.Agent().Job(); err != nil || j != nil {
+				t.Fatalf("a job was written: %+v, %v", j, err)
+			}
+		})
 	}
 }
