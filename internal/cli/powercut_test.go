@@ -33,7 +33,7 @@ var slotWriteRe = regexp.MustCompile(`^write (\d+) bytes at (\d+) to /slots/syst
 func TestInstallPowerCutEveryPoint(t *testing.T) {
 	dir, image := bundleFixture(t)
 	// Over the installer's 1 MiB write buffer: several writes reach the slot.
-	img := bytes.Repeat(readFile(t, image), 10)[:2560<<10]
+	img := bytes.Repeat(readFile(t, image), 10)[:1536<<10]
 	if err := os.WriteFile(image, img, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestInstallPowerCutEveryPoint(t *testing.T) {
 			modes = modes[:1]
 		}
 		t.Run(flow, func(t *testing.T) {
-			tmpl := newSim(t, flow, "--trust", filepath.Join(dir, "release.pub"), "--slot-size", "3M")
+			tmpl := newSim(t, flow, "--trust", filepath.Join(dir, "release.pub"), "--slot-size", "2M")
 			// Group b holds a factory image: an interrupted install must not
 			// go on reporting it.
 			replace(t, tmpl, "etc/tandem/system.toml", "slots = { system = \"system-b\" }\n",
@@ -58,7 +58,7 @@ func TestInstallPowerCutEveryPoint(t *testing.T) {
 				t.Run(mode, func(t *testing.T) {
 					points, slotPoints := installCuts(t, tmpl, bundle, img, mode)
 					t.Logf("%s/%s: %d cut points, %d of them in slot data", flow, mode, points, slotPoints)
-					if slotPoints < 4 {
+					if slotPoints < 3 {
 						t.Fatalf("only %d cut points in slot data", slotPoints)
 					}
 				})
