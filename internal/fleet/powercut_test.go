@@ -130,7 +130,7 @@ func TestTryIncompleteGroup(t *testing.T) {
 	if _, err := a.Begin(fleet.Job{ID: "j", Source: bundlePath}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Install(context.Background(), install.Options{}); err != nil {
+	if _, err := a.Install(context.Background(), install.Options{}, install.RebootNo); err != nil {
 		t.Fatal(err)
 	}
 	d, err := a.Open()
@@ -146,7 +146,7 @@ func TestTryIncompleteGroup(t *testing.T) {
 	if out, err := a.Outcome(); err != nil || out.State != fleet.Installing {
 		t.Fatalf("outcome: %+v %v, want installing", out, err)
 	}
-	if _, err := a.Install(context.Background(), install.Options{Reboot: install.RebootSet}); err != nil {
+	if _, err := a.Install(context.Background(), install.Options{}, install.RebootSet); err != nil {
 		t.Fatalf("install again: %v", err)
 	}
 	if out, err := a.Outcome(); err != nil || out.State != fleet.Rebooting {
