@@ -491,12 +491,12 @@ func TestDowngradeUnknownRunning(t *testing.T) {
 				t.Fatal(err)
 			}
 			cs.set(b)
-			w, err := New(Options{URL: cs.srv.URL + "/stable.json", Open: open})
+			w, err := New(&Config{URL: cs.srv.URL + "/stable.json"}, open, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := w.Once(context.Background())
-			if err != nil || res.Action != "skip" || !strings.Contains(res.Message, "downgrade refused") {
+			res, err := w.Step(context.Background())
+			if err != nil || res.Activity != fleet.ActIdle || !strings.Contains(res.Message, "downgrade refused") {
 				t.Fatalf("release 2.0.0 on a device running %q: %+v %v, want skipped as a possible downgrade", running, res, err)
 			}
 			if j, err := w.Agent().Job(); err != nil || j != nil {
