@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/tandem-ota/tandem/internal/filetrust"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,17 +31,16 @@ func (d *Device) Lock() (unlock func(), err error) {
 // 0700 and must not be writable by others, the file is created mode 0600
 // (never through a symlink), and an existing lock that another user owns or
 // that grants any permission to group or others is refused (ErrRefused):
-// another process may already hold it open.
+// another process may already hold it open. The directory must pass
+// filetrust.Check.
 func (d *Device) LockPath(name, busy string) (unlock func(), err error) {
 	p := d.FS.Path(name)
 	dir := filepath.Dir(p)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	if fi, err := os.Lstat(dir); err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	} else if err := checkPrivate(dir, fi, 0o022, "directory"); err != nil {
-		return nil, err
+	if _, err := filetrust.Check(dir); err != nil {
+		return nil, fmt.Errorf("%w: lock directory: %w", ErrRefused, err)
 	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
@@ -48,7 +48,7 @@ func (d *Device) LockPath(name, busy string) (unlock func(), err error) {
 	}
 	fi, err := f.Stat()
 	if err == nil {
-		err = checkPrivate(p, fi, 0o077, "lock")
+		err = checkLock(p, fi)
 	}
 	if err != nil {
 		f.Close()
@@ -64,25 +64,20 @@ func (d *Device) LockPath(name, busy string) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
-// checkPrivate refuses a file (what: "lock", "state file", "directory") at
-// host path p that is not this process's user's alone: owned by another
-// user, not of the expected type, or with any of the permission bits in
-// deny (group and others) set.
-func checkPrivate(p string, fi fs.FileInfo, deny fs.FileMode, what string) error {
-	wantDir := what == "directory"
+// checkLock refuses a lock file at host path p that others could open (and
+// so hold): not a regular file, owned by another user than tandem's, or
+// with any permission for group or others.
+func checkLock(p string, fi fs.FileInfo) error {
 	switch {
-	case wantDir && !fi.IsDir(), !wantDir && !fi.Mode().IsRegular():
-		return fmt.Errorf("%w: %s %s is a %s; remove it and run tandem again", ErrRefused, what, p, fi.Mode().Type())
-	case fi.Mode().Perm()&deny != 0 && what == "lock":
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%w: lock %s is a %s; remove it and run tandem again", ErrRefused, p, fi.Mode().Type())
+	case fi.Mode().Perm()&0o077 != 0:
 		return fmt.Errorf("%w: lock %s has mode %04o, so other users can open it and hold the lock; remove it and run tandem again (it is recreated mode 0600; chmod is not enough: another process may hold it open already)",
 			ErrRefused, p, fi.Mode().Perm())
-	case fi.Mode().Perm()&deny != 0:
-		return fmt.Errorf("%w: %s %s has mode %04o, so other users can change it; chmod go-w it (or remove it) and run tandem again",
-			ErrRefused, what, p, fi.Mode().Perm())
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%w: %s %s is owned by uid %d, not by tandem's uid %d; remove it and run tandem again",
-			ErrRefused, what, p, st.Uid, os.Geteuid())
+		return fmt.Errorf("%w: lock %s is owned by uid %d, not by tandem's uid %d; remove it and run tandem again",
+			ErrRefused, p, st.Uid, os.Geteuid())
 	}
 	return nil
 }

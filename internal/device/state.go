@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-ota/tandem/internal/filetrust"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
@@ -78,8 +79,9 @@ func (d *Device) SaveState(st *State) error { return d.WriteJSON(d.statePath(), 
 
 // ReadJSON reads the JSON document at the device path name, at most max
 // bytes, into v. A missing document is not an error: found is false and v
-// is left as it is. A document that other users may change (owned by
-// another user, or writable by group or others) is refused (ErrRefused).
+// is left as it is. A document that other users may change (one that fails
+// filetrust.Check: owned by another user, writable by group or others, or
+// in such a directory) is refused (ErrRefused).
 func (d *Device) ReadJSON(name string, max int, v any) (found bool, err error) {
 	b, err := d.FS.ReadFile(name)
 	if rootfs.IsNotExist(err) {
@@ -88,12 +90,8 @@ func (d *Device) ReadJSON(name string, max int, v any) (found bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	fi, err := d.FS.Stat(name)
-	if err != nil {
-		return false, err
-	}
-	if err := checkPrivate(d.FS.Path(name), fi, 0o022, "state file"); err != nil {
-		return false, err
+	if _, err := filetrust.Check(d.FS.Path(name)); err != nil {
+		return false, fmt.Errorf("%w: state file: %w", ErrRefused, err)
 	}
 	if len(b) > max {
 		return false, fmt.Errorf("%s: larger than %d bytes", d.FS.Path(name), max)
