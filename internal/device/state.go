@@ -32,6 +32,10 @@ type GroupState struct {
 	Version     string    `json:"version,omitempty"`
 	BundleHash  string    `json:"bundleHash,omitempty"`
 	InstalledAt time.Time `json:"installedAt"`
+	// CommittedAt is when the installed version was committed (zero: not
+	// yet): a fleet job learns from it that its update committed even
+	// after the device has moved on to another group.
+	CommittedAt time.Time `json:"committedAt,omitzero"`
 }
 
 // Trial is a requested trial boot.
@@ -114,6 +118,10 @@ func (d *Device) recordCommit(group string) error {
 	}
 	st.Trial = nil
 	st.LastUpdate = &Result{Group: group, Status: "committed", At: now()}
+	if gs, ok := st.Groups[group]; ok {
+		gs.CommittedAt = st.LastUpdate.At
+		st.Groups[group] = gs
+	}
 	return d.SaveState(st)
 }
 
