@@ -349,7 +349,7 @@ func (a *Agent) Install(ctx context.Context, o install.Options, reboot install.R
 		return nil, err
 	}
 	if j == nil || (j.Phase != PhaseInstalling && j.Phase != PhaseInstalled) {
-		return nil, fmt.Errorf("no job to install")
+		return nil, fmt.Errorf("%w: no job to install", device.ErrRefused)
 	}
 	if o.Source == "" {
 		o.Source = j.Source
@@ -393,7 +393,7 @@ func (a *Agent) Try() error {
 		return err
 	}
 	if j == nil || j.Phase != PhaseInstalled {
-		return fmt.Errorf("no installed job to try")
+		return fmt.Errorf("%w: no installed job to try", device.ErrRefused)
 	}
 	bootID, err := d.BootID()
 	if err != nil {
