@@ -334,7 +334,7 @@ func drive(ctx context.Context, t testing.TB, cfg tedge.Config) error {
 	if err != nil {
 		return err
 	}
-	return fleettest.Drive(ctx, t, h, fleet.Loop{})
+	return fleettest.Stretch(ctx, h, fleettest.Loop(t))
 }
 
 // serve runs a handler made from cfg as the service does (tandem tedge):
