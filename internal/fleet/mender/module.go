@@ -95,6 +95,10 @@ func (m *Module) logf(format string, args ...any) {
 // still running on trial is refused by Begin.
 func (m *Module) clearStale() error {
 	o, err := m.Agent.Outcome()
+	if errors.Is(err, fleet.ErrBadJob) {
+		m.logf("dropping a job file that cannot be used: %v", err)
+		return m.Agent.Done()
+	}
 	if err != nil || o.State == fleet.Idle || o.State == fleet.Verifying {
 		return err
 	}

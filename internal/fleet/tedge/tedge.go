@@ -141,6 +141,9 @@ func (h *Handler) Step(ctx context.Context) (st fleet.Step, err error) {
 	if h.resume && !h.installing {
 		h.resume = false
 		o, err := h.cfg.Agent.Outcome()
+		if errors.Is(err, fleet.ErrBadJob) {
+			return h.dropBadJob(ctx, err)
+		}
 		if err != nil {
 			return fleet.Step{}, err
 		}
@@ -190,6 +193,24 @@ func (h *Handler) Step(ctx context.Context) (st fleet.Step, err error) {
 			return h.next(ctx)
 		}
 	}
+}
+
+// dropBadJob reports the command of a job file that cannot be used (when
+// the file names it) failed, and drops the file (issue 11, hardening 3).
+func (h *Handler) dropBadJob(ctx context.Context, err error) (fleet.Step, error) {
+	var bad *fleet.BadJobError
+	if errors.As(err, &bad) && bad.ID != "" {
+		if _, ok := h.cfg.Topics.CommandID(h.cfg.Topics.Command(bad.ID)); ok {
+			msg := (&Command{}).With("status", StatusFailed, "reason", "tandem lost its record of this update: "+err.Error()).Marshal()
+			if err := h.k.publish(ctx, h.cfg.Topics.Command(bad.ID), true, msg); err != nil {
+				return fleet.Step{}, err
+			}
+		}
+	}
+	if err := h.cfg.Agent.Done(); err != nil {
+		return fleet.Step{}, err
+	}
+	return fleet.Step{Activity: fleet.ActReported, Message: "dropped a job file that cannot be used: " + err.Error()}, nil
 }
 
 func working(format string, args ...any) fleet.Step {

@@ -679,3 +679,30 @@ func TestLocalPathRefused(t *testing.T) {
 		}
 	}
 }
+
+// issue 11, hardening 3: a job file the handler cannot read back (here cut
+// short) stopped it at every start. The command it names is reported
+// failed, the file is moved aside and the next command goes through.
+func TestBadJobFile(t *testing.T) {
+	w := newWorld(t)
+	job := filepath.Join(w.root, "var/lib/tandem/fleet/tedge.json")
+	if err := os.MkdirAll(filepath.Dir(job), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(job, []byte(`{"id":"c8y-cut","source":"https://example.com/v2.tandem","phase":"inst`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := w.start(t)
+	d := w.m.await(t, "c8y-cut", 10*time.Second, "successful", "failed")
+	if reason, _ := d["reason"].(string); d["status"] != "failed" || !strings.Contains(reason, "lost its record") {
+		t.Fatalf("the command of the unusable job: %v", d)
+	}
+	if _, err := os.Stat(job + ".bad"); err != nil {
+		t.Errorf("the unusable job file was not moved aside: %v", err)
+	}
+	w.m.request("after-bad", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
+	w.m.await(t, "after-bad", 20*time.Second, "restarting")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,6 +3,7 @@ package tedge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -135,7 +136,14 @@ func (w *Workflow) begin() (fleet.Step, error) {
 	if err != nil {
 		return w.refuse(err.Error())
 	}
-	if j, err := w.Agent.Job(); err == nil && j != nil && j.ID == w.ID {
+	j, err := w.Agent.Job()
+	if errors.Is(err, fleet.ErrBadJob) {
+		// An earlier command's job file cannot be used: drop it (its
+		// command ended failed when its step could not run).
+		if err := w.Agent.Done(); err != nil {
+			return fleet.Step{}, err
+		}
+	} else if err == nil && j != nil && j.ID == w.ID {
 		if o, err := w.Agent.Outcome(); err == nil && !o.Final() {
 			return w.next("install", "command %s: begun already (the agent restarted during this step)", w.ID)
 		}
