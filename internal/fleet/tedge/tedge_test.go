@@ -697,8 +697,13 @@ func TestBadJobFile(t *testing.T) {
 	if reason, _ := d["reason"].(string); d["status"] != "failed" || !strings.Contains(reason, "lost its record") {
 		t.Fatalf("the command of the unusable job: %v", d)
 	}
-	if _, err := os.Stat(job + ".bad"); err != nil {
-		t.Errorf("the unusable job file was not moved aside: %v", err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(job + ".bad"); err == nil {
+			break // moved aside once the broker had the failed status
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the unusable job file was not moved aside")
+		}
 	}
 	w.m.request("after-bad", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
 	w.m.await(t, "after-bad", 20*time.Second, "restarting")
