@@ -326,7 +326,7 @@ func HeaderSize(prefix []byte) (int, error) {
 		return 0, fmt.Errorf("%w: %d bytes, the header starts with 16", ErrTruncated, len(prefix))
 	}
 	if string(prefix[:8]) != Magic {
-		return 0, fmt.Errorf("%w: not a tandem bundle (magic %q)", ErrVersion, prefix[:8])
+		return 0, fmt.Errorf("%w: not a tandem bundle (it does not start with %q)", ErrVersion, Magic)
 	}
 	if v := binary.LittleEndian.Uint16(prefix[8:]); v != FormatVersion {
 		return 0, &VersionError{Version: v}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -47,3 +48,16 @@ func (a *app) runAdapter(ad fleet.Adapter, l fleet.Loop, f loopFlags) error {
 	}
 	return nil
 }
+
+// runInvoked runs an adapter that its fleet manager invokes once per state
+// (the Mender update module, a tedge-agent workflow step): one step under
+// fleet.Loop, with no signal handling of its own (a killed step exits
+// non-zero, as the invoker expects). The adapter writes its protocol's
+// output itself; the step's error is the command's.
+func (a *app) runInvoked(ad fleet.Adapter) error {
+	_, err := fleet.Loop{Once: true, Log: slog.New(slog.DiscardHandler)}.Run(context.Background(), ad)
+	return err
+}
+
+// warn prints an install warning on stderr.
+func (a *app) warn(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }

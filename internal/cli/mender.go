@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -56,9 +55,9 @@ The update's progress is kept in <data-dir>/fleet/mender.json between the states
 			} else if args[0] == "Download" {
 				return usageError{fmt.Errorf("the Download state needs the module TREE")}
 			}
-			m.Stdout, m.Log = a.env.Stdout, a.env.Stderr
-			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
-			return m.Run(context.Background(), args[0], tree)
+			m.State, m.Tree, m.Stdout, m.Log = args[0], tree, a.env.Stdout, a.env.Stderr
+			o.Progress.Warn = a.warn
+			return a.runInvoked(m)
 		},
 	}
 	f := cmd.Flags()

@@ -4,19 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"path"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/tandem-ota/tandem/internal/bundle"
-	"github.com/tandem-ota/tandem/internal/chunker"
-	"github.com/tandem-ota/tandem/internal/config"
-	"github.com/tandem-ota/tandem/internal/device"
+	rugixctrl "github.com/tandem-ota/tandem/internal/fleet/rugix"
 	"github.com/tandem-ota/tandem/internal/install"
 )
 
@@ -66,7 +58,6 @@ simulated device). Run "tandem --help" for tandem's own command line.`,
 func (a *app) rugixInstallCommand() *cobra.Command {
 	var o install.Options
 	var reboot, hash, verifyBundle string
-	var mode install.Reboot
 	cmd := &cobra.Command{
 		Use:   "install BUNDLE",
 		Short: "Install a tandem bundle (path, - for stdin, or http(s) URL) into the spare group",
@@ -81,13 +72,9 @@ must be signed by a key the device trusts, unless --insecure-skip-bundle-verific
 Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","progress":P}.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch install.Reboot(reboot) {
-			case install.RebootYes, install.RebootNo, install.RebootSet:
-				mode = install.Reboot(reboot)
-			case "deferred":
-				mode = install.RebootSet
-			default:
-				return usageError{fmt.Errorf("--reboot %q: want yes, no, set or deferred", reboot)}
+			mode, err := rugixctrl.ParseReboot(reboot)
+			if err != nil {
+				return usageError{err}
 			}
 			if hash != "" && verifyBundle != "" && hash != verifyBundle {
 				return usageError{errors.New("--bundle-hash and --verify-bundle disagree")}
@@ -96,11 +83,9 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 				hash = verifyBundle
 			}
 			if hash != "" {
-				h, err := rugixBundleHash(hash)
-				if err != nil {
+				if o.Trust.BundleHash, err = rugixctrl.ParseBundleHash(hash); err != nil {
 					return usageError{err}
 				}
-				o.Trust.BundleHash = h
 			}
 			d, err := a.open()
 			if err != nil {
@@ -110,10 +95,7 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "%s: warning: %s\n", RugixName, s) }
 			p := a.rugixProgress()
 			o.Progress.Event = p.event
-			res, err := install.Install(cmd.Context(), d, o)
-			if err == nil {
-				err = install.Activate(d, res, mode)
-			}
+			res, err := rugixctrl.Install(cmd.Context(), d, o, mode)
 			if err != nil {
 				if p.bar != nil {
 					p.bar.fail(err)
@@ -136,20 +118,6 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 	f.StringArrayVar(&o.Trust.Files, "root-cert", nil, "extra trusted public key or root certificate (PEM, repeatable)")
 	f.BoolVar(&o.HTTP.NoDelta, "disable-range-queries", false, "download the whole bundle even when the server supports ranges")
 	return cmd
-}
-
-// rugixBundleHash accepts tandem's bundle hash, optionally as "sha256:HEX".
-func rugixBundleHash(s string) (string, error) {
-	if alg, hex, ok := strings.Cut(s, ":"); ok {
-		if alg != "sha256" {
-			return "", fmt.Errorf("--bundle-hash %q: tandem bundle hashes are sha256 (64 hex digits from tandem bundle inspect), not %s", s, alg)
-		}
-		s = hex
-	}
-	if _, err := bundle.ParseHash(s); err != nil {
-		return "", fmt.Errorf("--bundle-hash: %w", err)
-	}
-	return s, nil
 }
 
 // rugixProgressEvent is rugix-ctrl's progress line.
@@ -189,88 +157,6 @@ func (p *rugixProgress) event(e install.Event) {
 	_ = p.enc.Encode(rugixProgressEvent{Event: "UpdateProgress", Progress: pct})
 }
 
-// RugixInfo is what `rugix-ctrl system info` prints: rugix-ctrl's field
-// names, filled from tandem's device information.
-type RugixInfo struct {
-	Slots map[string]RugixSlot `json:"slots"`
-	Boot  RugixBoot            `json:"boot"`
-	State RugixState           `json:"state"`
-}
-
-// RugixSlot is one slot in RugixInfo.
-type RugixSlot struct {
-	Active bool `json:"active"`
-	// Hashes is always empty: tandem records bundle hashes per group, not
-	// content hashes per slot.
-	Hashes    map[string]string `json:"hashes"`
-	Size      *int64            `json:"size,omitempty"`
-	UpdatedAt *time.Time        `json:"updatedAt,omitempty"`
-}
-
-// RugixBoot is the boot state in RugixInfo.
-type RugixBoot struct {
-	BootFlow     string                     `json:"bootFlow"`
-	ActiveGroup  string                     `json:"activeGroup"`
-	DefaultGroup string                     `json:"defaultGroup"`
-	Groups       map[string]json.RawMessage `json:"groups"`
-}
-
-// RugixState is rugix-ctrl's state-management status. tandem does not
-// manage state; it reports Active when its data directory exists (that is
-// where it keeps what must survive an update), else Disabled.
-type RugixState struct {
-	Status string `json:"status"`
-}
-
-func (a *app) rugixInfo(d *device.Device) (*RugixInfo, error) {
-	info, err := d.Info()
-	if err != nil {
-		return nil, err
-	}
-	db, err := d.LoadState()
-	if err != nil {
-		db = &device.State{}
-	}
-	out := &RugixInfo{
-		Slots: map[string]RugixSlot{},
-		Boot: RugixBoot{BootFlow: info.Boot.BootFlow, ActiveGroup: info.Boot.ActiveGroup,
-			DefaultGroup: info.Boot.DefaultGroup, Groups: map[string]json.RawMessage{}},
-		State: RugixState{Status: "Disabled"},
-	}
-	for g := range info.Boot.Groups {
-		out.Boot.Groups[g] = json.RawMessage("{}")
-	}
-	for name, s := range info.Slots {
-		rs := RugixSlot{Active: s.Active, Hashes: map[string]string{}}
-		if s.Type == config.SlotBlock || s.Type == config.SlotFile {
-			if p, err := d.SlotPath(d.Config.Slots[name]); err == nil {
-				if n, err := fileSize(p); err == nil {
-					rs.Size = &n
-				}
-			}
-		}
-		if gs, ok := db.Groups[s.Group]; ok && s.Group != "" && !gs.InstalledAt.IsZero() {
-			t := gs.InstalledAt
-			rs.UpdatedAt = &t
-		}
-		out.Slots[name] = rs
-	}
-	if fi, err := d.FS.Stat(d.Config.DataDir); err == nil && fi.IsDir() {
-		out.State.Status = "Active"
-	}
-	return out, nil
-}
-
-// fileSize is the size of a file, or of a block device (seek to the end).
-func fileSize(p string) (int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	return f.Seek(0, io.SeekEnd)
-}
-
 func (a *app) rugixInfoCommand() *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
@@ -287,7 +173,7 @@ as scripts written for rugix-ctrl expect, e.g.
 			if err != nil {
 				return err
 			}
-			info, err := a.rugixInfo(d)
+			info, err := rugixctrl.SystemInfo(d)
 			if err != nil {
 				return err
 			}
@@ -331,12 +217,7 @@ func (a *app) rugixRebootCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if spare {
-				if _, err := d.TrySpare(); err != nil {
-					return err
-				}
-			}
-			return d.Reboot()
+			return rugixctrl.Reboot(d, spare)
 		},
 	}
 	cmd.Flags().BoolVar(&spare, "spare", false, "boot the spare group once on trial")
@@ -355,48 +236,26 @@ first delta install. A slot this device does not have (e.g. boot-a in the thin-e
 workflow on a device without boot slots) is skipped with a warning and exit status 0.`,
 		Args: exactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ch, p, err := rugixChunker(args[1])
+			x, err := rugixctrl.ParseIndex(args[1], args[2])
 			if err != nil {
 				return usageError{err}
-			}
-			switch args[2] {
-			case "sha256", "sha512-256", "sha512":
-			default:
-				return usageError{fmt.Errorf("hash algorithm %q: want sha256, sha512-256 or sha512", args[2])}
 			}
 			d, err := a.open()
 			if err != nil {
 				return err
 			}
-			s, ok := d.Config.Slots[args[0]]
-			if !ok || (s.Type != config.SlotBlock && s.Type != config.SlotFile) {
-				fmt.Fprintf(a.env.Stderr, "%s: warning: no block or file slot %q on this device; nothing to index\n", RugixName, args[0])
-				return nil
-			}
-			x, err := install.ScanSlot(d, args[0], ch, uint32(p.Min), uint32(p.Avg), uint32(p.Max))
+			n, done, err := rugixctrl.CreateIndex(d, args[0], x)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.env.Stderr, "%s: indexed slot %s: %d chunks\n", RugixName, args[0], len(x.Entries))
+			if !done {
+				fmt.Fprintf(a.env.Stderr, "%s: warning: no block or file slot %q on this device; nothing to index\n", RugixName, args[0])
+				return nil
+			}
+			fmt.Fprintf(a.env.Stderr, "%s: indexed slot %s: %d chunks\n", RugixName, args[0], n)
 			return nil
 		},
 	}
-}
-
-// rugixChunker maps rugix-ctrl's chunker names: casync-N and fixed-N (KiB).
-func rugixChunker(s string) (bundle.ChunkerType, chunker.Params, error) {
-	kind, n, ok := strings.Cut(s, "-")
-	kib, err := strconv.Atoi(n)
-	if !ok || err != nil || kib < 1 || kib > 16<<10 {
-		return 0, chunker.Params{}, fmt.Errorf("chunker %q: want casync-N or fixed-N (N KiB, 1 to 16384)", s)
-	}
-	switch kind {
-	case "casync":
-		return bundle.ChunkerBuzhash, chunker.ParamsForAvg(kib << 10), nil
-	case "fixed":
-		return bundle.ChunkerFixed, chunker.Fixed(kib << 10), nil
-	}
-	return 0, chunker.Params{}, fmt.Errorf("chunker %q: want casync-N or fixed-N", s)
 }
 
 // isRugixName reports whether argv0 invokes the rugix-ctrl command line.

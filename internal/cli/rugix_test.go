@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	rugixctrl "github.com/tandem-ota/tandem/internal/fleet/rugix"
 )
 
 // rugix runs tandem in-process under the name rugix-ctrl, on the simulated
@@ -40,7 +42,7 @@ func mustRugix(t *testing.T, dev string, stdin io.Reader, args ...string) result
 func rugixBoot(t *testing.T, dev string, args ...string) (active, def string) {
 	t.Helper()
 	r := mustRugix(t, dev, nil, append([]string{"system", "info"}, args...)...)
-	var doc RugixInfo
+	var doc rugixctrl.Info
 	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
 		t.Fatalf("system info is not JSON: %v\n%s", err, r.stdout)
 	}
@@ -216,7 +218,7 @@ func TestRugixInfoFields(t *testing.T) {
 	}
 	mustRugix(t, f.dev, nil, "update", "install", "--reboot", "no", f.bundle)
 	r = mustRugix(t, f.dev, nil, "system", "info", "--json")
-	var after RugixInfo
+	var after rugixctrl.Info
 	if err := json.Unmarshal([]byte(r.stdout), &after); err != nil || after.Slots["system-b"].UpdatedAt == nil {
 		t.Errorf("system-b updatedAt after an install: %s", r.stdout)
 	}

@@ -4,11 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,6 +38,7 @@ func (f *tedgeFlags) topics() (tedge.Topics, error) {
 
 func (a *app) tedgeCommand() *cobra.Command {
 	var f tedgeFlags
+	var lf loopFlags
 	var o install.Options
 	var preferRemote bool
 	var poll time.Duration
@@ -82,21 +78,19 @@ and docs/integrations/thin-edge.md.`,
 			if _, err := a.open(); err != nil {
 				return err // fail early on a configuration error
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
-			err = tedge.Run(ctx, tedge.Config{
+			o.Progress.Warn = a.warn
+			h, err := tedge.New(tedge.Config{
 				Agent:  &fleet.Agent{Open: a.open, Adapter: tedge.Adapter, Options: o},
-				Broker: f.broker, ClientID: f.clientID, Topics: topics, PreferRemoteURL: preferRemote, Poll: poll,
-				Log: slog.New(slog.NewTextHandler(a.env.Stderr, nil)),
+				Broker: f.broker, ClientID: f.clientID, Topics: topics, PreferRemoteURL: preferRemote, Log: a.logger(),
 			})
-			if errors.Is(err, context.Canceled) {
-				return nil // stopped by a signal
+			if err != nil {
+				return usageError{err}
 			}
-			return err
+			return a.runAdapter(h, fleet.Loop{Interval: 30 * time.Second, Waiting: poll}, lf)
 		},
 	}
 	a.addTedgeFlags(&f, cmd, "tandem-tedge")
+	lf.add(cmd, a)
 	fl := cmd.Flags()
 	fl.BoolVar(&preferRemote, "prefer-remote-url", false, "install from remoteUrl even when the command has a tedgeUrl (for a CDN that serves ranges)")
 	fl.DurationVar(&poll, "poll", 5*time.Second, "how often to look whether the health check has decided")
@@ -105,21 +99,6 @@ and docs/integrations/thin-edge.md.`,
 	fl.BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download whole bundles even when the server supports ranges")
 	cmd.AddCommand(a.tedgeWorkflowCommand())
 	return cmd
-}
-
-// WorkflowAdapter names the job of the workflow steps (<data-dir>/fleet/tedge-workflow.json).
-const WorkflowAdapter = "tedge-workflow"
-
-// workflowStatus is what a workflow step prints for tedge-agent: the next
-// state of the workflow (on_stdout) and, for failed, the reason.
-type workflowStatus struct {
-	Status string `json:"status"`
-	Reason string `json:"reason,omitempty"`
-}
-
-func (a *app) workflowPrint(next, reason string) {
-	b, _ := json.Marshal(workflowStatus{Status: next, Reason: reason})
-	a.printf(":::begin-tedge:::\n%s\n:::end-tedge:::\n", b)
 }
 
 func (a *app) tedgeWorkflowCommand() *cobra.Command {
@@ -138,38 +117,27 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
             firmware twin                                             → successful | failed
   abort     give the job up (the restart did not happen)              → failed`,
 	}
-	begin := &cobra.Command{
+	step := func(w *tedge.Workflow, o install.Options) error {
+		o.Progress.Warn = a.warn
+		w.Agent = &fleet.Agent{Open: a.open, Adapter: tedge.WorkflowAdapter, Options: o}
+		w.Out = a.env.Stdout
+		return a.runInvoked(w)
+	}
+
+	var begin tedge.Workflow
+	beginCmd := &cobra.Command{
 		Use:   "begin ID [--tedge-url URL] [--remote-url URL] [--version V]",
 		Short: "Record a firmware_update command as tandem's job",
 		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			begin.State, begin.ID = tedge.StepBegin, args[0]
+			return step(&begin, install.Options{})
+		},
 	}
-	var tedgeURL, remoteURL, version string
-	var preferRemote bool
-	begin.Flags().StringVar(&tedgeURL, "tedge-url", "", "the command's tedgeUrl")
-	begin.Flags().StringVar(&remoteURL, "remote-url", "", "the command's remoteUrl")
-	begin.Flags().StringVar(&version, "version", "", "the command's version")
-	begin.Flags().BoolVar(&preferRemote, "prefer-remote-url", false, "install from remoteUrl even when there is a tedgeUrl")
-	begin.RunE = func(cmd *cobra.Command, args []string) error {
-		c := (&tedge.Command{}).With("status", tedge.StatusExecuting, "tedgeUrl", tedgeURL, "remoteUrl", remoteURL, "version", version)
-		src, err := c.Source(preferRemote)
-		if err != nil {
-			a.workflowPrint(tedge.StatusFailed, err.Error())
-			return nil
-		}
-		ag := a.workflowAgent(install.Options{})
-		if j, err := ag.Job(); err == nil && j != nil && j.ID == args[0] {
-			if o, err := ag.Outcome(); err == nil && !o.Final() {
-				a.workflowPrint("install", "") // the agent restarted during this step: go on
-				return nil
-			}
-		}
-		if _, err := ag.Begin(fleet.Job{ID: args[0], Source: src, Version: version}); err != nil {
-			a.workflowPrint(tedge.StatusFailed, oneLine(err.Error()))
-			return nil
-		}
-		a.workflowPrint("install", "")
-		return nil
-	}
+	beginCmd.Flags().StringVar(&begin.TedgeURL, "tedge-url", "", "the command's tedgeUrl")
+	beginCmd.Flags().StringVar(&begin.RemoteURL, "remote-url", "", "the command's remoteUrl")
+	beginCmd.Flags().StringVar(&begin.Version, "version", "", "the command's version")
+	beginCmd.Flags().BoolVar(&begin.PreferRemoteURL, "prefer-remote-url", false, "install from remoteUrl even when there is a tedgeUrl")
 
 	var o install.Options
 	installCmd := &cobra.Command{
@@ -177,15 +145,7 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
 		Short: "Install the job's bundle into the spare group and arrange the trial boot",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
-			ag := a.workflowAgent(o)
-			if _, err := ag.Install(context.Background(), o, install.RebootSet); err != nil {
-				_ = ag.Done() // the failure is reported now; nothing was tried
-				a.workflowPrint(tedge.StatusFailed, oneLine(err.Error()))
-				return nil
-			}
-			a.workflowPrint("restart", "")
-			return nil
+			return step(&tedge.Workflow{State: tedge.StepInstall}, o)
 		},
 	}
 	installCmd.Flags().StringArrayVar(&o.Trust.Files, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
@@ -193,9 +153,8 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
 	installCmd.Flags().BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
 
 	var f tedgeFlags
-	var name, remote string
-	var poll time.Duration
-	verify := &cobra.Command{
+	var verify tedge.Workflow
+	verifyCmd := &cobra.Command{
 		Use:   "verify [--name N] [--remote-url URL]",
 		Short: "Wait for the health check's decision; publish the firmware twin on success",
 		Args:  exactArgs(0),
@@ -204,63 +163,32 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
 			if err != nil {
 				return err
 			}
-			ag := a.workflowAgent(install.Options{})
-			out, err := ag.Wait(context.Background(), poll)
-			if err != nil {
-				return err
-			}
-			switch out.State {
-			case fleet.Success:
-				version := out.Job.Installed
-				if version == "" {
-					version = out.Job.Version
-				}
-				twin, _ := json.Marshal(tedge.Twin{Name: name, Version: version, URL: remote})
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				if err := tedge.PublishRetained(ctx, f.broker, f.clientID, topics.Twin(), twin); err != nil {
-					return fmt.Errorf("publish the firmware twin: %w", err)
-				}
-				a.workflowPrint(tedge.StatusSuccessful, "")
-			case fleet.Failure:
-				a.workflowPrint(tedge.StatusFailed, out.Reason)
-			case fleet.Rebooting:
-				reason := "the device did not reboot into the new group"
-				if err := ag.Fail(reason); err != nil {
+			verify.State = tedge.StepVerify
+			verify.PublishTwin = func(ctx context.Context, twin tedge.Twin) error {
+				b, err := json.Marshal(twin)
+				if err != nil {
 					return err
 				}
-				a.workflowPrint(tedge.StatusFailed, reason)
-			case fleet.Idle:
-				a.workflowPrint(tedge.StatusFailed, "tandem has no firmware update job (was it installed?)")
-				return nil
-			default:
-				a.workflowPrint(tedge.StatusFailed, fmt.Sprintf("the update is %s, not verifiable", out.State))
+				ctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				return tedge.PublishRetained(ctx, f.broker, f.clientID, topics.Twin(), b)
 			}
-			return ag.Done()
+			return step(&verify, install.Options{})
 		},
 	}
-	a.addTedgeFlags(&f, verify, "tandem-tedge-workflow")
-	verify.Flags().StringVar(&name, "name", "", "firmware name for the twin (the command's name)")
-	verify.Flags().StringVar(&remote, "remote-url", "", "firmware URL for the twin (the command's remoteUrl)")
-	verify.Flags().DurationVar(&poll, "poll", 5*time.Second, "how often to look whether the health check has decided")
+	a.addTedgeFlags(&f, verifyCmd, "tandem-tedge-workflow")
+	verifyCmd.Flags().StringVar(&verify.FirmwareName, "name", "", "firmware name for the twin (the command's name)")
+	verifyCmd.Flags().StringVar(&verify.RemoteURL, "remote-url", "", "firmware URL for the twin (the command's remoteUrl)")
+	verifyCmd.Flags().DurationVar(&verify.Poll, "poll", 5*time.Second, "how often to look whether the health check has decided")
 
-	abort := &cobra.Command{
+	abortCmd := &cobra.Command{
 		Use:   "abort REASON",
 		Short: "Give the job up: withdraw a trial that was not booted",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ag := a.workflowAgent(install.Options{})
-			if err := ag.Fail(args[0]); err != nil {
-				return err
-			}
-			a.workflowPrint(tedge.StatusFailed, args[0])
-			return ag.Done()
+			return step(&tedge.Workflow{State: tedge.StepAbort, Reason: args[0]}, install.Options{})
 		},
 	}
-	cmd.AddCommand(begin, installCmd, verify, abort)
+	cmd.AddCommand(beginCmd, installCmd, verifyCmd, abortCmd)
 	return cmd
-}
-
-func (a *app) workflowAgent(o install.Options) *fleet.Agent {
-	return &fleet.Agent{Open: a.open, Adapter: WorkflowAdapter, Options: o}
 }

@@ -427,7 +427,7 @@ func TestTedgeCommand(t *testing.T) {
 		t.Fatalf("publish: %v", tok.Error())
 	}
 	r := run(t, map[string]string{"TANDEM_ROOT": dev, "TANDEM_TEDGE_BROKER": broker.Addr}, "tedge")
-	if r.code != 0 || !strings.Contains(r.stderr, "status=restarting") {
+	if r.code != 0 || !strings.Contains(r.stdout, "restarting into group b") || !strings.Contains(r.stdout, "activity=rebooting") {
 		t.Fatalf("tandem tedge: %+v", r)
 	}
 	st, err := device.ReadSimState(dev)

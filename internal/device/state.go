@@ -33,6 +33,10 @@ type GroupState struct {
 	Version     string    `json:"version,omitempty"`
 	BundleHash  string    `json:"bundleHash,omitempty"`
 	InstalledAt time.Time `json:"installedAt"`
+	// CommittedAt is when the installed version was committed (zero: not
+	// yet): a fleet job learns from it that its update committed even
+	// after the device has moved on to another group.
+	CommittedAt time.Time `json:"committedAt,omitzero"`
 	// Incomplete is set (durably) before an install writes the first byte
 	// of the group's slots and cleared when every payload was written and
 	// verified (RecordInstall): while it is set the group may hold a torn
@@ -133,6 +137,10 @@ func (d *Device) recordCommit(group string) error {
 	}
 	st.Trial = nil
 	st.LastUpdate = &Result{Group: group, Status: "committed", At: now()}
+	if gs, ok := st.Groups[group]; ok {
+		gs.CommittedAt = st.LastUpdate.At
+		st.Groups[group] = gs
+	}
 	return d.SaveState(st)
 }
 

@@ -13,11 +13,16 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/device"
@@ -78,25 +83,59 @@ const (
 
 // Outcome is the state of the adapter's job.
 type Outcome struct {
-	State  State
-	Reason string // for Failure
-	Job    *Job   // nil when Idle
+	State State
+	// Reason says why for Failure; for Success it may note that the device
+	// has moved on since the update committed.
+	Reason string
+	Job    *Job // nil when Idle
 }
 
 // Final reports whether the outcome can be reported to the server.
 func (o Outcome) Final() bool { return o.State == Success || o.State == Failure }
 
-// ErrBusy is returned by Begin while another update is under way.
-var ErrBusy = errors.New("an update is already under way")
+// ErrBusy is returned by Begin while another update is under way. It is a
+// refusal (device.ErrRefused: exit status 4).
+var ErrBusy = fmt.Errorf("%w: an update is already under way", device.ErrRefused)
 
 // ErrBadJob is returned while the adapter's job file cannot be used (larger
 // than the limit, not a job): the adapter reports the update failed where
-// it can tell which one it was, and drops the file (Done), so that one bad
-// file never stops it for good.
+// it can tell which one it was (BadJobError.ID, or its server's offer), and
+// drops the file (Done, which moves it aside), so that one bad file never
+// stops it for good (issue 11, hardening 3).
 var ErrBadJob = errors.New("the job file cannot be used")
 
-// maxJobFile bounds a job file.
-const maxJobFile = 1 << 20
+// BadJobError is the ErrBadJob of one job file.
+type BadJobError struct {
+	// ID is the job id the file starts with ("" when none can be read):
+	// save writes it first, so it survives a file cut short or too large.
+	ID   string
+	Path string // the file (host path)
+	Err  error  // what is wrong with it
+}
+
+func (e *BadJobError) Error() string { return fmt.Sprintf("%v: %s: %v", ErrBadJob, e.Path, e.Err) }
+
+// Unwrap returns ErrBadJob and the cause.
+func (e *BadJobError) Unwrap() []error { return []error{ErrBadJob, e.Err} }
+
+// ErrJobData is returned when a job would keep more than a job file holds:
+// the fleet side sent more (or deeper) data than an update needs. The
+// adapter reports the command failed with this reason.
+var ErrJobData = errors.New("the update's data is more than tandem keeps")
+
+// Bounds of what a Job keeps, checked when it is written, so that hostile
+// fleet input can never make a job file the adapter cannot read back
+// (issue 11, hardening 3).
+const (
+	// MaxExtra bounds Job.Extra (compact JSON bytes); MaxExtraDepth its
+	// nesting depth.
+	MaxExtra      = 64 << 10
+	MaxExtraDepth = 32
+	// maxJobText bounds each string of a job (ID, Source, Version, Error).
+	maxJobText = 16 << 10
+	// maxJobFile bounds a job file.
+	maxJobFile = 1 << 20
+)
 
 // Agent runs the updates of one adapter on one device.
 type Agent struct {
@@ -133,26 +172,134 @@ func (a *Agent) Job() (*Job, error) {
 	return a.load(d)
 }
 
+// load reads the adapter's job. A job file that cannot be used (larger than
+// maxJobFile, not a job) is a *BadJobError; a large one is not read
+// beyond its start.
 func (a *Agent) load(d *device.Device) (*Job, error) {
 	p := jobPath(d, a.Adapter)
-	b, err := d.FS.ReadFile(p)
+	fi, err := d.FS.Stat(p)
 	if rootfs.IsNotExist(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	j := &Job{}
-	if len(b) > maxJobFile {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrBadJob, d.FS.Path(p), maxJobFile)
+	if fi.Size() > maxJobFile {
+		return nil, &BadJobError{ID: leadingID(head(d.FS.Path(p), 64<<10)), Path: d.FS.Path(p),
+			Err: fmt.Errorf("larger than %d bytes", maxJobFile)}
 	}
+	b, err := d.FS.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	j := &Job{}
+	var bad error
 	if err := json.Unmarshal(b, j); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrBadJob, d.FS.Path(p), err)
+		bad = err
+	} else if err := j.check(); err != nil {
+		bad = err
+	} else if !slices.Contains([]Phase{PhaseInstalling, PhaseInstalled, PhaseTrial, PhaseFailed}, j.Phase) {
+		bad = fmt.Errorf("unknown phase %.32q", j.Phase)
+	}
+	if bad != nil {
+		return nil, &BadJobError{ID: leadingID(b), Path: d.FS.Path(p), Err: bad}
 	}
 	return j, nil
 }
 
-func (a *Agent) save(d *device.Device, j *Job) error { return d.WriteJSON(jobPath(d, a.Adapter), j) }
+// head returns the first n bytes of the host file p (nil on error).
+func head(p string, n int64) []byte {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, n))
+	return b
+}
+
+// leadingID returns the job id a job file starts with ("" if none): save
+// writes it first, so it survives a file that is cut short or too large.
+func leadingID(b []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	if t, err := dec.Token(); err != nil || t != "id" {
+		return ""
+	}
+	var id string
+	if dec.Decode(&id) != nil || len(id) > maxJobText {
+		return ""
+	}
+	return id
+}
+
+// check refuses a job that keeps more than a job file holds.
+func (j *Job) check() error {
+	for _, s := range []string{j.ID, j.Source, j.Version, j.BundleHash, j.Group, j.From, j.BootID, j.Installed} {
+		if len(s) > maxJobText {
+			return fmt.Errorf("%w: a field of %d bytes (at most %d)", ErrJobData, len(s), maxJobText)
+		}
+	}
+	if len(j.Extra) > MaxExtra {
+		return fmt.Errorf("%w: the command is %d bytes (at most %d)", ErrJobData, len(j.Extra), MaxExtra)
+	}
+	if depth := jsonDepth(j.Extra); depth > MaxExtraDepth {
+		return fmt.Errorf("%w: the command nests JSON more than %d deep", ErrJobData, MaxExtraDepth)
+	}
+	return nil
+}
+
+// jsonDepth returns the deepest nesting of arrays and objects in the JSON
+// text b.
+func jsonDepth(b []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped, inString = c == '\\', c != '"'
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
+}
+
+// save writes the job, compact (indentation would multiply a deep
+// command's size), after checking what it keeps. The error text is cut to
+// what a job keeps.
+func (a *Agent) save(d *device.Device, j *Job) error {
+	j.Error = oneLine(j.Error, maxJobText)
+	if err := j.check(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	p := jobPath(d, a.Adapter)
+	if err := d.FS.MkdirAll(path.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return rootfs.WriteAtomic(d.FS, p, append(b, '\n'), 0o644)
+}
+
+// oneLine returns s on one line, cut to at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n-3], "") + "..."
+	}
+	return s
+}
 
 // Begin records a new job. It refuses (ErrBusy) while a job of this adapter
 // is not final, and while the device runs a group on trial.
@@ -202,7 +349,7 @@ func (a *Agent) Install(ctx context.Context, o install.Options, reboot install.R
 		return nil, err
 	}
 	if j == nil || (j.Phase != PhaseInstalling && j.Phase != PhaseInstalled) {
-		return nil, fmt.Errorf("no job to install")
+		return nil, fmt.Errorf("%w: no job to install", device.ErrRefused)
 	}
 	if o.Source == "" {
 		o.Source = j.Source
@@ -246,7 +393,7 @@ func (a *Agent) Try() error {
 		return err
 	}
 	if j == nil || j.Phase != PhaseInstalled {
-		return fmt.Errorf("no installed job to try")
+		return fmt.Errorf("%w: no installed job to try", device.ErrRefused)
 	}
 	bootID, err := d.BootID()
 	if err != nil {
@@ -320,13 +467,19 @@ func (a *Agent) RollBack(reason string) error {
 	return d.RollBack(reason)
 }
 
-// Done forgets the job, once its final outcome was reported.
+// Done forgets the job, once its final outcome was reported. A job file
+// that cannot be used (ErrBadJob) is moved aside to <job>.json.bad.
 func (a *Agent) Done() error {
 	d, err := a.Open()
 	if err != nil {
 		return err
 	}
-	err = d.FS.Remove(jobPath(d, a.Adapter))
+	p := jobPath(d, a.Adapter)
+	if _, lerr := a.load(d); errors.Is(lerr, ErrBadJob) {
+		err = d.FS.Rename(p, p+".bad") // kept for a look, never read again
+	} else {
+		err = d.FS.Remove(p)
+	}
 	if rootfs.IsNotExist(err) {
 		return nil
 	}
@@ -394,10 +547,22 @@ func (a *Agent) outcome(d *device.Device, j *Job) (Outcome, error) {
 		o.Reason = u.Message
 	case bootID == j.BootID:
 		o.Reason = fmt.Sprintf("the trial of group %s was withdrawn before the reboot", j.Group)
+	case committedSince(db, j):
+		// The update committed itself; the device has moved on since (a
+		// later update, another fleet manager). issue 11, hardening 10.
+		o.State = Success
+		o.Reason = fmt.Sprintf("group %s committed %s; the device has since moved to group %s", j.Group, db.Groups[j.Group].Version, st.Active)
 	default:
 		o.Reason = fmt.Sprintf("group %s did not commit itself on its trial boot; the boot loader went back to %s", j.Group, st.Active)
 	}
 	return o, nil
+}
+
+// committedSince reports whether the job's group committed the job's
+// version after the job began.
+func committedSince(db *device.State, j *Job) bool {
+	gs, ok := db.Groups[j.Group]
+	return ok && !gs.CommittedAt.IsZero() && !gs.CommittedAt.Before(j.Started) && (j.Installed == "" || gs.Version == j.Installed)
 }
 
 // Wait polls Outcome every poll interval until it is not Verifying (the

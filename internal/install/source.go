@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -40,7 +41,36 @@ func openStream(_ context.Context, o Options) (io.ReadCloser, error) {
 	if o.Source == "-" {
 		return io.NopCloser(o.Stdin), nil
 	}
-	return os.Open(o.Source)
+	return openFile(o.Source)
+}
+
+// openFile opens a bundle file. Only a regular file is a bundle source: a
+// device node or a FIFO is never opened for reading (opening one can block
+// or act), nor a directory (issue 11, hardening 5). The file is checked
+// again after the open, without blocking, in case it was replaced.
+func openFile(p string) (*os.File, error) {
+	notRegular := func(fi os.FileInfo) error {
+		return fmt.Errorf("bundle source %s is not a regular file (%s); give a bundle file, - or an http(s) URL", p, fi.Mode().Type())
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(fi)
+	}
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err = f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = notRegular(fi)
+		}
+		return nil, err
+	}
+	return f, nil
 }
 
 // TLSConfig returns the TLS settings of o: TLS 1.2 or newer, the roots of

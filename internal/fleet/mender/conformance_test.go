@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -81,8 +82,9 @@ func (d *daemon) Report(_ *testing.T, id string) (fleettest.Report, bool) {
 // call runs one state; its output goes to the deployment log.
 func (d *daemon) call(ctx context.Context, state, tree string) (string, error) {
 	var out bytes.Buffer
-	d.module.Stdout, d.module.Log = &out, &d.cur.log
-	err := d.module.Run(ctx, state, tree)
+	m := *d.module // one invocation of the module, as `tandem mender-module STATE TREE` runs it
+	m.State, m.Tree, m.Stdout, m.Log = state, tree, &out, &d.cur.log
+	_, err := fleet.Loop{Once: true, Log: slog.New(slog.DiscardHandler)}.Run(ctx, &m)
 	fmt.Fprintf(&d.cur.log, "%s: exit %v\n", state, err)
 	if err != nil {
 		fmt.Fprintf(&d.cur.log, "tandem: %v\n", err)

@@ -2,15 +2,21 @@ package mender_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/testutil"
 )
 
@@ -392,4 +398,34 @@ func mustRead(t testing.TB, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// issue 11, hardening 10: docs/integrations/mender.md says the module
+// exits 4 for a refusal; states run without an update under way exited 1,
+// and so did a Download refused because another update's trial runs.
+func TestRefusalExitCode(t *testing.T) {
+	tmp := t.TempDir()
+	key, _ := keys(t, tmp)
+	dev := newDevice(t, key)
+	for _, state := range []string{"ArtifactInstall", "ArtifactReboot", "ArtifactVerifyReboot", "ArtifactCommit"} {
+		r := tandem(t, "--root", dev, "mender-module", state, "/nonexistent")
+		if r.code != 4 || !strings.Contains(r.stderr, "refused: no ") {
+			t.Errorf("mender-module %s without an update: exit %d, stderr %q; want 4", state, r.code, r.stderr)
+		}
+	}
+
+	// Another update (not Mender's) runs on trial: Download is refused.
+	imgPath, _ := image(t, tmp, "v2.img", 64<<10)
+	www := t.TempDir()
+	bundlePath, hash := makeBundle(t, www, "v2.tandem", "2.0.0", imgPath, key)
+	mustTandem(t, "--root", dev, "update", "install", "--reboot", "set", bundlePath)
+	simReboot(t, dev)
+	srv := httptest.NewServer(http.FileServer(http.Dir(www)))
+	defer srv.Close()
+	env := &fleettest.Env{Root: dev, Open: func() (*device.Device, error) { return device.Open(device.Options{Root: dev}) }}
+	d := newDaemon(env)
+	d.cur = &deployment{offer: fleettest.Offer{ID: "release-3", URL: srv.URL + "/v2.tandem", BundleHash: hash, Version: "2.0.0"}, state: "download"}
+	if err := d.download(context.Background(), t); !errors.Is(err, device.ErrRefused) || !strings.Contains(err.Error(), "on trial") {
+		t.Fatalf("Download while another update's trial runs: %v, want a refusal (exit 4)", err)
+	}
 }

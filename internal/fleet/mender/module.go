@@ -18,7 +18,13 @@ const PayloadType = "tandem"
 // Adapter names the module's job file: <data-dir>/fleet/mender.json.
 const Adapter = "mender"
 
-// Module runs one state of the Mender update module protocol v3.
+// Module is one invocation of the update module (protocol v3): the Mender
+// client runs `tandem mender-module STATE TREE` once per state, and the
+// module is a fleet.Adapter whose one Step runs State with the module tree
+// Tree (the command line runs it under fleet.Loop with Once). A Step
+// answers the query states on Stdout, writes its progress on Log and
+// returns the state's error (the module's exit status). Unknown states do
+// nothing (the protocol asks modules to ignore states they do not know).
 type Module struct {
 	// Agent carries the update; its Options are the base install options
 	// (trust, HTTP, downgrade policy) and Adapter should be Adapter.
@@ -26,46 +32,56 @@ type Module struct {
 	// Health is the health check ArtifactCommit runs (Open is set from the
 	// agent when nil).
 	Health health.Options
+	// State is the state this invocation runs; Tree the module tree
+	// (needed by Download).
+	State, Tree string
 	// Stdout receives the answers of the query states; Log one line per
 	// step (Mender logs the module's stderr).
 	Stdout, Log io.Writer
 }
 
-// Run runs state with the module tree dir. Unknown states do nothing (the
-// protocol asks modules to ignore states they do not know).
-func (m *Module) Run(ctx context.Context, state, dir string) error {
-	t := Tree{Dir: dir}
-	switch state {
+// Name is Adapter.
+func (m *Module) Name() string { return Adapter }
+
+// Step runs m.State (see Module).
+func (m *Module) Step(ctx context.Context) (fleet.Step, error) {
+	act, err := m.run(ctx)
+	return fleet.Step{Activity: act, Message: m.State}, err
+}
+
+func (m *Module) run(ctx context.Context) (fleet.Activity, error) {
+	t := Tree{Dir: m.Tree}
+	switch m.State {
 	case "NeedsArtifactReboot":
 		// Yes: the client calls ArtifactReboot, which reboots with the
 		// boot flow's arguments (tryboot needs them), not plain `reboot`.
 		_, err := fmt.Fprintln(m.Stdout, "Yes")
-		return err
+		return fleet.ActIdle, err
 	case "SupportsRollback":
 		_, err := fmt.Fprintln(m.Stdout, "Yes")
-		return err
+		return fleet.ActIdle, err
 	case "Download":
-		return m.download(ctx, t)
+		return fleet.ActWorking, m.download(ctx, t)
 	case "ArtifactInstall":
-		return m.artifactInstall()
+		return fleet.ActWorking, m.artifactInstall()
 	case "ArtifactReboot":
-		return m.artifactReboot()
+		return fleet.ActRebooting, m.artifactReboot()
 	case "ArtifactVerifyReboot":
-		return m.verifyReboot()
+		return fleet.ActWorking, m.verifyReboot()
 	case "ArtifactCommit":
-		return m.commit(ctx)
+		return fleet.ActReported, m.commit(ctx)
 	case "ArtifactRollback":
-		return m.rollback()
+		return fleet.ActWorking, m.rollback()
 	case "ArtifactRollbackReboot":
 		return m.rollbackReboot()
 	case "ArtifactVerifyRollbackReboot":
-		return m.verifyRollbackReboot()
+		return fleet.ActWorking, m.verifyRollbackReboot()
 	case "ArtifactFailure":
-		return m.failure()
+		return fleet.ActReported, m.failure()
 	case "Cleanup":
-		return m.Agent.Done()
+		return fleet.ActWorking, m.Agent.Done()
 	}
-	return nil
+	return fleet.ActIdle, nil
 }
 
 func (m *Module) logf(format string, args ...any) {
@@ -79,6 +95,10 @@ func (m *Module) logf(format string, args ...any) {
 // still running on trial is refused by Begin.
 func (m *Module) clearStale() error {
 	o, err := m.Agent.Outcome()
+	if errors.Is(err, fleet.ErrBadJob) {
+		m.logf("dropping a job file that cannot be used: %v", err)
+		return m.Agent.Done()
+	}
 	if err != nil || o.State == fleet.Idle || o.State == fleet.Verifying {
 		return err
 	}
@@ -106,7 +126,7 @@ func (m *Module) fail(err, cause error) error {
 func (m *Module) outcome() (fleet.Outcome, error) {
 	o, err := m.Agent.Outcome()
 	if err == nil && o.State == fleet.Idle {
-		err = fmt.Errorf("no tandem update is under way (no %s job)", Adapter)
+		err = fmt.Errorf("%w: no tandem update is under way (no %s job)", device.ErrRefused, Adapter)
 	}
 	return o, err
 }
@@ -145,7 +165,11 @@ func (m *Module) verifyReboot() error {
 	}
 	switch o.State {
 	case fleet.Verifying, fleet.Success:
-		m.logf("running group %s (%s)", o.Job.Group, o.State)
+		if o.Reason != "" {
+			m.logf("update %s: %s", o.Job.ID, o.Reason)
+		} else {
+			m.logf("running group %s (%s)", o.Job.Group, o.State)
+		}
 		return nil
 	case fleet.Failure:
 		return errors.New(o.Reason)
@@ -163,7 +187,11 @@ func (m *Module) commit(ctx context.Context) error {
 	}
 	switch o.State {
 	case fleet.Success:
-		m.logf("group %s is committed", o.Job.Group)
+		if o.Reason != "" {
+			m.logf("update %s: %s", o.Job.ID, o.Reason)
+		} else {
+			m.logf("group %s is committed", o.Job.Group)
+		}
 		return nil
 	case fleet.Verifying:
 	case fleet.Failure:
@@ -237,20 +265,17 @@ func (m *Module) givenUp(group string) (bool, error) {
 
 // rollbackReboot reboots into the committed group when the device still
 // runs the rolled-back one.
-func (m *Module) rollbackReboot() error {
+func (m *Module) rollbackReboot() (fleet.Activity, error) {
 	d, err := m.Agent.Open()
 	if err != nil {
-		return err
+		return fleet.ActWorking, err
 	}
 	st, err := d.Status()
-	if err != nil {
-		return err
-	}
-	if !st.CommitPending() {
-		return nil
+	if err != nil || !st.CommitPending() {
+		return fleet.ActWorking, err
 	}
 	m.logf("rebooting from group %s into group %s", st.Active, st.Default)
-	return d.Reboot()
+	return fleet.ActRebooting, d.Reboot()
 }
 
 // verifyRollbackReboot checks that the device runs its committed group.

@@ -118,8 +118,8 @@ func (c *Command) Marshal() []byte {
 
 // Source returns the bundle location: tedgeUrl (thin-edge's local proxy or
 // file-transfer cache, which carries the cloud credentials) unless
-// preferRemote, else remoteUrl. It must be an http(s) URL or an absolute
-// path.
+// preferRemote, else remoteUrl. It must be an http(s) URL: a local path
+// from the broker would be opened as root (issue 11, hardening 5).
 func (c *Command) Source(preferRemote bool) (string, error) {
 	first, second := c.Get("tedgeUrl"), c.Get("remoteUrl")
 	if preferRemote {
@@ -131,9 +131,6 @@ func (c *Command) Source(preferRemote bool) (string, error) {
 	}
 	if src == "" {
 		return "", fmt.Errorf("%w: neither remoteUrl nor tedgeUrl", ErrPayload)
-	}
-	if strings.HasPrefix(src, "/") {
-		return src, nil
 	}
 	u, err := url.Parse(src)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

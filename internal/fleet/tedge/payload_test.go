@@ -66,7 +66,10 @@ func TestSource(t *testing.T) {
 		{`{"status":"init","tedgeUrl":"http://127.0.0.1:8001/c8y/inventory/binaries/1","remoteUrl":"https://cdn.example.com/v2.tandem"}`, true, "https://cdn.example.com/v2.tandem", ""},
 		{`{"status":"init","remoteUrl":"https://cdn.example.com/v2.tandem"}`, false, "https://cdn.example.com/v2.tandem", ""},
 		{`{"status":"init","tedgeUrl":"http://127.0.0.1/x"}`, true, "http://127.0.0.1/x", ""},
-		{`{"status":"init","remoteUrl":"/data/v2.tandem"}`, false, "/data/v2.tandem", ""},
+		// issue 11, hardening 5: a local path (opened as root) is refused.
+		{`{"status":"init","remoteUrl":"/data/v2.tandem"}`, false, "", "not an http(s) URL"},
+		{`{"status":"init","tedgeUrl":"/etc/shadow","remoteUrl":"https://cdn.example.com/v2.tandem"}`, false, "", "not an http(s) URL"},
+		{`{"status":"init","remoteUrl":"file:///dev/zero"}`, false, "", "not an http(s) URL"},
 		{`{"status":"init"}`, false, "", "neither remoteUrl nor tedgeUrl"},
 		{`{"status":"init","remoteUrl":"ftp://x/y"}`, false, "", "not an http(s) URL"},
 		{`{"status":"init","remoteUrl":"v2.tandem"}`, false, "", "not an http(s) URL"},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -198,7 +197,7 @@ func TestConformance(t *testing.T) {
 		b := testutil.StartMosquittoPersistent(t)
 		return &harness{b: b, m: newMapper(t, b.Addr), cfg: tedge.Config{
 			Agent:  &fleet.Agent{Open: env.Open, Adapter: tedge.Adapter},
-			Broker: b.Addr, Topics: topics, Once: true, Retry: 100 * time.Millisecond, Log: logger(t),
+			Broker: b.Addr, Topics: topics, Retry: 100 * time.Millisecond, Log: logger(t),
 		}}
 	})
 }
@@ -221,7 +220,7 @@ func (h *harness) Run(ctx context.Context, t *testing.T) error {
 	n := h.failures
 	h.failures = 0
 	done := make(chan error, 1)
-	go func() { done <- tedge.Run(ctx, h.cfg) }()
+	go func() { done <- drive(ctx, t, h.cfg) }()
 	for range n {
 		select {
 		case err := <-done:
@@ -301,7 +300,7 @@ func newWorldWith(t *testing.T, factory bool) *world {
 	w.m = newMapper(t, w.broker.Addr)
 	w.cfg = tedge.Config{
 		Agent:  &fleet.Agent{Open: w.open, Adapter: tedge.Adapter},
-		Broker: w.broker.Addr, Topics: topics, Retry: 100 * time.Millisecond, Poll: 50 * time.Millisecond, Log: logger(t),
+		Broker: w.broker.Addr, Topics: topics, Retry: 100 * time.Millisecond, Log: logger(t),
 	}
 	return w
 }
@@ -327,11 +326,33 @@ func writeBundle(t *testing.T, p string, image []byte, key crypto.Signer) {
 	}
 }
 
+// drive runs a handler made from cfg (a start of the process) through
+// fleet.Loop until it requested the reboot, reported a final status or
+// waits for the health check.
+func drive(ctx context.Context, t testing.TB, cfg tedge.Config) error {
+	h, err := tedge.New(cfg)
+	if err != nil {
+		return err
+	}
+	return fleettest.Stretch(ctx, h, fleettest.Loop(t))
+}
+
+// serve runs a handler made from cfg as the service does (tandem tedge):
+// until ctx ends or it requested the reboot.
+func serve(ctx context.Context, t testing.TB, cfg tedge.Config) error {
+	h, err := tedge.New(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = fleet.Loop{Interval: time.Second, Waiting: 50 * time.Millisecond, Log: logger(t)}.Run(ctx, h)
+	return err
+}
+
 // start runs the handler (as the service does) until stop is called.
 func (w *world) start(t *testing.T) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- tedge.Run(ctx, w.cfg) }()
+	go func() { done <- serve(ctx, t, w.cfg) }()
 	return func() error {
 		cancel()
 		select {
@@ -349,7 +370,7 @@ func (w *world) runUntilReboot(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := tedge.Run(ctx, w.cfg); err != nil {
+	if err := serve(ctx, t, w.cfg); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	st, err := device.ReadSimState(w.root)
@@ -401,7 +422,7 @@ func TestSuccess(t *testing.T) {
 			t.Fatal("the job was not forgotten after the final status")
 		}
 	}
-	if err := stop(); !errors.Is(err, context.Canceled) {
+	if err := stop(); err != nil {
 		t.Fatalf("the service stopped with %v", err)
 	}
 	if final["status"] != "successful" {
@@ -443,7 +464,7 @@ func TestBrokerRestart(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		done <- tedge.Run(ctx, w.cfg)
+		done <- serve(ctx, t, w.cfg)
 	}()
 	w.m.await(t, "c8y-mapper-2", 10*time.Second, "executing")
 	w.broker.Stop()
@@ -552,18 +573,16 @@ func TestRefused(t *testing.T) {
 	}
 	close(w.gate)
 	w.m.await(t, "busy-1", 30*time.Second, "restarting")
-	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+	if err := stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 	// A group on trial, not committed: a new command is refused.
 	w.reboot(t, "b")
-	w.cfg.Once = true
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := tedge.Run(ctx, w.cfg); err != nil { // busy-1 verifying: returns
+	if err := drive(ctx, t, w.cfg); err != nil { // busy-1 verifying: returns
 		t.Fatal(err)
 	}
-	w.cfg.Once = false
 	stop = w.start(t)
 	w.m.request("during-trial", map[string]any{"remoteUrl": w.srv.URL + "/v2.tandem"})
 	d := w.m.await(t, "during-trial", 10*time.Second, "failed")
@@ -586,10 +605,9 @@ func TestDelta(t *testing.T) {
 	}
 	w.reboot(t, "b")
 	w.healthCheck(t, health.Committed)
-	w.cfg.Once = true
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := tedge.Run(ctx, w.cfg); err != nil {
+	if err := drive(ctx, t, w.cfg); err != nil {
 		t.Fatal(err)
 	}
 	if d := w.m.await(t, "c8y-mapper-5", 10*time.Second, "successful", "failed"); d["status"] != "successful" {
@@ -614,4 +632,82 @@ func TestResumeBeforeReboot(t *testing.T) {
 		t.Fatalf("restarting message lost the command's fields: %v", d)
 	}
 	w.reboot(t, "b")
+}
+
+// issue 11, hardening 3: a 20 KB retained command with 5,000-deep JSON in
+// an unknown field became a 50 MB job file that the handler refused to read
+// on every restart. It is refused (failed, with the reason) before a job is
+// written, and the handler goes on with the next command, also after a
+// restart.
+func TestDeepCommand(t *testing.T) {
+	w := newWorld(t)
+	var x any = []any{}
+	for range 5000 {
+		x = []any{x}
+	}
+	w.m.request("deep-1", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem", "x": x})
+	stop := w.start(t)
+	d := w.m.await(t, "deep-1", 10*time.Second, "successful", "failed")
+	if reason, _ := d["reason"].(string); d["status"] != "failed" || !strings.Contains(reason, "32 deep") {
+		t.Fatalf("a 5,000-deep command: %v", d["status"])
+	}
+	if _, err := os.Stat(filepath.Join(w.root, "var/lib/tandem/fleet/tedge.json")); !os.IsNotExist(err) {
+		t.Errorf("a job file was kept for the refused command (%v)", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	stop = w.start(t) // a restart finds nothing it cannot read
+	w.m.request("after-deep", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
+	w.m.await(t, "after-deep", 20*time.Second, "restarting")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// issue 11, hardening 5: a command whose tedgeUrl is a local path (here a
+// device node) is refused; nothing is opened.
+func TestLocalPathRefused(t *testing.T) {
+	w := newWorld(t)
+	stop := w.start(t)
+	defer stop()
+	for id, u := range map[string]string{"shadow": "/etc/shadow", "zero": "/dev/zero", "file": "file:///etc/shadow"} {
+		w.m.request(id, map[string]any{"tedgeUrl": u, "remoteUrl": w.srv.URL + "/v2.tandem"})
+		d := w.m.await(t, id, 10*time.Second, "successful", "failed")
+		if reason, _ := d["reason"].(string); d["status"] != "failed" || !strings.Contains(reason, "not an http(s) URL") || strings.Contains(reason, "root:") {
+			t.Errorf("tedgeUrl %s: %v", u, d)
+		}
+	}
+}
+
+// issue 11, hardening 3: a job file the handler cannot read back (here cut
+// short) stopped it at every start. The command it names is reported
+// failed, the file is moved aside and the next command goes through.
+func TestBadJobFile(t *testing.T) {
+	w := newWorld(t)
+	job := filepath.Join(w.root, "var/lib/tandem/fleet/tedge.json")
+	if err := os.MkdirAll(filepath.Dir(job), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(job, []byte(`{"id":"c8y-cut","source":"https://example.com/v2.tandem","phase":"inst`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := w.start(t)
+	d := w.m.await(t, "c8y-cut", 10*time.Second, "successful", "failed")
+	if reason, _ := d["reason"].(string); d["status"] != "failed" || !strings.Contains(reason, "lost its record") {
+		t.Fatalf("the command of the unusable job: %v", d)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(job + ".bad"); err == nil {
+			break // moved aside once the broker had the failed status
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the unusable job file was not moved aside")
+		}
+	}
+	w.m.request("after-bad", map[string]any{"name": "tandem-sim", "version": "2.0.0", "remoteUrl": w.srv.URL + "/v2.tandem"})
+	w.m.await(t, "after-bad", 20*time.Second, "restarting")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,210 @@
+// Package rugix maps the operations of rugix-ctrl's command line — the
+// subset the public Rugix fleet integrations call (Mender module,
+// thin-edge.io workflow, Memfault template, Nexigon script) — onto tandem,
+// so that those scripts run unchanged on a tandem device through a
+// rugix-ctrl symlink (docs/integrations/rugix-ctrl.md). Unlike the other
+// fleet integrations it keeps no job and runs no loop: the fleet's own
+// script drives the device, one command at a time, and reads the boot
+// state back from system info. The command line itself (flags, output,
+// exit codes) is internal/cli/rugix.go.
+package rugix
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/chunker"
+	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/install"
+)
+
+// ParseReboot maps rugix-ctrl's --reboot values onto tandem's: deferred
+// (arrange the trial at the next boot) is set, since the trial boot is
+// arranged now with the same effect at the next reboot.
+func ParseReboot(s string) (install.Reboot, error) {
+	switch m := install.Reboot(s); m {
+	case install.RebootYes, install.RebootNo, install.RebootSet:
+		return m, nil
+	case "deferred":
+		return install.RebootSet, nil
+	}
+	return "", fmt.Errorf("--reboot %q: want yes, no, set or deferred", s)
+}
+
+// ParseBundleHash accepts tandem's bundle hash, optionally written
+// "sha256:HEX".
+func ParseBundleHash(s string) (string, error) {
+	if alg, hex, ok := strings.Cut(s, ":"); ok {
+		if alg != "sha256" {
+			return "", fmt.Errorf("--bundle-hash %q: tandem bundle hashes are sha256 (64 hex digits from tandem bundle inspect), not %s", s, alg)
+		}
+		s = hex
+	}
+	if _, err := bundle.ParseHash(s); err != nil {
+		return "", fmt.Errorf("--bundle-hash: %w", err)
+	}
+	return s, nil
+}
+
+// Install is `update install`: the verified install of o.Source into the
+// spare group, then, by mode, the trial boot arranged (set) and the reboot
+// (yes). ctx cancels the download.
+func Install(ctx context.Context, d *device.Device, o install.Options, mode install.Reboot) (*install.Result, error) {
+	res, err := install.Install(ctx, d, o)
+	if err != nil {
+		return nil, err
+	}
+	return res, install.Activate(d, res, mode)
+}
+
+// Reboot is `system reboot`: with spare, the spare group boots once on
+// trial.
+func Reboot(d *device.Device, spare bool) error {
+	if spare {
+		if _, err := d.TrySpare(); err != nil {
+			return err
+		}
+	}
+	return d.Reboot()
+}
+
+// Info is what `system info` prints: rugix-ctrl's field names, filled from
+// tandem's device information.
+type Info struct {
+	Slots map[string]Slot `json:"slots"`
+	Boot  Boot            `json:"boot"`
+	State State           `json:"state"`
+}
+
+// Slot is one slot in Info.
+type Slot struct {
+	Active bool `json:"active"`
+	// Hashes is always empty: tandem records bundle hashes per group, not
+	// content hashes per slot.
+	Hashes    map[string]string `json:"hashes"`
+	Size      *int64            `json:"size,omitempty"`
+	UpdatedAt *time.Time        `json:"updatedAt,omitempty"`
+}
+
+// Boot is the boot state in Info.
+type Boot struct {
+	BootFlow     string                     `json:"bootFlow"`
+	ActiveGroup  string                     `json:"activeGroup"`
+	DefaultGroup string                     `json:"defaultGroup"`
+	Groups       map[string]json.RawMessage `json:"groups"`
+}
+
+// State is rugix-ctrl's state-management status. tandem does not manage
+// state; it reports Active when its data directory exists (that is where
+// it keeps what must survive an update), else Disabled.
+type State struct {
+	Status string `json:"status"`
+}
+
+// SystemInfo is `system info`.
+func SystemInfo(d *device.Device) (*Info, error) {
+	info, err := d.Info()
+	if err != nil {
+		return nil, err
+	}
+	db, err := d.LoadState()
+	if err != nil {
+		db = &device.State{}
+	}
+	out := &Info{
+		Slots: map[string]Slot{},
+		Boot: Boot{BootFlow: info.Boot.BootFlow, ActiveGroup: info.Boot.ActiveGroup,
+			DefaultGroup: info.Boot.DefaultGroup, Groups: map[string]json.RawMessage{}},
+		State: State{Status: "Disabled"},
+	}
+	for g := range info.Boot.Groups {
+		out.Boot.Groups[g] = json.RawMessage("{}")
+	}
+	for name, s := range info.Slots {
+		rs := Slot{Active: s.Active, Hashes: map[string]string{}}
+		if s.Type == config.SlotBlock || s.Type == config.SlotFile {
+			if p, err := d.SlotPath(d.Config.Slots[name]); err == nil {
+				if n, err := fileSize(p); err == nil {
+					rs.Size = &n
+				}
+			}
+		}
+		if gs, ok := db.Groups[s.Group]; ok && s.Group != "" && !gs.InstalledAt.IsZero() {
+			t := gs.InstalledAt
+			rs.UpdatedAt = &t
+		}
+		out.Slots[name] = rs
+	}
+	if fi, err := d.FS.Stat(d.Config.DataDir); err == nil && fi.IsDir() {
+		out.State.Status = "Active"
+	}
+	return out, nil
+}
+
+// fileSize is the size of a file, or of a block device (seek to the end).
+func fileSize(p string) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.Seek(0, io.SeekEnd)
+}
+
+// Index is how `slots create-index` chunks a slot.
+type Index struct {
+	Chunker bundle.ChunkerType
+	Params  chunker.Params
+}
+
+// ParseIndex maps rugix-ctrl's chunker names — casync-N (content-defined,
+// average N KiB) and fixed-N (N KiB blocks) — and hash algorithms, which
+// are accepted but not used: tandem's index always uses SHA-256, the
+// digest of its bundles.
+func ParseIndex(chunkerName, hashAlg string) (Index, error) {
+	kind, n, ok := strings.Cut(chunkerName, "-")
+	kib, err := strconv.Atoi(n)
+	if !ok || err != nil || kib < 1 || kib > 16<<10 {
+		return Index{}, fmt.Errorf("chunker %q: want casync-N or fixed-N (N KiB, 1 to 16384)", chunkerName)
+	}
+	var x Index
+	switch kind {
+	case "casync":
+		x = Index{bundle.ChunkerBuzhash, chunker.ParamsForAvg(kib << 10)}
+	case "fixed":
+		x = Index{bundle.ChunkerFixed, chunker.Fixed(kib << 10)}
+	default:
+		return Index{}, fmt.Errorf("chunker %q: want casync-N or fixed-N", chunkerName)
+	}
+	switch hashAlg {
+	case "sha256", "sha512-256", "sha512":
+	default:
+		return Index{}, fmt.Errorf("hash algorithm %q: want sha256, sha512-256 or sha512", hashAlg)
+	}
+	return x, nil
+}
+
+// CreateIndex is `slots create-index`: it indexes slot's chunks for delta
+// installs and returns their number. A slot the device does not have, or
+// one that is not a block or file slot, is skipped (false): an index is
+// only an optimisation, and the thin-edge.io workflow indexes boot-a on
+// every device.
+func CreateIndex(d *device.Device, slot string, x Index) (chunks int, done bool, err error) {
+	s, ok := d.Config.Slots[slot]
+	if !ok || (s.Type != config.SlotBlock && s.Type != config.SlotFile) {
+		return 0, false, nil
+	}
+	idx, err := install.ScanSlot(d, slot, x.Chunker, uint32(x.Params.Min), uint32(x.Params.Avg), uint32(x.Params.Max))
+	if err != nil {
+		return 0, false, err
+	}
+	return len(idx.Entries), true, nil
+}
