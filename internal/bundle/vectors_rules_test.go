@@ -3,6 +3,7 @@ package bundle
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -206,8 +207,12 @@ func ecdsaVector(t *testing.T, k *ecdsa.PrivateKey, hash Hash, high bool) signat
 	mac.Write(e[:])
 	kk := new(big.Int).Mod(new(big.Int).SetBytes(mac.Sum(nil)), new(big.Int).Sub(n, big.NewInt(1)))
 	kk.Add(kk, big.NewInt(1))
-	x, _ := elliptic.P256().ScalarBaseMult(kk.FillBytes(make([]byte, 32))) //nolint:staticcheck // only the x coordinate of k·G
-	r := new(big.Int).Mod(x, n)
+	kG, err := ecdh.P256().NewPrivateKey(kk.FillBytes(make([]byte, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The public point of the scalar kk is k·G, uncompressed: 0x04 ‖ x ‖ y.
+	r := new(big.Int).Mod(new(big.Int).SetBytes(kG.PublicKey().Bytes()[1:33]), n)
 	d := new(big.Int).SetBytes(priv)
 	s := new(big.Int).Mul(r, d)
 	s.Add(s, new(big.Int).SetBytes(e[:]))
