@@ -2,7 +2,6 @@ package fleet_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 
 	"github.com/tandem-ota/tandem/internal/fleet"
@@ -14,23 +13,8 @@ import (
 // reference for how an adapter uses the Agent, and it keeps the suite
 // honest against the Agent alone.
 type direct struct {
-	agent   *fleet.Agent
-	mu      sync.Mutex
-	offers  []fleettest.Offer
-	reports map[string]fleettest.Report
-}
-
-func (d *direct) Offer(_ *testing.T, o fleettest.Offer) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.offers = append(d.offers, o)
-}
-
-func (d *direct) Report(_ *testing.T, id string) (fleettest.Report, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	r, ok := d.reports[id]
-	return r, ok
+	fleettest.Mailbox
+	agent *fleet.Agent
 }
 
 // Run is one start of the adapter process.
@@ -41,14 +25,10 @@ func (d *direct) Run(ctx context.Context, _ *testing.T) error {
 	}
 	switch out.State {
 	case fleet.Idle:
-		d.mu.Lock()
-		if len(d.offers) == 0 {
-			d.mu.Unlock()
+		o, ok := d.Take()
+		if !ok {
 			return nil
 		}
-		o := d.offers[0]
-		d.offers = d.offers[1:]
-		d.mu.Unlock()
 		if _, err := d.agent.Begin(fleet.Job{ID: o.ID, Source: o.URL, Version: o.Version}); err != nil {
 			return err
 		}
@@ -58,9 +38,7 @@ func (d *direct) Run(ctx context.Context, _ *testing.T) error {
 	case fleet.Verifying, fleet.Rebooting, fleet.Installed:
 		return nil // the health check or a reboot decides; look again later
 	}
-	d.mu.Lock()
-	d.reports[out.Job.ID] = fleettest.Report{Success: out.State == fleet.Success, Detail: out.Reason}
-	d.mu.Unlock()
+	d.Put(out.Job.ID, fleettest.Report{Success: out.State == fleet.Success, Detail: out.Reason})
 	return d.agent.Done()
 }
 
@@ -74,6 +52,6 @@ func (d *direct) install(ctx context.Context) error {
 
 func TestConformance(t *testing.T) {
 	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
-		return &direct{agent: &fleet.Agent{Open: env.Open, Adapter: "direct"}, reports: map[string]fleettest.Report{}}
+		return &direct{agent: &fleet.Agent{Open: env.Open, Adapter: "direct"}}
 	})
 }

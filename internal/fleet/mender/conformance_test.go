@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,10 +42,8 @@ type daemon struct {
 	env    *fleettest.Env
 	module *mender.Module
 
-	mu      sync.Mutex
-	offers  []fleettest.Offer
-	reports map[string]fleettest.Report
-	cur     *deployment // the client's store: the deployment in progress
+	fleettest.Mailbox
+	cur *deployment // the client's store: the deployment in progress
 }
 
 type deployment struct {
@@ -57,26 +54,13 @@ type deployment struct {
 }
 
 func newDaemon(env *fleettest.Env) *daemon {
-	d := &daemon{env: env, reports: map[string]fleettest.Report{}}
+	d := &daemon{env: env}
 	d.module = &mender.Module{
 		Agent: &fleet.Agent{Open: env.Open, Adapter: mender.Adapter},
 		// A failing check rolls back at once (the module's flag --health-deadline 0).
 		Health: health.Options{Deadline: 0, Interval: 10 * time.Millisecond},
 	}
 	return d
-}
-
-func (d *daemon) Offer(_ *testing.T, o fleettest.Offer) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.offers = append(d.offers, o)
-}
-
-func (d *daemon) Report(_ *testing.T, id string) (fleettest.Report, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	r, ok := d.reports[id]
-	return r, ok
 }
 
 // call runs one state; its output goes to the deployment log.
@@ -96,23 +80,18 @@ func (d *daemon) finish(ctx context.Context, success bool) error {
 	if _, err := d.call(ctx, "Cleanup", ""); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	d.reports[d.cur.offer.ID] = fleettest.Report{Success: success, Detail: d.cur.log.String()}
-	d.mu.Unlock()
+	d.Put(d.cur.offer.ID, fleettest.Report{Success: success, Detail: d.cur.log.String()})
 	d.cur = nil
 	return nil
 }
 
 func (d *daemon) Run(ctx context.Context, t *testing.T) error {
 	if d.cur == nil {
-		d.mu.Lock()
-		if len(d.offers) == 0 {
-			d.mu.Unlock()
+		o, ok := d.Take()
+		if !ok {
 			return nil
 		}
-		d.cur = &deployment{offer: d.offers[0], state: "download"}
-		d.offers = d.offers[1:]
-		d.mu.Unlock()
+		d.cur = &deployment{offer: o, state: "download"}
 	}
 	switch d.cur.state {
 	case "download":

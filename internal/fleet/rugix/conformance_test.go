@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
@@ -30,34 +29,16 @@ import (
 // A script learns the outcome from the boot state alone (Reasonless); it
 // cannot cancel, and there is no server to fail.
 type script struct {
-	env *fleettest.Env
-
-	mu      sync.Mutex
-	offers  []fleettest.Offer
-	reports map[string]fleettest.Report
-	cur     *fleettest.Offer
-	target  string // the group the bundle went to; "" until installed
+	fleettest.Mailbox
+	env    *fleettest.Env
+	cur    *fleettest.Offer
+	target string // the group the bundle went to; "" until installed
 }
 
 func (s *script) Reasonless() {}
 
-func (s *script) Offer(_ *testing.T, o fleettest.Offer) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.offers = append(s.offers, o)
-}
-
-func (s *script) Report(_ *testing.T, id string) (fleettest.Report, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.reports[id]
-	return r, ok
-}
-
 func (s *script) report(success bool, detail string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reports[s.cur.ID] = fleettest.Report{Success: success, Detail: detail}
+	s.Put(s.cur.ID, fleettest.Report{Success: success, Detail: detail})
 	s.cur, s.target = nil, ""
 }
 
@@ -87,14 +68,11 @@ func (s *script) info(t *testing.T) (active, def string) {
 
 func (s *script) Run(ctx context.Context, t *testing.T) error {
 	if s.cur == nil {
-		s.mu.Lock()
-		if len(s.offers) == 0 {
-			s.mu.Unlock()
+		o, ok := s.Take()
+		if !ok {
 			return nil
 		}
-		s.cur = &s.offers[0]
-		s.offers = s.offers[1:]
-		s.mu.Unlock()
+		s.cur = &o
 		if a, d := s.info(t); a != d {
 			s.report(false, fmt.Sprintf("group %s runs on trial (default %s): an update is in progress", a, d))
 			return nil
@@ -138,6 +116,6 @@ func (s *script) Run(ctx context.Context, t *testing.T) error {
 // rugix-ctrl under the shared conformance suite.
 func TestConformance(t *testing.T) {
 	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
-		return &script{env: env, reports: map[string]fleettest.Report{}}
+		return &script{env: env}
 	})
 }

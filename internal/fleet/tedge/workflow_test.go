@@ -24,25 +24,11 @@ type engine struct {
 	t     *testing.T
 	agent *fleet.Agent
 
-	mu      sync.Mutex
-	offers  []fleettest.Offer
-	reports map[string]fleettest.Report
-	twins   []tedge.Twin
-	cur     *fleettest.Offer
-	state   string // the workflow state of cur
-}
-
-func (e *engine) Offer(_ *testing.T, o fleettest.Offer) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.offers = append(e.offers, o)
-}
-
-func (e *engine) Report(_ *testing.T, id string) (fleettest.Report, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r, ok := e.reports[id]
-	return r, ok
+	fleettest.Mailbox
+	mu    sync.Mutex
+	twins []tedge.Twin
+	cur   *fleettest.Offer
+	state string // the workflow state of cur
 }
 
 // invoke runs one workflow step and returns the state it printed.
@@ -63,14 +49,11 @@ func (e *engine) invoke(ctx context.Context, w *tedge.Workflow) (tedge.WorkflowS
 
 func (e *engine) Run(ctx context.Context, t *testing.T) error {
 	if e.cur == nil {
-		e.mu.Lock()
-		if len(e.offers) == 0 {
-			e.mu.Unlock()
+		o, ok := e.Take()
+		if !ok {
 			return nil
 		}
-		e.cur, e.state = &e.offers[0], "executing"
-		e.offers = e.offers[1:]
-		e.mu.Unlock()
+		e.cur, e.state = &o, "executing"
 	}
 	o := e.cur
 	for {
@@ -109,8 +92,8 @@ func (e *engine) Run(ctx context.Context, t *testing.T) error {
 		}
 		switch out.Status {
 		case "successful", "failed":
+			e.Put(o.ID, fleettest.Report{Success: out.Status == "successful", Detail: out.Reason})
 			e.mu.Lock()
-			e.reports[o.ID] = fleettest.Report{Success: out.Status == "successful", Detail: out.Reason}
 			if out.Status == "successful" && (len(e.twins) == 0 || e.twins[len(e.twins)-1].Version != o.Version) {
 				t.Errorf("successful without the firmware twin of %s: %+v", o.Version, e.twins)
 			}
@@ -125,6 +108,6 @@ func (e *engine) Run(ctx context.Context, t *testing.T) error {
 // The workflow mode under the shared conformance suite.
 func TestWorkflowConformance(t *testing.T) {
 	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
-		return &engine{t: t, agent: &fleet.Agent{Open: env.Open, Adapter: tedge.WorkflowAdapter}, reports: map[string]fleettest.Report{}}
+		return &engine{t: t, agent: &fleet.Agent{Open: env.Open, Adapter: tedge.WorkflowAdapter}}
 	})
 }
