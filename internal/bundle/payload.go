@@ -406,7 +406,7 @@ func startPipeline(p *PayloadReader) *pipeline {
 	if _, ok := p.src.(*streamSource); ok {
 		pl.storedQ, pl.storedSum = make(chan *slot, n), make(chan [32]byte, 1)
 		holders++ // the stored-bytes hasher
-		go pl.hashStored()
+		go pl.hashSlots(pl.storedQ, func(s *slot) []byte { return s.stored }, pl.storedSum)
 	}
 	for range n {
 		pl.free <- &slot{done: make(chan struct{}, 1), free: pl.free}
@@ -416,7 +416,7 @@ func startPipeline(p *PayloadReader) *pipeline {
 	for range workers {
 		go pl.verify(p.dec, rf, maxSize)
 	}
-	go pl.hash()
+	go pl.hashSlots(pl.hashQ, func(s *slot) []byte { return s.data }, pl.sum)
 	return pl
 }
 
@@ -499,42 +499,25 @@ func (s *slot) check(dec *zstd.Decoder, maxSize int) ([]byte, error) {
 	return verifyChunk(dec, s.e, s.stored, s.buf)
 }
 
-// hash feeds the handed-out chunks, in order, to the whole-payload digest.
-func (pl *pipeline) hash() {
+// hashSlots feeds part(s) of each slot q brings, in order, to a SHA-256
+// digest, releasing each slot; once q is closed it sends the digest on sum.
+// It serves both digests of a payload: the whole-payload digest over the
+// handed-out content, and the stored digest over the stored bytes of every
+// chunk read from a bundle stream (a full read so checks every byte of the
+// payload, including the bytes of a zstd frame that decompress to the same
+// content whatever they are).
+func (pl *pipeline) hashSlots(q <-chan *slot, part func(*slot) []byte, sum chan<- [32]byte) {
 	h := sha256.New()
 	for {
 		select {
-		case s, ok := <-pl.hashQ:
+		case s, ok := <-q:
 			if !ok {
 				var d [32]byte
 				h.Sum(d[:0])
-				pl.sum <- d
+				sum <- d
 				return
 			}
-			h.Write(s.data)
-			s.release()
-		case <-pl.quit:
-			return
-		}
-	}
-}
-
-// hashStored feeds the stored bytes of every chunk read from the bundle
-// stream, in order, to the payload's stored digest: a full read checks
-// every byte of the payload, including the bytes of a zstd frame that
-// decompress to the same content whatever they are.
-func (pl *pipeline) hashStored() {
-	h := sha256.New()
-	for {
-		select {
-		case s, ok := <-pl.storedQ:
-			if !ok {
-				var d [32]byte
-				h.Sum(d[:0])
-				pl.storedSum <- d
-				return
-			}
-			h.Write(s.stored)
+			h.Write(part(s))
 			s.release()
 		case <-pl.quit:
 			return
