@@ -48,6 +48,23 @@ func ReadSmall(path string, max int) ([]byte, error) {
 	return b, nil
 }
 
+// LoadSmall reads the small file at path (ReadSmall: at most max bytes)
+// and hands its bytes to parse, the file's own decoding and checks; an
+// error parse returns is a *FileError naming path. An error opening the
+// file is returned as it is, so that errors.Is(err, fs.ErrNotExist) works.
+func LoadSmall[T any](path string, max int, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	b, err := ReadSmall(path, max)
+	if err != nil {
+		return zero, err
+	}
+	v, err := parse(b)
+	if err != nil {
+		return zero, &FileError{path, err}
+	}
+	return v, nil
+}
+
 // DecodeStrict decodes data into v strictly (a key v has no field for is an
 // error), for the small TOML files of the fleet adapters and the watcher.
 // Its errors are one line that names the line: "line 3: unknown key a.b".

@@ -54,15 +54,7 @@ const (
 // LoadConfig reads and checks the configuration file at path; preset, when
 // not "", is applied as if the file said preset = "…".
 func LoadConfig(path, preset string) (*Config, error) {
-	b, err := config.ReadSmall(path, maxConfig)
-	if err != nil {
-		return nil, err
-	}
-	c, err := parseConfig(b, preset)
-	if err != nil {
-		return nil, &ConfigError{File: path, Err: err}
-	}
-	return c, nil
+	return config.LoadSmall(path, maxConfig, func(b []byte) (*Config, error) { return parseConfig(b, preset) })
 }
 
 // ConfigError is an unusable configuration file; it wraps

@@ -47,15 +47,7 @@ type ConfigError = config.FileError
 
 // LoadConfig reads and checks the configuration file at path.
 func LoadConfig(path string) (*Config, error) {
-	b, err := config.ReadSmall(path, maxConfig)
-	if err != nil {
-		return nil, err
-	}
-	c, err := ParseConfig(b)
-	if err != nil {
-		return nil, &ConfigError{File: path, Err: err}
-	}
-	return c, nil
+	return config.LoadSmall(path, maxConfig, ParseConfig)
 }
 
 // ParseConfig decodes a configuration strictly and checks it.

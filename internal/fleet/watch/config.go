@@ -58,18 +58,15 @@ type ConfigError = config.FileError
 // LoadConfig reads and checks the configuration file at the host path
 // path. A missing file is an empty configuration unless required.
 func LoadConfig(path string, required bool) (*Config, error) {
-	b, err := config.ReadSmall(path, maxConfig)
-	if errors.Is(err, fs.ErrNotExist) && !required {
+	c, err := config.LoadSmall(path, maxConfig, ParseConfig)
+	var bad *ConfigError
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !required:
 		return &Config{}, nil
-	}
-	if err != nil {
+	case err != nil && !errors.As(err, &bad):
 		return nil, fmt.Errorf("watch config: %w", err)
 	}
-	c, err := ParseConfig(b)
-	if err != nil {
-		return nil, &ConfigError{File: path, Err: err}
-	}
-	return c, nil
+	return c, err
 }
 
 // ParseConfig decodes a configuration strictly (an unknown key is an
