@@ -105,21 +105,30 @@ func (r *releases) FailNext(_ *testing.T, n int) {
 	r.fail = n
 }
 
+// suiteConfig is the suite's device (project key pk-1, serial SN42) with
+// the endpoint key (api-url or ddi-url) set to url.
+func suiteConfig(t *testing.T, key, url string) *memfault.Config {
+	t.Helper()
+	c, err := memfault.ParseConfig([]byte(`project-key = "pk-1"
+device-serial = "SN42"
+hardware-version = "evt"
+software-type = "linux"
+` + key + ` = "` + url + `"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestConformance runs the releases-API poller under the conformance suite.
 func TestConformance(t *testing.T) {
 	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
 		r := &releases{ids: map[string]string{}}
 		r.srv = httptest.NewServer(r)
 		t.Cleanup(r.srv.Close)
-		c, err := memfault.ParseConfig([]byte(`project-key = "pk-1"
-device-serial = "SN42"
-hardware-version = "evt"
-software-type = "linux"
-api-url = "` + r.srv.URL + `"
-`))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := suiteConfig(t, "api-url", r.srv.URL)
+		var err error
 		if r.p, err = memfault.NewPoller(c, env.Open, install.Options{}, fleettest.Logger(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -161,16 +170,7 @@ func (h *ddi) FailNext(_ *testing.T, n int) {
 func TestDDIConformance(t *testing.T) {
 	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
 		srv := ddiserver.New(t, ddiserver.Options{Tenant: "default", GatewayToken: "pk-1"})
-		c, err := memfault.ParseConfig([]byte(`project-key = "pk-1"
-device-serial = "SN42"
-hardware-version = "evt"
-software-type = "linux"
-ddi-url = "` + srv.URL + `"
-`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hc, err := c.DDIConfig()
+		hc, err := suiteConfig(t, "ddi-url", srv.URL).DDIConfig()
 		if err != nil {
 			t.Fatal(err)
 		}
