@@ -348,20 +348,7 @@ func TestBusy(t *testing.T) {
 	if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
 		t.Fatalf("trial boot: %s %v", g, err)
 	}
-	key := channelKey(t, root)
-	cs := newChannelServer(t)
-	now := time.Now().UTC().Truncate(time.Second)
-	b, err := channel.Sign(&channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: 1,
-		Issued: now, Expires: now.Add(time.Hour), Release: channel.Release{Version: "2.0.0", Bundle: "v2.tandem",
-			BundleHash: strings.Repeat("ab", 32)}}, []channel.Signer{{Key: key}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs.set(b)
-	w, err := New(&Config{URL: cs.srv.URL + "/stable.json"}, open, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := watchStable(t, root, open)
 	if _, err := w.Step(context.Background()); !errors.Is(err, device.ErrRefused) || !errors.Is(err, fleet.ErrBusy) {
 		t.Fatalf("during another trial: %v", err)
 	}
@@ -378,14 +365,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
-	key := channelKey(t, root)
-	now := time.Now().UTC().Truncate(time.Second)
-	b, err := channel.Sign(&channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: 1,
-		Issued: now, Expires: now.Add(time.Hour), Release: channel.Release{Version: "2.0.0", Bundle: "v2.tandem",
-			BundleHash: strings.Repeat("ab", 32)}}, []channel.Signer{{Key: key}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := signedStable(t, root)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(b) }))
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -481,20 +461,7 @@ func TestDowngradeUnknownRunning(t *testing.T) {
 				t.Fatal(err)
 			}
 			open := func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
-			key := channelKey(t, root)
-			cs := newChannelServer(t)
-			now := time.Now().UTC().Truncate(time.Second)
-			b, err := channel.Sign(&channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: 1,
-				Issued: now, Expires: now.Add(time.Hour), Release: channel.Release{Version: "2.0.0", Bundle: "v2.tandem",
-					BundleHash: strings.Repeat("ab", 32)}}, []channel.Signer{{Key: key}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cs.set(b)
-			w, err := New(&Config{URL: cs.srv.URL + "/stable.json"}, open, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := watchStable(t, root, open)
 			res, err := w.Step(context.Background())
 			if err != nil || res.Activity != fleet.ActIdle || !strings.Contains(res.Message, "downgrade refused") {
 				t.Fatalf("release 2.0.0 on a device running %q: %+v %v, want skipped as a possible downgrade", running, res, err)
@@ -504,4 +471,33 @@ func TestDowngradeUnknownRunning(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signedStable is channel "stable", sequence 1, offering release 2.0.0 (a
+// v2.tandem that is never fetched), signed by the channel key the device
+// at root trusts.
+func signedStable(t *testing.T, root string) []byte {
+	t.Helper()
+	key := channelKey(t, root)
+	now := time.Now().UTC().Truncate(time.Second)
+	b, err := channel.Sign(&channel.Channel{Format: channel.Format, Channel: "stable", Compatible: "tandem-sim", Sequence: 1,
+		Issued: now, Expires: now.Add(time.Hour), Release: channel.Release{Version: "2.0.0", Bundle: "v2.tandem",
+			BundleHash: strings.Repeat("ab", 32)}}, []channel.Signer{{Key: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// watchStable serves signedStable and returns a watcher of it for the
+// device open opens.
+func watchStable(t *testing.T, root string, open func() (*device.Device, error)) *Watcher {
+	t.Helper()
+	cs := newChannelServer(t)
+	cs.set(signedStable(t, root))
+	w, err := New(&Config{URL: cs.srv.URL + "/stable.json"}, open, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
