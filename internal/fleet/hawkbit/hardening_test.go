@@ -12,7 +12,6 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit/ddiserver"
-	"github.com/tandem-ota/tandem/internal/health"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
 
@@ -51,15 +50,7 @@ func TestLongNames(t *testing.T) {
 	if _, _, err := sim.Reboot(w.root, false); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := health.Check(health.Options{Open: w.open}); err != nil || res.Verdict != health.Committed {
-		t.Fatalf("health: %v %v", res, err)
-	}
-	if act := step(t, ad); act != fleet.ActReported {
-		t.Fatalf("step after the commit: %s, want reported", act)
-	}
-	if r, ok := srv.Result(id); !ok || !r.Success {
-		t.Fatalf("result %+v %v, want success", r, ok)
-	}
+	commitReported(t, w, ad, srv, id)
 
 	// An action id the job could not keep: refused, nothing begun.
 	srv.Add(ddiserver.Action{ID: strings.Repeat("7", 200), Controller: controller, Version: "3.0.0",

@@ -59,6 +59,21 @@ func (w *world) rebootRequested(t *testing.T) bool {
 	return st.Reboot != nil
 }
 
+// commitReported runs the health check on the trial boot, which must
+// commit, then a step, which must report success for action id to srv.
+func commitReported(t *testing.T, w *world, ad *hawkbit.Adapter, srv *ddiserver.Server, id string) {
+	t.Helper()
+	if res, err := health.Check(health.Options{Open: w.open}); err != nil || res.Verdict != health.Committed {
+		t.Fatalf("health: %v %v", res, err)
+	}
+	if act := step(t, ad); act != fleet.ActReported {
+		t.Fatalf("step after the commit: %s, want reported", act)
+	}
+	if r, ok := srv.Result(id); !ok || !r.Success {
+		t.Fatalf("result %+v %v, want success", r, ok)
+	}
+}
+
 func step(t *testing.T, ad *hawkbit.Adapter) fleet.Activity {
 	t.Helper()
 	st, err := ad.Step(context.Background())
@@ -130,15 +145,7 @@ func TestArtifactOnServer(t *testing.T) {
 	if _, ok := srv.Result(id); ok {
 		t.Fatal("the action was closed before the health check committed")
 	}
-	if res, err := health.Check(health.Options{Open: w.open}); err != nil || res.Verdict != health.Committed {
-		t.Fatalf("health: %v %v", res, err)
-	}
-	if act := step(t, ad); act != fleet.ActReported {
-		t.Fatalf("step after the commit: %s, want reported", act)
-	}
-	if r, ok := srv.Result(id); !ok || !r.Success {
-		t.Fatalf("result %+v %v, want success", r, ok)
-	}
+	commitReported(t, w, ad, srv, id)
 }
 
 // TestETag: an unchanged base resource is answered 304 and not parsed again.
