@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/signature"
+	"github.com/tandem-ota/tandem/internal/testutil"
 )
 
 // The vectors of this file pin the decisions of docs/bundle-format.md that
@@ -56,25 +57,8 @@ type vcert struct {
 }
 
 func (c vcert) make(t *testing.T) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(c.serial), Subject: pkix.Name{CommonName: c.cn},
-		NotBefore: c.from, NotAfter: c.to, KeyUsage: c.ku, ExtKeyUsage: c.eku, ExtraExtensions: c.extra,
-		BasicConstraintsValid: true, IsCA: c.ca,
-	}
-	issuer, issuerKey := tmpl, c.key
-	if c.issuer != nil {
-		issuer, issuerKey = c.issuer, c.issuerKey
-	}
-	der, err := x509.CreateCertificate(nil, tmpl, issuer, c.key.Public(), issuerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return testutil.MakeCert(t, testutil.Cert{CN: c.cn, Serial: c.serial, Key: c.key, Issuer: c.issuer, IssuerKey: c.issuerKey,
+		CA: c.ca, NotBefore: c.from, NotAfter: c.to, KeyUsage: c.ku, ExtKey: c.eku, Extra: c.extra})
 }
 
 func year(y int) time.Time { return time.Date(y, time.January, 1, 0, 0, 0, 0, time.UTC) }

@@ -10,9 +10,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"testing"
 	"time"
+
+	"github.com/tandem-ota/tandem/internal/testutil"
 )
 
 var (
@@ -97,32 +98,9 @@ type certTmpl struct {
 }
 
 func makeCert(t testing.TB, c certTmpl) *x509.Certificate {
-	t.Helper()
 	serial++
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
-		Subject:               pkix.Name{CommonName: c.cn},
-		NotBefore:             c.notBefore,
-		NotAfter:              c.notAfter,
-		KeyUsage:              c.ku,
-		ExtKeyUsage:           c.eku,
-		BasicConstraintsValid: true,
-		IsCA:                  c.ca,
-		ExtraExtensions:       c.extra,
-	}
-	issuer, issuerKey := tmpl, c.key
-	if c.issuer != nil {
-		issuer, issuerKey = c.issuer, c.issuerKey
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, c.key.Public(), issuerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return testutil.MakeCert(t, testutil.Cert{CN: c.cn, Serial: serial, Key: c.key, Issuer: c.issuer, IssuerKey: c.issuerKey,
+		CA: c.ca, NotBefore: c.notBefore, NotAfter: c.notAfter, KeyUsage: c.ku, ExtKey: c.eku, Extra: c.extra})
 }
 
 // pki is root -> intermediate -> leaf.
