@@ -262,22 +262,16 @@ type chunkData struct {
 // keepStoredDigest) stored digest that match, signed by the test key.
 func rebuild(t *testing.T, b []byte, keepStoredDigest bool, change func([]chunkData)) []byte {
 	t.Helper()
-	r, err := NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := *r.Header
-	h.Payloads = slices.Clone(h.Payloads)
+	h, _, rest := splitBundle(t, b)
 	p := &h.Payloads[0]
-	off := len(r.HeaderBytes) + len(r.SigBytes)
-	entries, err := ParseTable(b[off:off+int(p.TableSize())], p)
+	entries, err := ParseTable(rest[:p.TableSize()], p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	off += int(p.TableSize())
+	off := int(p.TableSize())
 	var chunks []chunkData
 	for _, e := range entries {
-		chunks = append(chunks, chunkData{e, bytes.Clone(b[off : off+int(e.StoredSize)])})
+		chunks = append(chunks, chunkData{e, bytes.Clone(rest[off : off+int(e.StoredSize)])})
 		off += int(e.StoredSize)
 	}
 	change(chunks)
@@ -291,7 +285,7 @@ func rebuild(t *testing.T, b []byte, keepStoredDigest bool, change func([]chunkD
 	if !keepStoredDigest {
 		p.StoredDigest = sha256.Sum256(data)
 	}
-	hb, err := MarshalHeader(&h)
+	hb, err := MarshalHeader(h)
 	if err != nil {
 		t.Fatal(err)
 	}
