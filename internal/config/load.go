@@ -7,8 +7,8 @@
 // place in the file, its line and column (see Error). The reference for the
 // file format is docs/configuration.md.
 //
-// ReadSmall, DecodeStrict and FileError serve the smaller TOML files of the
-// fleet adapters and the watcher the same way.
+// LoadSmall (ReadSmall, then the file's parse), DecodeStrict and FileError serve the
+// smaller TOML files of the fleet adapters and the watcher the same way.
 package config
 
 import (
