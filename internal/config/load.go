@@ -14,10 +14,10 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
+
+	"github.com/tandem-ota/tandem/internal/bounded"
 )
 
 // MaxFileSize is the largest configuration file Load and Parse accept.
@@ -65,17 +65,12 @@ func hostPath(root, path string) string {
 
 // readFile reads at most MaxFileSize bytes of file.
 func readFile(file string) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, readError(file, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, readError(file, err)
-	}
-	if len(data) > MaxFileSize {
+	data, err := bounded.ReadFile(file, MaxFileSize)
+	switch {
+	case bounded.IsTooLarge(err):
 		return nil, tooLarge(file)
+	case err != nil:
+		return nil, readError(file, err)
 	}
 	return data, nil
 }

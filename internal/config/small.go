@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tandem-ota/tandem/internal/bounded"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -33,19 +33,11 @@ func (e *FileError) Unwrap() []error { return []error{ErrInvalid, e.Err} }
 // bytes (a larger one is a *FileError). An error opening it is returned
 // as it is, so that errors.Is(err, fs.ErrNotExist) works.
 func ReadSmall(path string, max int) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > max {
+	b, err := bounded.ReadFile(path, int64(max))
+	if bounded.IsTooLarge(err) {
 		return nil, &FileError{path, fmt.Errorf("larger than %d bytes", max)}
 	}
-	return b, nil
+	return b, err
 }
 
 // LoadSmall reads the small file at path (ReadSmall: at most max bytes)

@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/tandem-ota/tandem/internal/bounded"
 
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -37,19 +38,7 @@ func (d *Device) ActiveGroup() (string, error) {
 }
 
 func readSmall(p string) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxProcFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxProcFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", p, maxProcFile)
-	}
-	return b, nil
+	return bounded.ReadFile(p, maxProcFile)
 }
 
 func (d *Device) cmdlineGroup() (string, bool, error) {

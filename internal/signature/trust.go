@@ -7,10 +7,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/tandem-ota/tandem/internal/bounded"
 
 	"github.com/tandem-ota/tandem/internal/filetrust"
 )
@@ -227,17 +228,9 @@ func readTrustFile(path string) ([]byte, error) {
 	if fi.Size() > MaxTrustFileSize {
 		return nil, fmt.Errorf("%d bytes (limit %d)", fi.Size(), MaxTrustFileSize)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxTrustFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxTrustFileSize {
+	data, err := bounded.ReadFile(path, MaxTrustFileSize)
+	if bounded.IsTooLarge(err) {
 		return nil, fmt.Errorf("more than %d bytes", MaxTrustFileSize)
 	}
-	return data, nil
+	return data, err
 }

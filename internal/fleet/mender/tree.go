@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tandem-ota/tandem/internal/bounded"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -63,19 +65,11 @@ func (t Tree) Path(name string) string { return filepath.Join(t.Dir, filepath.Fr
 
 // readSmall reads a whole file of at most limit bytes.
 func readSmall(p string, limit int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	if int64(len(b)) > limit {
+	b, err := bounded.ReadFile(p, limit)
+	if bounded.IsTooLarge(err) {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrArtifact, p, limit)
 	}
-	return b, nil
+	return b, err
 }
 
 // stream is an open stream FIFO. It notes whether the client has written
