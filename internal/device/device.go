@@ -309,15 +309,11 @@ func (d *Device) TrySpare() (string, error) {
 
 // TryNext sets try-next on group, which must be spare.
 func (d *Device) TryNext(group string) error {
-	unlock, err := d.Lock()
+	st, unlock, err := d.LockStatus()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := d.Status()
-	if err != nil {
-		return err
-	}
 	if err := st.CheckWritable(group); err != nil {
 		return err
 	}

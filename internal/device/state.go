@@ -224,15 +224,11 @@ func (d *Device) BootID() (string, error) {
 // next boot starts the default group, and records why. The caller reboots.
 // It refuses when the running group is not on trial.
 func (d *Device) RollBack(reason string) error {
-	unlock, err := d.Lock()
+	st, unlock, err := d.LockStatus()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := d.Status()
-	if err != nil {
-		return err
-	}
 	if !st.CommitPending() {
 		return fmt.Errorf("%w: group %s is the default; there is no trial to roll back", ErrRefused, st.Active)
 	}

@@ -107,12 +107,7 @@ var ErrTimeout = errors.New("timed out")
 func (v *VM) Expect(re *regexp.Regexp, timeout time.Duration) ([]string, error) {
 	timeout = time.Duration(float64(timeout) * v.scale)
 	deadline := time.Now().Add(timeout)
-	timer := time.AfterFunc(timeout, func() {
-		v.mu.Lock()
-		v.cond.Broadcast()
-		v.mu.Unlock()
-	})
-	defer timer.Stop()
+	defer v.wakeAfter(timeout).Stop()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for {
@@ -186,15 +181,20 @@ func (v *VM) Kill() {
 	v.Wait(time.Minute)
 }
 
-// Wait waits up to timeout for QEMU to exit by itself and reports whether it did.
-func (v *VM) Wait(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	timer := time.AfterFunc(timeout, func() {
+// wakeAfter wakes the waiters on v.cond after d, so that they see their
+// deadline pass; the caller stops the returned timer when done.
+func (v *VM) wakeAfter(d time.Duration) *time.Timer {
+	return time.AfterFunc(d, func() {
 		v.mu.Lock()
 		v.cond.Broadcast()
 		v.mu.Unlock()
 	})
-	defer timer.Stop()
+}
+
+// Wait waits up to timeout for QEMU to exit by itself and reports whether it did.
+func (v *VM) Wait(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	defer v.wakeAfter(timeout).Stop()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for !v.exited && time.Now().Before(deadline) {
