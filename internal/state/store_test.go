@@ -221,6 +221,17 @@ func TestPowerCut(t *testing.T) {
 						if n == 1 {
 							t.Fatalf("%s has no cut point", o.name)
 						}
+						// Done means durable: the power fails right after.
+						if err := sim.PowerOff(); err != nil {
+							t.Fatal(err)
+						}
+						after, err := (&Store{FS: rootfs.NewOS(root), Mount: testMount}).Load()
+						if err != nil {
+							t.Fatalf("after power off: %v", err)
+						}
+						if done, err := o.check(t, root, after); !done || err != nil {
+							t.Fatalf("after power off: done %v, %v", done, err)
+						}
 						break
 					}
 					if !errors.Is(err, rootfs.ErrPowerCut) {
