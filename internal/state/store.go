@@ -22,6 +22,10 @@ type Store struct {
 	FS rootfs.FS
 	// Mount is the device path where the data partition is mounted.
 	Mount string
+	// KeepOnReset are shared paths a factory reset carries over to the
+	// clean state: tandem's own data directory (its slot database says
+	// what the slots hold, which a reset does not change).
+	KeepOnReset []string
 }
 
 func (s *Store) dir() string             { return path.Join(s.Mount, LayoutDir) }
@@ -104,6 +108,19 @@ func (s *Store) ApplyReset(l Layout) (Layout, error) {
 	for _, id := range []int{n.Committed.Gen, n.Shared} {
 		if err := s.newGen(id); err != nil {
 			return l, err
+		}
+	}
+	for _, p := range s.KeepOnReset {
+		src := s.GenPath(l.Shared, p)
+		if _, err := os.Lstat(s.host(src)); err != nil {
+			continue
+		}
+		dst := s.GenPath(n.Shared, p)
+		if err := s.mkdirs(path.Dir(dst), s.gen(n.Shared)); err != nil {
+			return l, err
+		}
+		if err := s.copyTree(src, dst); err != nil {
+			return l, fmt.Errorf("keep %s: %w", p, err)
 		}
 	}
 	if err := s.write(n); err != nil {

@@ -129,6 +129,7 @@ var ops = []op{
 			return l.Reset != nil, sameTree(t, root, l.Committed.Gen, committedFiles)
 		}},
 	{name: "reset", run: func(s *Store, l Layout) error {
+		s.KeepOnReset = []string{"/var/log"} // as tandem's data directory
 		l.Reset = &ResetRequest{}
 		_, err := s.ApplyReset(l)
 		return err
@@ -142,7 +143,7 @@ var ops = []op{
 		if l.Reset != nil || l.Backup != nil || l.Trial != nil {
 			return true, fmt.Errorf("reset left %+v", l)
 		}
-		if err := sameTree(t, root, l.Shared, nil); err != nil {
+		if err := sameTree(t, root, l.Shared, sharedFiles); err != nil {
 			return true, err
 		}
 		return true, sameTree(t, root, l.Committed.Gen, nil)
