@@ -1,8 +1,9 @@
 package state
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/tandem-ota/tandem/internal/config"
 )
 
 // Mounter performs the actions of a plan that are not state transitions:
@@ -55,5 +56,6 @@ func Apply(plan []Action, s *Store, layout *Layout, image string, m Mounter) (La
 }
 
 // ErrNotManaged is returned by commands that need a data partition on a
-// device whose state configuration declares none.
-var ErrNotManaged = errors.New("no data partition is configured (" + ConfigDir + "/*.toml, docs/state.md)")
+// device whose state configuration declares none; it wraps
+// config.ErrInvalid (a configuration problem).
+var ErrNotManaged = fmt.Errorf("%w: no data partition is configured in %s/*.toml (docs/state.md)", config.ErrInvalid, ConfigDir)

@@ -20,7 +20,7 @@ const (
 type Report struct {
 	Status        string        `json:"status"`
 	DataPartition *DataReport   `json:"dataPartition,omitempty"`
-	Overlay       string        `json:"overlay"`
+	Overlay       string        `json:"overlay,omitempty"` // "" when unmanaged
 	Paths         []PathReport  `json:"paths"`
 	ResetPending  *ResetRequest `json:"resetPending,omitempty"`
 	Committed     *GenRef       `json:"committed,omitempty"`
@@ -60,6 +60,7 @@ func Inspect(fsys rootfs.FS, dataDir, running string) (*Report, error) {
 		r.ConfigFiles = []string{}
 	}
 	if c.Data == nil {
+		r.Overlay = ""
 		return r, nil
 	}
 	r.DataPartition = &DataReport{Device: c.Data.DeviceName(), Mount: c.Data.Mount, Filesystem: c.Data.Filesystem, Fsck: c.Data.Fsck}
