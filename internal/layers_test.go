@@ -23,7 +23,7 @@ var layers = [][]string{
 		"internal/testutil", "internal/e2e/qemu", "bootloader", "systemd"},
 	{"internal/config", "internal/fetch", "internal/bundle", "internal/e2e/image"},
 	{"internal/bootflow", "internal/hooks", "internal/channel", "internal/bundle/spec"},
-	{"internal/device"},
+	{"internal/device", "internal/state"},
 	{"internal/install", "internal/health", "internal/sim"},
 	{"internal/fleet"},
 	{"internal/fleet/fleettest", "internal/fleet/hawkbit/ddiserver"},

@@ -121,6 +121,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.systemCommand(), a.simCommand(), a.updateCommand(), a.bundleCommand(), a.keyCommand(), a.slotsCommand(),
 		a.healthCommand())
+	root.AddCommand(a.stateCommand())
 	root.AddCommand(a.menderCommand())
 	root.AddCommand(a.tedgeCommand())
 	root.AddCommand(a.hawkbitCommand(), a.memfaultCommand())

@@ -76,6 +76,7 @@ func (a *app) simNewCommand() *cobra.Command {
 	f.IntVar(&o.Attempts, "attempts", 1, "trial boot attempts before falling back (grub, uboot, custom)")
 	f.StringVar(&o.FactoryVersion, "factory-version", "1.0.0", "version of the factory image in group a (\"\" for unknown)")
 	f.StringVar(&o.UBootBackend, "uboot-backend", config.UBootBackendFile, "uboot flow back end: file or fw-setenv")
+	f.StringArrayVar(&o.State, "state", nil, "state configuration file to install in /etc/tandem/state.d (repeatable; docs/state.md)")
 	return cmd
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/rootfs"
+	"github.com/tandem-ota/tandem/internal/state"
 )
 
 // DefaultSlotSize is the size of each system slot image when none is given.
@@ -40,6 +41,10 @@ type Options struct {
 	// UBootBackend selects the uboot back end: file (default) or fw-setenv
 	// (then the device gets an fw_env.config naming its env files).
 	UBootBackend string
+	// State are host paths of state configuration files, copied to
+	// /etc/tandem/state.d; with a data partition declared, the device gets
+	// a data folder and every boot runs the state mount plan.
+	State []string
 }
 
 // New creates a simulated device in dir (which must not exist or be empty):
@@ -100,6 +105,9 @@ func create(dir string, o Options) error {
 			return fmt.Errorf("trust %s: %w", k, err)
 		}
 	}
+	if err := installState(fsys, o.State); err != nil {
+		return err
+	}
 	cfg, err := config.Load(abs, "")
 	if err != nil {
 		return fmt.Errorf("generated configuration: %w", err)
@@ -113,6 +121,30 @@ func create(dir string, o Options) error {
 	}
 	_, _, err = boot(abs, cfg, st, false)
 	return err
+}
+
+// installState copies the state configuration files and, when they
+// declare a data partition, creates the data folder (an empty partition).
+func installState(fsys *rootfs.OS, files []string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(state.ConfigDir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := copyFile(f, fsys.Path(state.ConfigDir+"/"+filepath.Base(f))); err != nil {
+			return fmt.Errorf("state %s: %w", f, err)
+		}
+	}
+	c, err := state.Load(fsys)
+	if err != nil {
+		return err
+	}
+	if c.Managed() {
+		return os.Mkdir(fsys.Path("/"+DataFolder), 0o755)
+	}
+	return nil
 }
 
 // checkEmpty makes sure dir is empty, creating it if needed (created=true).
@@ -268,6 +300,11 @@ func boot(root string, cfg *config.Config, st *device.SimState, hang bool) (stri
 	}
 	cmdline := fmt.Sprintf("console=ttyS0 root=/dev/sim-system-%s %s=%s\n", group, device.CmdlineKey, group)
 	if err := os.WriteFile(fsys.Path("/proc/cmdline"), []byte(cmdline), 0o644); err != nil {
+		return "", notes, err
+	}
+	stateNotes, err := bootState(root, cfg, group)
+	notes = append(notes, stateNotes...)
+	if err != nil {
 		return "", notes, err
 	}
 	st.Running, st.Hung, st.Reboot = group, hang, nil

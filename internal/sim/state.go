@@ -1,0 +1,221 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+	"github.com/tandem-ota/tandem/internal/state"
+)
+
+// The simulated data partition and system image (docs/simulator.md, "State").
+const (
+	// DataFolder (under the device directory) stands for the data
+	// partition; each boot "mounts" it by a symbolic link at the configured
+	// mount point. Remove it to simulate a data partition that cannot be
+	// mounted.
+	DataFolder = ".tandem-sim-data"
+	// ImageFolder is the read-only system image: what the root holds at a
+	// boot with the overlay discarded, and where persistent paths are
+	// seeded from. It is taken at the first boot that finds state
+	// configured (for `sim new --state`, the factory tree).
+	ImageFolder = ".tandem-sim-image"
+)
+
+// outsideRoot are the top-level names of a device directory that are not
+// part of the root file system's overlay: the simulator's own files, the
+// slots, the boot partition and the kernel's file systems.
+var outsideRoot = []string{device.SimMarker[1:], DataFolder, ImageFolder, "slots", "boot", "proc", "run", "sys"}
+
+// bootState runs the mount plan of the boot of group as folder operations.
+// A device without state configuration is left as it is.
+func bootState(root string, cfg *config.Config, group string) ([]string, error) {
+	osfs := rootfs.NewOS(root)
+	c, err := state.Load(osfs)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Managed() {
+		return nil, nil
+	}
+	d, err := device.Open(device.Options{Root: root})
+	if err != nil {
+		return nil, err
+	}
+	dflt, err := d.Flow.Default()
+	if err != nil {
+		return nil, fmt.Errorf("state: the default group: %w", err)
+	}
+	image := filepath.Join(root, ImageFolder)
+	if _, err := os.Stat(image); rootfs.IsNotExist(err) {
+		if err := copyRoot(root, image); err != nil {
+			return nil, fmt.Errorf("state: take the system image: %w", err)
+		}
+	}
+	in := state.Input{Data: state.DataMissing, Booting: group, Default: dflt, DataDir: cfg.DataDir}
+	store := &state.Store{FS: osfs, Mount: c.Data.Mount, KeepOnReset: []string{cfg.DataDir}}
+	if fi, err := os.Stat(filepath.Join(root, DataFolder)); err == nil && fi.IsDir() {
+		in.Data = state.DataMounted
+		// Mount first: the journal is part of what the boot finds.
+		if err := mountData(root, c.Data.Mount); err != nil {
+			return nil, err
+		}
+		switch l, err := store.Load(); {
+		case err == nil:
+			in.Layout = &l
+		case !errors.Is(err, state.ErrNoLayout):
+			return nil, err
+		}
+	}
+	plan := state.Plan(c, in)
+	m := &simMounter{root: root, image: image, mount: c.Data.Mount}
+	if _, err := state.Apply(plan, store, in.Layout, image, m); err != nil {
+		return m.notes, fmt.Errorf("state: %w", err)
+	}
+	return m.notes, nil
+}
+
+// simMounter performs the mounts of a plan with folders and links.
+type simMounter struct {
+	root, image, mount string
+	notes              []string
+}
+
+func (m *simMounter) Do(a state.Action) error {
+	switch a.Kind {
+	case state.ActWarn:
+		m.notes = append(m.notes, "state: "+a.Message)
+	case state.ActMkfs, state.ActFsck, state.ActMount:
+		// The folder is the file system; it was "mounted" before the plan.
+	case state.ActOverlay:
+		switch a.Mode {
+		case state.OverlayDiscard:
+			return resetRoot(m.root, m.image)
+		case state.OverlayPersist:
+			m.notes = append(m.notes, "state: overlay persist is not simulated: the root keeps its writes")
+		}
+	case state.ActBind:
+		return m.bind(a)
+	default:
+		return fmt.Errorf("the simulator cannot do %s", a.Kind)
+	}
+	return nil
+}
+
+// bind stands for a bind mount: a relative symbolic link at the target
+// into the data folder (writes go straight to the data partition, as
+// through a bind mount).
+func (m *simMounter) bind(a state.Action) error {
+	rel, ok := strings.CutPrefix(a.Source, m.mount+"/")
+	if !ok {
+		return fmt.Errorf("bind source %s is not on the data partition", a.Source)
+	}
+	target := rootfs.Join(m.root, a.Target)
+	if err := os.RemoveAll(target); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	link, err := filepath.Rel(filepath.Dir(target), filepath.Join(m.root, DataFolder, rel))
+	if err != nil {
+		return err
+	}
+	return os.Symlink(link, target)
+}
+
+// mountData links the mount point to the data folder.
+func mountData(root, mount string) error {
+	p := rootfs.Join(root, mount)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	link, err := filepath.Rel(filepath.Dir(p), filepath.Join(root, DataFolder))
+	if err != nil {
+		return err
+	}
+	_ = os.Remove(p)
+	return os.Symlink(link, p)
+}
+
+// resetRoot discards every write to the root: the root's entries (but
+// those outside it) are replaced by the system image's.
+func resetRoot(root, image string) error {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !slices.Contains(outsideRoot, e.Name()) {
+			if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return copyTree(image, root)
+}
+
+// copyRoot copies the root's entries (but those outside it) to dst.
+func copyRoot(root, dst string) error {
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !slices.Contains(outsideRoot, e.Name()) {
+			if err := copyTree(filepath.Join(root, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// copyTree copies files, directories and symbolic links with their modes;
+// dst may exist (a directory is merged into).
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		out := filepath.Join(dst, rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			return os.Chmod(out, fi.Mode().Perm())
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, out)
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(out, b, fi.Mode().Perm()); err != nil {
+				return err
+			}
+			return os.Chmod(out, fi.Mode().Perm())
+		}
+		return nil
+	})
+}
