@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -113,8 +112,6 @@ update install) refuse to run.`,
 	cmd.Flags().BoolVar(&hang, "hang", false, "the started system fails before it can commit")
 	return cmd
 }
-
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 func (a *app) simServeCommand() *cobra.Command {
 	var addr string

@@ -1,12 +1,7 @@
 package cli
 
 import (
-	"fmt"
-	"strings"
-	"time"
-
 	"github.com/spf13/cobra"
-	"github.com/tandem-ota/tandem/internal/device"
 )
 
 func (a *app) systemCommand() *cobra.Command {
@@ -39,78 +34,11 @@ docs/cli.md), e.g.
 			if a.jsonOut {
 				return a.printJSON(info)
 			}
-			a.printInfo(info)
-			return nil
+			return info.WriteText(a.env.Stdout)
 		},
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print one JSON document")
 	return cmd
-}
-
-func (a *app) printInfo(info *device.Info) {
-	b := info.Boot
-	a.printf("boot flow      %s\n", b.BootFlow)
-	a.printf("active group   %s\n", b.ActiveGroup)
-	a.printf("default group  %s\n", b.DefaultGroup)
-	switch {
-	case b.CommitPending:
-		a.printf("commit         pending: %s runs on trial; `tandem system commit` keeps it, a reboot goes back to %s\n", b.ActiveGroup, b.DefaultGroup)
-	default:
-		a.printf("commit         not pending\n")
-	}
-	if b.Trial != nil {
-		a.printf("next boot      %s on trial (%d attempts left)\n", b.Trial.Group, b.Trial.AttemptsLeft)
-	}
-	spare := strings.Join(b.SpareGroups, ", ")
-	if spare == "" {
-		spare = "none (commit or roll back before the next update)"
-	}
-	a.printf("spare groups   %s\n", spare)
-	a.printf("groups\n")
-	for _, g := range sortedKeys(b.Groups) {
-		gi := b.Groups[g]
-		var tags []string
-		if g == b.ActiveGroup {
-			tags = append(tags, "active")
-		}
-		if g == b.DefaultGroup {
-			tags = append(tags, "default")
-		}
-		version := "unknown"
-		switch {
-		case gi.Incomplete != nil:
-			version = fmt.Sprintf("incomplete (the install of %s begun %s did not finish; re-run it)",
-				gi.Incomplete.Version, gi.Incomplete.StartedAt.Format(time.RFC3339))
-		case gi.Version != "":
-			version = gi.Version + " (" + gi.VersionSource + ")"
-		}
-		a.printf("  %-4s %-18s version %s\n", g, strings.Join(tags, ", "), version)
-		for _, alias := range sortedKeys(gi.Slots) {
-			name := gi.Slots[alias]
-			a.printf("       %s = %s  %s\n", alias, name, slotWhere(info.Slots[name]))
-		}
-	}
-	if u := info.LastUpdate; u != nil {
-		msg := u.Message
-		if msg == "" {
-			msg = "group " + u.Group
-		}
-		a.printf("last update    %s: %s\n", u.Status, msg)
-	} else {
-		a.printf("last update    none\n")
-	}
-}
-
-func slotWhere(s device.SlotInfo) string {
-	switch {
-	case s.Path != "":
-		return s.Type + " " + s.Path
-	case s.Device != "":
-		return s.Type + " " + s.Device
-	case s.Partition != 0:
-		return fmt.Sprintf("%s partition %d of the root disk", s.Type, s.Partition)
-	}
-	return s.Type + " " + strings.Join(s.Handler, " ")
 }
 
 func (a *app) commitCommand() *cobra.Command {
