@@ -27,29 +27,7 @@ func (a *app) bundleInspectCommand() *cobra.Command {
 			if jsonOut {
 				return a.printJSON(info)
 			}
-			a.printf("hash         %s\n", info.Hash)
-			a.printf("compatible   %s\nversion      %s\n", info.Compatible, info.Version)
-			if info.Name != "" {
-				a.printf("name         %s\n", info.Name)
-			}
-			if info.MinVersion != "" {
-				a.printf("min version  %s\n", info.MinVersion)
-			}
-			a.printf("incremental  %v\ncreated      %s\n", info.Incremental, info.Created.Format(time.RFC3339))
-			if len(info.Signers) == 0 {
-				a.printf("signers      none (unsigned)\n")
-			}
-			for _, s := range info.Signers {
-				a.printf("signer       %s key %s (%d certificates)\n", s.Algorithm, s.KeyID, s.Certificates)
-			}
-			for _, p := range info.Payloads {
-				a.printf("payload      %s: %s → %s, %d bytes in %d chunks (%d stored, %.1f %%)\n", p.Name, p.Kind, p.Target,
-					p.Size, p.ChunkCount, p.StoredSize, 100*float64(p.StoredSize)/float64(max(p.Size, 1)))
-				for _, c := range p.Chunks {
-					a.printf("  %12d %8d %8d %s\n", c.Offset, c.Size, c.StoredSize, c.Digest)
-				}
-			}
-			return nil
+			return info.WriteText(a.env.Stdout)
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON document")

@@ -145,36 +145,6 @@ then the channel file.
 // ChannelInfo is what `channel inspect --json` prints (docs/cli.md).
 type ChannelInfo = channel.Info
 
-func (a *app) printChannel(f *channel.File, verified string) {
-	c := f.Channel
-	r := c.Release
-	a.printf("channel:     %s\ncompatible:  %s\nsequence:    %d\nissued:      %s\nexpires:     %s\n",
-		c.Channel, c.Compatible, c.Sequence, c.Issued.Format(time.RFC3339), c.Expires.Format(time.RFC3339))
-	a.printf("version:     %s\nbundle:      %s\nbundle hash: %s\n", r.Version, r.Bundle, r.BundleHash)
-	rollout := "100% (every selected device)"
-	if r.Rollout != nil {
-		rollout = r.Rollout.String() + "%"
-	}
-	a.printf("rollout:     %s\n", rollout)
-	if s := r.Select; s != nil {
-		for _, d := range s.Devices {
-			a.printf("select:      device %s\n", d)
-		}
-		for k, v := range s.Labels {
-			a.printf("select:      label %s=%s\n", k, v)
-		}
-	}
-	for _, s := range f.Signatures {
-		a.printf("signature:   %s key %x (%d certificates)\n", channel.AlgorithmName(s.Algorithm), s.KeyID, len(s.Certs))
-	}
-	if f.Skipped > 0 {
-		a.printf("signature:   %d with algorithms this tandem does not know (ignored)\n", f.Skipped)
-	}
-	if verified != "" {
-		a.printf("verified:    %s\n", verified)
-	}
-}
-
 func (a *app) channelInspectCommand() *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
@@ -189,8 +159,7 @@ func (a *app) channelInspectCommand() *cobra.Command {
 			if jsonOut {
 				return a.printJSON(f.Info(""))
 			}
-			a.printChannel(f, "")
-			return nil
+			return f.WriteText(a.env.Stdout, "")
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
@@ -251,8 +220,7 @@ and device type are checked too; --min-sequence refuses a file older than a sequ
 			if jsonOut {
 				return a.printJSON(f.Info(verified))
 			}
-			a.printChannel(f, verified)
-			return nil
+			return f.WriteText(a.env.Stdout, verified)
 		},
 	}
 	fl := cmd.Flags()
