@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/health"
@@ -50,10 +49,7 @@ Exit codes: 0 committed or nothing on trial, 7 rolled back (the reboot is under 
 				return err
 			}
 			a.healthReport(res)
-			if res.Verdict == health.RolledBack || res.Verdict == health.Failing {
-				return healthError{res}
-			}
-			return nil
+			return res.Err()
 		},
 	}
 	cmd.Flags().DurationVar(&o.Deadline, "deadline", health.DefaultDeadline, "roll back when the checks still fail this long after the first check in this boot")
@@ -63,31 +59,10 @@ Exit codes: 0 committed or nothing on trial, 7 rolled back (the reboot is under 
 	return cmd
 }
 
-// healthError is a trial the health check did not accept.
-type healthError struct{ res health.Result }
-
-func (e healthError) Error() string {
-	if e.res.Verdict == health.Failing {
-		return fmt.Sprintf("health check of group %s failing (%s left): %s", e.res.Group, e.res.Left.Round(time.Second), e.res.Message)
-	}
-	return e.res.Message
-}
-
-func (e healthError) Unwrap() error { return health.ErrUnhealthy }
-
 func (a *app) healthReport(r health.Result) {
 	if a.jsonOut {
 		a.printJSONLine(r)
 		return
 	}
-	switch r.Verdict {
-	case health.NotOnTrial:
-		a.printf("nothing to decide: group %s is the default\n", r.Group)
-	case health.Committed:
-		a.printf("healthy: group %s is committed\n", r.Group)
-	case health.Failing:
-		a.printf("unhealthy: %s (%s left before the rollback)\n", r.Message, r.Left.Round(time.Second))
-	case health.RolledBack:
-		a.printf("rolled back: %s; rebooting into the committed group\n", r.Message)
-	}
+	a.printf("%s\n", r)
 }
