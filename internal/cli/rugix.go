@@ -1,10 +1,7 @@
 package cli
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"path"
 
 	"github.com/spf13/cobra"
@@ -72,38 +69,27 @@ must be signed by a key the device trusts, unless --insecure-skip-bundle-verific
 Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","progress":P}.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mode, err := rugixctrl.ParseReboot(reboot)
+			mode, bundleHash, err := rugixctrl.ParseInstallFlags(reboot, hash, verifyBundle)
 			if err != nil {
 				return usageError{err}
-			}
-			if hash != "" && verifyBundle != "" && hash != verifyBundle {
-				return usageError{errors.New("--bundle-hash and --verify-bundle disagree")}
-			}
-			if hash == "" {
-				hash = verifyBundle
-			}
-			if hash != "" {
-				if o.Trust.BundleHash, err = rugixctrl.ParseBundleHash(hash); err != nil {
-					return usageError{err}
-				}
 			}
 			d, err := a.open()
 			if err != nil {
 				return err
 			}
-			o.Source, o.Stdin = args[0], a.env.Stdin
+			o.Source, o.Stdin, o.Trust.BundleHash = args[0], a.env.Stdin, bundleHash
 			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "%s: warning: %s\n", RugixName, s) }
-			p := a.rugixProgress()
-			o.Progress.Event = p.event
-			res, err := rugixctrl.Install(cmd.Context(), d, o, mode)
-			if err != nil {
-				if p.bar != nil {
-					p.bar.fail(err)
-				}
-				return err
+			bar := a.progress(false) // on a terminal: tandem's bar; else rugix-ctrl's JSON lines
+			o.Progress.Event = bar.event
+			if bar.json {
+				bar, o.Progress.Event = nil, rugixctrl.NewProgress(a.env.Stdout).Event
 			}
-			if p.bar != nil {
-				p.bar.done(res)
+			res, err := rugixctrl.Install(cmd.Context(), d, o, mode)
+			if bar != nil {
+				bar.end(res, err)
+			}
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(a.env.Stderr, "%s: installed %s (bundle %s) into group %s\n", RugixName, res.Version, res.BundleHash, res.Group)
 			return nil
@@ -118,43 +104,6 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 	f.StringArrayVar(&o.Trust.Files, "root-cert", nil, "extra trusted public key or root certificate (PEM, repeatable)")
 	f.BoolVar(&o.HTTP.NoDelta, "disable-range-queries", false, "download the whole bundle even when the server supports ranges")
 	return cmd
-}
-
-// rugixProgressEvent is rugix-ctrl's progress line.
-type rugixProgressEvent struct {
-	Event    string  `json:"event"`
-	Progress float64 `json:"progress"`
-}
-
-type rugixProgress struct {
-	bar  *progress // on a terminal: tandem's bar
-	enc  *json.Encoder
-	last float64
-}
-
-func (a *app) rugixProgress() *rugixProgress {
-	p := a.progress(false)
-	if !p.json {
-		return &rugixProgress{bar: p}
-	}
-	return &rugixProgress{enc: json.NewEncoder(a.env.Stdout), last: -1}
-}
-
-// event prints a line about every 0.4 %, as rugix-ctrl does.
-func (p *rugixProgress) event(e install.Event) {
-	if p.bar != nil {
-		p.bar.event(e)
-		return
-	}
-	if e.Event != "progress" || e.Total == 0 {
-		return
-	}
-	pct := math.Round(1000*float64(e.Bytes)/float64(e.Total)) / 10
-	if pct-p.last < 0.4 && !(pct == 100 && p.last < 100) {
-		return
-	}
-	p.last = pct
-	_ = p.enc.Encode(rugixProgressEvent{Event: "UpdateProgress", Progress: pct})
 }
 
 func (a *app) rugixInfoCommand() *cobra.Command {

@@ -54,12 +54,7 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 			if err == nil {
 				err = install.Activate(d, res, install.Reboot(reboot))
 			}
-			if err != nil {
-				bar.fail(err)
-				return err
-			}
-			bar.done(res)
-			return nil
+			return bar.end(res, err)
 		},
 	}
 	f := installCmd.Flags()
@@ -124,6 +119,17 @@ func (p *progress) event(e install.Event) {
 	}
 	fmt.Fprintf(p.a.env.Stdout, "\r%s %5.1f %% %s / %s  %s/s  ETA %s  ", bar, 100*frac,
 		humanBytes(e.Bytes), humanBytes(e.Total), humanBytes(uint64(rate)), eta)
+}
+
+// end finishes the progress output of an install that ended with res and
+// err, and returns err.
+func (p *progress) end(res *install.Result, err error) error {
+	if err != nil {
+		p.fail(err)
+	} else {
+		p.done(res)
+	}
+	return err
 }
 
 func (p *progress) done(r *install.Result) {

@@ -12,8 +12,10 @@ package rugix
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -52,6 +54,59 @@ func ParseBundleHash(s string) (string, error) {
 		return "", fmt.Errorf("--bundle-hash: %w", err)
 	}
 	return s, nil
+}
+
+// ParseInstallFlags checks `update install`'s options: the --reboot mode
+// (ParseReboot) and the bundle hash, given as --bundle-hash or by its
+// rugix-ctrl 0.8 name --verify-bundle (both: they must agree). The hash is
+// "" when neither is given.
+func ParseInstallFlags(reboot, bundleHash, verifyBundle string) (install.Reboot, string, error) {
+	mode, err := ParseReboot(reboot)
+	if err != nil {
+		return "", "", err
+	}
+	if bundleHash != "" && verifyBundle != "" && bundleHash != verifyBundle {
+		return "", "", errors.New("--bundle-hash and --verify-bundle disagree")
+	}
+	if bundleHash == "" {
+		bundleHash = verifyBundle
+	}
+	if bundleHash == "" {
+		return mode, "", nil
+	}
+	hash, err := ParseBundleHash(bundleHash)
+	return mode, hash, err
+}
+
+// Progress writes rugix-ctrl's progress lines, {"event":"UpdateProgress",
+// "progress":P} with P in percent, for install events: about one every
+// 0.4 %, and always the one at 100 %.
+type Progress struct {
+	enc  *json.Encoder
+	last float64
+}
+
+// NewProgress returns a Progress that writes its lines to w.
+func NewProgress(w io.Writer) *Progress { return &Progress{enc: json.NewEncoder(w), last: -1} }
+
+// progressEvent is rugix-ctrl's progress line.
+type progressEvent struct {
+	Event    string  `json:"event"`
+	Progress float64 `json:"progress"`
+}
+
+// Event writes the line for e when it is a progress event that moved far
+// enough since the last line.
+func (p *Progress) Event(e install.Event) {
+	if e.Event != "progress" || e.Total == 0 {
+		return
+	}
+	pct := math.Round(1000*float64(e.Bytes)/float64(e.Total)) / 10
+	if pct-p.last < 0.4 && !(pct == 100 && p.last < 100) {
+		return
+	}
+	p.last = pct
+	_ = p.enc.Encode(progressEvent{Event: "UpdateProgress", Progress: pct})
 }
 
 // Install is `update install`: the verified install of o.Source into the
