@@ -3,8 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/config"
@@ -14,11 +12,10 @@ import (
 
 func (a *app) watchCommand() *cobra.Command {
 	var (
-		cfgPath          string
-		fl               watch.Config
-		interval, jitter time.Duration
-		labels           []string
-		lf               loopFlags
+		cfgPath string
+		fl      = watch.Config{Jitter: &config.Duration{}}
+		labels  []string
+		lf      loopFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "watch [CHANNEL_URL] [--once]",
@@ -60,40 +57,12 @@ Without --once it runs until stopped and logs one record per event (JSON lines w
 			if err != nil {
 				return err
 			}
-			// Flags win over the file.
-			changed := cmd.Flags().Changed
-			for _, s := range []struct {
-				flag     string
-				dst, val *string
-			}{{"channel", &c.Channel, &fl.Channel}, {"device-id", &c.DeviceID, &fl.DeviceID}, {"device-id-file", &c.DeviceIDFile, &fl.DeviceIDFile},
-				{"ca-file", &c.CAFile, &fl.CAFile}, {"cert-file", &c.CertFile, &fl.CertFile}, {"key-file", &c.KeyFile, &fl.KeyFile}} {
-				if changed(s.flag) {
-					*s.dst = *s.val
-				}
+			if fl.Labels, err = watch.ParseLabels(labels); err != nil {
+				return usageError{fmt.Errorf("--label %w", err)}
 			}
+			c.Override(&fl, cmd.Flags().Changed)
 			if len(args) == 1 {
 				c.URL = args[0]
-			}
-			if changed("interval") {
-				c.Interval = config.Duration{Duration: interval}
-			}
-			if changed("jitter") {
-				c.Jitter = &config.Duration{Duration: jitter}
-			}
-			if changed("allow-downgrade") {
-				c.AllowDowngrade = fl.AllowDowngrade
-			}
-			c.Trust = append(c.Trust, fl.Trust...)
-			c.Headers = append(c.Headers, fl.Headers...)
-			for _, l := range labels {
-				k, v, ok := strings.Cut(l, "=")
-				if !ok || k == "" {
-					return usageError{fmt.Errorf("--label %q: want NAME=VALUE", l)}
-				}
-				if c.Labels == nil {
-					c.Labels = map[string]string{}
-				}
-				c.Labels[k] = v
 			}
 			if c.URL == "" {
 				return usageError{errors.New("no channel URL: give CHANNEL_URL or url in " + cfgPath)}
@@ -108,8 +77,8 @@ Without --once it runs until stopped and logs one record per event (JSON lines w
 	f := cmd.Flags()
 	f.StringVar(&cfgPath, "watch-config", watch.DefaultConfigPath, "device path of the watch configuration (TOML; optional at the default path)")
 	f.StringVar(&fl.Channel, "channel", "", "channel name the file must carry (default: the URL's file name without extension)")
-	f.DurationVar(&interval, "interval", 0, "time between polls (default 1h)")
-	f.DurationVar(&jitter, "jitter", 0, "each wait is the interval ± up to this (default interval/10; 0 = none)")
+	f.DurationVar(&fl.Interval.Duration, "interval", 0, "time between polls (default 1h)")
+	f.DurationVar(&fl.Jitter.Duration, "jitter", 0, "each wait is the interval ± up to this (default interval/10; 0 = none)")
 	f.StringVar(&fl.DeviceID, "device-id", "", "this device's id for selectors and rollout (default: the device id file)")
 	f.StringVar(&fl.DeviceIDFile, "device-id-file", "", "device path of a file holding the device id (default /etc/machine-id)")
 	f.StringArrayVar(&labels, "label", nil, "a label NAME=VALUE that release selectors match (repeatable)")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/config"
@@ -119,4 +120,54 @@ func (c *Config) Loop() fleet.Loop {
 		}
 	}
 	return l
+}
+
+// Override applies settings given on the command line over c (the command
+// line wins over the file): each key that given reports, by its name in the
+// file, takes o's value; o's trust files and headers are added to c's, and
+// o's labels set over c's one by one. The URL is not among them.
+func (c *Config) Override(o *Config, given func(key string) bool) {
+	for key, s := range map[string]struct{ dst, val *string }{
+		"channel": {&c.Channel, &o.Channel}, "device-id": {&c.DeviceID, &o.DeviceID},
+		"device-id-file": {&c.DeviceIDFile, &o.DeviceIDFile}, "ca-file": {&c.CAFile, &o.CAFile},
+		"cert-file": {&c.CertFile, &o.CertFile}, "key-file": {&c.KeyFile, &o.KeyFile},
+	} {
+		if given(key) {
+			*s.dst = *s.val
+		}
+	}
+	if given("interval") {
+		c.Interval = o.Interval
+	}
+	if given("jitter") && o.Jitter != nil {
+		c.Jitter = &config.Duration{Duration: o.Jitter.Duration}
+	}
+	if given("allow-downgrade") {
+		c.AllowDowngrade = o.AllowDowngrade
+	}
+	c.Trust = append(c.Trust, o.Trust...)
+	c.Headers = append(c.Headers, o.Headers...)
+	for k, v := range o.Labels {
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		c.Labels[k] = v
+	}
+}
+
+// ParseLabels parses labels given as NAME=VALUE (a later one wins); nil
+// for none.
+func ParseLabels(labels []string) (map[string]string, error) {
+	var m map[string]string
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q: want NAME=VALUE", l)
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[k] = v
+	}
+	return m, nil
 }
