@@ -3,9 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/bundle"
@@ -57,18 +55,6 @@ func withCert(keys []string, cert string) ([]string, error) {
 	return []string{keys[0] + ":" + cert}, nil
 }
 
-// signers loads --key PATH[:CHAIN] arguments into a signing function.
-func signers(keys []string) (func(bundle.Hash) ([]signature.Signature, error), error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	ks, err := signature.LoadSigningKeys(keys)
-	if err != nil {
-		return nil, err
-	}
-	return func(h bundle.Hash) ([]signature.Signature, error) { return signature.SignAll(ks, h) }, nil
-}
-
 func (a *app) bundleCreateCommand() *cobra.Command {
 	var (
 		meta        bundle.Header
@@ -109,10 +95,10 @@ X.509 chain (PEM, leaf first); repeat it to sign with several keys (key rotation
 			if keys, err = withCert(keys, cert); err != nil {
 				return err
 			}
-			if s.Header.Created, err = sourceDateEpoch(a.env.Getenv("SOURCE_DATE_EPOCH")); err != nil {
+			if s.Header.Created, err = spec.Created(a.env.Getenv("SOURCE_DATE_EPOCH")); err != nil {
 				return usageError{err}
 			}
-			sign, err := signers(keys)
+			sign, err := spec.Signer(keys)
 			if err != nil {
 				return err
 			}
@@ -140,18 +126,6 @@ X.509 chain (PEM, leaf first); repeat it to sign with several keys (key rotation
 	return cmd
 }
 
-// sourceDateEpoch returns SOURCE_DATE_EPOCH, or now when it is unset.
-func sourceDateEpoch(v string) (int64, error) {
-	if v == "" {
-		return time.Now().Unix(), nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since the epoch", v)
-	}
-	return n, nil
-}
-
 // slotPayloads makes the payloads of --slot ALIAS=IMAGE flags.
 func slotPayloads(slots []string, chunkSize string, fixed bool) ([]spec.Payload, error) {
 	size, err := spec.ParseSize(chunkSize)
@@ -161,18 +135,9 @@ func slotPayloads(slots []string, chunkSize string, fixed bool) ([]spec.Payload,
 	if len(slots) == 0 {
 		return nil, usageError{errors.New("give at least one --slot ALIAS=IMAGE (or --spec)")}
 	}
-	ch := bundle.ChunkerBuzhash
-	if fixed {
-		ch = bundle.ChunkerFixed
-	}
-	var ps []spec.Payload
-	for _, s := range slots {
-		alias, file, ok := strings.Cut(s, "=")
-		if !ok || alias == "" || file == "" {
-			return nil, usageError{fmt.Errorf("--slot %q: want ALIAS=IMAGE", s)}
-		}
-		ps = append(ps, spec.Payload{PayloadSpec: bundle.PayloadSpec{Name: alias, Kind: bundle.KindSlot, Target: alias,
-			Chunker: ch, ChunkSize: int(size)}, File: file})
+	ps, err := spec.SlotPayloads(slots, int(size), fixed)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--slot %w", err)}
 	}
 	return ps, nil
 }

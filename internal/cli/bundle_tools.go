@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
 
@@ -74,7 +75,7 @@ func (a *app) bundleSignCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sign, err := signers(keys)
+			sign, err := spec.Signer(keys)
 			if err != nil {
 				return err
 			}
