@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,21 +124,12 @@ func (a *app) bundleAttachCommand() *cobra.Command {
 			if sigFile == "" || (pubFile == "") == (chainFile == "") {
 				return usageError{errors.New("give --signature and one of --public-key or --cert")}
 			}
-			raw, err := os.ReadFile(sigFile)
+			detached, err := signature.ReadDetached(sigFile, pubFile, chainFile)
 			if err != nil {
 				return err
 			}
-			var chain [][]byte
-			var pubPEM []byte
-			if chainFile != "" {
-				if chain, err = signature.ReadCertChain(chainFile); err != nil {
-					return err
-				}
-			} else if pubPEM, err = os.ReadFile(pubFile); err != nil {
-				return err
-			}
 			hash, err := bundle.AddSignatures(args[0], func(h bundle.Hash) ([]signature.Signature, error) {
-				sig, err := signature.Detached(raw, pubPEM, chain, h)
+				sig, err := detached(h)
 				return []signature.Signature{sig}, err
 			})
 			if err != nil {

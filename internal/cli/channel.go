@@ -24,16 +24,6 @@ Devices follow it with "tandem watch URL". Format and workflow: docs/integration
 	return cmd
 }
 
-// channelSigners loads --key PATH[:CHAIN] arguments.
-func channelSigners(keys []string) ([]channel.Signer, error) {
-	ks, err := signature.LoadSigningKeys(keys)
-	var ss []channel.Signer
-	for _, k := range ks {
-		ss = append(ss, channel.Signer{Key: k.Key, Chain: k.Chain})
-	}
-	return ss, err
-}
-
 // publishFlags are the flags of channel publish.
 type publishFlags struct {
 	name, bundle, url, relative, out, rollout, expires, cert string
@@ -71,7 +61,7 @@ func (fl *publishFlags) publication() (channel.Publication, error) {
 	if p.Release.Select, err = channel.NewSelector(fl.devices, fl.selects); err != nil {
 		return p, usageError{fmt.Errorf("--select %w", err)}
 	}
-	if p.Signers, err = channelSigners(keys); err != nil {
+	if p.Signers, err = channel.LoadSigners(keys); err != nil {
 		return p, err
 	}
 	if len(fl.trust) > 0 {

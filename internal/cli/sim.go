@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -42,14 +41,8 @@ func (a *app) simNewCommand() *cobra.Command {
   tandem sim new /tmp/dev --boot-flow uboot --slot-size 64M --image rootfs.ext4 --trust release.pub`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !slices.Contains(flows, o.BootFlow) {
-				return usageError{fmt.Errorf("--boot-flow %q: want one of %s", o.BootFlow, strings.Join(flows, ", "))}
-			}
-			if o.UBootBackend != config.UBootBackendFile && o.UBootBackend != config.UBootBackendFwSetenv {
-				return usageError{fmt.Errorf("--uboot-backend %q: want file or fw-setenv", o.UBootBackend)}
-			}
-			if o.Attempts < 1 || o.Attempts > config.MaxAttempts {
-				return usageError{fmt.Errorf("--attempts %d: want 1..%d", o.Attempts, config.MaxAttempts)}
+			if err := o.Check(); err != nil {
+				return usageError{err}
 			}
 			if size != "" {
 				n, err := spec.ParseSize(size)
@@ -79,7 +72,8 @@ func (a *app) simNewCommand() *cobra.Command {
 	return cmd
 }
 
-var flows = []string{config.FlowGrub, config.FlowUBoot, config.FlowRPiTryboot, config.FlowSystemdBoot, config.FlowCustom}
+// flows are the boot flows sim new offers.
+var flows = sim.Flows
 
 func (a *app) simRebootCommand() *cobra.Command {
 	var hang bool

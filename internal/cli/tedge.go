@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -164,15 +162,7 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
 				return err
 			}
 			verify.State = tedge.StepVerify
-			verify.PublishTwin = func(ctx context.Context, twin tedge.Twin) error {
-				b, err := json.Marshal(twin)
-				if err != nil {
-					return err
-				}
-				ctx, cancel := context.WithTimeout(ctx, time.Minute)
-				defer cancel()
-				return tedge.PublishRetained(ctx, f.broker, f.clientID, topics.Twin(), b)
-			}
+			verify.PublishTwin = tedge.TwinPublisher(f.broker, f.clientID, topics)
 			return step(&verify, install.Options{})
 		},
 	}
