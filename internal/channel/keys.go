@@ -1,6 +1,10 @@
 package channel
 
-import "github.com/tandem-ota/tandem/internal/signature"
+import (
+	"fmt"
+
+	"github.com/tandem-ota/tandem/internal/signature"
+)
 
 // LoadSigners loads signing keys given as PATH[:CHAIN] (channel publish's
 // --key, as signature.LoadSigningKeys reads them) as channel signers. On an
@@ -12,4 +16,26 @@ func LoadSigners(keys []string) ([]Signer, error) {
 		ss = append(ss, Signer{Key: k.Key, Chain: k.Chain})
 	}
 	return ss, err
+}
+
+// VerifyFile is what `tandem channel verify` checks: it loads the channel
+// file name (a path or an http(s) URL, Load), verifies it as a device would
+// (CheckFile; its errors name the file) and, when bundleFile is not "",
+// that bundleFile is the bundle the channel pins, verified under the same
+// trust (CheckBundle). It returns the file and who signed it.
+func VerifyFile(name string, o CheckOptions, bundleFile string) (*File, *Accepted, error) {
+	f, err := Load(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	acc, err := CheckFile(f, o)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if bundleFile != "" {
+		if err := f.CheckBundle(bundleFile, o.Trust, o.Now); err != nil {
+			return nil, nil, err
+		}
+	}
+	return f, acc, nil
 }

@@ -1,8 +1,11 @@
 package channel
 
 import (
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/signature"
 )
@@ -20,5 +23,34 @@ func TestLoadSigners(t *testing.T) {
 	}
 	if _, err := LoadSigners([]string{name + ".missing"}); err == nil {
 		t.Error("a missing key: no error")
+	}
+}
+
+// TestVerifyFile checks channel verify's steps: load, check (the error
+// names the file) and the pinned bundle.
+func TestVerifyFile(t *testing.T) {
+	dir := t.TempDir()
+	key, trust := edKey(t)
+	bundlePath, _ := writeBundle(t, dir, "v2.tandem", key)
+	otherBundle, _ := writeBundle(t, dir, "v3.tandem", key)
+	out := filepath.Join(dir, "stable.json")
+	if _, err := Publish(Publication{Out: out, Channel: "stable", BundleFile: bundlePath, Sequence: 7, Validity: time.Hour,
+		Signers: []Signer{{Key: key}}, Now: publishNow}); err != nil {
+		t.Fatal(err)
+	}
+	o := CheckOptions{Trust: trust, Now: publishNow}
+	f, acc, err := VerifyFile(out, o, bundlePath)
+	if err != nil || f.Channel.Sequence != 7 || acc == nil {
+		t.Fatalf("got %v, %v, %v", f, acc, err)
+	}
+	if _, _, err := VerifyFile(out, o, otherBundle); !errors.Is(err, signature.ErrUntrusted) {
+		t.Errorf("another bundle: %v", err)
+	}
+	o.Channel = "beta"
+	if _, _, err := VerifyFile(out, o, ""); !errors.Is(err, ErrWrongChannel) || !strings.HasPrefix(err.Error(), out+": ") {
+		t.Errorf("another channel: %v", err)
+	}
+	if _, _, err := VerifyFile(filepath.Join(dir, "missing.json"), o, ""); err == nil {
+		t.Error("a missing file: no error")
 	}
 }

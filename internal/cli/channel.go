@@ -192,19 +192,10 @@ and device type are checked too; --min-sequence refuses a file older than a sequ
 			if err != nil {
 				return err
 			}
-			f, err := channel.Load(args[0])
+			f, acc, err := channel.VerifyFile(args[0], channel.CheckOptions{Trust: ts, Channel: name, Compatible: compatible,
+				MinSequence: minSequence, AllowExpired: allowExpired, Now: time.Now()}, bundlePath)
 			if err != nil {
 				return err
-			}
-			acc, err := channel.CheckFile(f, channel.CheckOptions{Trust: ts, Channel: name, Compatible: compatible,
-				MinSequence: minSequence, AllowExpired: allowExpired, Now: time.Now()})
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			if bundlePath != "" {
-				if err := f.CheckBundle(bundlePath, ts, time.Now()); err != nil {
-					return err
-				}
 			}
 			verified := "signed by " + acc.Signer.String()
 			if jsonOut {

@@ -151,6 +151,18 @@ func (a *app) open() (*device.Device, error) {
 	return device.Open(opts)
 }
 
+// onDevice is a RunE that opens the device under --root (open) and runs
+// run on it with the command's arguments.
+func (a *app) onDevice(run func(d *device.Device, args []string) error) func(*cobra.Command, []string) error {
+	return func(_ *cobra.Command, args []string) error {
+		d, err := a.open()
+		if err != nil {
+			return err
+		}
+		return run(d, args)
+	}
+}
+
 // printJSON prints exactly one JSON document.
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.env.Stdout)

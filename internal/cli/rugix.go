@@ -5,6 +5,7 @@ import (
 	"path"
 
 	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/device"
 	rugixctrl "github.com/tandem-ota/tandem/internal/fleet/rugix"
 	"github.com/tandem-ota/tandem/internal/install"
 )
@@ -117,17 +118,13 @@ as scripts written for rugix-ctrl expect, e.g.
 
   rugix-ctrl system info --json | jq -r .boot.activeGroup`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
+		RunE: a.onDevice(func(d *device.Device, _ []string) error {
 			info, err := rugixctrl.SystemInfo(d)
 			if err != nil {
 				return err
 			}
 			return a.printJSON(info)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON (always on)")
 	return cmd
@@ -138,11 +135,7 @@ func (a *app) rugixCommitCommand() *cobra.Command {
 		Use:   "commit",
 		Short: "Make the running group the default (keep a trial)",
 		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
+		RunE: a.onDevice(func(d *device.Device, _ []string) error {
 			changed, err := d.Commit()
 			if err != nil {
 				return err
@@ -151,7 +144,7 @@ func (a *app) rugixCommitCommand() *cobra.Command {
 				fmt.Fprintf(a.env.Stderr, "%s: committed the running group\n", RugixName)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -161,13 +154,9 @@ func (a *app) rugixRebootCommand() *cobra.Command {
 		Use:   "reboot [--spare]",
 		Short: "Reboot, with --spare into the spare group on trial",
 		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
+		RunE: a.onDevice(func(d *device.Device, _ []string) error {
 			return rugixctrl.Reboot(d, spare)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&spare, "spare", false, "boot the spare group once on trial")
 	return cmd

@@ -7,6 +7,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/chunker"
+	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/install"
 )
 
@@ -23,11 +24,7 @@ chunks found in these indexes from the local slot instead of downloading them. S
 wrote are indexed at install time; this command is for slots it never wrote, such as the
 factory image, and is done automatically on the first delta install.`,
 		Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
+		RunE: a.onDevice(func(d *device.Device, args []string) error {
 			size, err := spec.ParseSize(chunkSize)
 			if err != nil {
 				return usageError{fmt.Errorf("--chunk-size: %w", err)}
@@ -42,7 +39,7 @@ factory image, and is done automatically on the first delta install.`,
 			}
 			a.printf("indexed slot %s: %d chunks, %s\n", args[0], len(x.Entries), humanBytes(x.Size))
 			return nil
-		},
+		}),
 	}
 	index.Flags().StringVar(&chunkSize, "chunk-size", "64K", "average chunk size of the bundles this device gets")
 	index.Flags().BoolVar(&fixed, "fixed-chunks", false, "fixed-size chunks")

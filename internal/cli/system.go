@@ -2,6 +2,7 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/device"
 )
 
 func (a *app) systemCommand() *cobra.Command {
@@ -22,11 +23,7 @@ docs/cli.md), e.g.
 
   tandem system info --json | jq -r .boot.activeGroup`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
+		RunE: a.onDevice(func(d *device.Device, _ []string) error {
 			info, err := d.Info()
 			if err != nil {
 				return err
@@ -35,7 +32,7 @@ docs/cli.md), e.g.
 				return a.printJSON(info)
 			}
 			return info.WriteText(a.env.Stdout)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print one JSON document")
 	return cmd
@@ -51,11 +48,7 @@ is known to work (tandem's health check will do it for you). If the active group
 is the default, nothing is committed and the exit status is 0. A group whose install was
 interrupted (incomplete in system info) is refused (exit 4) unless --force-incomplete.`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
+		RunE: a.onDevice(func(d *device.Device, _ []string) error {
 			d.ForceIncomplete = force
 			changed, err := d.Commit()
 			if err != nil {
@@ -71,7 +64,7 @@ interrupted (incomplete in system info) is refused (exit 4) unless --force-incom
 				a.printf("nothing to commit: group %s already is the default\n", st.Default)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&force, forceIncompleteFlag, false, "commit the running group even if its install did not finish")
 	return cmd
@@ -92,11 +85,7 @@ A spare group whose install was interrupted (incomplete in system info) is refus
 unless --force-incomplete. On a simulated device the reboot is recorded; "tandem sim reboot
 DIR" performs it.`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
+		RunE: a.onDevice(func(d *device.Device, _ []string) error {
 			if spare {
 				d.ForceIncomplete = force
 				g, err := d.TrySpare()
@@ -112,7 +101,7 @@ DIR" performs it.`,
 				a.printf("reboot recorded; run `tandem sim reboot %s` to boot\n", d.Root)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&spare, "spare", false, "boot the spare group once on trial")
 	cmd.Flags().BoolVar(&force, forceIncompleteFlag, false, "with --spare: try the spare group even if its install did not finish")
