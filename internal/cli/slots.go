@@ -37,7 +37,7 @@ factory image, and is done automatically on the first delta install.`,
 			if err != nil {
 				return err
 			}
-			a.printf("indexed slot %s: %d chunks, %s\n", args[0], len(x.Entries), humanBytes(x.Size))
+			a.printf("indexed slot %s: %d chunks, %s\n", args[0], len(x.Entries), install.HumanBytes(x.Size))
 			return nil
 		}),
 	}

@@ -47,7 +47,7 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 				return err
 			}
 			o.Source, o.Stdin = args[0], a.env.Stdin
-			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "tandem: warning: %s\n", s) }
+			o.Progress.Warn = a.warn
 			bar := a.progress(jsonOut)
 			o.Progress.Event = bar.event
 			res, err := install.Install(cmd.Context(), d, o)
@@ -118,7 +118,7 @@ func (p *progress) event(e install.Event) {
 		eta = time.Duration(float64(e.Total-e.Bytes) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	fmt.Fprintf(p.a.env.Stdout, "\r%s %5.1f %% %s / %s  %s/s  ETA %s  ", bar, 100*frac,
-		humanBytes(e.Bytes), humanBytes(e.Total), humanBytes(uint64(rate)), eta)
+		install.HumanBytes(e.Bytes), install.HumanBytes(e.Total), install.HumanBytes(uint64(rate)), eta)
 }
 
 // end finishes the progress output of an install that ended with res and
@@ -134,20 +134,13 @@ func (p *progress) end(res *install.Result, err error) error {
 
 func (p *progress) done(r *install.Result) {
 	if p.json {
-		t := r.Transfer
-		_ = p.enc.Encode(install.Event{Event: "done", Bytes: r.BytesWritten, Total: r.BytesWritten,
-			BundleHash: r.BundleHash, Group: r.Group, Version: r.Version, BytesDownloaded: t.BytesDownloaded,
-			BytesReused: t.BytesReused, ChunksFetched: t.ChunksFetched, Requests: t.Requests})
+		_ = p.enc.Encode(r.Event())
 		return
 	}
 	if p.active {
 		fmt.Fprintln(p.a.env.Stdout)
 	}
-	p.a.printf("installed %s (bundle %s) into group %s: %s written\n", r.Version, r.BundleHash, r.Group, humanBytes(r.BytesWritten))
-	if t := r.Transfer; t.Requests > 0 {
-		p.a.printf("downloaded %s in %d requests (%d chunks); reused %s from local slots\n",
-			humanBytes(uint64(t.BytesDownloaded)), t.Requests, t.ChunksFetched, humanBytes(uint64(t.BytesReused)))
-	}
+	_ = r.WriteText(p.a.env.Stdout)
 }
 
 func (p *progress) fail(err error) {
@@ -158,17 +151,4 @@ func (p *progress) fail(err error) {
 	if p.active {
 		fmt.Fprintln(p.a.env.Stdout)
 	}
-}
-
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
