@@ -13,14 +13,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
-	"github.com/tandem-ota/tandem/internal/rootfs"
+	"github.com/tandem-ota/tandem/internal/sim"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
@@ -133,19 +132,9 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 // simulated device from TANDEM_SIM_CUT and TANDEM_SIM_CUT_MODE.
 func (a *app) open() (*device.Device, error) {
 	opts := device.Options{Root: a.root, ConfigPath: a.configPath}
-	if v := a.env.Getenv("TANDEM_SIM_CUT"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return nil, usageError{fmt.Errorf("TANDEM_SIM_CUT=%q: want a cut point number ≥ 1", v)}
-		}
-		opts.CutAt = n
-	}
-	if v := a.env.Getenv("TANDEM_SIM_CUT_MODE"); v != "" {
-		m, err := rootfs.ParseCutMode(v)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("TANDEM_SIM_CUT_MODE: %w", err)}
-		}
-		opts.CutMode = m
+	var err error
+	if opts.CutAt, opts.CutMode, err = sim.CutFromEnv(a.env.Getenv); err != nil {
+		return nil, usageError{err}
 	}
 	opts.PauseAt, opts.PauseOut = a.env.Getenv("TANDEM_TEST_PAUSE_AT"), a.env.Stderr
 	return device.Open(opts)

@@ -3,9 +3,7 @@ package cli
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/bundle/spec"
@@ -125,8 +123,7 @@ by delta. The first line of output is the base URL. Runs until interrupted.`,
 			if f, ok := a.env.Stdout.(interface{ Sync() error }); ok {
 				_ = f.Sync()
 			}
-			srv := &http.Server{Handler: http.FileServer(http.Dir(args[0])), ReadHeaderTimeout: 10 * time.Second}
-			return srv.Serve(ln)
+			return sim.Serve(ln, args[0])
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:0", "address to listen on (port 0: any free port)")

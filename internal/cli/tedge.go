@@ -84,7 +84,7 @@ and docs/integrations/thin-edge.md.`,
 			if err != nil {
 				return usageError{err}
 			}
-			return a.runAdapter(h, fleet.Loop{Interval: 30 * time.Second, Waiting: poll}, lf)
+			return a.runAdapter(h, tedge.Loop(poll), lf)
 		},
 	}
 	a.addTedgeFlags(&f, cmd, "tandem-tedge")

@@ -3,6 +3,7 @@ package tedge_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/fleet/tedge"
 	"github.com/tandem-ota/tandem/internal/testutil"
@@ -23,5 +24,12 @@ func TestTwinPublisher(t *testing.T) {
 	want := `{"name":"os","version":"2.0.0","url":"http://x/v2.tandem"}`
 	if got := string(retained(t, b.Addr, "te/device/main///twin/firmware")); got != want {
 		t.Errorf("twin = %s, want %s", got, want)
+	}
+}
+
+// TestLoop checks the handler's loop: poll paces the wait for a decision.
+func TestLoop(t *testing.T) {
+	if l := tedge.Loop(3 * time.Second); l.Waiting != 3*time.Second || l.Interval != 30*time.Second || l.Once {
+		t.Errorf("loop: %+v", l)
 	}
 }
