@@ -42,3 +42,12 @@ func (f *File) WriteText(w io.Writer, verified string) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// Summary words p as `tandem channel publish` prints it without --json (one
+// line, without its newline): the file written to out, its channel,
+// sequence and release, who signed the bundle, and when the file expires.
+func (p *Published) Summary(out string) string {
+	c := p.File.Channel
+	return fmt.Sprintf("%s: channel %s sequence %d: version %s, bundle %s (%s), signed by %s, expires %s", out, c.Channel,
+		c.Sequence, c.Release.Version, c.Release.Bundle, c.Release.BundleHash, p.BundleSigner, c.Expires.Format(time.RFC3339))
+}

@@ -47,3 +47,14 @@ signature:   1 with algorithms this tandem does not know (ignored)
 		}
 	}
 }
+
+// TestPublishedSummary checks channel publish's line.
+func TestPublishedSummary(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	p := &Published{File: &File{Channel: &Channel{Channel: "stable", Sequence: 9, Expires: at,
+		Release: Release{Version: "2.0.0", Bundle: "v2.tandem", BundleHash: "ab12"}}}}
+	want := "stable.json: channel stable sequence 9: version 2.0.0, bundle v2.tandem (ab12), signed by " + p.BundleSigner.String() + ", expires 2025-01-02T03:04:05Z"
+	if got := p.Summary("stable.json"); got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}

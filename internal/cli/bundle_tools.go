@@ -24,10 +24,7 @@ func (a *app) bundleInspectCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if jsonOut {
-				return a.printJSON(info)
-			}
-			return info.WriteText(a.env.Stdout)
+			return a.show(jsonOut, info, info.WriteText)
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON document")

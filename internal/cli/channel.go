@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -108,9 +109,7 @@ then the channel file.
 			if jsonOut {
 				return a.printJSON(pub.File.Info(""))
 			}
-			c := pub.File.Channel
-			a.printf("%s: channel %s sequence %d: version %s, bundle %s (%s), signed by %s, expires %s\n", fl.out, c.Channel,
-				c.Sequence, c.Release.Version, c.Release.Bundle, c.Release.BundleHash, pub.BundleSigner, c.Expires.Format(time.RFC3339))
+			a.printf("%s\n", pub.Summary(fl.out))
 			return nil
 		},
 	}
@@ -146,10 +145,7 @@ func (a *app) channelInspectCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if jsonOut {
-				return a.printJSON(f.Info(""))
-			}
-			return f.WriteText(a.env.Stdout, "")
+			return a.show(jsonOut, f.Info(""), func(w io.Writer) error { return f.WriteText(w, "") })
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
@@ -198,10 +194,7 @@ and device type are checked too; --min-sequence refuses a file older than a sequ
 				return err
 			}
 			verified := "signed by " + acc.Signer.String()
-			if jsonOut {
-				return a.printJSON(f.Info(verified))
-			}
-			return f.WriteText(a.env.Stdout, verified)
+			return a.show(jsonOut, f.Info(verified), func(w io.Writer) error { return f.WriteText(w, verified) })
 		},
 	}
 	fl := cmd.Flags()

@@ -152,6 +152,14 @@ func (a *app) onDevice(run func(d *device.Device, args []string) error) func(*co
 	}
 }
 
+// show prints v as one JSON document with --json, else its text form.
+func (a *app) show(jsonOut bool, v any, text func(io.Writer) error) error {
+	if jsonOut {
+		return a.printJSON(v)
+	}
+	return text(a.env.Stdout)
+}
+
 // printJSON prints exactly one JSON document.
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.env.Stdout)

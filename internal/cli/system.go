@@ -28,10 +28,7 @@ docs/cli.md), e.g.
 			if err != nil {
 				return err
 			}
-			if a.jsonOut {
-				return a.printJSON(info)
-			}
-			return info.WriteText(a.env.Stdout)
+			return a.show(a.jsonOut, info, info.WriteText)
 		}),
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print one JSON document")
