@@ -39,3 +39,16 @@ func VerifyFile(name string, o CheckOptions, bundleFile string) (*File, *Accepte
 	}
 	return f, acc, nil
 }
+
+// ParseRollout parses a release's rollout as channel publish's --rollout
+// gives it (ParsePercent); "" is nil, every selected device.
+func ParseRollout(s string) (*Percent, error) {
+	if s == "" {
+		return nil, nil
+	}
+	p, err := ParsePercent(s)
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}

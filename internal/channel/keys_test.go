@@ -54,3 +54,16 @@ func TestVerifyFile(t *testing.T) {
 		t.Error("a missing file: no error")
 	}
 }
+
+// TestParseRollout checks --rollout: none, a share, and a bad one.
+func TestParseRollout(t *testing.T) {
+	if r, err := ParseRollout(""); r != nil || err != nil {
+		t.Errorf("none: %v, %v", r, err)
+	}
+	if r, err := ParseRollout("12.5%"); r == nil || *r != 1250 || err != nil {
+		t.Errorf("12.5%%: %v, %v", r, err)
+	}
+	if _, err := ParseRollout("101"); err == nil {
+		t.Error("101: no error")
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -52,12 +51,8 @@ func (fl *publishFlags) publication() (channel.Publication, error) {
 	if p.Validity, err = channel.ParseValidity(fl.expires); err != nil {
 		return p, usageError{fmt.Errorf("--expires %w", err)}
 	}
-	if fl.rollout != "" {
-		r, err := channel.ParsePercent(fl.rollout)
-		if err != nil {
-			return p, usageError{err}
-		}
-		p.Release.Rollout = &r
+	if p.Release.Rollout, err = channel.ParseRollout(fl.rollout); err != nil {
+		return p, usageError{err}
 	}
 	if p.Release.Select, err = channel.NewSelector(fl.devices, fl.selects); err != nil {
 		return p, usageError{fmt.Errorf("--select %w", err)}
@@ -176,15 +171,7 @@ and device type are checked too; --min-sequence refuses a file older than a sequ
 			if len(trust) == 0 && keysDir == "" {
 				return usageError{errors.New("--trust (or --keys-dir) is required: a channel file is only as good as its signature")}
 			}
-			if keysDir != "" {
-				// A --keys-dir that does not exist is an error here, not an empty store.
-				d, err := os.Open(keysDir)
-				if err != nil {
-					return err
-				}
-				d.Close()
-			}
-			ts, err := signature.LoadTrust(keysDir, trust)
+			ts, err := signature.LoadTrustNamed(keysDir, trust) // a --keys-dir must exist
 			if err != nil {
 				return err
 			}

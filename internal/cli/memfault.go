@@ -32,7 +32,6 @@ on trial and kept only when tandem health commits it. A release that failed on t
 installed again by the poller until Memfault offers another version.`,
 	}
 	cmd.PersistentFlags().StringVar(&path, "memfault-config", memfault.DefaultConfigPath, "device path of the Memfault configuration")
-	load := func() (*memfault.Config, error) { return memfault.LoadConfig(rootfs.Join(a.root, path)) }
 
 	var df ddiFlags
 	ddi := &cobra.Command{
@@ -40,13 +39,9 @@ installed again by the poller until Memfault offers another version.`,
 		Short: "Run the hawkBit (DDI) client against Memfault's endpoint",
 		Args:  exactArgs(0),
 		RunE: func(*cobra.Command, []string) error {
-			c, err := load()
+			h, err := memfault.LoadDDIConfig(rootfs.Join(a.root, path))
 			if err != nil {
 				return err
-			}
-			h, err := c.DDIConfig()
-			if err != nil {
-				return &memfault.ConfigError{File: rootfs.Join(a.root, path), Err: err}
 			}
 			return a.runDDI(h, df)
 		},
@@ -59,7 +54,7 @@ installed again by the poller until Memfault offers another version.`,
 		Short: "Poll Memfault's releases API and install what it offers",
 		Args:  exactArgs(0),
 		RunE: func(*cobra.Command, []string) error {
-			c, err := load()
+			c, err := memfault.LoadConfig(rootfs.Join(a.root, path))
 			if err != nil {
 				return err
 			}

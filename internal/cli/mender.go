@@ -46,16 +46,16 @@ The update's progress is kept in <data-dir>/fleet/mender.json between the states
 			if len(args) < 1 || len(args) > 2 {
 				return usageError{fmt.Errorf("want STATE TREE, got %d arguments", len(args))}
 			}
+			if len(args) == 1 && args[0] == "Download" {
+				return usageError{fmt.Errorf("the Download state needs the module TREE")}
+			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tree := ""
+			m.State, m.Tree, m.Stdout, m.Log = args[0], "", a.env.Stdout, a.env.Stderr
 			if len(args) == 2 {
-				tree = args[1]
-			} else if args[0] == "Download" {
-				return usageError{fmt.Errorf("the Download state needs the module TREE")}
+				m.Tree = args[1]
 			}
-			m.State, m.Tree, m.Stdout, m.Log = args[0], tree, a.env.Stdout, a.env.Stderr
 			o.Progress.Warn = a.warn
 			return a.runInvoked(m)
 		},

@@ -26,14 +26,6 @@ func (a *app) addTedgeFlags(f *tedgeFlags, cmd *cobra.Command, clientID string) 
 	cmd.Flags().StringVar(&f.clientID, "client-id", clientID, "MQTT client id")
 }
 
-func (f *tedgeFlags) topics() (tedge.Topics, error) {
-	t, err := tedge.ParseTopics(f.root, f.device)
-	if err != nil {
-		return t, usageError{err}
-	}
-	return t, nil
-}
-
 func (a *app) tedgeCommand() *cobra.Command {
 	var f tedgeFlags
 	var lf loopFlags
@@ -66,9 +58,9 @@ and docs/integrations/thin-edge.md.`,
   tandem tedge --broker 192.168.1.10:1883 --prefer-remote-url`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topics, err := f.topics()
+			topics, err := tedge.ParseTopics(f.root, f.device)
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			if poll <= 0 {
 				return usageError{errors.New("--poll must be > 0")}
@@ -157,9 +149,9 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
 		Short: "Wait for the health check's decision; publish the firmware twin on success",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topics, err := f.topics()
+			topics, err := tedge.ParseTopics(f.root, f.device)
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			verify.State = tedge.StepVerify
 			verify.PublishTwin = tedge.TwinPublisher(f.broker, f.clientID, topics)

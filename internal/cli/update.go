@@ -87,12 +87,10 @@ type progress struct {
 
 func (a *app) progress(jsonOut bool) *progress {
 	p := &progress{a: a, start: time.Now(), enc: json.NewEncoder(a.env.Stdout)}
-	f, ok := a.env.Stdout.(*os.File)
 	isTerm := false
-	if ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			isTerm = true
-		}
+	if f, ok := a.env.Stdout.(*os.File); ok {
+		fi, err := f.Stat()
+		isTerm = err == nil && fi.Mode()&os.ModeCharDevice != 0
 	}
 	p.json = jsonOut || !isTerm
 	return p
