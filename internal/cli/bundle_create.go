@@ -25,8 +25,7 @@ and which signatures sign (docs/bundle-format.md).`,
 }
 
 func (a *app) keyCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "key", Short: "Signing keys"}
-	cmd.AddCommand(&cobra.Command{
+	return group("key", "Signing keys", &cobra.Command{
 		Use:   "generate NAME",
 		Short: "Generate an ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub",
 		Long: `Generate an ed25519 signing key. Keep NAME.key on the build host (or better, in an HSM and
@@ -41,7 +40,6 @@ use the detached signing path); install NAME.pub on devices in the keys director
 			return nil
 		},
 	})
-	return cmd
 }
 
 // withCert applies --cert CHAIN to the one --key it belongs to.

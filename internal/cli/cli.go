@@ -119,12 +119,8 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 	root.PersistentFlags().StringVar(&a.configPath, "config", config.DefaultPath, "device path of the system configuration")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.systemCommand(), a.simCommand(), a.updateCommand(), a.bundleCommand(), a.keyCommand(), a.slotsCommand(),
-		a.healthCommand())
-	root.AddCommand(a.stateCommand())
-	root.AddCommand(a.menderCommand())
-	root.AddCommand(a.tedgeCommand())
-	root.AddCommand(a.hawkbitCommand(), a.memfaultCommand())
-	root.AddCommand(a.channelCommand(), a.watchCommand())
+		a.healthCommand(), a.stateCommand(), a.menderCommand(), a.tedgeCommand(), a.hawkbitCommand(), a.memfaultCommand(),
+		a.channelCommand(), a.watchCommand())
 	return root
 }
 
@@ -174,6 +170,13 @@ func (a *app) printJSONLine(v any) {
 
 func (a *app) printf(format string, args ...any) {
 	fmt.Fprintf(a.env.Stdout, format, args...)
+}
+
+// group is a command that only groups the subcommands cmds.
+func group(use, short string, cmds ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short}
+	cmd.AddCommand(cmds...)
+	return cmd
 }
 
 // exactArgs is cobra.ExactArgs with a usage error.

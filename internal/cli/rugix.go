@@ -43,13 +43,9 @@ simulated device). Run "tandem --help" for tandem's own command line.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true // only rugix-ctrl's commands
 
-	update := &cobra.Command{Use: "update", Short: "Install updates"}
-	update.AddCommand(a.rugixInstallCommand())
-	system := &cobra.Command{Use: "system", Short: "Boot state: info, commit, reboot"}
-	system.AddCommand(a.rugixInfoCommand(), a.rugixCommitCommand(), a.rugixRebootCommand())
-	slots := &cobra.Command{Use: "slots", Short: "Slot indexes for delta updates"}
-	slots.AddCommand(a.rugixCreateIndexCommand())
-	root.AddCommand(update, system, slots)
+	root.AddCommand(group("update", "Install updates", a.rugixInstallCommand()),
+		group("system", "Boot state: info, commit, reboot", a.rugixInfoCommand(), a.rugixCommitCommand(), a.rugixRebootCommand()),
+		group("slots", "Slot indexes for delta updates", a.rugixCreateIndexCommand()))
 	return root
 }
 
@@ -108,7 +104,6 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 }
 
 func (a *app) rugixInfoCommand() *cobra.Command {
-	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "info [--json]",
 		Short: "Print the boot state as JSON with rugix-ctrl's field names",
@@ -126,7 +121,7 @@ as scripts written for rugix-ctrl expect, e.g.
 			return a.printJSON(info)
 		}),
 	}
-	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON (always on)")
+	cmd.Flags().Bool("json", false, "print JSON (always on)")
 	return cmd
 }
 

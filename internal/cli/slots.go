@@ -12,7 +12,6 @@ import (
 )
 
 func (a *app) slotsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "slots", Short: "Slot chunk indexes (for delta updates)"}
 	var chunkSize string
 	var fixed bool
 	index := &cobra.Command{
@@ -43,6 +42,5 @@ factory image, and is done automatically on the first delta install.`,
 	}
 	index.Flags().StringVar(&chunkSize, "chunk-size", "64K", "average chunk size of the bundles this device gets")
 	index.Flags().BoolVar(&fixed, "fixed-chunks", false, "fixed-size chunks")
-	cmd.AddCommand(index)
-	return cmd
+	return group("slots", "Slot chunk indexes (for delta updates)", index)
 }

@@ -6,12 +6,7 @@ import (
 )
 
 func (a *app) systemCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "system",
-		Short: "Show and change the boot state: info, commit, reboot",
-	}
-	cmd.AddCommand(a.infoCommand(), a.commitCommand(), a.rebootCommand())
-	return cmd
+	return group("system", "Show and change the boot state: info, commit, reboot", a.infoCommand(), a.commitCommand(), a.rebootCommand())
 }
 
 func (a *app) infoCommand() *cobra.Command {

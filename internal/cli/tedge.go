@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"time"
 
@@ -16,10 +17,7 @@ type tedgeFlags struct {
 }
 
 func (a *app) addTedgeFlags(f *tedgeFlags, cmd *cobra.Command, clientID string) {
-	broker := a.env.Getenv("TANDEM_TEDGE_BROKER")
-	if broker == "" {
-		broker = "127.0.0.1:1883"
-	}
+	broker := cmp.Or(a.env.Getenv("TANDEM_TEDGE_BROKER"), "127.0.0.1:1883")
 	cmd.Flags().StringVar(&f.broker, "broker", broker, "MQTT broker: host:port or URL (tcp://, ssl://, ws://) (env TANDEM_TEDGE_BROKER)")
 	cmd.Flags().StringVar(&f.root, "topic-root", "te", "thin-edge.io MQTT topic root (mqtt.topic_root)")
 	cmd.Flags().StringVar(&f.device, "device-topic-id", "device/main//", "thin-edge.io device topic id (mqtt.device_topic_id)")

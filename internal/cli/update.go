@@ -12,7 +12,6 @@ import (
 )
 
 func (a *app) updateCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "update", Short: "Install updates"}
 	var o install.Options
 	var reboot string
 	var jsonOut bool
@@ -37,10 +36,9 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
   curl -s https://updates.example.com/v2.tandem | tandem update install - --json`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch install.Reboot(reboot) {
-			case install.RebootNo, install.RebootYes, install.RebootSet:
-			default:
-				return usageError{fmt.Errorf("--reboot %q: want no, yes or set", reboot)}
+			mode, err := install.ParseReboot(reboot)
+			if err != nil {
+				return usageError{fmt.Errorf("--reboot %w", err)}
 			}
 			d, err := a.open()
 			if err != nil {
@@ -52,7 +50,7 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 			o.Progress.Event = bar.event
 			res, err := install.Install(cmd.Context(), d, o)
 			if err == nil {
-				err = install.Activate(d, res, install.Reboot(reboot))
+				err = install.Activate(d, res, mode)
 			}
 			return bar.end(res, err)
 		},
@@ -71,8 +69,7 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 	f.BoolVar(&jsonOut, "json", false, "JSON lines on stdout instead of a progress bar")
 	f.BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
 	f.Int64Var(&o.HTTP.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 4096, -1 = never)")
-	cmd.AddCommand(installCmd)
-	return cmd
+	return group("update", "Install updates", installCmd)
 }
 
 // progress renders install events as a bar on a terminal or as JSON lines.
@@ -122,10 +119,13 @@ func (p *progress) event(e install.Event) {
 // end finishes the progress output of an install that ended with res and
 // err, and returns err.
 func (p *progress) end(res *install.Result, err error) error {
-	if err != nil {
-		p.fail(err)
-	} else {
+	switch {
+	case err == nil:
 		p.done(res)
+	case p.json:
+		_ = p.enc.Encode(install.Event{Event: "error", Message: oneLine(err.Error())})
+	case p.active:
+		fmt.Fprintln(p.a.env.Stdout)
 	}
 	return err
 }
@@ -139,14 +139,4 @@ func (p *progress) done(r *install.Result) {
 		fmt.Fprintln(p.a.env.Stdout)
 	}
 	_ = r.WriteText(p.a.env.Stdout)
-}
-
-func (p *progress) fail(err error) {
-	if p.json {
-		_ = p.enc.Encode(install.Event{Event: "error", Message: oneLine(err.Error())})
-		return
-	}
-	if p.active {
-		fmt.Fprintln(p.a.env.Stdout)
-	}
 }

@@ -37,3 +37,17 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestParseReboot checks the reboot modes.
+func TestParseReboot(t *testing.T) {
+	for _, s := range []string{"no", "set", "yes"} {
+		if m, err := install.ParseReboot(s); err != nil || string(m) != s {
+			t.Errorf("%s: %q, %v", s, m, err)
+		}
+	}
+	for _, s := range []string{"", "deferred", "YES"} {
+		if _, err := install.ParseReboot(s); err == nil {
+			t.Errorf("%q: no error", s)
+		}
+	}
+}

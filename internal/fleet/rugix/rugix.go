@@ -32,11 +32,11 @@ import (
 // (arrange the trial at the next boot) is set, since the trial boot is
 // arranged now with the same effect at the next reboot.
 func ParseReboot(s string) (install.Reboot, error) {
-	switch m := install.Reboot(s); m {
-	case install.RebootYes, install.RebootNo, install.RebootSet:
-		return m, nil
-	case "deferred":
+	if s == "deferred" {
 		return install.RebootSet, nil
+	}
+	if m, err := install.ParseReboot(s); err == nil {
+		return m, nil
 	}
 	return "", fmt.Errorf("--reboot %q: want yes, no, set or deferred", s)
 }
