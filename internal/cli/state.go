@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/state"
 )
 
@@ -24,11 +25,7 @@ func (a *app) stateInfoCommand() *cobra.Command {
 		Use:   "info",
 		Short: "Show the data partition, overlay mode, persistent paths with sizes, pending reset and trial snapshot",
 		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
+		RunE: a.onDevice(func(d *device.Device, _ []string) error {
 			active, err := d.ActiveGroup()
 			if err != nil {
 				return err
@@ -37,63 +34,11 @@ func (a *app) stateInfoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonOut {
-				return a.printJSON(r)
-			}
-			a.printStateInfo(r)
-			return nil
-		},
+			return a.show(a.jsonOut, r, r.WriteText)
+		}),
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print one JSON document")
 	return cmd
-}
-
-func (a *app) printStateInfo(r *state.Report) {
-	a.printf("status          %s\n", r.Status)
-	if r.DataPartition == nil {
-		a.printf("data partition  none configured (%s/*.toml)\n", state.ConfigDir)
-	} else {
-		a.printf("data partition  %s on %s\n", r.DataPartition.Device, r.DataPartition.Mount)
-		a.printf("overlay         %s\n", r.Overlay)
-	}
-	if r.Committed != nil {
-		a.printf("committed       generation %d (group %s)\n", r.Committed.Gen, orNone(r.Committed.Group))
-	}
-	if r.Trial != nil {
-		a.printf("trial snapshot  generation %d for group %s\n", r.Trial.Gen, r.Trial.Group)
-	} else {
-		a.printf("trial snapshot  none\n")
-	}
-	switch {
-	case r.ResetPending == nil:
-		a.printf("reset           not pending\n")
-	case r.ResetPending.KeepBackup:
-		a.printf("reset           pending at the next boot (the old state is kept as a backup)\n")
-	default:
-		a.printf("reset           pending at the next boot\n")
-	}
-	if r.Backup != nil {
-		a.printf("backup          generations %d and %d (shared)\n", r.Backup.Gen, r.Backup.Shared)
-	}
-	if len(r.Paths) == 0 {
-		a.printf("persistent paths  none\n")
-		return
-	}
-	a.printf("persistent paths\n")
-	for _, p := range r.Paths {
-		shared := ""
-		if p.Shared {
-			shared = ", shared"
-		}
-		a.printf("  %-30s %s%s, %d bytes\n", p.Path, p.Type, shared, p.Size)
-	}
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none yet"
-	}
-	return s
 }
 
 func (a *app) stateResetCommand() *cobra.Command {
@@ -107,21 +52,8 @@ with --keep-backup. tandem's own data directory is kept. A power cut leaves eith
 state with the reset still pending, or the clean state. Without --reboot nothing happens
 until the next boot.`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
-			if err := d.CheckNotHung(); err != nil {
-				return err
-			}
-			unlock, err := d.Lock()
-			if err != nil {
-				return err
-			}
-			err = state.RequestReset(d.FS, keep)
-			unlock()
-			if err != nil {
+		RunE: a.onDevice(func(d *device.Device, _ []string) error {
+			if err := d.WithLock(func() error { return state.RequestReset(d.FS, keep) }); err != nil {
 				return err
 			}
 			a.printf("factory reset pending: the next boot starts with clean state\n")
@@ -136,7 +68,7 @@ until the next boot.`,
 				a.printf("reboot recorded; run `tandem sim reboot %s` to boot\n", a.root)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&keep, "keep-backup", false, "keep the old state on the data partition instead of wiping it")
 	cmd.Flags().BoolVar(&reboot, "reboot", false, "reboot at once")
