@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -85,8 +84,8 @@ X.509 chain (PEM, leaf first); repeat it to sign with several keys (key rotation
 					return err
 				}
 				keys = append(s.Keys, keys...)
-			} else if s.Payloads, err = slotPayloads(slots, chunkSize, fixed); err != nil {
-				return err
+			} else if s.Payloads, err = spec.SlotPayloads(slots, chunkSize, fixed); err != nil {
+				return usageError{err}
 			} else if incremental {
 				s.Header.Flags |= bundle.FlagIncremental
 			}
@@ -122,20 +121,4 @@ X.509 chain (PEM, leaf first); repeat it to sign with several keys (key rotation
 	f.StringVar(&chunkSize, "chunk-size", "64K", "average chunk size (min = 1/4, max = 4x)")
 	f.BoolVar(&fixed, "fixed-chunks", false, "fixed-size chunks of --chunk-size instead of content-defined ones")
 	return cmd
-}
-
-// slotPayloads makes the payloads of --slot ALIAS=IMAGE flags.
-func slotPayloads(slots []string, chunkSize string, fixed bool) ([]spec.Payload, error) {
-	size, err := spec.ParseSize(chunkSize)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("--chunk-size: %w", err)}
-	}
-	if len(slots) == 0 {
-		return nil, usageError{errors.New("give at least one --slot ALIAS=IMAGE (or --spec)")}
-	}
-	ps, err := spec.SlotPayloads(slots, int(size), fixed)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("--slot %w", err)}
-	}
-	return ps, nil
 }

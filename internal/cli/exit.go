@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/channel"
@@ -51,7 +52,7 @@ func exitCode(err error) int {
 		return ExitBootState
 	case errors.Is(err, health.ErrUnhealthy):
 		return ExitUnhealthy
-	case isBundleErr(err):
+	case slices.ContainsFunc(bundleErrs, func(e error) bool { return errors.Is(err, e) }):
 		return ExitBundle
 	}
 	return ExitFailure
@@ -63,13 +64,4 @@ var bundleErrs = []error{
 	signature.ErrNoTrust, signature.ErrUnsigned, signature.ErrUntrusted, signature.ErrBadSignature, signature.ErrExpired,
 	install.ErrIncompatible, install.ErrDowngrade, install.ErrPayload, install.ErrUnsafeTree,
 	channel.ErrFormat, channel.ErrWrongChannel, channel.ErrReplay, channel.ErrExpired,
-}
-
-func isBundleErr(err error) bool {
-	for _, e := range bundleErrs {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }

@@ -4,9 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/bundle/spec"
-	"github.com/tandem-ota/tandem/internal/chunker"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/install"
 )
@@ -24,13 +22,9 @@ wrote are indexed at install time; this command is for slots it never wrote, suc
 factory image, and is done automatically on the first delta install.`,
 		Args: exactArgs(1),
 		RunE: a.onDevice(func(d *device.Device, args []string) error {
-			size, err := spec.ParseSize(chunkSize)
+			ch, p, err := spec.Chunking(chunkSize, fixed)
 			if err != nil {
 				return usageError{fmt.Errorf("--chunk-size: %w", err)}
-			}
-			ch, p := bundle.ChunkerBuzhash, chunker.ParamsForAvg(int(size))
-			if fixed {
-				ch, p = bundle.ChunkerFixed, chunker.Fixed(int(size))
 			}
 			x, err := install.ScanSlot(d, args[0], ch, uint32(p.Min), uint32(p.Avg), uint32(p.Max))
 			if err != nil {

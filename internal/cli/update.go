@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -103,17 +102,7 @@ func (p *progress) event(e install.Event) {
 		return
 	}
 	p.last, p.active = now, true
-	frac := float64(e.Bytes) / float64(max(e.Total, 1))
-	width := 30
-	bar := strings.Repeat("█", int(frac*float64(width))) + strings.Repeat("░", width-int(frac*float64(width)))
-	secs := now.Sub(p.start).Seconds()
-	rate := float64(e.Bytes) / max(secs, 0.001)
-	eta := "?"
-	if rate > 0 {
-		eta = time.Duration(float64(e.Total-e.Bytes) / rate * float64(time.Second)).Round(time.Second).String()
-	}
-	fmt.Fprintf(p.a.env.Stdout, "\r%s %5.1f %% %s / %s  %s/s  ETA %s  ", bar, 100*frac,
-		install.HumanBytes(e.Bytes), install.HumanBytes(e.Total), install.HumanBytes(uint64(rate)), eta)
+	fmt.Fprintf(p.a.env.Stdout, "\r%s  ", e.Bar(now.Sub(p.start)))
 }
 
 // end finishes the progress output of an install that ended with res and

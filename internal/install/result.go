@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // Event is the final "done" event of r, as `tandem update install --json`
@@ -43,4 +44,21 @@ func HumanBytes(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Bar words a progress event e as the one-line progress bar `tandem update
+// install` draws on a terminal, elapsed after the install began: a bar of
+// 30 cells, the percentage, the bytes written of the total, the rate and
+// the time left ("?" before anything was written).
+func (e Event) Bar(elapsed time.Duration) string {
+	frac := float64(e.Bytes) / float64(max(e.Total, 1))
+	const width = 30
+	bar := strings.Repeat("█", int(frac*width)) + strings.Repeat("░", width-int(frac*width))
+	rate := float64(e.Bytes) / max(elapsed.Seconds(), 0.001)
+	eta := "?"
+	if rate > 0 {
+		eta = time.Duration(float64(e.Total-e.Bytes) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	return fmt.Sprintf("%s %5.1f %% %s / %s  %s/s  ETA %s", bar, 100*frac, HumanBytes(e.Bytes), HumanBytes(e.Total),
+		HumanBytes(uint64(rate)), eta)
 }

@@ -3,6 +3,7 @@ package install_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/install"
 )
@@ -49,5 +50,17 @@ func TestParseReboot(t *testing.T) {
 		if _, err := install.ParseReboot(s); err == nil {
 			t.Errorf("%q: no error", s)
 		}
+	}
+}
+
+// TestEventBar checks the terminal progress bar's line.
+func TestEventBar(t *testing.T) {
+	e := install.Event{Event: "progress", Bytes: 512 << 20, Total: 1 << 30}
+	want := "███████████████░░░░░░░░░░░░░░░  50.0 % 512.0 MiB / 1.0 GiB  256.0 MiB/s  ETA 2s"
+	if got := e.Bar(2 * time.Second); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if got := (install.Event{Total: 100}).Bar(0); !strings.HasSuffix(got, "ETA ?") || !strings.HasPrefix(got, "░") {
+		t.Errorf("nothing written: %q", got)
 	}
 }

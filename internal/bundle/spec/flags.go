@@ -1,19 +1,29 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/chunker"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
 
-// SlotPayloads makes the payloads of slot images given as ALIAS=IMAGE (the
-// command line's --slot): one slot payload per image, for the slot alias,
-// chunked content-defined (or fixed) with chunkSize as the average.
-func SlotPayloads(slots []string, chunkSize int, fixed bool) ([]Payload, error) {
+// SlotPayloads makes the payloads of bundle create's command line (its
+// errors name its flags): one slot payload per --slot ALIAS=IMAGE, for the
+// slot alias, chunked content-defined (or, with fixed, in fixed-size
+// chunks) with --chunk-size as the average (ParseSize).
+func SlotPayloads(slots []string, chunkSize string, fixed bool) ([]Payload, error) {
+	size, err := ParseSize(chunkSize)
+	if err != nil {
+		return nil, fmt.Errorf("--chunk-size: %w", err)
+	}
+	if len(slots) == 0 {
+		return nil, errors.New("give at least one --slot ALIAS=IMAGE (or --spec)")
+	}
 	ch := bundle.ChunkerBuzhash
 	if fixed {
 		ch = bundle.ChunkerFixed
@@ -22,12 +32,27 @@ func SlotPayloads(slots []string, chunkSize int, fixed bool) ([]Payload, error) 
 	for _, s := range slots {
 		alias, file, ok := strings.Cut(s, "=")
 		if !ok || alias == "" || file == "" {
-			return nil, fmt.Errorf("%q: want ALIAS=IMAGE", s)
+			return nil, fmt.Errorf("--slot %q: want ALIAS=IMAGE", s)
 		}
 		ps = append(ps, Payload{PayloadSpec: bundle.PayloadSpec{Name: alias, Kind: bundle.KindSlot, Target: alias,
-			Chunker: ch, ChunkSize: chunkSize}, File: file})
+			Chunker: ch, ChunkSize: int(size)}, File: file})
 	}
 	return ps, nil
+}
+
+// Chunking returns the chunker and its parameters for chunks of average
+// size chunkSize (ParseSize), content-defined or, with fixed, fixed-size:
+// what a payload of SlotPayloads is chunked with, and so what `tandem slots
+// index` indexes a slot with.
+func Chunking(chunkSize string, fixed bool) (bundle.ChunkerType, chunker.Params, error) {
+	size, err := ParseSize(chunkSize)
+	if err != nil {
+		return 0, chunker.Params{}, err
+	}
+	if fixed {
+		return bundle.ChunkerFixed, chunker.Fixed(int(size)), nil
+	}
+	return bundle.ChunkerBuzhash, chunker.ParamsForAvg(int(size)), nil
 }
 
 // Created is the creation time of a bundle made now, in Unix seconds:

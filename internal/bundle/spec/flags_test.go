@@ -2,6 +2,7 @@ package spec
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 
 // TestSlotPayloads checks the payloads of --slot ALIAS=IMAGE.
 func TestSlotPayloads(t *testing.T) {
-	ps, err := SlotPayloads([]string{"system=a.img", "boot=b=c.img"}, 4096, true)
+	ps, err := SlotPayloads([]string{"system=a.img", "boot=b=c.img"}, "4K", true)
 	if err != nil || len(ps) != 2 {
 		t.Fatalf("got %+v, %v", ps, err)
 	}
@@ -19,13 +20,32 @@ func TestSlotPayloads(t *testing.T) {
 		p.Chunker != bundle.ChunkerFixed || p.ChunkSize != 4096 {
 		t.Errorf("payload 2: %+v", p)
 	}
-	if ps, _ := SlotPayloads([]string{"system=a.img"}, 1, false); ps[0].Chunker != bundle.ChunkerBuzhash {
+	if ps, _ := SlotPayloads([]string{"system=a.img"}, "64K", false); ps[0].Chunker != bundle.ChunkerBuzhash {
 		t.Errorf("default chunker: %v", ps[0].Chunker)
 	}
 	for _, bad := range []string{"system", "=a.img", "system="} {
-		if _, err := SlotPayloads([]string{bad}, 1, false); err == nil {
-			t.Errorf("%q: no error", bad)
+		if _, err := SlotPayloads([]string{bad}, "64K", false); err == nil || !strings.Contains(err.Error(), "--slot") {
+			t.Errorf("%q: %v, want an error naming --slot", bad, err)
 		}
+	}
+	if _, err := SlotPayloads(nil, "64K", false); err == nil {
+		t.Error("no slot: no error")
+	}
+	if _, err := SlotPayloads([]string{"system=a.img"}, "12Q", false); err == nil || !strings.Contains(err.Error(), "--chunk-size") {
+		t.Errorf("bad chunk size: %v", err)
+	}
+}
+
+// TestChunking checks the chunker of --chunk-size and --fixed-chunks.
+func TestChunking(t *testing.T) {
+	if ch, p, err := Chunking("64K", false); err != nil || ch != bundle.ChunkerBuzhash || p.Min != 16<<10 || p.Avg != 64<<10 || p.Max != 256<<10 {
+		t.Errorf("64K: %v %+v %v", ch, p, err)
+	}
+	if ch, p, err := Chunking("4K", true); err != nil || ch != bundle.ChunkerFixed || p.Min != 4096 || p.Max != 4096 {
+		t.Errorf("4K fixed: %v %+v %v", ch, p, err)
+	}
+	if _, _, err := Chunking("x", false); err == nil {
+		t.Error("x: no error")
 	}
 }
 
