@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -24,50 +23,9 @@ Devices follow it with "tandem watch URL". Format and workflow: docs/integration
 	return cmd
 }
 
-// publishFlags are the flags of channel publish.
-type publishFlags struct {
-	name, bundle, url, relative, out, rollout, expires, cert string
-	keys, trust, selects, devices                            []string
-	sequence                                                 uint64
-}
-
-// publication checks the flags and turns them into a channel.Publication.
-func (fl *publishFlags) publication() (channel.Publication, error) {
-	p := channel.Publication{Out: fl.out, Channel: fl.name, BundleFile: fl.bundle, Sequence: fl.sequence,
-		Release: channel.Release{Bundle: fl.url}}
-	if fl.name == "" || fl.bundle == "" || fl.out == "" || len(fl.keys) == 0 {
-		return p, usageError{errors.New("--channel, --bundle, --key and -o are required")}
-	}
-	if fl.url != "" && fl.relative != "" {
-		return p, usageError{errors.New("--url and --relative exclude each other")}
-	}
-	if fl.relative != "" {
-		p.Release.Bundle = fl.relative
-	}
-	keys, err := withCert(fl.keys, fl.cert)
-	if err != nil {
-		return p, err
-	}
-	if p.Validity, err = channel.ParseValidity(fl.expires); err != nil {
-		return p, usageError{fmt.Errorf("--expires %w", err)}
-	}
-	if p.Release.Rollout, err = channel.ParseRollout(fl.rollout); err != nil {
-		return p, usageError{err}
-	}
-	if p.Release.Select, err = channel.NewSelector(fl.devices, fl.selects); err != nil {
-		return p, usageError{fmt.Errorf("--select %w", err)}
-	}
-	if p.Signers, err = channel.LoadSigners(keys); err != nil {
-		return p, err
-	}
-	if len(fl.trust) > 0 {
-		p.Trust, err = signature.LoadTrust("", fl.trust)
-	}
-	return p, err
-}
-
 func (a *app) channelPublishCommand() *cobra.Command {
-	var fl publishFlags
+	var fl channel.PublishFlags
+	var cert string
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "publish --channel NAME --bundle FILE --key KEY -o CHANNEL.json",
@@ -93,8 +51,15 @@ then the channel file.
       --key release.key --select ring=beta --expires 7d -o beta.json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := fl.publication()
+			p, err := fl.Check()
 			if err != nil {
+				return usageError{err}
+			}
+			keys, err := withCert(fl.Keys, cert)
+			if err != nil {
+				return err
+			}
+			if err := p.Load(keys, fl.Trust); err != nil {
 				return err
 			}
 			pub, err := channel.Publish(p)
@@ -104,24 +69,24 @@ then the channel file.
 			if jsonOut {
 				return a.printJSON(pub.File.Info(""))
 			}
-			a.printf("%s\n", pub.Summary(fl.out))
+			a.printf("%s\n", pub.Summary(fl.Out))
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&fl.name, "channel", "", "channel name (a-z 0-9 . _ -; devices check it)")
-	f.StringVar(&fl.bundle, "bundle", "", "the bundle file to publish (verified first)")
-	f.StringVar(&fl.url, "url", "", "absolute http(s) URL of the bundle")
-	f.StringVar(&fl.relative, "relative", "", "bundle URL relative to the channel file's URL (default: the bundle's file name)")
-	f.StringArrayVar(&fl.keys, "key", nil, "signing key PATH[:CHAIN] (PEM; repeatable)")
-	f.StringVar(&fl.cert, "cert", "", "X.509 chain (PEM, leaf first) of the single --key")
-	f.StringArrayVar(&fl.trust, "trust", nil, "public key or certificate that must verify the bundle (default: the --key public keys)")
-	f.StringVar(&fl.rollout, "rollout", "", "share of selected devices that install it, in percent (e.g. 10 or 2.5; default 100)")
-	f.StringArrayVar(&fl.selects, "select", nil, "only devices with label LABEL=VALUE (repeatable: all must match)")
-	f.StringArrayVar(&fl.devices, "select-device", nil, "only this device id (repeatable: any of them)")
-	f.Uint64Var(&fl.sequence, "sequence", 0, "sequence number (default: automatic, see above)")
-	f.StringVar(&fl.expires, "expires", "30d", "validity: devices refuse the file after this long (e.g. 30d, 12h)")
-	f.StringVarP(&fl.out, "output", "o", "", "the channel file to write")
+	f.StringVar(&fl.Channel, "channel", "", "channel name (a-z 0-9 . _ -; devices check it)")
+	f.StringVar(&fl.Bundle, "bundle", "", "the bundle file to publish (verified first)")
+	f.StringVar(&fl.URL, "url", "", "absolute http(s) URL of the bundle")
+	f.StringVar(&fl.Relative, "relative", "", "bundle URL relative to the channel file's URL (default: the bundle's file name)")
+	f.StringArrayVar(&fl.Keys, "key", nil, "signing key PATH[:CHAIN] (PEM; repeatable)")
+	f.StringVar(&cert, "cert", "", "X.509 chain (PEM, leaf first) of the single --key")
+	f.StringArrayVar(&fl.Trust, "trust", nil, "public key or certificate that must verify the bundle (default: the --key public keys)")
+	f.StringVar(&fl.Rollout, "rollout", "", "share of selected devices that install it, in percent (e.g. 10 or 2.5; default 100)")
+	f.StringArrayVar(&fl.Selects, "select", nil, "only devices with label LABEL=VALUE (repeatable: all must match)")
+	f.StringArrayVar(&fl.Devices, "select-device", nil, "only this device id (repeatable: any of them)")
+	f.Uint64Var(&fl.Sequence, "sequence", 0, "sequence number (default: automatic, see above)")
+	f.StringVar(&fl.Expires, "expires", "30d", "validity: devices refuse the file after this long (e.g. 30d, 12h)")
+	f.StringVarP(&fl.Out, "output", "o", "", "the channel file to write")
 	f.BoolVar(&jsonOut, "json", false, "print the written file's contents as JSON")
 	return cmd
 }
