@@ -114,11 +114,9 @@ func (a *app) channelInspectCommand() *cobra.Command {
 
 func (a *app) channelVerifyCommand() *cobra.Command {
 	var (
+		o                   channel.CheckOptions
 		trust               []string
-		name, compatible    string
 		jsonOut             bool
-		minSequence         uint64
-		allowExpired        bool
 		bundlePath, keysDir string
 	)
 	cmd := &cobra.Command{
@@ -136,12 +134,12 @@ and device type are checked too; --min-sequence refuses a file older than a sequ
 			if len(trust) == 0 && keysDir == "" {
 				return usageError{errors.New("--trust (or --keys-dir) is required: a channel file is only as good as its signature")}
 			}
-			ts, err := signature.LoadTrustNamed(keysDir, trust) // a --keys-dir must exist
-			if err != nil {
+			var err error
+			if o.Trust, err = signature.LoadTrustNamed(keysDir, trust); err != nil { // a --keys-dir must exist
 				return err
 			}
-			f, acc, err := channel.VerifyFile(args[0], channel.CheckOptions{Trust: ts, Channel: name, Compatible: compatible,
-				MinSequence: minSequence, AllowExpired: allowExpired, Now: time.Now()}, bundlePath)
+			o.Now = time.Now()
+			f, acc, err := channel.VerifyFile(args[0], o, bundlePath)
 			if err != nil {
 				return err
 			}
@@ -152,10 +150,10 @@ and device type are checked too; --min-sequence refuses a file older than a sequ
 	fl := cmd.Flags()
 	fl.StringArrayVar(&trust, "trust", nil, "trusted public key or root certificate (PEM, repeatable)")
 	fl.StringVar(&keysDir, "keys-dir", "", "also trust every key in this directory (as a device does)")
-	fl.StringVar(&name, "channel", "", "the channel name the file must carry")
-	fl.StringVar(&compatible, "compatible", "", "the compatible the file must carry")
-	fl.Uint64Var(&minSequence, "min-sequence", 0, "refuse a sequence below this")
-	fl.BoolVar(&allowExpired, "allow-expired", false, "check the signature only, not the expiry")
+	fl.StringVar(&o.Channel, "channel", "", "the channel name the file must carry")
+	fl.StringVar(&o.Compatible, "compatible", "", "the compatible the file must carry")
+	fl.Uint64Var(&o.MinSequence, "min-sequence", 0, "refuse a sequence below this")
+	fl.BoolVar(&o.AllowExpired, "allow-expired", false, "check the signature only, not the expiry")
 	fl.StringVar(&bundlePath, "bundle", "", "check that this bundle file is the one the channel pins (and verify it)")
 	fl.BoolVar(&jsonOut, "json", false, "print JSON")
 	return cmd
