@@ -5,8 +5,9 @@
 // rugix-ctrl symlink (docs/integrations/rugix-ctrl.md). Unlike the other
 // fleet integrations it keeps no job and runs no loop: the fleet's own
 // script drives the device, one command at a time, and reads the boot
-// state back from system info. The command line itself (flags, output,
-// exit codes) is internal/cli/rugix.go.
+// state back from system info. rugix-ctrl's own formats live here too (its
+// system info JSON, its progress lines); the command line itself (flags,
+// text output, exit codes) is internal/cli/rugix.go.
 package rugix
 
 import (
