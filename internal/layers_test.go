@@ -24,7 +24,7 @@ var layers = [][]string{
 	{"internal/config", "internal/fetch", "internal/bundle", "internal/e2e/image"},
 	{"internal/bootflow", "internal/hooks", "internal/channel", "internal/bundle/spec"},
 	{"internal/device", "internal/state"},
-	{"internal/install", "internal/health", "internal/sim"},
+	{"internal/install", "internal/health", "internal/sim", "internal/state/initsys"},
 	{"internal/fleet"},
 	{"internal/fleet/fleettest", "internal/fleet/hawkbit/ddiserver"},
 	{"internal/fleet/hawkbit", "internal/fleet/mender", "internal/fleet/tedge", "internal/fleet/watch", "internal/fleet/rugix"},

@@ -49,6 +49,10 @@ func (d *Device) slotName(s config.Slot) (string, error) {
 	return "", fmt.Errorf("slot of type %s has no path", s.Type)
 }
 
+// PartitionDevice returns the device path of partition n of the root disk
+// (tandem init uses it to find a data partition given by number).
+func (d *Device) PartitionDevice(n int) (string, error) { return d.partitionDevice(n) }
+
 // partitionDevice finds partition n of the root disk (root-disk from the
 // configuration, else the disk that holds the root file system) in sysfs and
 // returns its device path.

@@ -27,6 +27,8 @@ type Report struct {
 	Trial         *GenRef       `json:"trial,omitempty"`
 	Backup        *Backup       `json:"backup,omitempty"`
 	ConfigFiles   []string      `json:"configFiles"`
+	// Boot is what tandem init did at this boot (nil: it did not run).
+	Boot *BootReport `json:"boot,omitempty"`
 }
 
 // DataReport describes the data partition.
@@ -58,6 +60,9 @@ func Inspect(fsys rootfs.FS, dataDir, running string) (*Report, error) {
 	r := &Report{Status: StatusUnmanaged, Overlay: c.Overlay, Paths: []PathReport{}, ConfigFiles: c.Files}
 	if r.ConfigFiles == nil {
 		r.ConfigFiles = []string{}
+	}
+	if r.Boot, err = ReadBootReport(fsys); err != nil {
+		return nil, err
 	}
 	if c.Data == nil {
 		r.Overlay = ""

@@ -13,6 +13,9 @@ import (
 func (r *Report) WriteText(w io.Writer) error {
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "status          %s\n", r.Status)
+	if r.Boot != nil && r.Boot.Status != BootOK {
+		fmt.Fprintf(b, "this boot       %s: %s\n", r.Boot.Status, r.Boot.Error)
+	}
 	if r.DataPartition == nil {
 		fmt.Fprintf(b, "data partition  none configured (%s/*.toml)\n", ConfigDir)
 	} else {

@@ -1,0 +1,56 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/tandem-ota/tandem/internal/bounded"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+)
+
+// BootReportPath is the device path of the file where tandem init records
+// what it did with the state at this boot (on the /run tmpfs: it describes
+// the running boot only).
+const BootReportPath = "/run/tandem/init.json"
+
+// Boot statuses of a BootReport.
+const (
+	BootOK       = "ok"       // the plan ran in full
+	BootDegraded = "degraded" // the state part failed: booted with the overlay discarded (or none)
+)
+
+// BootReport is what tandem init did at this boot: `tandem state info`
+// shows it, and a degraded boot is a reason for a health check to refuse
+// to commit.
+type BootReport struct {
+	Status string `json:"status"`
+	// Error is why the boot is degraded ("" when ok).
+	Error string `json:"error,omitempty"`
+	// Device is the data partition's device as found ("" when not found).
+	Device string `json:"device,omitempty"`
+	// Overlay is the overlay mode in effect.
+	Overlay string `json:"overlay"`
+	// Actions are the plan's actions that ran, one line each.
+	Actions []string `json:"actions"`
+}
+
+// maxBootReport bounds the boot report.
+const maxBootReport = 64 << 10
+
+// ReadBootReport reads the boot report of the running boot; nil, nil when
+// tandem init did not run (no report).
+func ReadBootReport(fsys rootfs.FS) (*BootReport, error) {
+	p := fsys.Path(BootReportPath)
+	b, err := bounded.ReadFile(p, maxBootReport)
+	if rootfs.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r BootReport
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return &r, nil
+}
