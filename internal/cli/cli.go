@@ -9,14 +9,12 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/sim"
@@ -74,13 +72,8 @@ func hint(err error) string {
 	if h := config.Hint(err); h != "" {
 		return h
 	}
-	switch {
-	case errors.Is(err, device.ErrIncomplete):
-		return "install the bundle into that group again (tandem update install …); --force-incomplete overrides for a manual repair"
-	case errors.Is(err, device.ErrNoActiveGroup):
-		return "the boot script must put tandem.group=<group> on the kernel command line (docs/boot-flows.md)"
-	case errors.Is(err, bootflow.ErrBootState):
-		return "is the boot partition mounted at boot-flow.boot-dir? docs/boot-flows.md says what each file must hold"
+	if h := device.Hint(err); h != "" {
+		return h
 	}
 	switch exitCode(err) {
 	case ExitUsage:
@@ -120,7 +113,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.systemCommand(), a.simCommand(), a.updateCommand(), a.bundleCommand(), a.keyCommand(), a.slotsCommand(),
 		a.healthCommand(), a.stateCommand(), a.menderCommand(), a.tedgeCommand(), a.hawkbitCommand(), a.memfaultCommand(),
-		a.channelCommand(), a.watchCommand())
+		a.channelCommand(), a.watchCommand(), a.initCommand())
 	return root
 }
 

@@ -6,7 +6,13 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/state"
+	"github.com/tandem-ota/tandem/internal/state/initsys"
 )
+
+func (a *app) initCommand() *cobra.Command {
+	return &cobra.Command{Use: "init [ARG...]", Short: "Run as the system's first process: mount the state, then exec the real init (docs/state.md)",
+		DisableFlagParsing: true, RunE: func(_ *cobra.Command, args []string) error { return initsys.Main(args) }}
+}
 
 func (a *app) stateCommand() *cobra.Command {
 	cmd := &cobra.Command{

@@ -28,6 +28,11 @@ import (
 	"github.com/tandem-ota/tandem/internal/state"
 )
 
+// Name is the program name (argv[0]) under which tandem runs as init:
+// install tandem (or a link to it) as /usr/sbin/tandem-init and boot with
+// init=/usr/sbin/tandem-init.
+const Name = "tandem-init"
+
 // DefaultInit is the real init that tandem init execs when neither
 // Options.Init nor `tandem.init=` on the kernel command line names one.
 const DefaultInit = "/sbin/init"
