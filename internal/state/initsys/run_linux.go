@@ -99,6 +99,7 @@ type mounter struct {
 	log     *logger
 	dev     string // the data partition's device path
 	label   string // its configured label (given to mkfs)
+	fstype  string // the file system mkfs made on it
 	mount   string // its mount point (device path), "" until mounted
 	newRoot string // host path of the overlay, "" until mounted
 	mounts  []string
@@ -289,7 +290,7 @@ func (m *mounter) Do(a state.Action) error {
 		// Done before the plan (the journal is part of what the boot finds).
 	case state.ActMount:
 		if m.mount == "" {
-			return m.mountData(a.Filesystem, a.Target)
+			return m.mountData(m.fstype, a.Target)
 		}
 	case state.ActOverlay:
 		return m.overlay(a)
@@ -321,7 +322,8 @@ func (m *mounter) mkfs(fstype string) error {
 	if err != nil {
 		return fmt.Errorf("mkfs.%s %s: %v: %s", fstype, m.dev, err, oneLine(out))
 	}
-	m.log.printf("made a %s file system on %s", fstype, m.dev)
+	m.fstype = fstype
+	m.log.printf("made the %s file system on %s", fstype, m.dev)
 	return nil
 }
 

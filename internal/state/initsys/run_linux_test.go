@@ -123,59 +123,112 @@ func needRoot(t *testing.T) {
 // switch; then that a corrupted data partition and a missing one still boot
 // the real init, with the failure in the boot report.
 func TestInitRealMounts(t *testing.T) {
+	r := newRig(t, true)
+	img, loop, root, writeState, boot := r.img, r.loop, r.root, r.setState, r.boot
+	writeState(fmt.Sprintf("[data-partition]\ndevice = %q\n", loop))
+
+	s := boot("first boot")
+	if s.Report == nil || s.Report.Status != state.BootOK || s.RootFS != "overlay" {
+		t.Fatalf("first boot: report %+v, root fs %q", s.Report, s.RootFS)
+	}
+	if s.MachineID != "f00d" || strings.Join(s.AppFiles, ",") != "seed.txt" || s.WriteError != "" || !s.NewOnData {
+		t.Fatalf("first boot: persistent paths not seeded and bound: %+v", s)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/probe")); err == nil {
+		t.Fatal("a write to a non-persistent path reached the read-only system (lower) instead of the tmpfs upper")
+	}
+
+	// The second boot finds the data partition by its file-system label
+	// (read from the ext4 superblock: a loop device has no PARTNAME).
+	writeState("[data-partition]\nlabel = \"tdata\"\n")
+	s = boot("second boot")
+	if s.ProbeKept || strings.Join(s.AppFiles, ",") != "new,seed.txt" || s.Report.Status != state.BootOK {
+		t.Fatalf("second boot: want /etc/probe discarded and /var/lib/app/new kept: %+v", s)
+	}
+
+	// Issue 12: a corrupted data partition (zeroed superblock) still boots,
+	// overlay discarded, the failure reported.
+	writeState(fmt.Sprintf("[data-partition]\ndevice = %q\n", loop))
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteAt(make([]byte, 64<<10), 0)
+	must(t, err)
+	must(t, f.Close())
+	must(t, exec.Command("blockdev", "--flushbufs", loop).Run())
+	s = boot("corrupted data partition")
+	if s.Report == nil || s.Report.Status != state.BootDegraded || s.RootFS != "overlay" || s.MachineID != "f00d" || len(s.AppFiles) != 1 {
+		t.Fatalf("corrupted data partition: want a degraded boot with the image's files: %+v (report %+v)", s, s.Report)
+	}
+	t.Logf("corrupted: %s", s.Report.Error)
+
+	// A data partition that is not there.
+	writeState("[data-partition]\ndevice = \"/dev/tandem-no-such-disk\"\n")
+	s = boot("missing data partition")
+	if s.Report == nil || s.Report.Status != state.BootDegraded || !strings.Contains(s.Report.Error, "tandem-no-such-disk") {
+		t.Fatalf("missing data partition: %+v (report %+v)", s, s.Report)
+	}
+}
+
+// rig is a tiny root file system to boot with tandem init, and a data
+// partition image on a loop device.
+type rig struct {
+	img, loop, root string
+	setState        func(dataTable string)
+	boot            func(name string) seen
+}
+
+// newRig builds the root (group a booting, the image's /etc/machine-id and
+// /var/lib/app, this test binary as /sbin/init) and a 32 MiB data
+// partition image, ext4 labelled "tdata" when mkfs, else zeroed.
+func newRig(t *testing.T, mkfs bool) *rig {
 	needRoot(t)
 	dir := t.TempDir()
-	img := filepath.Join(dir, "data.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
+	r := &rig{img: filepath.Join(dir, "data.img"), root: filepath.Join(dir, "root")}
+	must(t, os.WriteFile(r.img, nil, 0o600))
+	must(t, os.Truncate(r.img, 32<<20))
+	if mkfs {
+		if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "tdata", r.img).CombinedOutput(); err != nil {
+			t.Skipf("mkfs.ext4 is needed to make the data partition image: %v: %s", err, out)
+		}
 	}
-	if err := os.Truncate(img, 32<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "tdata", img).CombinedOutput(); err != nil {
-		t.Skipf("mkfs.ext4 is needed to make the data partition image: %v: %s", err, out)
-	}
-	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
+	out, err := exec.Command("losetup", "-f", "--show", r.img).CombinedOutput()
 	if err != nil {
 		t.Skipf("no loop device here (losetup: %v: %s): this test needs one for the data partition", err, out)
 	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
+	r.loop = strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", r.loop).Run() })
 
-	root := filepath.Join(dir, "root")
 	stateToml := filepath.Join(dir, "10-test.toml")
-	writeState := func(dataTable string) {
+	r.setState = func(dataTable string) {
 		t.Helper()
 		c := dataTable + "\n[persist.\"/etc/machine-id\"]\ntype = \"file\"\n\n[persist.\"/var/lib/app\"]\n"
-		if err := os.WriteFile(stateToml, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.WriteFile(filepath.Join(r.root, state.ConfigDir, "10-test.toml"), []byte(c), 0o644))
 	}
-	writeState(fmt.Sprintf("[data-partition]\ndevice = %q\n", loop))
-	if err := sim.New(root, sim.Options{BootFlow: "grub", SlotSize: 64 << 10, State: []string{stateToml}}); err != nil {
+	must(t, os.WriteFile(stateToml, []byte("overlay = \"discard\"\n"), 0o644))
+	if err := sim.New(r.root, sim.Options{BootFlow: "grub", SlotSize: 64 << 10, State: []string{stateToml}}); err != nil {
 		t.Fatal(err)
 	}
 	// A real device, not a simulated one (without the simulator's boot
 	// state: its marker, data folder and the links of its first boot);
 	// then the image's content.
 	for _, p := range []string{sim.DataFolder, sim.ImageFolder, ".tandem-sim.json", "etc/machine-id", "var/lib/app", "var/lib/tandem"} {
-		must(t, os.RemoveAll(filepath.Join(root, p)))
+		must(t, os.RemoveAll(filepath.Join(r.root, p)))
 	}
 	for _, d := range []string{"proc", "sys", "dev", "run", "sbin", "etc", "var/lib/app"} {
-		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
+		must(t, os.MkdirAll(filepath.Join(r.root, d), 0o755))
 	}
-	must(t, os.WriteFile(filepath.Join(root, "etc/machine-id"), []byte("f00d\n"), 0o444))
-	must(t, os.WriteFile(filepath.Join(root, "var/lib/app/seed.txt"), []byte("from the image"), 0o644))
-	must(t, os.WriteFile(filepath.Join(root, "cmdline"), []byte("console=ttyS0 tandem.group=a\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(r.root, "etc/machine-id"), []byte("f00d\n"), 0o444))
+	must(t, os.WriteFile(filepath.Join(r.root, "var/lib/app/seed.txt"), []byte("from the image"), 0o644))
+	must(t, os.WriteFile(filepath.Join(r.root, "cmdline"), []byte("console=ttyS0 tandem.group=a\n"), 0o644))
 	self, err := os.ReadFile("/proc/self/exe")
 	must(t, err)
-	must(t, os.WriteFile(filepath.Join(root, "sbin/init"), self, 0o755))
-	copyLibs(t, root)
+	must(t, os.WriteFile(filepath.Join(r.root, "sbin/init"), self, 0o755))
+	copyLibs(t, r.root)
 
-	boot := func(name string) seen {
+	r.boot = func(name string) seen {
 		t.Helper()
 		cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-		cmd.Env = append(os.Environ(), roleEnv+"="+roleInit, rootEnv+"="+root)
+		cmd.Env = append(os.Environ(), roleEnv+"="+roleInit, rootEnv+"="+r.root)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -191,43 +244,29 @@ func TestInitRealMounts(t *testing.T) {
 		t.Fatalf("%s: the real init did not run (%v):\n%s", name, err, out)
 		return s
 	}
+	return r
+}
 
-	s := boot("first boot")
-	if s.Report == nil || s.Report.Status != state.BootOK || s.RootFS != "overlay" {
-		t.Fatalf("first boot: report %+v, root fs %q", s.Report, s.RootFS)
+// TestInitBlankPersist: a blank data partition with filesystem = "ext4"
+// gets its file system at the first boot; with overlay = "persist" a write
+// outside the persistent paths survives the next boot too (its upper is on
+// the data partition).
+func TestInitBlankPersist(t *testing.T) {
+	r := newRig(t, false)
+	r.setState(fmt.Sprintf("overlay = \"persist\"\n[data-partition]\ndevice = %q\nfilesystem = \"ext4\"\n", r.loop))
+	s := r.boot("first boot, blank partition")
+	if s.Report == nil || s.Report.Status != state.BootOK || s.Report.Overlay != state.OverlayPersist || !strings.Contains(strings.Join(s.Report.Actions, "\n"), "mkfs ext4") {
+		t.Fatalf("first boot: want mkfs and a persisted overlay: %+v (report %+v)", s, s.Report)
 	}
-	if s.MachineID != "f00d" || strings.Join(s.AppFiles, ",") != "seed.txt" || s.WriteError != "" || !s.NewOnData {
+	if s.MachineID != "f00d" || !s.NewOnData {
 		t.Fatalf("first boot: persistent paths not seeded and bound: %+v", s)
 	}
-	if _, err := os.Stat(filepath.Join(root, "etc/probe")); err == nil {
-		t.Fatal("a write to a non-persistent path reached the read-only system (lower) instead of the tmpfs upper")
+	s = r.boot("second boot")
+	if !s.ProbeKept || strings.Join(s.AppFiles, ",") != "new,seed.txt" || strings.Contains(strings.Join(s.Report.Actions, "\n"), "mkfs") {
+		t.Fatalf("second boot: want /etc/probe kept (persisted overlay), no mkfs: %+v (report %+v)", s, s.Report)
 	}
-
-	s = boot("second boot")
-	if s.ProbeKept || strings.Join(s.AppFiles, ",") != "new,seed.txt" || s.Report.Status != state.BootOK {
-		t.Fatalf("second boot: want /etc/probe discarded and /var/lib/app/new kept: %+v", s)
-	}
-
-	// Issue 12: a corrupted data partition (zeroed superblock) still boots,
-	// overlay discarded, the failure reported.
-	f, err := os.OpenFile(img, os.O_WRONLY, 0)
-	must(t, err)
-	_, err = f.WriteAt(make([]byte, 64<<10), 0)
-	must(t, err)
-	must(t, f.Close())
-	must(t, exec.Command("blockdev", "--flushbufs", loop).Run())
-	s = boot("corrupted data partition")
-	if s.Report == nil || s.Report.Status != state.BootDegraded || s.RootFS != "overlay" || s.MachineID != "f00d" || len(s.AppFiles) != 1 {
-		t.Fatalf("corrupted data partition: want a degraded boot with the image's files: %+v (report %+v)", s, s.Report)
-	}
-	t.Logf("corrupted: %s", s.Report.Error)
-
-	// A data partition that is not there.
-	writeState("[data-partition]\ndevice = \"/dev/tandem-no-such-disk\"\n")
-	must(t, os.Rename(stateToml, filepath.Join(root, "etc/tandem/state.d/10-test.toml")))
-	s = boot("missing data partition")
-	if s.Report == nil || s.Report.Status != state.BootDegraded || !strings.Contains(s.Report.Error, "tandem-no-such-disk") {
-		t.Fatalf("missing data partition: %+v (report %+v)", s, s.Report)
+	if _, err := os.Stat(filepath.Join(r.root, "etc/probe")); err == nil {
+		t.Fatal("a write to the overlay reached the read-only system (lower)")
 	}
 }
 
