@@ -1,8 +1,11 @@
 package state
 
 import (
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
 // TestReportWriteText checks the text form of state info: an unmanaged
@@ -40,5 +43,30 @@ persistent paths
 `
 	if b.String() != want {
 		t.Errorf("active:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// TestInspectBootReport: state info reads tandem init's boot report and
+// shows a degraded boot (issue 12: "a clear message in system info").
+func TestInspectBootReport(t *testing.T) {
+	root := t.TempDir()
+	fsys := rootfs.NewOS(root)
+	if r, err := Inspect(fsys, "/var/lib/tandem", "a"); err != nil || r.Boot != nil {
+		t.Fatalf("no report: %+v, %v", r, err)
+	}
+	if err := fsys.MkdirAll("/run/tandem", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fsys.Path(BootReportPath), []byte(`{"status":"degraded","error":"data partition /dev/sda4 is missing","overlay":"discard","actions":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Inspect(fsys, "/var/lib/tandem", "a")
+	if err != nil || r.Boot == nil || r.Boot.Status != BootDegraded {
+		t.Fatalf("report: %+v, %v", r, err)
+	}
+	var b strings.Builder
+	_ = r.WriteText(&b)
+	if !strings.Contains(b.String(), "this boot       degraded: data partition /dev/sda4 is missing\n") {
+		t.Errorf("text:\n%s", b.String())
 	}
 }
