@@ -6,6 +6,7 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/rootfs"
+	"github.com/tandem-ota/tandem/internal/state"
 )
 
 // Info is the document `tandem system info --json` prints (docs/cli.md).
@@ -15,6 +16,8 @@ type Info struct {
 	Slots      map[string]SlotInfo `json:"slots"`
 	// LastUpdate is the outcome of the last update, nil if none is known.
 	LastUpdate *Result `json:"lastUpdate"`
+	// State is the state management's summary (docs/state.md).
+	State *state.Summary `json:"state"`
 }
 
 // BootInfo is the boot state.
@@ -76,6 +79,7 @@ func (d *Device) Info() (*Info, error) {
 		},
 		Slots:      map[string]SlotInfo{},
 		LastUpdate: lastUpdate(db, st, d.Flow),
+		State:      state.Summarize(d.FS, d.Config.DataDir, st.Active),
 	}
 	if info.Boot.SpareGroups == nil {
 		info.Boot.SpareGroups = []string{}

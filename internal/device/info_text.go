@@ -7,11 +7,13 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tandem-ota/tandem/internal/state"
 )
 
 // WriteText writes info as `tandem system info` prints it without --json
 // (docs/cli.md): the boot flow, the groups with their versions and slots,
-// and the last update.
+// the last update, and the state when it is managed.
 func (info *Info) WriteText(w io.Writer) error {
 	p := &strings.Builder{}
 	b := info.Boot
@@ -56,6 +58,16 @@ func (info *Info) WriteText(w io.Writer) error {
 		fmt.Fprintf(p, "last update    %s: %s\n", u.Status, msg)
 	} else {
 		fmt.Fprintf(p, "last update    none\n")
+	}
+	if st := info.State; st != nil && st.Status != state.StatusUnmanaged {
+		line := st.Status
+		if st.DataPartition != "" {
+			line += ", data partition " + st.DataPartition
+		}
+		if st.Error != "" {
+			line += ": " + st.Error
+		}
+		fmt.Fprintf(p, "state          %s (tandem state info)\n", line)
 	}
 	_, err := io.WriteString(w, p.String())
 	return err

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-ota/tandem/internal/state"
 )
 
 // TestInfoWriteText checks the text form of system info: groups and slots
@@ -52,5 +54,18 @@ last update    installed: group b
 		if !strings.Contains(b.String(), line) {
 			t.Errorf("missing %q in:\n%s", line, b.String())
 		}
+	}
+}
+
+// TestInfoTextState: system info shows managed state, and why a boot is
+// degraded (issue 12: "a clear message in system info").
+func TestInfoTextState(t *testing.T) {
+	var b strings.Builder
+	info := &Info{Boot: BootInfo{Groups: map[string]GroupInfo{}}, State: &state.Summary{Status: state.StatusDegraded, DataPartition: "/dev/sda4", Error: "no recognised file system on /dev/sda4"}}
+	if err := info.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if want := "state          degraded, data partition /dev/sda4: no recognised file system on /dev/sda4 (tandem state info)\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("got:\n%s\nwant a line %q", b.String(), want)
 	}
 }

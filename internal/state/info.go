@@ -53,6 +53,11 @@ type PathReport struct {
 // running group (its trial snapshot's sizes are shown); dataDir is
 // system.toml's data-dir.
 func Inspect(fsys rootfs.FS, dataDir, running string) (*Report, error) {
+	return inspect(fsys, dataDir, running, true)
+}
+
+// inspect is Inspect; sizes: measure the persistent paths (a walk of each).
+func inspect(fsys rootfs.FS, dataDir, running string, sizes bool) (*Report, error) {
 	c, err := Load(fsys)
 	if err != nil {
 		return nil, err
@@ -92,7 +97,9 @@ func Inspect(fsys rootfs.FS, dataDir, running string) (*Report, error) {
 			if p.Shared {
 				pr.Generation = l.Shared
 			}
-			pr.Size = s.Size(pr.Generation, p.Path)
+			if sizes {
+				pr.Size = s.Size(pr.Generation, p.Path)
+			}
 		}
 		r.Paths = append(r.Paths, pr)
 	}
