@@ -61,7 +61,7 @@ func Run(o Options) error {
 }
 
 // mountKernelFS mounts /proc, /sys, /dev and /run under o.Root where they
-// are not mount points yet. Errors are logged (to stderr: /dev may be
+// are not mount points yet, and efivarfs on an EFI system. Errors are logged (to stderr: /dev may be
 // missing) and survived.
 func mountKernelFS(o *Options) {
 	for _, k := range []struct {
@@ -72,10 +72,12 @@ func mountKernelFS(o *Options) {
 		{"/sys", "sysfs", "", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
 		{"/dev", "devtmpfs", "mode=0755", unix.MS_NOSUID},
 		{"/run", "tmpfs", "mode=0755", unix.MS_NOSUID | unix.MS_NODEV},
+		// The systemd-boot flow reads the boot loader's state in EFI variables.
+		{"/sys/firmware/efi/efivars", "efivarfs", "", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
 	} {
 		p := rootfs.Join(o.Root, k.dir)
-		if isMountPoint(p) {
-			continue
+		if _, err := os.Stat(p); err != nil || isMountPoint(p) {
+			continue // efivars exists on EFI systems only
 		}
 		if err := unix.Mount(k.fstype, p, k.fstype, k.flags, k.data); err != nil {
 			fmt.Fprintf(os.Stderr, "tandem-init: mount %s on %s: %v\n", k.fstype, k.dir, err)
