@@ -145,6 +145,10 @@ func probe(dev string) (fstype, label string, blank bool, err error) {
 		return "btrfs", cstr(buf[65536+299 : 65536+555]), false, nil
 	case n >= 1028 && binary.LittleEndian.Uint32(buf[1024:]) == 0xf2f52010:
 		return "f2fs", "", false, nil
+	case n >= 512 && buf[510] == 0x55 && buf[511] == 0xaa && string(buf[82:87]) == "FAT32":
+		return "vfat", cstr(buf[71:82]), false, nil
+	case n >= 512 && buf[510] == 0x55 && buf[511] == 0xaa && string(buf[54:57]) == "FAT":
+		return "vfat", cstr(buf[43:54]), false, nil
 	}
 	if n == 0 {
 		return "", "", false, fmt.Errorf("%s is empty (no medium?)", dev)
@@ -155,7 +159,7 @@ func probe(dev string) (fstype, label string, blank bool, err error) {
 // findData returns the device path of the data partition: the configured
 // device; partition N of the root disk (sysfs); or, by label, the one block
 // device whose GPT partition name (PARTNAME in sysfs) or file-system label
-// (ext4, xfs, btrfs superblock, read here; not f2fs) is the label —
+// (ext4, xfs, btrfs, vfat superblock, read here; not f2fs) is the label —
 // /dev/disk/by-label is used first when present (udev has usually not run
 // yet). Two matches are an error, never a guess.
 func findData(o *Options, d *device.Device, dp *state.DataPartition) (string, error) {
@@ -168,13 +172,19 @@ func findData(o *Options, d *device.Device, dp *state.DataPartition) (string, er
 	case dp.Partition != 0:
 		return d.PartitionDevice(dp.Partition)
 	}
-	if p, err := filepath.EvalSymlinks(rootfs.Join(o.Root, "/dev/disk/by-label/"+dp.Label)); err == nil {
+	return findLabel(o, dp.Label)
+}
+
+// findLabel returns the device path of the one block device whose GPT
+// partition name or file-system label is label.
+func findLabel(o *Options, label string) (string, error) {
+	if p, err := filepath.EvalSymlinks(rootfs.Join(o.Root, "/dev/disk/by-label/"+label)); err == nil {
 		return "/dev/" + filepath.Base(p), nil
 	}
 	sys := rootfs.Join(o.Root, "/sys/class/block")
 	ents, err := os.ReadDir(sys)
 	if err != nil {
-		return "", fmt.Errorf("find the data partition labelled %q: %w", dp.Label, err)
+		return "", fmt.Errorf("find the block device labelled %q: %w", label, err)
 	}
 	var found []string
 	for _, e := range ents {
@@ -186,10 +196,10 @@ func findData(o *Options, d *device.Device, dp *state.DataPartition) (string, er
 			continue
 		}
 		uevent, _ := bounded.ReadFile(filepath.Join(sys, name, "uevent"), 4<<10)
-		match := strings.Contains("\n"+string(uevent), "\nPARTNAME="+dp.Label+"\n")
+		match := strings.Contains("\n"+string(uevent), "\nPARTNAME="+label+"\n")
 		if !match {
-			_, label, _, err := probe(rootfs.Join(o.Root, "/dev/"+name))
-			match = err == nil && label == dp.Label
+			_, got, _, err := probe(rootfs.Join(o.Root, "/dev/"+name))
+			match = err == nil && got == label
 		}
 		if match {
 			found = append(found, "/dev/"+name)
@@ -199,7 +209,7 @@ func findData(o *Options, d *device.Device, dp *state.DataPartition) (string, er
 	case 1:
 		return found[0], nil
 	case 0:
-		return "", fmt.Errorf("no block device has the partition or file-system label %q", dp.Label)
+		return "", fmt.Errorf("no block device has the partition or file-system label %q", label)
 	}
-	return "", fmt.Errorf("the label %q is on %d devices (%s): give data-partition.device or partition instead", dp.Label, len(found), strings.Join(found, ", "))
+	return "", fmt.Errorf("the label %q is on %d devices (%s): name the device by its path instead", label, len(found), strings.Join(found, ", "))
 }

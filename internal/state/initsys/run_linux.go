@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/tandem-ota/tandem/internal/bounded"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 	"github.com/tandem-ota/tandem/internal/state"
@@ -177,7 +178,10 @@ func (m *mounter) runState(rep *state.BootReport) (string, error) {
 		if in.Booting, err = d.ActiveGroup(); err != nil {
 			return "", fmt.Errorf("the booting group: %w", err)
 		}
-		if in.Default, err = d.Flow.Default(); err != nil {
+		unmount := m.mountBootDir(d.Config.BootFlow.BootDir)
+		in.Default, err = d.Flow.Default()
+		unmount()
+		if err != nil {
 			return "", fmt.Errorf("the boot loader's default group (is boot-flow.boot-dir reachable before init?): %w", err)
 		}
 		m.label = c.Data.Label
@@ -212,6 +216,58 @@ func (m *mounter) runState(rep *state.BootReport) (string, error) {
 		return overlay, err
 	}
 	return overlay, nil
+}
+
+// mountBootDir mounts read-only, where it is not mounted yet, the file
+// system that /etc/fstab puts at dir (the boot flow's boot-dir) or at its
+// nearest parent, so that the boot loader's default group can be read;
+// the returned function detaches it again (the real init mounts it as
+// usual). Sources: a /dev path, LABEL= or PARTLABEL= (UUID= and PARTUUID=
+// are not resolved: the boot then goes on degraded).
+func (m *mounter) mountBootDir(dir string) func() {
+	noop := func() {}
+	b, err := bounded.ReadFile(m.host("/etc/fstab"), 64<<10)
+	if dir == "" || err != nil {
+		return noop
+	}
+	var src, mp, fstype string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || strings.HasPrefix(f[0], "#") || f[1] == "/" {
+			continue
+		}
+		if (dir == f[1] || strings.HasPrefix(dir, f[1]+"/")) && len(f[1]) > len(mp) {
+			src, mp, fstype = f[0], f[1], f[2]
+		}
+	}
+	if mp == "" || isMountPoint(m.host(mp)) {
+		return noop
+	}
+	dev := src
+	switch {
+	case strings.HasPrefix(src, "LABEL="), strings.HasPrefix(src, "PARTLABEL="):
+		_, label, _ := strings.Cut(src, "=")
+		if dev, err = findLabel(m.o, label); err != nil {
+			m.log.printf("boot-dir %s: %v", dir, err)
+			return noop
+		}
+	case !strings.HasPrefix(src, "/dev/"):
+		m.log.printf("boot-dir %s: /etc/fstab source %s is not resolved before init (use a /dev path, LABEL= or PARTLABEL=)", dir, src)
+		return noop
+	}
+	if fstype == "auto" {
+		fstype, _, _, _ = probe(m.host(dev))
+	}
+	if err := unix.Mount(m.host(dev), m.host(mp), fstype, unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
+		m.log.printf("boot-dir %s: mount %s read-only: %v", dir, dev, err)
+		return noop
+	}
+	m.log.printf("mounted %s read-only on %s to read the boot loader's state", dev, mp)
+	return func() {
+		if err := unix.Unmount(m.host(mp), unix.MNT_DETACH); err != nil {
+			m.log.printf("unmount %s: %v", mp, err)
+		}
+	}
 }
 
 // findAndMount finds the data partition and, when it holds a file system,

@@ -270,6 +270,40 @@ func TestInitBlankPersist(t *testing.T) {
 	}
 }
 
+// TestInitBootDirFromFstab: the boot loader's state is on its own
+// partition, which /etc/fstab names by label; tandem init mounts it
+// read-only to read the default group (and detaches it again), so the boot
+// is not degraded.
+func TestInitBootDirFromFstab(t *testing.T) {
+	r := newRig(t, true)
+	r.setState(fmt.Sprintf("[data-partition]\ndevice = %q\n", r.loop))
+	bootImg := filepath.Join(filepath.Dir(r.img), "boot.img")
+	must(t, os.WriteFile(bootImg, nil, 0o600))
+	must(t, os.Truncate(bootImg, 8<<20))
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "tboot", "-d", filepath.Join(r.root, "boot"), bootImg).CombinedOutput(); err != nil {
+		t.Skipf("mkfs.ext4 -d: %v: %s", err, out)
+	}
+	out, err := exec.Command("losetup", "-f", "--show", bootImg).CombinedOutput()
+	if err != nil {
+		t.Skipf("losetup: %v: %s", err, out)
+	}
+	bootLoop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", bootLoop).Run() })
+	must(t, os.RemoveAll(filepath.Join(r.root, "boot")))
+	must(t, os.Mkdir(filepath.Join(r.root, "boot"), 0o755))
+	must(t, os.WriteFile(filepath.Join(r.root, "etc/fstab"), []byte("# test\nLABEL=tboot /boot auto ro 0 2\n"), 0o644))
+
+	s := r.boot("boot partition from fstab")
+	if s.Report == nil || s.Report.Status != state.BootOK || !s.NewOnData {
+		t.Fatalf("want a boot with the state, the default group read from the boot partition: %+v (report %+v)", s, s.Report)
+	}
+	must(t, os.WriteFile(filepath.Join(r.root, "etc/fstab"), []byte("UUID=1234 /boot auto ro 0 2\n"), 0o644))
+	s = r.boot("boot partition by UUID")
+	if s.Report == nil || s.Report.Status != state.BootDegraded || !strings.Contains(s.Report.Error, "default group") {
+		t.Fatalf("an unresolvable boot partition: want a degraded boot: %+v (report %+v)", s, s.Report)
+	}
+}
+
 // copyLibs copies the shared libraries of this test binary (when it is
 // dynamically linked) into root, so that it runs there as the real init.
 func copyLibs(t *testing.T, root string) {
