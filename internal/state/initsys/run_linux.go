@@ -62,8 +62,8 @@ func Run(o Options) error {
 }
 
 // mountKernelFS mounts /proc, /sys, /dev and /run under o.Root where they
-// are not mount points yet, and efivarfs on an EFI system. Errors are logged (to stderr: /dev may be
-// missing) and survived.
+// are not mount points yet, and efivarfs on an EFI system. Errors are
+// logged (to stderr: /dev may be missing) and survived.
 func mountKernelFS(o *Options) {
 	for _, k := range []struct {
 		dir, fstype, data string
