@@ -59,7 +59,7 @@ state with the reset still pending, or the clean state. Without --reboot nothing
 until the next boot.`,
 		Args: exactArgs(0),
 		RunE: a.onDevice(func(d *device.Device, _ []string) error {
-			if err := d.WithLock(func() error { return state.RequestReset(d.FS, keep) }); err != nil {
+			if err := d.RequestStateReset(keep); err != nil {
 				return err
 			}
 			a.printf("factory reset pending: the next boot starts with clean state\n")

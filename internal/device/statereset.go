@@ -1,0 +1,37 @@
+package device
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/tandem-ota/tandem/internal/hooks"
+	"github.com/tandem-ota/tandem/internal/state"
+)
+
+// RequestStateReset records a factory reset of the state for the next boot
+// (state.RequestReset), under the device lock, between the hooks
+// state-reset/pre — whose failure aborts it: nothing is recorded — and
+// state-reset/post (docs/hooks.md). The reset itself happens at the next
+// boot, in tandem init, before the system runs: no hook runs then.
+func (d *Device) RequestStateReset(keepBackup bool) error {
+	c, err := state.Load(d.FS)
+	if err != nil {
+		return err
+	}
+	if !c.Managed() {
+		return state.ErrNotManaged
+	}
+	env := "TANDEM_KEEP_BACKUP=" + strconv.FormatBool(keepBackup)
+	return d.WithLock(func() error {
+		if err := hooks.Run(d.FS, d.Config.HooksDir, "state-reset", "pre", env); err != nil {
+			return err
+		}
+		if err := state.RequestReset(d.FS, keepBackup); err != nil {
+			return err
+		}
+		if err := hooks.Run(d.FS, d.Config.HooksDir, "state-reset", "post", env); err != nil {
+			return fmt.Errorf("the reset is pending, but %w", err)
+		}
+		return nil
+	})
+}
