@@ -20,6 +20,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/hooks"
 	"github.com/tandem-ota/tandem/internal/rootfs"
+	"github.com/tandem-ota/tandem/internal/state"
 )
 
 // Sentinel errors callers branch on (the CLI maps them to exit codes).
@@ -106,6 +107,9 @@ type Device struct {
 	// marked incomplete (the operator's --force-incomplete); by default they
 	// refuse it with an IncompleteError.
 	ForceIncomplete bool
+	// StateFree reads the free space of the data partition for the trial's
+	// space check (nil: statfs); tests make the partition full with it.
+	StateFree state.FreeFunc
 }
 
 // Open loads the configuration and builds the file layer and boot flow.
@@ -328,6 +332,9 @@ func (d *Device) TryNextLocked(group string) error { return d.tryNext(group) }
 // a failed flow write takes the record back.
 func (d *Device) tryNext(group string) error {
 	if err := d.checkComplete(group); err != nil {
+		return err
+	}
+	if err := d.checkStateSpace(); err != nil {
 		return err
 	}
 	if err := d.repair(); err != nil {

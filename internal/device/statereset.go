@@ -1,6 +1,7 @@
 package device
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -34,4 +35,17 @@ func (d *Device) RequestStateReset(keepBackup bool) error {
 		}
 		return nil
 	})
+}
+
+// checkStateSpace refuses a trial when the data partition cannot hold the
+// snapshot of the state it will take at its first boot (docs/state.md, What
+// a trial costs). Only a shortage refuses: without state configuration, with
+// an unreadable one (tandem init boots degraded on it) or without a layout
+// on the data partition there is nothing to check.
+func (d *Device) checkStateSpace() error {
+	_, err := state.CheckTrialSpace(d.FS, d.Config.DataDir, d.StateFree)
+	if errors.Is(err, state.ErrNoSpace) {
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return nil
 }

@@ -1,0 +1,82 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tandem-ota/tandem/internal/rootfs"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoSpace: the data partition cannot hold the snapshot a trial needs.
+var ErrNoSpace = errors.New("the data partition lacks space for the trial's state snapshot")
+
+// SnapshotMargin is added to a snapshot's size, on top of a tenth of it,
+// when checking the free space of the data partition (directories, the
+// journal, and the file system's own reserve).
+const SnapshotMargin = 4 << 20
+
+// FreeFunc returns the bytes free to an unprivileged writer of the file
+// system holding the host path dir.
+type FreeFunc func(dir string) (int64, error)
+
+// Statfs is the FreeFunc of the real system (and of the simulator, whose data
+// partition is a folder: its file system's free space).
+func Statfs(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * st.Bsize, nil
+}
+
+// SpaceNeed is what a trial's snapshot needs on the data partition.
+type SpaceNeed struct {
+	Snapshot int64 // bytes of the committed state's non-shared paths
+	Need     int64 // Snapshot plus the margin
+	Free     int64 // bytes free on the data partition
+}
+
+// CheckTrialSpace refuses (ErrNoSpace) a trial whose snapshot — a copy of the
+// committed generation's non-shared paths — would not fit in the free space
+// of the data partition with a margin. It checks nothing when no state is
+// managed or the data partition holds no layout yet (nothing to copy). free
+// nil is Statfs.
+func CheckTrialSpace(fsys rootfs.FS, dataDir string, free FreeFunc) (*SpaceNeed, error) {
+	c, err := Load(fsys)
+	if err != nil {
+		return nil, err
+	}
+	if c.Data == nil {
+		return nil, nil
+	}
+	s := &Store{FS: fsys, Mount: c.Data.Mount}
+	l, err := s.Load()
+	if errors.Is(err, ErrNoLayout) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	n := &SpaceNeed{}
+	for _, p := range c.WithDataDir(dataDir) {
+		if !p.Shared {
+			n.Snapshot += s.Size(l.Committed.Gen, p.Path)
+		}
+	}
+	n.Need = n.Snapshot + n.Snapshot/10 + SnapshotMargin
+	if free == nil {
+		free = Statfs
+	}
+	if n.Free, err = free(s.host(c.Data.Mount)); err != nil {
+		return nil, fmt.Errorf("free space of the data partition %s: %w", c.Data.Mount, err)
+	}
+	if n.Free < n.Need {
+		return n, fmt.Errorf("%w: it needs %s (state %s and a margin), %s is free on %s; free space there or mark large paths shared = true in %s",
+			ErrNoSpace, mib(n.Need), mib(n.Snapshot), mib(n.Free), c.Data.Mount, ConfigDir)
+	}
+	return n, nil
+}
+
+// mib formats n bytes in MiB with one decimal.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
