@@ -83,6 +83,8 @@ func tomlType(goType string) string {
 		return "a string"
 	case goType == "int":
 		return "an integer"
+	case goType == "bool":
+		return "a boolean"
 	case goType == "[]string":
 		return "an array of strings"
 	case goType == "map[string]string":

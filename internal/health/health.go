@@ -20,6 +20,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/hooks"
 	"github.com/tandem-ota/tandem/internal/rootfs"
+	"github.com/tandem-ota/tandem/internal/state"
 )
 
 // Defaults of Options.
@@ -109,7 +110,13 @@ func Check(o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	herr := hooks.Run(d.FS, d.Config.HooksDir, "health", "check", "TANDEM_GROUP="+st.Active)
+	// A boot whose state tandem init could not set up fails the check
+	// before the hooks run: committing would make a system that never saw
+	// its state the default (docs/state.md).
+	herr := state.CheckCommit(d.FS)
+	if herr == nil {
+		herr = hooks.Run(d.FS, d.Config.HooksDir, "health", "check", "TANDEM_GROUP="+st.Active)
+	}
 	if herr == nil {
 		if _, err := d.Commit(); err != nil {
 			return res, fmt.Errorf("the health checks passed, but the commit failed: %w", err)

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/tandem-ota/tandem/internal/bounded"
@@ -53,4 +54,28 @@ func ReadBootReport(fsys rootfs.FS) (*BootReport, error) {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return &r, nil
+}
+
+// ErrDegradedBoot: tandem init booted without the state; a trial is not
+// committed on such a boot.
+var ErrDegradedBoot = errors.New("the state was not set up at this boot")
+
+// CheckCommit says whether the running boot's state allows committing a
+// trial: an error (ErrDegradedBoot) when tandem init booted degraded, unless
+// the state configuration sets commit-when-degraded = true. No boot report
+// (tandem init did not run) allows it; an unreadable configuration does not
+// lift the refusal.
+func CheckCommit(fsys rootfs.FS) error {
+	r, err := ReadBootReport(fsys)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDegradedBoot, err)
+	}
+	if r == nil || r.Status == BootOK {
+		return nil
+	}
+	if c, err := Load(fsys); err == nil && c.CommitWhenDegraded {
+		return nil
+	}
+	return fmt.Errorf("%w (tandem init: %s: %s); fix it and reboot, or set commit-when-degraded = true in %s to commit anyway",
+		ErrDegradedBoot, r.Status, r.Error, ConfigDir)
 }

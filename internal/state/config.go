@@ -53,6 +53,9 @@ type Config struct {
 	Overlay string
 	// Paths are the persistent paths, sorted by path.
 	Paths []Path
+	// CommitWhenDegraded lets `tandem health` commit a trial although
+	// tandem init booted it degraded (the state not set up); default false.
+	CommitWhenDegraded bool
 }
 
 // DataPartition says where the state lives.
@@ -85,9 +88,10 @@ type Path struct {
 
 // fileModel is one file of ConfigDir as written.
 type fileModel struct {
-	Overlay *string              `toml:"overlay"`
-	Data    *dataModel           `toml:"data-partition"`
-	Persist map[string]pathModel `toml:"persist"`
+	Overlay  *string              `toml:"overlay"`
+	Degraded *bool                `toml:"commit-when-degraded"`
+	Data     *dataModel           `toml:"data-partition"`
+	Persist  map[string]pathModel `toml:"persist"`
 }
 
 type dataModel struct {
@@ -150,7 +154,7 @@ type File struct {
 // path may be declared once.
 func Parse(files []File) (*Config, error) {
 	c := &Config{Overlay: OverlayDiscard}
-	var overlayFile, dataFile string
+	var overlayFile, dataFile, degradedFile string
 	seen := map[string]string{}
 	for _, f := range files {
 		if len(f.Data) > MaxFileSize {
@@ -173,6 +177,12 @@ func Parse(files []File) (*Config, error) {
 			default:
 				return nil, doc.Errorf([]string{"overlay"}, "%q: want discard, persist or disabled", *m.Overlay)
 			}
+		}
+		if m.Degraded != nil {
+			if degradedFile != "" {
+				return nil, doc.Errorf([]string{"commit-when-degraded"}, "already set in %s (set it in one file)", degradedFile)
+			}
+			degradedFile, c.CommitWhenDegraded = f.Name, *m.Degraded
 		}
 		if m.Data != nil {
 			if dataFile != "" {

@@ -55,6 +55,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
 		{"overlay = \"tmpfs\"\n", f + `:1:11: overlay: "tmpfs": want discard, persist or disabled`},
 		{"colour = 1\n", f + ":1:1: colour: unknown key"},
+		{"commit-when-degraded = \"yes\"\n", f + ":1:24: commit-when-degraded: expected a boolean, found string"},
 		{"[data-partition]\nlabel = \"d\"\nsize = 3\n", f + ":3:1: data-partition.size: unknown key"},
 		{"[data-partition]\npartition = 0\n", f + ":2:13: data-partition.partition: 0: want 1 to 128"},
 		{"[data-partition]\npartition = 3\nlabel = \"d\"\n", f + ":1:2: data-partition: give exactly one of partition, label and device"},
@@ -102,6 +103,13 @@ func TestParseTwoFiles(t *testing.T) {
 	}
 	if _, err := Parse([]File{a, {"/s/b.toml", []byte("overlay = \"persist\"\n[persist.\"/y\"]\n")}}); err != nil {
 		t.Errorf("two files: %v", err)
+	}
+	d1, d2 := File{"/s/c.toml", []byte("commit-when-degraded = true\n")}, File{"/s/d.toml", []byte("commit-when-degraded = false\n")}
+	if c, err := Parse([]File{a, d1}); err != nil || !c.CommitWhenDegraded {
+		t.Errorf("commit-when-degraded: %+v %v", c, err)
+	}
+	if _, err := Parse([]File{d1, d2}); err == nil || err.Error() != "/s/d.toml:1:24: commit-when-degraded: already set in /s/c.toml (set it in one file)" {
+		t.Errorf("commit-when-degraded twice: %v", err)
 	}
 	big := File{"/s/big.toml", []byte(strings.Repeat("#", MaxFileSize+1))}
 	if _, err := Parse([]File{big}); err == nil || !errors.Is(err, config.ErrInvalid) {
