@@ -33,6 +33,7 @@ fleet integrations call, so that their scripts run unchanged on a tandem device
   system commit
   system reboot [--spare]
   slots create-index SLOT CHUNKER HASH-ALG
+  state reset [--backup] [--backup-name NAME]   factory reset, then reboot
 
 The device is the one tandem manages (/etc/tandem/system.toml; TANDEM_ROOT for a
 simulated device). Run "tandem --help" for tandem's own command line.`,
@@ -45,7 +46,8 @@ simulated device). Run "tandem --help" for tandem's own command line.`,
 
 	root.AddCommand(group("update", "Install updates", a.rugixInstallCommand()),
 		group("system", "Boot state: info, commit, reboot", a.rugixInfoCommand(), a.rugixCommitCommand(), a.rugixRebootCommand()),
-		group("slots", "Slot indexes for delta updates", a.rugixCreateIndexCommand()))
+		group("slots", "Slot indexes for delta updates", a.rugixCreateIndexCommand()),
+		group("state", "State: factory reset", a.rugixStateResetCommand()))
 	return root
 }
 
@@ -131,14 +133,7 @@ func (a *app) rugixCommitCommand() *cobra.Command {
 		Short: "Make the running group the default (keep a trial)",
 		Args:  exactArgs(0),
 		RunE: a.onDevice(func(d *device.Device, _ []string) error {
-			changed, err := d.Commit()
-			if err != nil {
-				return err
-			}
-			if changed {
-				fmt.Fprintf(a.env.Stderr, "%s: committed the running group\n", RugixName)
-			}
-			return nil
+			return rugixctrl.Commit(d, a.rugixSay)
 		}),
 	}
 }
@@ -177,19 +172,33 @@ workflow on a device without boot slots) is skipped with a warning and exit stat
 			if err != nil {
 				return err
 			}
-			n, done, err := rugixctrl.CreateIndex(d, args[0], x)
-			if err != nil {
-				return err
-			}
-			if !done {
-				fmt.Fprintf(a.env.Stderr, "%s: warning: no block or file slot %q on this device; nothing to index\n", RugixName, args[0])
-				return nil
-			}
-			fmt.Fprintf(a.env.Stderr, "%s: indexed slot %s: %d chunks\n", RugixName, args[0], n)
-			return nil
+			return rugixctrl.CreateIndex(d, args[0], x, a.rugixSay)
 		},
 	}
 }
+
+func (a *app) rugixStateResetCommand() *cobra.Command {
+	var backup bool
+	var name string
+	cmd := &cobra.Command{
+		Use:   "reset [--backup] [--backup-name NAME]",
+		Short: "Factory-reset the state at the next boot and reboot now",
+		Long: `Record a factory reset as "tandem state reset --reboot" does, and reboot: the next boot
+replaces the state by a clean one before anything uses it (docs/state.md). --backup keeps
+the old state aside (tandem's --keep-backup); --backup-name implies it, but tandem keeps one
+backup and does not name it (a warning says so).`,
+		Args: exactArgs(0),
+		RunE: a.onDevice(func(d *device.Device, _ []string) error {
+			return rugixctrl.StateReset(d, backup, name, a.rugixSay)
+		}),
+	}
+	cmd.Flags().BoolVar(&backup, "backup", false, "keep the old state aside instead of wiping it")
+	cmd.Flags().StringVar(&name, "backup-name", "", "accepted; implies --backup (tandem's backup has no name)")
+	return cmd
+}
+
+// rugixSay writes one line of rugix-ctrl's messages to stderr.
+func (a *app) rugixSay(s string) { fmt.Fprintf(a.env.Stderr, "%s: %s\n", RugixName, s) }
 
 // isRugixName reports whether argv0 invokes the rugix-ctrl command line.
 func isRugixName(argv0 string) bool { return path.Base(argv0) == RugixName }

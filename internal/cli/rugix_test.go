@@ -6,11 +6,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/tandem-ota/tandem/internal/device"
 	rugixctrl "github.com/tandem-ota/tandem/internal/fleet/rugix"
+	"github.com/tandem-ota/tandem/internal/rootfs"
+	"github.com/tandem-ota/tandem/internal/state"
 )
 
 // rugix runs tandem in-process under the name rugix-ctrl, on the simulated
@@ -242,7 +246,8 @@ func TestRugixBadInput(t *testing.T) {
 		{[]string{"system", "reboot", "--now"}, ExitUsage, "unknown flag"},
 		{[]string{"slots", "create-index", "system-a", "rabin-64", "sha256"}, ExitUsage, `chunker "rabin-64"`},
 		{[]string{"slots", "create-index", "system-a", "casync-64", "md5"}, ExitUsage, `hash algorithm "md5"`},
-		{[]string{"state", "reset"}, ExitUsage, "unknown command"},
+		{[]string{"state", "reset", "--keep-backup"}, ExitUsage, "unknown flag: --keep-backup"},
+		{[]string{"state", "reset"}, ExitConfig, "no data partition is configured"},
 	} {
 		r := rugix(t, f.dev, nil, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) || !strings.HasPrefix(r.stderr, "rugix-ctrl: ") {
@@ -261,5 +266,41 @@ func TestRugixBadInput(t *testing.T) {
 	// tandem's own name still runs tandem's command line.
 	if r := run(t, map[string]string{"TANDEM_ROOT": f.dev}, "system", "info"); r.code != 0 || !strings.Contains(r.stdout, "boot flow") {
 		t.Errorf("tandem system info: %+v", r)
+	}
+}
+
+// TestRugixStateReset: `rugix-ctrl state reset` is tandem's factory reset
+// (state-reset hooks, journal request) followed by the reboot, as in
+// rugix-ctrl; --backup keeps the old state aside and --backup-name implies
+// it with a warning (issue 12, "a drop-in rugix-ctrl state reset").
+func TestRugixStateReset(t *testing.T) {
+	tmp := t.TempDir()
+	cfg := filepath.Join(tmp, "10-app.toml")
+	if err := os.WriteFile(cfg, []byte("[data-partition]\nlabel = \"data\"\n\n[persist.\"/var/lib/app\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev := newSim(t, "grub", "--state", cfg)
+	marker := filepath.Join(dev, "var/lib/app/data")
+	if err := os.WriteFile(marker, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRugix(t, dev, nil, "state", "reset", "--backup-name", "umbrel-factory-reset-1")
+	if !strings.Contains(r.stderr, "rugix-ctrl: warning: --backup-name") {
+		t.Errorf("no warning about the backup name: %q", r.stderr)
+	}
+	sim, err := device.ReadSimState(dev)
+	if err != nil || sim.Reboot == nil {
+		t.Fatalf("no reboot recorded: %+v %v", sim, err)
+	}
+	rep, err := state.Inspect(rootfs.NewOS(dev), "/var/lib/tandem", "a")
+	if err != nil || rep.ResetPending == nil || !rep.ResetPending.KeepBackup {
+		t.Fatalf("reset not pending with a backup: %+v %v", rep, err)
+	}
+	simReboot(t, dev, "a")
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("after the reset the state still holds %s: %v", marker, err)
+	}
+	if rep, err = state.Inspect(rootfs.NewOS(dev), "/var/lib/tandem", "a"); err != nil || rep.Backup == nil || rep.ResetPending != nil {
+		t.Errorf("after the reset: %+v %v, want a backup and no pending reset", rep, err)
 	}
 }

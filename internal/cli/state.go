@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/state"
@@ -59,18 +57,13 @@ state with the reset still pending, or the clean state. Without --reboot nothing
 until the next boot.`,
 		Args: exactArgs(0),
 		RunE: a.onDevice(func(d *device.Device, _ []string) error {
-			if err := d.RequestStateReset(keep); err != nil {
+			if err := d.ResetState(keep, reboot); err != nil {
 				return err
 			}
 			a.printf("factory reset pending: the next boot starts with clean state\n")
 			if !reboot {
 				a.printf("next: reboot the device (or run `tandem state reset --reboot`)\n")
-				return nil
-			}
-			if err := d.Reboot(); err != nil {
-				return fmt.Errorf("the reset is pending, but the reboot failed: %w", err)
-			}
-			if d.Sim != nil {
+			} else if d.Sim != nil {
 				a.printf("reboot recorded; run `tandem sim reboot %s` to boot\n", a.root)
 			}
 			return nil

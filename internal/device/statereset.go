@@ -49,3 +49,18 @@ func (d *Device) checkStateSpace() error {
 	}
 	return nil
 }
+
+// ResetState is `tandem state reset` and rugix-ctrl's: RequestStateReset,
+// then, with reboot, the reboot (recorded on a simulated device).
+func (d *Device) ResetState(keepBackup, reboot bool) error {
+	if err := d.RequestStateReset(keepBackup); err != nil {
+		return err
+	}
+	if !reboot {
+		return nil
+	}
+	if err := d.Reboot(); err != nil {
+		return fmt.Errorf("the reset is pending, but the reboot failed: %w", err)
+	}
+	return nil
+}

@@ -249,18 +249,42 @@ func ParseIndex(chunkerName, hashAlg string) (Index, error) {
 }
 
 // CreateIndex is `slots create-index`: it indexes slot's chunks for delta
-// installs and returns their number. A slot the device does not have, or
-// one that is not a block or file slot, is skipped (false): an index is
-// only an optimisation, and the thin-edge.io workflow indexes boot-a on
-// every device.
-func CreateIndex(d *device.Device, slot string, x Index) (chunks int, done bool, err error) {
+// installs and says (say) how many it found. A slot the device does not
+// have, or one that is not a block or file slot, is skipped with a warning:
+// an index is only an optimisation, and the thin-edge.io workflow indexes
+// boot-a on every device.
+func CreateIndex(d *device.Device, slot string, x Index, say func(string)) error {
 	s, ok := d.Config.Slots[slot]
 	if !ok || (s.Type != config.SlotBlock && s.Type != config.SlotFile) {
-		return 0, false, nil
+		say(fmt.Sprintf("warning: no block or file slot %q on this device; nothing to index", slot))
+		return nil
 	}
 	idx, err := install.ScanSlot(d, slot, x.Chunker, uint32(x.Params.Min), uint32(x.Params.Avg), uint32(x.Params.Max))
 	if err != nil {
-		return 0, false, err
+		return err
 	}
-	return len(idx.Entries), true, nil
+	say(fmt.Sprintf("indexed slot %s: %d chunks", slot, len(idx.Entries)))
+	return nil
+}
+
+// Commit is `system commit`: the running group becomes the default; say
+// tells when that changed anything.
+func Commit(d *device.Device, say func(string)) error {
+	changed, err := d.Commit()
+	if changed && err == nil {
+		say("committed the running group")
+	}
+	return err
+}
+
+// StateReset is `state reset`: tandem's factory reset (the same request as
+// `tandem state reset`), then the reboot at once, as rugix-ctrl does.
+// --backup keeps the old state aside (tandem's --keep-backup); a backup name
+// implies it, but tandem keeps one backup, unnamed: say warns so.
+func StateReset(d *device.Device, backup bool, backupName string, say func(string)) error {
+	if backupName != "" {
+		backup = true
+		say(fmt.Sprintf("warning: --backup-name %q: tandem keeps one backup of the state, not named (docs/integrations/rugix-ctrl.md)", backupName))
+	}
+	return d.ResetState(backup, true)
 }
