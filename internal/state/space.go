@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/tandem-ota/tandem/internal/rootfs"
 	"golang.org/x/sys/unix"
@@ -32,13 +33,14 @@ func Statfs(dir string) (int64, error) {
 
 // SpaceNeed is what a trial's snapshot needs on the data partition.
 type SpaceNeed struct {
-	Snapshot int64 // bytes of the committed state's non-shared paths
+	Snapshot int64 // bytes a copy of the committed state's non-shared paths takes
 	Need     int64 // Snapshot plus the margin
 	Free     int64 // bytes free on the data partition
 }
 
 // CheckTrialSpace refuses (ErrNoSpace) a trial whose snapshot — a copy of the
-// committed generation's non-shared paths — would not fit in the free space
+// committed generation's non-shared paths, each file and directory counted
+// in whole 4 KiB blocks — would not fit in the free space
 // of the data partition with a margin. It checks nothing when no state is
 // managed or the data partition holds no layout yet (nothing to copy). free
 // nil is Statfs.
@@ -61,7 +63,7 @@ func CheckTrialSpace(fsys rootfs.FS, dataDir string, free FreeFunc) (*SpaceNeed,
 	n := &SpaceNeed{}
 	for _, p := range c.WithDataDir(dataDir) {
 		if !p.Shared {
-			n.Snapshot += s.Size(l.Committed.Gen, p.Path)
+			n.Snapshot += copyCost(s.host(s.GenPath(l.Committed.Gen, p.Path)))
 		}
 	}
 	n.Need = n.Snapshot + n.Snapshot/10 + SnapshotMargin
@@ -76,6 +78,25 @@ func CheckTrialSpace(fsys rootfs.FS, dataDir string, free FreeFunc) (*SpaceNeed,
 			ErrNoSpace, mib(n.Need), mib(n.Snapshot), mib(n.Free), c.Data.Mount, ConfigDir)
 	}
 	return n, nil
+}
+
+// block is the allocation unit assumed for a copy: every file and directory
+// takes at least one, and a file's size is rounded up to a whole number.
+const block = 4096
+
+// copyCost estimates the bytes a copy of the tree at host path root takes
+// on the data partition: each entry rounded up to whole blocks, so that many
+// small files are not counted as a few bytes.
+func copyCost(root string) int64 {
+	var n int64
+	_ = walk(root, func(_ string, fi fs.FileInfo) {
+		size := int64(0)
+		if fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+		n += max((size+block-1)/block, 1) * block
+	})
+	return n
 }
 
 // mib formats n bytes in MiB with one decimal.

@@ -158,9 +158,10 @@ type Boot struct {
 	Groups       map[string]json.RawMessage `json:"groups"`
 }
 
-// State is rugix-ctrl's state-management status. tandem does not manage
-// state; it reports Active when its data directory exists (that is where
-// it keeps what must survive an update), else Disabled.
+// State is rugix-ctrl's state-management status: Active when tandem's data
+// directory exists (that is where it keeps what must survive an update),
+// else Disabled. tandem's own state management (data partition, persistent
+// paths) is reported by `tandem state info`, not here.
 type State struct {
 	Status string `json:"status"`
 }
