@@ -316,3 +316,14 @@ func TestSimNewImage(t *testing.T) {
 		t.Fatalf("system-a holds %d bytes (err %v), want the image padded to 64 KiB", len(b), err)
 	}
 }
+
+// An unknown subcommand of a command group is a usage error, not the
+// group's help with exit 0; the group alone still prints its help.
+func TestUnknownSubcommand(t *testing.T) {
+	if r := run(t, nil, "system", "bogus"); r.code != ExitUsage || !strings.Contains(r.stderr, `unknown command "bogus" for "tandem system"`) {
+		t.Errorf("tandem system bogus: %+v", r)
+	}
+	if r := run(t, nil, "system"); r.code != 0 || !strings.Contains(r.stdout, "Available Commands") {
+		t.Errorf("tandem system: %+v", r)
+	}
+}

@@ -248,6 +248,8 @@ func TestRugixBadInput(t *testing.T) {
 		{[]string{"slots", "create-index", "system-a", "casync-64", "md5"}, ExitUsage, `hash algorithm "md5"`},
 		{[]string{"state", "reset", "--keep-backup"}, ExitUsage, "unknown flag: --keep-backup"},
 		{[]string{"state", "reset"}, ExitConfig, "no data partition is configured"},
+		{[]string{"system", "bogus"}, ExitUsage, `unknown command "bogus" for "rugix-ctrl system"`},
+		{[]string{"state", "overlay", "set"}, ExitUsage, `unknown command "overlay"`},
 	} {
 		r := rugix(t, f.dev, nil, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) || !strings.HasPrefix(r.stderr, "rugix-ctrl: ") {
