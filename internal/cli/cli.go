@@ -165,10 +165,8 @@ func (a *app) printf(format string, args ...any) {
 	fmt.Fprintf(a.env.Stdout, format, args...)
 }
 
-// group is a command that only groups the subcommands cmds.
+// group only groups cmds: alone it prints its help; an unknown subcommand is a usage error.
 func group(use, short string, cmds ...*cobra.Command) *cobra.Command {
-	// An unknown subcommand is a usage error (cobra.NoArgs: "unknown command"),
-	// not the help with exit 0; the group alone prints its help.
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error { return c.Help() }}
 	cmd.AddCommand(cmds...)
 	return cmd
