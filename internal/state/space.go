@@ -28,7 +28,7 @@ func Statfs(dir string) (int64, error) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, err
 	}
-	return int64(st.Bavail) * st.Bsize, nil
+	return int64(st.Bavail) * int64(st.Bsize), nil // Bsize is int32 on 32-bit arm
 }
 
 // SpaceNeed is what a trial's snapshot needs on the data partition.
