@@ -152,20 +152,15 @@ func (s *Store) Snapshot(l Layout, group string) (Layout, error) {
 
 // Commit makes the trial's state the committed state; the old committed
 // generation is garbage.
-func (s *Store) Commit(l Layout) (Layout, error) {
-	n, err := l.afterCommit()
-	if err != nil {
-		return l, err
-	}
-	if err := s.write(n); err != nil {
-		return l, err
-	}
-	return n, s.Collect(n)
-}
+func (s *Store) Commit(l Layout) (Layout, error) { return s.finishTrial(l, l.afterCommit) }
 
 // Rollback drops the trial's state; the committed state is untouched.
-func (s *Store) Rollback(l Layout) (Layout, error) {
-	n, err := l.afterRollback()
+func (s *Store) Rollback(l Layout) (Layout, error) { return s.finishTrial(l, l.afterRollback) }
+
+// finishTrial ends the trial of l as next says: the journal is switched in
+// one atomic write, then the generations it no longer names are removed.
+func (s *Store) finishTrial(l Layout, next func() (Layout, error)) (Layout, error) {
+	n, err := next()
 	if err != nil {
 		return l, err
 	}
