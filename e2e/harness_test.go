@@ -132,6 +132,8 @@ type Machine struct {
 	Binary string
 	Args   []string
 	VM     *qemu.VM
+	// Disk is the machine's disk image on the host.
+	Disk string
 	// Boots counts the boot markers seen.
 	Boots int
 }
@@ -238,10 +240,17 @@ func (m *Machine) RebootSpare() {
 }
 
 // Cut kills QEMU (a power cut) and powers the machine on again.
-func (m *Machine) Cut() {
+func (m *Machine) Cut() { m.CutThen(nil) }
+
+// CutThen kills QEMU, runs off (when not nil) while the power is off, e.g.
+// to change the disk from the host, and powers the machine on again.
+func (m *Machine) CutThen(off func()) {
 	m.t.Helper()
 	m.VM.Kill()
 	m.t.Logf("%s: power cut", m.Name)
+	if off != nil {
+		off()
+	}
 	m.Start()
 }
 

@@ -21,8 +21,10 @@ const (
 )
 
 // x86Env is a built set of images for one boot loader: the factory disk and
-// the signed bundles on its data partition (/data/bundles/<version>.tandem).
+// the signed bundles on its data partition (/data/bundles/<version>.tandem;
+// with state the data partition is blank and the bundles are only served).
 type x86Env struct {
+	name   string // the variant: the loader, or "grub-state"
 	loader string
 	dir    string
 	www    string // the bundles again, served over HTTP by serve
@@ -45,6 +47,13 @@ var x86Bundles = []struct{ name, version, behavior string }{
 
 func x86Build(t *testing.T, loader string) *x86Env {
 	t.Helper()
+	return x86BuildVariant(t, loader, loader, nil)
+}
+
+// x86BuildVariant builds (once per name) the images of a loader, booting
+// through tandem init when st is set.
+func x86BuildVariant(t *testing.T, name, loader string, st *image.State) *x86Env {
+	t.Helper()
 	for _, p := range []string{"qemu-system-x86_64", "grub-mkimage", "mkfs.ext4", "mkfs.vfat", "mcopy", "sfdisk", "apt-get", "dpkg-deb"} {
 		needTool(t, p)
 	}
@@ -55,20 +64,20 @@ func x86Build(t *testing.T, loader string) *x86Env {
 	}
 	x86Mu.Lock()
 	defer x86Mu.Unlock()
-	if e, ok := x86Envs[loader]; ok {
+	if e, ok := x86Envs[name]; ok {
 		if e == nil {
-			t.Fatalf("the %s images failed to build in an earlier test", loader)
+			t.Fatalf("the %s images failed to build in an earlier test", name)
 		}
 		return e
 	}
-	x86Envs[loader] = nil
-	dir := filepath.Join(work(t), "x86-"+loader)
+	x86Envs[name] = nil
+	dir := filepath.Join(work(t), "x86-"+name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	hostTandem(t, dir, "key", "generate", "release")
 	x := &image.X86{Loader: loader, Work: dir, Cache: Cache, Tandem: tandemBinary(t, "amd64"),
-		PubKey: filepath.Join(dir, "release.pub"), Attempts: 2}
+		PubKey: filepath.Join(dir, "release.pub"), Attempts: 2, State: st}
 	if err := x.Prepare(); err != nil {
 		t.Fatal(err)
 	}
@@ -86,17 +95,19 @@ func x86Build(t *testing.T, loader string) *x86Env {
 	if err := x.ESP(esp); err != nil {
 		t.Fatal(err)
 	}
-	if err := x.Data(data, bundles); err != nil {
+	if st != nil {
+		data = "" // blank: tandem init makes the file system at the first boot
+	} else if err := x.Data(data, bundles); err != nil {
 		t.Fatal(err)
 	}
-	e := &x86Env{loader: loader, dir: dir, www: www, disk: filepath.Join(dir, "factory.img"), parts: x.Partitions(esp, v1, v1, data)}
+	e := &x86Env{name: name, loader: loader, dir: dir, www: www, disk: filepath.Join(dir, "factory.img"), parts: x.Partitions(esp, v1, v1, data)}
 	if err := image.Disk(e.disk, e.parts); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{esp, data, v1} {
 		os.Remove(f)
 	}
-	x86Envs[loader] = e
+	x86Envs[name] = e
 	return e
 }
 
@@ -111,8 +122,8 @@ func (e *x86Env) machine(t *testing.T, name string) *Machine {
 	disk, vars := filepath.Join(dir, "disk.img"), filepath.Join(dir, "OVMF_VARS.fd")
 	copySparse(t, e.disk, disk)
 	copySparse(t, ovmfVars, vars)
-	m := &Machine{t: t, Name: fmt.Sprintf("%s/%s", e.loader, name), Log: filepath.Join(dir, "console.log"),
-		Binary: "qemu-system-x86_64", Args: qemu.X86(ovmfCode, vars, disk, 0)}
+	m := &Machine{t: t, Name: fmt.Sprintf("%s/%s", e.name, name), Log: filepath.Join(dir, "console.log"),
+		Binary: "qemu-system-x86_64", Args: qemu.X86(ovmfCode, vars, disk, 0), Disk: disk}
 	m.Start()
 	return m
 }

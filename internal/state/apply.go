@@ -13,6 +13,12 @@ type Mounter interface {
 	Do(a Action) error
 }
 
+// Recorder is a Mounter that is told of each state transition and seed
+// that Apply performed (tandem init logs them to the kernel log).
+type Recorder interface {
+	Did(a Action)
+}
+
 // Apply runs plan: the state transitions and seeds through the store, the
 // rest through m. layout is the journal the plan was computed from (nil:
 // none); image is the host directory of the system image (what seeds copy
@@ -46,10 +52,16 @@ func Apply(plan []Action, s *Store, layout *Layout, image string, m Mounter) (La
 		case ActSeed:
 			err = s.Seed(a.Gen, *a.Path, image)
 		default:
-			err = m.Do(a)
+			if err = m.Do(a); err != nil {
+				return l, fmt.Errorf("%s: %w", a, err)
+			}
+			continue
 		}
 		if err != nil {
 			return l, fmt.Errorf("%s: %w", a, err)
+		}
+		if r, ok := m.(Recorder); ok {
+			r.Did(a)
 		}
 	}
 	return l, nil

@@ -81,7 +81,7 @@ func (a *Arm64) Prepare() error {
 	a.initrd = filepath.Join(a.Work, "initrd.img")
 	return BuildInitramfs(a.initrd, InitramfsOptions{Busybox: a.busybox, Kernel: a.kernel, Modules: []Module{
 		{Name: "virtio_pci"}, {Name: "virtio_blk"}, {Name: "crc32c_generic"}, {Name: "ext4"}, {Name: "vfat"}, {Name: "nls_cp437"}, {Name: "nls_ascii"},
-		{Name: "i6300esb", Params: "heartbeat=10"},
+		{Name: "overlay"}, {Name: "i6300esb", Params: "heartbeat=10"},
 	}})
 }
 

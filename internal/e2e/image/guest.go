@@ -102,7 +102,8 @@ type InitramfsOptions struct {
 }
 
 // initScript is the initramfs /init: load the modules, mount the root file
-// system named by root= read-only and switch to its /sbin/init. A failure
+// system named by root= read-only and switch to its init (init= on the
+// command line, else /sbin/init). A failure
 // exits, which panics the kernel (and panic= reboots it).
 const initScript = `#!/bin/sh
 mount -t proc proc /proc
@@ -110,8 +111,9 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 . /modules.sh
 root=""
+init=/sbin/init
 for arg in $(cat /proc/cmdline); do
-  case "$arg" in root=*) root="${arg#root=}" ;; esac
+  case "$arg" in root=*) root="${arg#root=}" ;; init=*) init="${arg#init=}" ;; esac
 done
 i=0
 while [ ! -b "$root" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -121,7 +123,7 @@ if ! mount -t ext4 -o ro "$root" /newroot; then
 fi
 umount /proc /sys
 mount --move /dev /newroot/dev 2>/dev/null || umount /dev
-exec switch_root /newroot /sbin/init
+exec switch_root /newroot "$init"
 `
 
 // BuildInitramfs writes the initramfs (gzip cpio) to out.
@@ -176,6 +178,9 @@ type SystemOptions struct {
 	Boot     map[string]string // files under /boot: name → host path (kernel, initramfs)
 	Mounts   []Mount           // mounted by /sbin/init, in order
 	Behavior string            // "" (healthy), "exit" (init exits: kernel panic) or "hang" (arms the watchdog and hangs)
+	Files    map[string]string // more files: device path → content
+	Links    map[string]string // symbolic links: device path → target
+	Trees    []string          // host directories copied into the root (symbolic links kept)
 }
 
 // Mount is one file system the guest init mounts.
@@ -196,13 +201,19 @@ const (
 // line read is run by the shell, followed by "TANDEM-E2E rc=<status>".
 const sysInit = `#!/bin/sh
 export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-grep -q ' /dev ' /proc/mounts || mount -t devtmpfs dev /dev
-mount -t tmpfs tmpfs /run
+# tandem init (images with state) has mounted /proc, /sys, /dev and /run already.
+[ -e /proc/mounts ] || mount -t proc proc /proc
+mounted() { grep -q " $1 " /proc/mounts; }
+mounted /sys || mount -t sysfs sys /sys
+mounted /dev || mount -t devtmpfs dev /dev
+mounted /run || mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
-if [ -d /sys/firmware/efi/efivars ]; then mount -t efivarfs efivarfs /sys/firmware/efi/efivars; fi
+if [ -d /sys/firmware/efi/efivars ] && ! mounted /sys/firmware/efi/efivars; then mount -t efivarfs efivarfs /sys/firmware/efi/efivars; fi
 . /etc/e2e/mounts.sh
+# A persistent, empty /etc/machine-id is given an id once (as systemd-machine-id-setup does).
+if [ -f /etc/machine-id ] && [ ! -s /etc/machine-id ]; then
+  head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > /etc/machine-id && echo >> /etc/machine-id
+fi
 # QEMU user-mode network (x86-64 images): the host is 10.0.2.2.
 if [ -e /sys/class/net/eth0 ]; then
   ifconfig lo 127.0.0.1 up
@@ -274,6 +285,26 @@ func SystemTree(dir string, o SystemOptions) error {
 	}
 	if err := writeFile(filepath.Join(dir, "etc", "e2e", "behavior"), []byte(o.Behavior+"\n"), 0o644); err != nil {
 		return err
+	}
+	for p, c := range o.Files {
+		if err := writeFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			return err
+		}
+	}
+	for p, target := range o.Links {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(target, filepath.Join(dir, p)); err != nil {
+			return err
+		}
+	}
+	for _, t := range o.Trees {
+		// cp -a keeps the links; the tree's .done marker is left out.
+		if err := run("cp", "-a", "--no-preserve=ownership", t+"/.", dir); err != nil {
+			return err
+		}
+		_ = os.Remove(filepath.Join(dir, ".done"))
 	}
 	names := make([]string, 0, len(o.Boot))
 	for n := range o.Boot {

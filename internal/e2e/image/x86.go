@@ -42,9 +42,12 @@ type X86 struct {
 	Attempts int    // boot-flow attempts (grub)
 	// Sizes in MiB (0: defaults).
 	SystemMiB, DataMiB int
+	// State, when set, boots the systems through tandem init with a blank
+	// data partition (GRUB only).
+	State *State
 
-	busybox, initrd string
-	kernel          Kernel
+	busybox, initrd, e2fs string
+	kernel                Kernel
 }
 
 // Prepare fetches the Debian kernel and busybox and builds the initramfs.
@@ -63,10 +66,15 @@ func (x *X86) Prepare() error {
 	if x.busybox, err = Busybox(d, "busybox-static"); err != nil {
 		return err
 	}
+	if x.State != nil {
+		if x.e2fs, err = E2fsprogs(d, "amd64"); err != nil {
+			return err
+		}
+	}
 	x.initrd = filepath.Join(x.Work, "initrd.img")
 	return BuildInitramfs(x.initrd, InitramfsOptions{Busybox: x.busybox, Kernel: x.kernel, Modules: []Module{
 		{Name: "virtio_pci"}, {Name: "virtio_blk"}, {Name: "crc32c_generic"}, {Name: "ext4"}, {Name: "vfat"}, {Name: "nls_cp437"}, {Name: "nls_ascii"},
-		{Name: "nls_utf8"}, {Name: "efivarfs"}, {Name: "i6300esb", Params: "heartbeat=10"}, {Name: "virtio_net"},
+		{Name: "nls_utf8"}, {Name: "efivarfs"}, {Name: "overlay"}, {Name: "i6300esb", Params: "heartbeat=10"}, {Name: "virtio_net"},
 	}})
 }
 
@@ -99,6 +107,9 @@ func (x *X86) System(out, version, behavior string) error {
 	if x.Loader == LoaderGrub {
 		o.Boot = map[string]string{"vmlinuz": x.kernel.Image, "initrd.img": x.initrd}
 	}
+	if x.State != nil {
+		x.State.apply(&o, x.e2fs, fmt.Sprintf("/dev/vda%d", X86PartData))
+	}
 	if err := SystemTree(tree, o); err != nil {
 		return err
 	}
@@ -106,18 +117,31 @@ func (x *X86) System(out, version, behavior string) error {
 }
 
 // grubCfg is EFI/BOOT/grub.cfg: it sources the shipped tandem.cfg and boots
-// the kernel of ${tandem_group} from that group's system partition.
+// the kernel of ${tandem_group} from that group's system partition. A test
+// may add kernel parameters for the next boots in EFI/BOOT/e2e-args.cfg
+// (set e2e_args="..."), e.g. tandem init's test pause.
 const grubCfg = `set timeout=0
 set default=0
 set tandem_groups="a b"
 source ${prefix}/tandem.cfg
 if [ "${tandem_group}" = "b" ]; then set tandem_part=%[2]d; else set tandem_part=%[1]d; fi
+if [ -f ${prefix}/e2e-args.cfg ]; then source ${prefix}/e2e-args.cfg; fi
 echo "GRUB-E2E group=${tandem_group} part=${tandem_part}"
 menuentry "tandem ${tandem_group}" {
-  linux (hd0,gpt${tandem_part})/boot/vmlinuz root=/dev/vda${tandem_part} tandem.group=${tandem_group} console=ttyS0 panic=1 quiet
+  linux (hd0,gpt${tandem_part})/boot/vmlinuz root=/dev/vda${tandem_part} tandem.group=${tandem_group} console=ttyS0 panic=1 %[3]s ${e2e_args}
   initrd (hd0,gpt${tandem_part})/boot/initrd.img
 }
 `
+
+// cmdline is the kernel parameters the images add: quiet, or with state
+// tandem init as init and the kernel log's warnings (tandem init's lines) on
+// the console.
+func (x *X86) cmdline() string {
+	if x.State != nil {
+		return "init=" + StateInit + " loglevel=5 printk.devkmsg=on"
+	}
+	return "quiet"
+}
 
 // ESP builds the EFI system partition image at out.
 func (x *X86) ESP(out string) error {
@@ -136,7 +160,7 @@ func (x *X86) ESP(out string) error {
 		if err := run("grub-mkimage", args...); err != nil {
 			return err
 		}
-		if err := writeFile(filepath.Join(boot, "grub.cfg"), fmt.Appendf(nil, grubCfg, X86PartSysA, X86PartSysB), 0o644); err != nil {
+		if err := writeFile(filepath.Join(boot, "grub.cfg"), fmt.Appendf(nil, grubCfg, X86PartSysA, X86PartSysB, x.cmdline()), 0o644); err != nil {
 			return err
 		}
 		if err := writeFile(filepath.Join(boot, "tandem.cfg"), bootloader.GrubScript, 0o644); err != nil {

@@ -40,6 +40,12 @@ const DefaultInit = "/sbin/init"
 // CmdlineInit is the kernel command line parameter that names the real init.
 const CmdlineInit = "tandem.init"
 
+// CmdlinePause is the real-boot tests' power-cut hook (the kernel command
+// line's form of TANDEM_TEST_PAUSE_AT, rootfs.WithPause): init stops
+// before the chosen write of the state transitions so that the test can
+// cut the power there. It never changes what is written.
+const CmdlinePause = "tandem.test_pause_at"
+
 // fallbackInits are tried, in order, when the configured init cannot be
 // executed (the kernel's own list).
 var fallbackInits = []string{"/sbin/init", "/etc/init", "/bin/init", "/bin/sh"}

@@ -185,7 +185,15 @@ func (m *mounter) runState(rep *state.BootReport) (string, error) {
 			return "", fmt.Errorf("the boot loader's default group (is boot-flow.boot-dir reachable before init?): %w", err)
 		}
 		m.label = c.Data.Label
-		store = &state.Store{FS: osfs, Mount: c.Data.Mount, KeepOnReset: []string{d.Config.DataDir}}
+		var sfs rootfs.FS = osfs
+		if spec := cmdlineParam(m.o.Root, CmdlinePause); spec != "" {
+			// The real-boot power-cut tests stop init before the chosen write.
+			if sfs, err = rootfs.WithPause(osfs, spec, m.log.w); err != nil {
+				m.log.printf("%s: %v", CmdlinePause, err)
+				sfs = osfs
+			}
+		}
+		store = &state.Store{FS: sfs, Mount: c.Data.Mount, KeepOnReset: []string{d.Config.DataDir}}
 		in.Data, why = m.findAndMount(c, d)
 		rep.Device = m.dev
 		if in.Data == state.DataMounted {
@@ -336,6 +344,9 @@ func (m *mounter) mountData(fstype, mount string) error {
 	m.log.printf("mounted %s (%s) on %s", m.dev, fstype, mount)
 	return nil
 }
+
+// Did logs a state transition or seed the plan performed (state.Recorder).
+func (m *mounter) Did(a state.Action) { m.log.printf("%s", a) }
 
 // Do performs one action of the plan (state.Mounter).
 func (m *mounter) Do(a state.Action) error {
