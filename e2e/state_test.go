@@ -330,3 +330,14 @@ func TestGrubStateCuts(t *testing.T) {
 		m.fatalf("the machine id changed: %s, then %s", id, got)
 	}
 }
+
+// TestUBootState runs state cases a and b on the arm64 images booted by the
+// real U-Boot through tandem init: the first boot makes and mounts the data
+// partition and seeds the persistent paths; a write outside them is gone
+// after a reboot, one inside stays, and the machine id is stable.
+func TestUBootState(t *testing.T) {
+	needE2E(t, false)
+	m := arm64BuildVariant(t, "uboot-state", &image.State{Config: stateConfig, Seed: stateSeed}).machine(t, "state")
+	id := caseStateFirstBoot(m)
+	caseStatePersist(m, id)
+}

@@ -44,15 +44,15 @@ func needArm64Tools(t *testing.T) {
 // arm64Env is the built arm64 image set: the factory disk and the signed
 // bundles on its data partition (/data/bundles/<name>.tandem).
 type arm64Env struct {
+	name  string
 	dir   string
 	disk  string
 	parts []image.Partition
 }
 
 var (
-	arm64Mu  sync.Mutex
-	arm64Img *arm64Env
-	arm64Err bool
+	arm64Mu   sync.Mutex
+	arm64Envs = map[string]*arm64Env{}
 )
 
 // Attempts of the arm64 images: a trial that never commits boots twice.
@@ -60,26 +60,33 @@ const arm64Attempts = 2
 
 func arm64Build(t *testing.T) *arm64Env {
 	t.Helper()
+	return arm64BuildVariant(t, "uboot", nil)
+}
+
+// arm64BuildVariant builds (once per name) the arm64 images, booting
+// through tandem init with a blank data partition when st is set.
+func arm64BuildVariant(t *testing.T, name string, st *image.State) *arm64Env {
+	t.Helper()
 	needArm64Tools(t)
 	for _, p := range []string{"mkfs.ext4", "apt-get", "dpkg-deb"} {
 		needTool(t, p)
 	}
 	arm64Mu.Lock()
 	defer arm64Mu.Unlock()
-	if arm64Err {
-		t.Fatal("the arm64 images failed to build in an earlier test")
+	if e, ok := arm64Envs[name]; ok {
+		if e == nil {
+			t.Fatalf("the arm64 %s images failed to build in an earlier test", name)
+		}
+		return e
 	}
-	if arm64Img != nil {
-		return arm64Img
-	}
-	arm64Err = true
-	dir := filepath.Join(work(t), "arm64-uboot")
+	arm64Envs[name] = nil
+	dir := filepath.Join(work(t), "arm64-"+name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	hostTandem(t, dir, "key", "generate", "release")
 	a := &image.Arm64{Work: dir, Cache: Cache, Tandem: tandemBinary(t, "arm64"),
-		PubKey: filepath.Join(dir, "release.pub"), Attempts: arm64Attempts}
+		PubKey: filepath.Join(dir, "release.pub"), Attempts: arm64Attempts, State: st}
 	if err := a.Prepare(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,17 +95,19 @@ func arm64Build(t *testing.T) *arm64Env {
 	if err := a.BootPart(boot); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Data(data, bundles); err != nil {
+	if st != nil {
+		data = "" // blank: tandem init makes the file system at the first boot
+	} else if err := a.Data(data, bundles); err != nil {
 		t.Fatal(err)
 	}
-	e := &arm64Env{dir: dir, disk: filepath.Join(dir, "factory.img"), parts: a.Partitions(boot, v1, v1, data)}
+	e := &arm64Env{name: name, dir: dir, disk: filepath.Join(dir, "factory.img"), parts: a.Partitions(boot, v1, v1, data)}
 	if err := image.Disk(e.disk, e.parts); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{boot, data, v1} {
 		os.Remove(f)
 	}
-	arm64Img, arm64Err = e, false
+	arm64Envs[name] = e
 	return e
 }
 
@@ -111,8 +120,8 @@ func (e *arm64Env) machine(t *testing.T, name string) *Machine {
 	}
 	disk := filepath.Join(dir, "disk.img")
 	copySparse(t, e.disk, disk)
-	m := &Machine{t: t, Name: "uboot/" + name, Log: filepath.Join(dir, "console.log"),
-		Binary: "qemu-system-aarch64", Args: arm64Args(disk)}
+	m := &Machine{t: t, Name: e.name + "/" + name, Log: filepath.Join(dir, "console.log"),
+		Binary: "qemu-system-aarch64", Args: arm64Args(disk), Disk: disk}
 	m.Start()
 	return m
 }

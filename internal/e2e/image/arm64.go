@@ -35,7 +35,7 @@ const UBootQEMU = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 // tandem.group. ${devtype} and ${devnum} are set by distro boot.
 const ubootBoot = `if test "${tandem_group}" = b; then setenv tandem_part %[2]d; else setenv tandem_part %[1]d; fi; ` +
 	`echo "UBOOT-E2E group=${tandem_group} part=${tandem_part}"; ` +
-	`setenv bootargs "console=ttyAMA0 root=/dev/vda${tandem_part} tandem.group=${tandem_group} panic=1 quiet"; ` +
+	`setenv bootargs "console=ttyAMA0 root=/dev/vda${tandem_part} tandem.group=${tandem_group} panic=1 %[3]s"; ` +
 	`load ${devtype} ${devnum}:${tandem_part} ${kernel_addr_r} /boot/Image && ` +
 	`load ${devtype} ${devnum}:${tandem_part} ${ramdisk_addr_r} /boot/initrd.img && ` +
 	`booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}`
@@ -51,9 +51,12 @@ type Arm64 struct {
 	Attempts int    // boot-flow attempts
 	// Sizes in MiB (0: defaults).
 	SystemMiB, DataMiB int
+	// State, when set, boots the systems through tandem init with a blank
+	// data partition.
+	State *State
 
-	busybox, initrd string
-	kernel          Kernel
+	busybox, initrd, e2fs string
+	kernel                Kernel
 }
 
 // Prepare fetches Debian's arm64 kernel and busybox (after dpkg
@@ -77,6 +80,11 @@ func (a *Arm64) Prepare() error {
 	}
 	if a.busybox, err = Busybox(d, "busybox-static:arm64"); err != nil {
 		return err
+	}
+	if a.State != nil {
+		if a.e2fs, err = E2fsprogs(d, "arm64"); err != nil {
+			return err
+		}
 	}
 	a.initrd = filepath.Join(a.Work, "initrd.img")
 	return BuildInitramfs(a.initrd, InitramfsOptions{Busybox: a.busybox, Kernel: a.kernel, Modules: []Module{
@@ -110,6 +118,9 @@ func (a *Arm64) System(out, version, behavior string) error {
 		Behavior: behavior,
 		Boot:     map[string]string{"Image": a.kernel.Image, "initrd.img": a.initrd},
 	}
+	if a.State != nil {
+		a.State.apply(&o, a.e2fs, fmt.Sprintf("/dev/vda%d", Arm64PartData))
+	}
 	if err := SystemTree(tree, o); err != nil {
 		return err
 	}
@@ -131,7 +142,7 @@ func UBootEnv(def string, size int, flag byte) ([]byte, error) {
 // tandem_boot.
 func BootScript(out, bootCmd string) error {
 	if bootCmd == "" {
-		bootCmd = fmt.Sprintf(ubootBoot, Arm64PartSysA, Arm64PartSysB)
+		bootCmd = fmt.Sprintf(ubootBoot, Arm64PartSysA, Arm64PartSysB, cmdline(nil))
 	}
 	src, err := bootloader.UBootCmd(bootloader.UBootSettings{
 		Groups: []string{"a", "b"}, EnvFile: "uboot.env", EnvFileRedund: "uboot-redund.env", EnvSize: Arm64EnvSize, Boot: bootCmd,
@@ -155,7 +166,7 @@ func (a *Arm64) BootPart(out string) error {
 		return err
 	}
 	defer os.RemoveAll(tree)
-	if err := BootScript(filepath.Join(tree, "boot.scr"), ""); err != nil {
+	if err := BootScript(filepath.Join(tree, "boot.scr"), fmt.Sprintf(ubootBoot, Arm64PartSysA, Arm64PartSysB, cmdline(a.State))); err != nil {
 		return err
 	}
 	env, err := UBootEnv("a", Arm64EnvSize, 1)

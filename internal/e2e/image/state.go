@@ -25,6 +25,16 @@ type State struct {
 // StateInit is where the images link tandem for init=.
 const StateInit = "/usr/sbin/tandem-init"
 
+// cmdline is the kernel parameters the images add: quiet, or with state
+// tandem init as init, and the kernel log's warnings (tandem init's lines,
+// not rate-limited) on the console.
+func cmdline(st *State) string {
+	if st != nil {
+		return "init=" + StateInit + " loglevel=5 printk.devkmsg=on"
+	}
+	return "quiet"
+}
+
 // E2fsprogs returns a tree (under the Debs cache) with mke2fs, e2fsck and
 // resize2fs of Debian's e2fsprogs for arch ("amd64", "arm64"), their
 // mkfs.ext4/fsck.ext4 names and the shared libraries they load — the

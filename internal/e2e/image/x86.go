@@ -133,16 +133,6 @@ menuentry "tandem ${tandem_group}" {
 }
 `
 
-// cmdline is the kernel parameters the images add: quiet, or with state
-// tandem init as init and the kernel log's warnings (tandem init's lines) on
-// the console.
-func (x *X86) cmdline() string {
-	if x.State != nil {
-		return "init=" + StateInit + " loglevel=5 printk.devkmsg=on"
-	}
-	return "quiet"
-}
-
 // ESP builds the EFI system partition image at out.
 func (x *X86) ESP(out string) error {
 	tree, err := os.MkdirTemp(x.Work, "esp-")
@@ -160,7 +150,7 @@ func (x *X86) ESP(out string) error {
 		if err := run("grub-mkimage", args...); err != nil {
 			return err
 		}
-		if err := writeFile(filepath.Join(boot, "grub.cfg"), fmt.Appendf(nil, grubCfg, X86PartSysA, X86PartSysB, x.cmdline()), 0o644); err != nil {
+		if err := writeFile(filepath.Join(boot, "grub.cfg"), fmt.Appendf(nil, grubCfg, X86PartSysA, X86PartSysB, cmdline(x.State)), 0o644); err != nil {
 			return err
 		}
 		if err := writeFile(filepath.Join(boot, "tandem.cfg"), bootloader.GrubScript, 0o644); err != nil {
