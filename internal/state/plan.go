@@ -140,7 +140,7 @@ func Plan(c *Config, in Input) []Action {
 	var plan []Action
 	degraded := func(why string) []Action {
 		return append(plan,
-			Action{Kind: ActWarn, Message: fmt.Sprintf("data partition %s %s: the state is not mounted; booting with the overlay discarded", dev, why)},
+			Action{Kind: ActWarn, Message: fmt.Sprintf("the data partition (%s) %s: the state is not mounted; booting with the overlay discarded", dev, why)},
 			Action{Kind: ActOverlay, Mode: OverlayDiscard})
 	}
 	switch in.Data {
