@@ -59,9 +59,6 @@ func sysInt(o *Options, name, file string) (int64, error) {
 	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }
 
-// maxDiskRead bounds what is read of a disk to find its partition table.
-const maxDiskRead = 1 << 20
-
 // readTable reads the GUID partition table of whole disk name (sysfs size
 // and logical sector size).
 func readTable(o *Options, name string) (*gpt.Table, error) {
