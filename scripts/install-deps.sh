@@ -6,6 +6,9 @@ pkgs=(grub-common u-boot-tools libubootenv-tool casync openssl nginx-light mosqu
 # Guest-only packages (kernel, busybox-static, systemd-boot-efi) are not installed: the tests fetch
 # them with apt-get download into /var/tmp/tandem-e2e/debs and unpack them with dpkg-deb -x.
 pkgs+=(qemu-system-x86 ovmf grub-efi-amd64-bin dosfstools mtools e2fsprogs fdisk)
+# State (internal/state, internal/gpt): sgdisk -v checks a grown partition table; xfs and btrfs
+# loop mounts test the copy-on-write snapshots (reflinks) and the growing of their file systems.
+pkgs+=(gdisk xfsprogs btrfs-progs)
 # The U-Boot test boots Debian's qemu_arm64 U-Boot; its arm64 guest packages are fetched the same
 # way (apt-get download pkg:arm64), which needs arm64 as a foreign dpkg architecture.
 pkgs+=(qemu-system-arm u-boot-qemu)

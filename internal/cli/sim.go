@@ -87,7 +87,7 @@ reboot, commands that would need the hung system (system commit, system reboot -
 update install) refuse to run.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			group, notes, err := sim.Reboot(args[0], hang)
+			group, notes, err := sim.RebootEnv(args[0], hang, a.env.Getenv)
 			for _, n := range notes {
 				a.printf("%s\n", n)
 			}

@@ -119,7 +119,7 @@ func create(dir string, o Options) error {
 	if err := device.WriteSimState(abs, st); err != nil {
 		return err
 	}
-	_, _, err = boot(abs, cfg, st, false)
+	_, _, err = boot(abs, cfg, st, RebootOptions{})
 	return err
 }
 
@@ -260,6 +260,36 @@ func configText(root string, o Options) string {
 // before it can commit (one failed attempt). It returns the group and notes
 // on how the boot loader decided (fallbacks the real one would print).
 func Reboot(dir string, hang bool) (string, []string, error) {
+	return RebootWith(dir, RebootOptions{Hang: hang})
+}
+
+// RebootOptions are the options of RebootWith.
+type RebootOptions struct {
+	// Hang: the chosen system fails before it can commit.
+	Hang bool
+	// CutAt cuts the power at that cut point of the boot's state work (the
+	// transitions of the mount plan: format, reset, commit, rollback,
+	// snapshot, adopt, collect, seeds), Mode says what survives; 0 never
+	// cuts. Negative: the simulated file layer without a cut (no real
+	// fsync: fast, for tests). The boot loader's own writes are never cut.
+	CutAt int
+	Mode  rootfs.CutMode
+}
+
+// RebootEnv is Reboot with the power-cut switch of the environment
+// (CutFromEnv: TANDEM_SIM_CUT, TANDEM_SIM_CUT_MODE), as `tandem sim reboot` runs it.
+func RebootEnv(dir string, hang bool, getenv func(string) string) (string, []string, error) {
+	at, mode, err := CutFromEnv(getenv)
+	if err != nil {
+		return "", nil, err
+	}
+	return RebootWith(dir, RebootOptions{Hang: hang, CutAt: at, Mode: mode})
+}
+
+// RebootWith is Reboot with options. A power cut in the state work returns
+// an error wrapping rootfs.ErrPowerCut; the device is then as the cut left
+// it, still running the group of the boot before, and the next reboot boots again.
+func RebootWith(dir string, o RebootOptions) (string, []string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", nil, err
@@ -275,10 +305,10 @@ func Reboot(dir string, hang bool) (string, []string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	return boot(abs, cfg, st, hang)
+	return boot(abs, cfg, st, o)
 }
 
-func boot(root string, cfg *config.Config, st *device.SimState, hang bool) (string, []string, error) {
+func boot(root string, cfg *config.Config, st *device.SimState, o RebootOptions) (string, []string, error) {
 	fsys := rootfs.NewOS(root)
 	var args []string
 	if st.Reboot != nil {
@@ -302,12 +332,16 @@ func boot(root string, cfg *config.Config, st *device.SimState, hang bool) (stri
 	if err := os.WriteFile(fsys.Path("/proc/cmdline"), []byte(cmdline), 0o644); err != nil {
 		return "", notes, err
 	}
-	stateNotes, err := bootState(root, cfg, group)
+	var stateFS rootfs.FS = fsys
+	if o.CutAt != 0 {
+		stateFS = rootfs.NewSim(root, rootfs.SimOptions{CutAt: o.CutAt, Mode: o.Mode})
+	}
+	stateNotes, err := bootState(root, stateFS, cfg, group)
 	notes = append(notes, stateNotes...)
 	if err != nil {
 		return "", notes, err
 	}
-	st.Running, st.Hung, st.Reboot = group, hang, nil
+	st.Running, st.Hung, st.Reboot = group, o.Hang, nil
 	st.Boots++
 	return group, notes, device.WriteSimState(root, st)
 }

@@ -29,16 +29,26 @@ const (
 	ImageFolder = ".tandem-sim-image"
 )
 
+// UpperMarker (under the device directory) is the simulator's record of
+// the persisted overlay of the running boot: the device-directory-relative
+// path of the upper directory on the data folder that the boot's writes to
+// the root belong to (overlay = "persist"). The next boot moves the root's
+// changes there before it resets the root (captureUpper).
+const UpperMarker = ".tandem-sim-upper"
+
 // outsideRoot are the top-level names of a device directory that are not
 // part of the root file system's overlay: the simulator's own files, the
 // slots, the boot partition and the kernel's file systems.
-var outsideRoot = []string{device.SimMarker[1:], DataFolder, ImageFolder, "slots", "boot", "proc", "run", "sys"}
+var outsideRoot = []string{device.SimMarker[1:], DataFolder, ImageFolder, UpperMarker, "slots", "boot", "proc", "run", "sys"}
 
-// bootState runs the mount plan of the boot of group as folder operations.
-// A device without state configuration is left as it is.
-func bootState(root string, cfg *config.Config, group string) ([]string, error) {
-	osfs := rootfs.NewOS(root)
-	c, err := state.Load(osfs)
+// bootState runs the mount plan of the boot of group as folder operations,
+// the state transitions through fsys (a file layer that may cut the power),
+// and writes the boot report (state.BootReportPath) as tandem init does. A
+// device without state configuration is left as it is. A plan that fails
+// boots degraded (the overlay discarded, the failure in the report), as
+// tandem init does; only a power cut is an error.
+func bootState(root string, fsys rootfs.FS, cfg *config.Config, group string) ([]string, error) {
+	c, err := state.Load(fsys)
 	if err != nil {
 		return nil, err
 	}
@@ -59,10 +69,16 @@ func bootState(root string, cfg *config.Config, group string) ([]string, error) 
 			return nil, fmt.Errorf("state: take the system image: %w", err)
 		}
 	}
+	m := &simMounter{root: root, image: image, mount: c.Data.Mount}
+	if err := m.captureUpper(); err != nil {
+		return nil, fmt.Errorf("state: keep the persisted overlay's writes: %w", err)
+	}
 	in := state.Input{Data: state.DataMissing, Booting: group, Default: dflt, DataDir: cfg.DataDir}
-	store := &state.Store{FS: osfs, Mount: c.Data.Mount, KeepOnReset: []string{cfg.DataDir}}
+	store := &state.Store{FS: fsys, Mount: c.Data.Mount, KeepOnReset: []string{cfg.DataDir}}
+	rep := state.BootReport{Status: state.BootOK, Overlay: state.OverlayDisabled, Actions: []string{}}
 	if fi, err := os.Stat(filepath.Join(root, DataFolder)); err == nil && fi.IsDir() {
 		in.Data = state.DataMounted
+		rep.Device = c.Data.DeviceName()
 		// Mount first: the journal is part of what the boot finds.
 		if err := mountData(root, c.Data.Mount); err != nil {
 			return nil, err
@@ -75,11 +91,28 @@ func bootState(root string, cfg *config.Config, group string) ([]string, error) 
 		}
 	}
 	plan := state.Plan(c, in)
-	m := &simMounter{root: root, image: image, mount: c.Data.Mount}
-	if _, err := state.Apply(plan, store, in.Layout, image, m); err != nil {
-		return m.notes, fmt.Errorf("state: %w", err)
+	for _, a := range plan {
+		rep.Actions = append(rep.Actions, a.String())
+		switch a.Kind {
+		case state.ActOverlay:
+			rep.Overlay = a.Mode
+		case state.ActWarn:
+			rep.Status, rep.Error = state.BootDegraded, a.Message
+		}
 	}
-	return m.notes, nil
+	if _, err := state.Apply(plan, store, in.Layout, image, m); err != nil {
+		if errors.Is(err, rootfs.ErrPowerCut) {
+			return m.notes, fmt.Errorf("state: %w", err)
+		}
+		// As tandem init: undo (the root back to the image), boot degraded.
+		m.notes = append(m.notes, fmt.Sprintf("state: %v; booting with the overlay discarded", err))
+		rep = state.BootReport{Status: state.BootDegraded, Error: err.Error(), Device: rep.Device, Overlay: state.OverlayDiscard, Actions: []string{"overlay discard on /"}}
+		_ = os.Remove(filepath.Join(root, UpperMarker))
+		if err := resetRoot(root, image); err != nil {
+			return m.notes, err
+		}
+	}
+	return m.notes, state.WriteBootReport(root, rep)
 }
 
 // simMounter performs the mounts of a plan with folders and links.
@@ -99,7 +132,7 @@ func (m *simMounter) Do(a state.Action) error {
 		case state.OverlayDiscard:
 			return resetRoot(m.root, m.image)
 		case state.OverlayPersist:
-			m.notes = append(m.notes, "state: overlay persist is not simulated: the root keeps its writes")
+			return m.applyUpper(a)
 		}
 	case state.ActBind:
 		return m.bind(a)

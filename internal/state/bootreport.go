@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/tandem-ota/tandem/internal/bounded"
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -78,4 +80,18 @@ func CheckCommit(fsys rootfs.FS) error {
 	}
 	return fmt.Errorf("%w (tandem init: %s: %s); fix it and reboot, or set commit-when-degraded = true in %s to commit anyway",
 		ErrDegradedBoot, r.Status, r.Error, ConfigDir)
+}
+
+// WriteBootReport writes r as the boot report under the host directory
+// root (the simulator's device directory; tandem init writes its own).
+func WriteBootReport(root string, r BootReport) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := rootfs.Join(root, BootReportPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, append(b, '\n'), 0o644)
 }

@@ -72,6 +72,10 @@ type DataPartition struct {
 	Filesystem string
 	// Fsck: check the file system before mounting it (default true).
 	Fsck bool
+	// Grow: at boot, grow the partition to the end of its disk when it is
+	// the last partition of a GPT disk with room after it, then its file
+	// system (default false; only ever grows).
+	Grow bool
 }
 
 // Path is one declared persistent path.
@@ -101,6 +105,7 @@ type dataModel struct {
 	Mount      *string `toml:"mount"`
 	Filesystem *string `toml:"filesystem"`
 	Fsck       *bool   `toml:"fsck"`
+	Grow       *bool   `toml:"grow"`
 }
 
 type pathModel struct {
@@ -338,6 +343,9 @@ func checkData(doc *config.Doc, m *dataModel) (*DataPartition, error) {
 	}
 	if m.Fsck != nil {
 		d.Fsck = *m.Fsck
+	}
+	if m.Grow != nil {
+		d.Grow = *m.Grow
 	}
 	return d, nil
 }

@@ -31,7 +31,7 @@ func TestParse(t *testing.T) {
 	if got, want := c.Data.DeviceName(), "/dev/disk/by-label/data"; got != want {
 		t.Errorf("device %q, want %q", got, want)
 	}
-	if c.Data.Mount != DefaultMount || !c.Data.Fsck || c.Overlay != OverlayDiscard {
+	if c.Data.Mount != DefaultMount || !c.Data.Fsck || c.Data.Grow || c.Overlay != OverlayDiscard {
 		t.Errorf("defaults: %+v overlay %q", c.Data, c.Overlay)
 	}
 	var got []string
@@ -40,6 +40,9 @@ func TestParse(t *testing.T) {
 	}
 	if want := "/etc/machine-id:file /var/lib/app:directory /var/log:directory:shared"; strings.Join(got, " ") != want {
 		t.Errorf("paths %q, want %q", strings.Join(got, " "), want)
+	}
+	if c, err := Parse([]File{{"g", []byte("[data-partition]\npartition = 4\ngrow = true\n")}}); err != nil || !c.Data.Grow {
+		t.Errorf("grow = true: %+v, %v", c, err)
 	}
 	// tandem's data directory is added, shared.
 	paths := c.WithDataDir("/var/lib/tandem")
@@ -58,6 +61,7 @@ func TestParseErrors(t *testing.T) {
 		{"commit-when-degraded = \"yes\"\n", f + ":1:24: commit-when-degraded: expected a boolean, found string"},
 		{"[data-partition]\nlabel = \"d\"\nsize = 3\n", f + ":3:1: data-partition.size: unknown key"},
 		{"[data-partition]\npartition = 0\n", f + ":2:13: data-partition.partition: 0: want 1 to 128"},
+		{"[data-partition]\npartition = 4\ngrow = \"yes\"\n", f + ":3:8: data-partition.grow: expected a boolean, found string"},
 		{"[data-partition]\npartition = 3\nlabel = \"d\"\n", f + ":1:2: data-partition: give exactly one of partition, label and device"},
 		{"[data-partition]\npartition = \"3\"\n", f + `:2:13: data-partition.partition: expected an integer, found string`},
 		{"[data-partition]\ndevice = \"dev/sda4\"\n", f + `:2:10: data-partition.device: "dev/sda4" is not an absolute path`},

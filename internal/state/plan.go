@@ -192,7 +192,11 @@ func Plan(c *Config, in Input) []Action {
 			changed = true
 		}
 	}
-	if changed {
+	// Collect at every boot that found a layout, not only after a change:
+	// a transition a power cut interrupted before its journal write left
+	// garbage that no redo may remove (a trial's snapshot cut short, and the
+	// boot loader then fell back). It costs a directory read.
+	if changed || in.Layout != nil {
 		plan = append(plan, Action{Kind: ActCollect})
 	}
 	layout := path.Join(d.Mount, LayoutDir)

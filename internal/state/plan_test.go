@@ -63,11 +63,11 @@ func TestPlan(t *testing.T) {
 		{"first boot", "", DataMounted, nil, "a", "a",
 			"fsck, mount, format, adopt a, overlay discard, " + binds(1, 2)},
 		{"steady", "", DataMounted, layoutWith(nil), "a", "a",
-			"fsck, mount, overlay discard, " + binds(1, 2)},
+			"fsck, mount, collect, overlay discard, " + binds(1, 2)},
 		{"trial boot takes a snapshot", "", DataMounted, layoutWith(nil), "b", "a",
 			"fsck, mount, snapshot b, collect, overlay discard, " + binds(3, 2)},
 		{"second trial attempt keeps the snapshot", "", DataMounted, layoutWith(trialB), "b", "a",
-			"fsck, mount, overlay discard, " + binds(3, 2)},
+			"fsck, mount, collect, overlay discard, " + binds(3, 2)},
 		{"fallback rolls back", "", DataMounted, layoutWith(trialB), "a", "a",
 			"fsck, mount, rollback b, collect, overlay discard, " + binds(1, 2)},
 		{"committed trial commits its state", "", DataMounted, layoutWith(trialB), "b", "b",
@@ -77,7 +77,7 @@ func TestPlan(t *testing.T) {
 		{"three groups: trial of c after b's was given up", "", DataMounted, layoutWith(trialB), "c", "a",
 			"fsck, mount, rollback b, snapshot c, collect, overlay discard, " + binds(4, 2)},
 		{"forced commit without snapshot adopts", "", DataMounted, layoutWith(nil), "b", "b",
-			"fsck, mount, adopt b, overlay discard, " + binds(1, 2)},
+			"fsck, mount, adopt b, collect, overlay discard, " + binds(1, 2)},
 		{"reset", "", DataMounted, layoutWith(func(l *Layout) { l.Reset = &ResetRequest{} }), "a", "a",
 			"fsck, mount, reset, adopt a, collect, overlay discard, " + binds(3, 4)},
 		{"reset during a trial drops the trial", "", DataMounted, layoutWith(func(l *Layout) { trialB(l); l.Reset = &ResetRequest{KeepBackup: true} }), "b", "a",
@@ -87,7 +87,7 @@ func TestPlan(t *testing.T) {
 		{"blank partition, mkfs", "filesystem = \"ext4\"\n", DataBlank, nil, "a", "a",
 			"mkfs, mount, format, adopt a, overlay discard, " + binds(1, 2)},
 		{"no fsck, persist overlay", "fsck = false\n", DataMounted, layoutWith(nil), "a", "a",
-			"mount, overlay persist, " + binds(1, 2)},
+			"mount, collect, overlay persist, " + binds(1, 2)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := planConfig(t, tc.extra)

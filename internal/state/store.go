@@ -26,6 +26,11 @@ type Store struct {
 	// clean state: tandem's own data directory (its slot database says
 	// what the slots hold, which a reset does not change).
 	KeepOnReset []string
+	// NoReflink makes snapshots and seeds copy every file, even where the
+	// file system could share its extents (for measurements and tests).
+	NoReflink bool
+
+	cloned, copied int // files cloned (reflinked) and copied so far
 }
 
 func (s *Store) dir() string             { return path.Join(s.Mount, LayoutDir) }
@@ -132,7 +137,8 @@ func (s *Store) ApplyReset(l Layout) (Layout, error) {
 // Snapshot gives group a copy of the committed state as its trial state
 // (shared paths are not copied: the shared generation serves both). The
 // copy is made in full and durable under a new generation id before the
-// journal names it.
+// journal names it; each file is a reflink (a clone sharing the data) where
+// the file system takes them, else a copy (writeFrom).
 func (s *Store) Snapshot(l Layout, group string) (Layout, error) {
 	n, err := l.afterSnapshot(group)
 	if err != nil {
@@ -352,28 +358,22 @@ func (s *Store) copyEntry(hsrc, dst string, fi fs.FileInfo) error {
 	return fmt.Errorf("%s: %v files cannot be persistent state", hsrc, fi.Mode().Type())
 }
 
-// writeFrom creates dst exclusively with r's bytes and fsyncs it.
-func (s *Store) writeFrom(dst string, r io.Reader, fi fs.FileInfo) error {
+// writeFrom creates dst exclusively with src's bytes and fsyncs it. Where
+// the file system shares extents (a reflink: btrfs, xfs with reflink=1) the
+// bytes are cloned, not copied: the new file costs metadata only until one
+// of the two is written. The order stays: create, content, fsync, and the
+// directory fsync by the caller; a cut before the fsync loses the clone as
+// it would lose a copy.
+func (s *Store) writeFrom(dst string, src *os.File, fi fs.FileInfo) error {
 	f, err := s.FS.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fi.Mode().Perm())
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 1<<20)
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if _, err := f.Write(buf[:n]); err != nil {
-				f.Close()
-				return err
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			f.Close()
-			return rerr
-		}
+	if of, ok := f.(*os.File); ok && !s.NoReflink && fi.Size() > 0 && clone(of, src) == nil {
+		s.cloned++
+	} else if err := s.copyData(f, src); err != nil {
+		f.Close()
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -384,6 +384,26 @@ func (s *Store) writeFrom(dst string, r io.Reader, fi fs.FileInfo) error {
 	}
 	chown(s.host(dst), fi)
 	return nil
+}
+
+// copyData copies r to the new file f.
+func (s *Store) copyData(f rootfs.File, r io.Reader) error {
+	s.copied++
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 func (s *Store) writeFile(dst string, data []byte, perm fs.FileMode) error {

@@ -125,42 +125,84 @@ func cmdlineParam(root, key string) string {
 // system, or to decide that it is blank.
 const probeSize = 1 << 20
 
+// fsInfo is what a file system's superblock says about it.
+type fsInfo struct {
+	Type  string // ext4, xfs, btrfs, f2fs, vfat
+	Label string
+	// UUID as blkid shows it (UUID= in /etc/fstab): lower-case
+	// 8-4-4-4-12 hex, or XXXX-XXXX for vfat's volume serial; "" for f2fs.
+	UUID string
+	// Size is the bytes the file system spans (0: not read, for f2fs and vfat).
+	Size int64
+}
+
 // probe says what the device at host path dev holds: a known file system
 // and its label; blank (the first MiB all zero bytes, or all 0xff as erased
 // flash reads); or neither (an unknown or damaged file system: never
 // touched).
 func probe(dev string) (fstype, label string, blank bool, err error) {
+	fi, blank, err := probeFS(dev)
+	return fi.Type, fi.Label, blank, err
+}
+
+// probeFS is probe with everything the superblock says.
+func probeFS(dev string) (fsInfo, bool, error) {
 	f, err := os.Open(dev)
 	if err != nil {
-		return "", "", false, err
+		return fsInfo{}, false, err
 	}
 	defer f.Close()
 	buf := make([]byte, probeSize)
 	n, err := io.ReadFull(f, buf)
 	if err != nil && err != io.ErrUnexpectedEOF {
-		return "", "", false, fmt.Errorf("read %s: %w", dev, err)
+		return fsInfo{}, false, fmt.Errorf("read %s: %w", dev, err)
 	}
 	buf = buf[:n]
-	cstr := func(b []byte) string { return string(bytes.TrimRight(b, "\x00 ")) }
-	switch {
-	case n >= 1400 && binary.LittleEndian.Uint16(buf[1080:]) == 0xef53:
-		return "ext4", cstr(buf[1144:1160]), false, nil
-	case n >= 120 && string(buf[:4]) == "XFSB":
-		return "xfs", cstr(buf[108:120]), false, nil
-	case n >= 65536+555 && string(buf[65536+64:65536+72]) == "_BHRfS_M":
-		return "btrfs", cstr(buf[65536+299 : 65536+555]), false, nil
-	case n >= 1028 && binary.LittleEndian.Uint32(buf[1024:]) == 0xf2f52010:
-		return "f2fs", "", false, nil
-	case n >= 512 && buf[510] == 0x55 && buf[511] == 0xaa && string(buf[82:87]) == "FAT32":
-		return "vfat", cstr(buf[71:82]), false, nil
-	case n >= 512 && buf[510] == 0x55 && buf[511] == 0xaa && string(buf[54:57]) == "FAT":
-		return "vfat", cstr(buf[43:54]), false, nil
+	if fi := superblock(buf); fi.Type != "" {
+		return fi, false, nil
 	}
 	if n == 0 {
-		return "", "", false, fmt.Errorf("%s is empty (no medium?)", dev)
+		return fsInfo{}, false, fmt.Errorf("%s is empty (no medium?)", dev)
 	}
-	return "", "", bytes.Count(buf, []byte{0}) == n || bytes.Count(buf, []byte{0xff}) == n, nil
+	return fsInfo{}, bytes.Count(buf, []byte{0}) == n || bytes.Count(buf, []byte{0xff}) == n, nil
 }
+
+// superblock recognises the file system whose first bytes are buf.
+func superblock(buf []byte) fsInfo {
+	n := len(buf)
+	le, be := binary.LittleEndian, binary.BigEndian
+	cstr := func(b []byte) string { return string(bytes.TrimRight(b, "\x00 ")) }
+	switch {
+	case n >= 1400 && le.Uint16(buf[1080:]) == 0xef53:
+		sb := buf[1024:]
+		blocks := uint64(le.Uint32(sb[4:]))
+		if le.Uint32(sb[0x60:])&0x80 != 0 { // INCOMPAT_64BIT
+			blocks |= uint64(le.Uint32(sb[0x150:])) << 32
+		}
+		return fsInfo{Type: "ext4", Label: cstr(sb[120:136]), UUID: uuid(sb[104:120]), Size: int64(blocks) << (10 + min(le.Uint32(sb[24:]), 6))}
+	case n >= 120 && string(buf[:4]) == "XFSB":
+		return fsInfo{Type: "xfs", Label: cstr(buf[108:120]), UUID: uuid(buf[32:48]), Size: int64(be.Uint64(buf[8:]) * uint64(be.Uint32(buf[4:])))}
+	case n >= 65536+555 && string(buf[65536+64:65536+72]) == "_BHRfS_M":
+		sb := buf[65536:]
+		return fsInfo{Type: "btrfs", Label: cstr(sb[299:555]), UUID: uuid(sb[32:48]), Size: int64(le.Uint64(sb[0x70:]))}
+	case n >= 1028 && le.Uint32(buf[1024:]) == 0xf2f52010:
+		return fsInfo{Type: "f2fs"}
+	case n >= 512 && buf[510] == 0x55 && buf[511] == 0xaa && string(buf[82:87]) == "FAT32":
+		return fsInfo{Type: "vfat", Label: cstr(buf[71:82]), UUID: fatSerial(le.Uint32(buf[67:]))}
+	case n >= 512 && buf[510] == 0x55 && buf[511] == 0xaa && string(buf[54:57]) == "FAT":
+		return fsInfo{Type: "vfat", Label: cstr(buf[43:54]), UUID: fatSerial(le.Uint32(buf[39:]))}
+	}
+	return fsInfo{}
+}
+
+// uuid formats 16 bytes as a UUID (byte order as stored, as blkid shows
+// ext4, xfs and btrfs UUIDs).
+func uuid(b []byte) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// fatSerial formats a FAT volume serial number as blkid does (UUID=ABCD-1234).
+func fatSerial(v uint32) string { return fmt.Sprintf("%04X-%04X", v>>16, v&0xffff) }
 
 // findData returns the device path of the data partition: the configured
 // device; partition N of the root disk (sysfs); or, by label, the one block

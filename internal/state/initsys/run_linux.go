@@ -106,6 +106,7 @@ type mounter struct {
 	mount   string // its mount point (device path), "" until mounted
 	newRoot string // host path of the overlay, "" until mounted
 	mounts  []string
+	grown   []string // what growing the data partition did (grow_linux.go)
 }
 
 func (m *mounter) host(p string) string { return rootfs.Join(m.o.Root, p) }
@@ -196,6 +197,7 @@ func (m *mounter) runState(rep *state.BootReport) (string, error) {
 		store = &state.Store{FS: sfs, Mount: c.Data.Mount, KeepOnReset: []string{d.Config.DataDir}}
 		in.Data, why = m.findAndMount(c, d)
 		rep.Device = m.dev
+		rep.Actions = append(rep.Actions, m.grown...)
 		if in.Data == state.DataMounted {
 			switch l, err := store.Load(); {
 			case err == nil:
@@ -230,8 +232,8 @@ func (m *mounter) runState(rep *state.BootReport) (string, error) {
 // system that /etc/fstab puts at dir (the boot flow's boot-dir) or at its
 // nearest parent, so that the boot loader's default group can be read;
 // the returned function detaches it again (the real init mounts it as
-// usual). Sources: a /dev path, LABEL= or PARTLABEL= (UUID= and PARTUUID=
-// are not resolved: the boot then goes on degraded).
+// usual). Sources: a /dev path, LABEL=, PARTLABEL=, UUID= or PARTUUID=
+// (findSpec).
 func (m *mounter) mountBootDir(dir string) func() {
 	noop := func() {}
 	b, err := bounded.ReadFile(m.host("/etc/fstab"), 64<<10)
@@ -251,16 +253,9 @@ func (m *mounter) mountBootDir(dir string) func() {
 	if mp == "" || isMountPoint(m.host(mp)) {
 		return noop
 	}
-	dev := src
-	switch {
-	case strings.HasPrefix(src, "LABEL="), strings.HasPrefix(src, "PARTLABEL="):
-		_, label, _ := strings.Cut(src, "=")
-		if dev, err = findLabel(m.o, label); err != nil {
-			m.log.printf("boot-dir %s: %v", dir, err)
-			return noop
-		}
-	case !strings.HasPrefix(src, "/dev/"):
-		m.log.printf("boot-dir %s: /etc/fstab source %s is not resolved before init (use a /dev path, LABEL= or PARTLABEL=)", dir, src)
+	dev, err := findSpec(m.o, src)
+	if err != nil {
+		m.log.printf("boot-dir %s: /etc/fstab source: %v", dir, err)
 		return noop
 	}
 	if fstype == "auto" {
@@ -288,6 +283,9 @@ func (m *mounter) findAndMount(c *state.Config, d *device.Device) (state.DataSta
 		return state.DataMissing, err.Error()
 	}
 	m.dev = dev
+	if c.Data.Grow {
+		m.growPartition()
+	}
 	fstype, _, blank, err := probe(m.host(dev))
 	switch {
 	case err != nil:
@@ -309,6 +307,9 @@ func (m *mounter) findAndMount(c *state.Config, d *device.Device) (state.DataSta
 	if err := m.mountData(fstype, c.Data.Mount); err != nil {
 		m.log.printf("%v", err)
 		return state.DataMissing, err.Error()
+	}
+	if c.Data.Grow {
+		m.growFS(c.Data.Mount)
 	}
 	return state.DataMounted, ""
 }
