@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -23,6 +24,7 @@ const stateConfig = `overlay = "discard"
 partition = 4
 mount = "/data"
 filesystem = "ext4"
+grow = true
 
 [persist."/etc/machine-id"]
 type = "file"
@@ -32,6 +34,23 @@ type = "file"
 [persist."/var/log"]
 shared = true
 `
+
+// stateGrowMiB is the room the state images' disks have after the data
+// partition, as when a factory image is flashed onto a larger disk (its
+// backup GPT is then where the image ended, not at the disk's end).
+const stateGrowMiB = 64
+
+// growDisk adds stateGrowMiB of zeros at the end of a disk image.
+func growDisk(t *testing.T, disk string) {
+	t.Helper()
+	fi, err := os.Stat(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, fi.Size()+stateGrowMiB<<20); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // stateSeed is what the system image holds under the persistent paths.
 var stateSeed = map[string]string{
@@ -107,8 +126,14 @@ func caseStateFirstBoot(m *Machine) string {
 	if g, v := m.Booted(true); g != "a" || v != "1.0.0" {
 		m.fatalf("first boot: group %s version %s, want a 1.0.0", g, v)
 	}
-	expectBoot(m, state.BootOK, "mkfs ext4", "format", "adopt state for group a", "overlay discard on /",
+	expectBoot(m, state.BootOK, "grew partition 4", "mkfs ext4", "format", "adopt state for group a", "overlay discard on /",
 		"seed file /etc/machine-id", "seed directory /var/lib/app", "bind")
+	// The partition reaches the disk's end (less the backup GPT, rounded down to a MiB).
+	var start, size, disk int64
+	out := m.Run(fmt.Sprintf("cat /sys/class/block/vda%[1]d/start /sys/class/block/vda%[1]d/size /sys/class/block/vda/size", image.X86PartData))
+	if _, err := fmt.Sscan(out, &start, &size, &disk); err != nil || (disk-start-size)*512 > 2<<20 {
+		m.fatalf("the data partition was not grown to the disk's end: start, size and disk size (sectors): %s", out)
+	}
 	if out := m.Run("grep ' /data ' /proc/mounts"); !strings.Contains(out, "ext4") {
 		m.fatalf("the data partition is not mounted on /data:\n%s", out)
 	}

@@ -104,6 +104,9 @@ func arm64BuildVariant(t *testing.T, name string, st *image.State) *arm64Env {
 	if err := image.Disk(e.disk, e.parts); err != nil {
 		t.Fatal(err)
 	}
+	if st != nil {
+		growDisk(t, e.disk)
+	}
 	for _, f := range []string{boot, data, v1} {
 		os.Remove(f)
 	}

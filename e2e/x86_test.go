@@ -104,6 +104,9 @@ func x86BuildVariant(t *testing.T, name, loader string, st *image.State) *x86Env
 	if err := image.Disk(e.disk, e.parts); err != nil {
 		t.Fatal(err)
 	}
+	if st != nil {
+		growDisk(t, e.disk)
+	}
 	for _, f := range []string{esp, data, v1} {
 		os.Remove(f)
 	}
