@@ -335,8 +335,8 @@ func TestGrubStateCuts(t *testing.T) {
 	// Snapshot: mid-copy and before the journal names it. The cut costs the
 	// trial one of its two attempts; the second one snapshots again.
 	for _, p := range []string{"write:1", "rename:1"} {
-		m.Run("echo " + p + " > /var/lib/app/db && tandem update install " + url + "v2.tandem --reboot set --json > /tmp/install.log")
 		def := checkCommitted(m)
+		m.Run("echo " + p + " > /var/lib/app/db && tandem update install " + url + "v2.tandem --reboot set --json > /tmp/install.log")
 		if g := bootPausedAt(m, p, "sync; reboot -f"); g != spare(def) {
 			m.fatalf("snapshot cut at %s: group %s booted, want the trial %s", p, g, spare(def))
 		}
