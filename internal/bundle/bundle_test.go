@@ -364,3 +364,30 @@ func TestParseHash(t *testing.T) {
 		}
 	}
 }
+
+// A decompression buffer has decodeSlack bytes past the chunk's size (the
+// decoder's fast path), yet a frame that decodes to even one byte more than
+// the table says is refused, with a frame content size or without one.
+func TestDecodeSlackStillBounds(t *testing.T) {
+	content := testData(20_000, 10)
+	e := &Entry{Digest: sha256.Sum256(content[:19_999]), Size: 19_999}
+	for name, frame := range map[string][]byte{"with size": zstdFrame(t, content), "without size": noSizeFrame(t, content)} {
+		if len(frame) >= int(e.Size) {
+			t.Fatalf("%s: the frame (%d bytes) is not smaller than the chunk", name, len(frame))
+		}
+		e.StoredSize = uint32(len(frame))
+		buf := make([]byte, 0, int(e.Size)+decodeSlack)
+		if _, err := verifyChunk(mustDecoder(t), e, frame, buf); !errors.Is(err, ErrChunk) {
+			t.Errorf("%s: a frame one byte longer than the chunk: %v, want ErrChunk", name, err)
+		}
+	}
+}
+
+func mustDecoder(t *testing.T) *zstd.Decoder {
+	t.Helper()
+	d, err := zstdDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

@@ -98,7 +98,9 @@ func WriteFile(name string, meta Header, payloads []PayloadSpec, opts Options) (
 }
 
 // VerifyFile checks the bundle file name as a device would: its signature
-// section by verify, then every chunk of every payload. It returns the
+// section by verify, then every chunk of every payload. As a check of the
+// writer, it also recomputes each payload's whole-content digest, which an
+// install does not need (Reader.CheckPayloadDigests). It returns the
 // verified header and the bundle hash.
 func VerifyFile(name string, verify Verifier) (*Header, Hash, error) {
 	f, err := Open(name)
@@ -106,6 +108,7 @@ func VerifyFile(name string, verify Verifier) (*Header, Hash, error) {
 		return nil, Hash{}, err
 	}
 	defer f.Close()
+	f.CheckPayloadDigests = true
 	if err := f.Verify(verify); err != nil {
 		return nil, Hash{}, fmt.Errorf("%s: %w", name, err)
 	}

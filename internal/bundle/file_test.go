@@ -157,3 +157,32 @@ func TestInspect(t *testing.T) {
 		t.Fatalf("Inspect without chunks: %v, %+v", err, info)
 	}
 }
+
+// A payload digest that does not match the content (a writer bug: the
+// header is signed, so nobody else can make one) is no risk to an install,
+// which reads only chunks that match the signed table and so does not
+// recompute the digest; VerifyFile, the build-host check, recomputes it and
+// reports it.
+func TestPayloadDigestCheckedByVerifyFile(t *testing.T) {
+	data := testData(120_000, 9)
+	good, _ := makeBundle(t, LevelDefault, true, testPayload{"system", KindSlot, data})
+	b := withHeader(t, good, func(h *Header) { h.Payloads[0].Digest[0] ^= 1 })
+
+	got, _, err := readAllWith(b, TrustVerifier(trustIn(t, testKey), time.Now(), nil))
+	if err != nil || !bytes.Equal(got["system"], data) {
+		t.Fatalf("install read: %v (%d bytes), want the signed content", err, len(got["system"]))
+	}
+	name := filepath.Join(t.TempDir(), "b.tandem")
+	if err := os.WriteFile(name, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := VerifyFile(name, TrustVerifier(trustIn(t, testKey), time.Now(), nil)); !errors.Is(err, ErrDigest) ||
+		!strings.Contains(err.Error(), "as a whole") {
+		t.Fatalf("VerifyFile: %v, want the payload digest mismatch", err)
+	}
+	good2 := filepath.Join(t.TempDir(), "good.tandem")
+	os.WriteFile(good2, good, 0o644)
+	if _, _, err := VerifyFile(good2, TrustVerifier(trustIn(t, testKey), time.Now(), nil)); err != nil {
+		t.Fatalf("VerifyFile of the unchanged bundle: %v", err)
+	}
+}

@@ -74,7 +74,7 @@ func (t *Table) Chunks(src ChunkSource) (*PayloadReader, error) {
 	if t.r == nil || !t.r.verified {
 		return nil, ErrVerify
 	}
-	return &PayloadReader{Payload: t.Payload, Entries: t.Entries, src: src, dec: t.r.dec}, nil
+	return &PayloadReader{Payload: t.Payload, Entries: t.Entries, src: src, dec: t.r.dec, whole: t.r.CheckPayloadDigests}, nil
 }
 
 // streamSource reads the chunks of the payload at the stream's position,
@@ -105,22 +105,25 @@ func grow(buf []byte, n int) []byte {
 // It verifies ahead of the caller: from the first call to Next, a pipeline
 // asks the source for the bytes of the following chunks in order (one
 // goroutine), decompresses them and checks their content digest (GOMAXPROCS
-// workers, at most 4), hashes the whole payload (one goroutine) and, when
-// the source is the bundle stream, hashes the stored bytes for the
-// payload's stored digest (one goroutine), all while the caller writes the
-// chunks it already has. The buffers in flight are bounded by
-// pipelineBudget. Nothing changes for the caller: Next hands out chunks in
-// order, each only after its content digest matched, reports the first bad
-// chunk (or the point where the input ended) exactly as a sequential reader
-// would, and returns io.EOF only after the digest of its whole content (and,
-// from the stream, of its stored bytes) matched. The last payload read from
-// the bundle stream also checks that the stream ends there.
+// workers, at most 4) and, when the source is the bundle stream, hashes the
+// stored bytes for the payload's stored digest (one goroutine), all while
+// the caller writes the chunks it already has. Each content byte is hashed
+// once, for its chunk's digest; the whole-payload digest is recomputed only
+// when the Reader's CheckPayloadDigests asks for it (one more goroutine).
+// The buffers in flight are bounded by pipelineBudget. Nothing changes for
+// the caller: Next hands out chunks in order, each only after its content
+// digest matched, reports the first bad chunk (or the point where the input
+// ended) exactly as a sequential reader would, and returns io.EOF only after
+// the last chunk and, from the stream, the digest of the stored bytes
+// matched. The last payload read from the bundle stream also checks that
+// the stream ends there.
 type PayloadReader struct {
 	Payload *Payload
 	Entries []Entry
 
 	src     ChunkSource
 	dec     *zstd.Decoder
+	whole   bool   // recompute the whole-payload digest (Reader.CheckPayloadDigests)
 	i       int    // next chunk
 	off     uint64 // uncompressed offset of the next chunk
 	pl      *pipeline
@@ -151,7 +154,8 @@ type Chunk struct {
 }
 
 // Next returns the next verified chunk; io.EOF after the last one, once the
-// digest of the whole payload matched too.
+// payload's digests that the reader checks (stored bytes from the stream,
+// whole content when asked) matched too.
 func (p *PayloadReader) Next() (Chunk, error) {
 	if p.err != nil {
 		return Chunk{}, p.err
@@ -189,7 +193,9 @@ func (p *PayloadReader) Next() (Chunk, error) {
 	} else {
 		p.counts.Stored++
 	}
-	p.pl.hashQ <- s
+	if p.whole {
+		p.pl.hashQ <- s
+	}
 	p.held = s
 	c := Chunk{Index: p.i, Offset: p.off, Entry: s.e, Data: s.data}
 	p.i++
@@ -197,14 +203,17 @@ func (p *PayloadReader) Next() (Chunk, error) {
 	return c, nil
 }
 
-// finish checks the digests of the whole payload and, for the last payload
+// finish checks the payload's digests (its stored bytes, read from the
+// bundle stream; its whole content, when asked) and, for the last payload
 // of the bundle stream, that the stream ends.
 func (p *PayloadReader) finish() error {
 	ss, stream := p.src.(*streamSource)
 	sum, stored := sha256.Sum256(nil), sha256.Sum256(nil)
 	if p.pl != nil {
 		close(p.pl.hashQ)
-		sum = <-p.pl.sum
+		if p.whole {
+			sum = <-p.pl.sum
+		}
 		if stream {
 			stored = <-p.pl.storedSum
 		}
@@ -213,7 +222,7 @@ func (p *PayloadReader) finish() error {
 	if stream && stored != p.Payload.StoredDigest {
 		return fmt.Errorf("%w: stored bytes of payload %s", ErrDigest, p.Payload.Name)
 	}
-	if sum != p.Payload.Digest {
+	if p.whole && sum != p.Payload.Digest {
 		return fmt.Errorf("%w: payload %s as a whole", ErrDigest, p.Payload.Name)
 	}
 	if stream && ss.r.next == len(ss.r.Header.Payloads) {
@@ -247,9 +256,19 @@ func (p *PayloadReader) stop() {
 	}
 }
 
+// decodeSlack is the room a decompression buffer has past the chunk's size.
+// klauspost/compress takes its fast sequence copies, which may write up to
+// 32 bytes past a match (zstd.compressedBlockOverAlloc), only when the
+// output has that much spare capacity; without it, the last block of every
+// frame is decoded with bounds-exact copies, about a third slower
+// (docs/benchmarks.md). The decoder never writes past the capacity
+// (WithDecodeAllCapLimit), and a frame that produces more than the chunk's
+// size is refused, so the output bound stays size + decodeSlack.
+const decodeSlack = 64
+
 // verifyChunk decompresses a chunk's stored bytes into buf when they are a
-// zstd frame (never producing more than the declared size) and checks the
-// content digest.
+// zstd frame (never producing more than the declared size plus decodeSlack,
+// which is an error) and checks the content digest.
 func verifyChunk(dec *zstd.Decoder, e *Entry, stored, buf []byte) ([]byte, error) {
 	if len(stored) != int(e.StoredSize) {
 		return nil, fmt.Errorf("%w: %d stored bytes, the table says %d", ErrChunk, len(stored), e.StoredSize)
@@ -259,11 +278,11 @@ func verifyChunk(dec *zstd.Decoder, e *Entry, stored, buf []byte) ([]byte, error
 		if err := oneFrame(stored, e.Size); err != nil {
 			return nil, fmt.Errorf("%w: not one zstd frame: %w", ErrChunk, err)
 		}
-		if cap(buf) < int(e.Size)+1 {
-			buf = make([]byte, 0, int(e.Size)+1)
+		if n := int(e.Size) + decodeSlack; cap(buf) < n {
+			buf = make([]byte, 0, n)
 		}
 		var err error
-		data, err = dec.DecodeAll(stored, buf[:0:int(e.Size)+1])
+		data, err = dec.DecodeAll(stored, buf[:0:int(e.Size)+decodeSlack])
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrChunk, err)
 		}
@@ -374,7 +393,7 @@ type pipeline struct {
 	free    chan *slot    // slots nobody holds
 	work    chan *slot    // read, to verify
 	ordered chan *slot    // read, in payload order, for Next
-	hashQ   chan *slot    // handed out, in order, for the whole-payload hash
+	hashQ   chan *slot    // handed out, in order, for the whole-payload hash (when asked)
 	sum     chan [32]byte // the whole-payload digest, after hashQ closed
 	// storedQ has every slot read from the bundle stream, in order, for
 	// the stored-bytes digest; storedSum gets it once the last chunk was
@@ -393,7 +412,7 @@ func startPipeline(p *PayloadReader) *pipeline {
 	var maxStored, maxSize int
 	for i := p.i; i < len(p.Entries); i++ {
 		maxStored = max(maxStored, int(p.Entries[i].StoredSize))
-		maxSize = max(maxSize, int(p.Entries[i].Size)+1)
+		maxSize = max(maxSize, int(p.Entries[i].Size)+decodeSlack)
 	}
 	n := min(max(pipelineBudget/(maxStored+maxSize), 1), maxSlots, len(p.Entries)-p.i)
 	workers := min(runtime.GOMAXPROCS(0), maxWorkers, n)
@@ -402,7 +421,11 @@ func startPipeline(p *PayloadReader) *pipeline {
 		hashQ: make(chan *slot, n), sum: make(chan [32]byte, 1),
 		quit: make(chan struct{}), fed: make(chan struct{}),
 	}
-	holders := int32(2) // the caller (from Next to the next Next) and the whole-payload hasher
+	holders := int32(1) // the caller (from Next to the next Next)
+	if p.whole {
+		holders++ // the whole-payload hasher
+		go pl.hashSlots(pl.hashQ, func(s *slot) []byte { return s.data }, pl.sum)
+	}
 	if _, ok := p.src.(*streamSource); ok {
 		pl.storedQ, pl.storedSum = make(chan *slot, n), make(chan [32]byte, 1)
 		holders++ // the stored-bytes hasher
@@ -416,7 +439,6 @@ func startPipeline(p *PayloadReader) *pipeline {
 	for range workers {
 		go pl.verify(p.dec, rf, maxSize)
 	}
-	go pl.hashSlots(pl.hashQ, func(s *slot) []byte { return s.data }, pl.sum)
 	return pl
 }
 
@@ -501,11 +523,11 @@ func (s *slot) check(dec *zstd.Decoder, maxSize int) ([]byte, error) {
 
 // hashSlots feeds part(s) of each slot q brings, in order, to a SHA-256
 // digest, releasing each slot; once q is closed it sends the digest on sum.
-// It serves both digests of a payload: the whole-payload digest over the
-// handed-out content, and the stored digest over the stored bytes of every
-// chunk read from a bundle stream (a full read so checks every byte of the
-// payload, including the bytes of a zstd frame that decompress to the same
-// content whatever they are).
+// It serves both digests of a payload: the stored digest over the stored
+// bytes of every chunk read from a bundle stream (a full read so checks
+// every byte of the payload, including the bytes of a zstd frame that
+// decompress to the same content whatever they are) and, when asked, the
+// whole-payload digest over the handed-out content.
 func (pl *pipeline) hashSlots(q <-chan *slot, part func(*slot) []byte, sum chan<- [32]byte) {
 	h := sha256.New()
 	for {

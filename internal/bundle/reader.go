@@ -24,6 +24,14 @@ type Reader struct {
 	Signatures []signature.Signature
 	// HeaderBytes and SigBytes are the raw sections (for re-signing).
 	HeaderBytes, SigBytes []byte
+	// CheckPayloadDigests makes each payload reader also recompute its
+	// payload's whole-content digest (the header's `digest`) and fail at
+	// the end when it differs. That checks the writer, not the bundle's
+	// authenticity, which the verified chunk table already gives (see
+	// docs/bundle-format.md, "Reading a whole bundle"): the build-host
+	// check (VerifyFile) sets it, an install does not and so hashes every
+	// installed byte once.
+	CheckPayloadDigests bool
 
 	verified bool
 	next     int // index of the next payload
@@ -87,11 +95,13 @@ func NewReader(r io.Reader) (*Reader, error) {
 		HeaderBytes: hb, SigBytes: sb, dec: dec}, nil
 }
 
-// zstdDecoder is the package's zstd decoder, made once: DecodeAll is safe for
-// concurrent use, and its output is bounded by the destination's capacity.
+// zstdDecoder is the package's zstd decoder, made once and shared by every
+// reader: DecodeAll is safe for concurrent use (up to maxWorkers calls run
+// at once, each on its own reused block decoder), and its output is bounded
+// by the destination's capacity.
 var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
-	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecodeAllCapLimit(true),
-		zstd.WithDecoderMaxMemory(MaxChunk+1), zstd.WithDecoderMaxWindow(MaxChunk))
+	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(maxWorkers), zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxMemory(MaxChunk+decodeSlack), zstd.WithDecoderMaxWindow(MaxChunk))
 })
 
 // Verify runs v; payloads can be read only after it returned nil.
