@@ -105,6 +105,10 @@ done
 DEV=$B/dev
 rm -rf "$DEV"
 "$TANDEM" sim new "$DEV" --boot-flow grub --slot-size 1G --trust "$B/key.pub" >/dev/null
+# A plain device under a root prefix (real file layer, real fsync), not a
+# simulated one: the simulator's power-cut model reads every slot it opens
+# and keeps it in memory (docs/benchmarks.md, "Full install against the peers").
+rm "$DEV/.tandem-sim.json"
 SLOT=$DEV/slots/system-b.img
 BASE_SLOT=$B/baseline-slot.img
 cat "$B/image.zst" "$BUNDLE" >/dev/null
