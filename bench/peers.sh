@@ -290,7 +290,7 @@ declare -A label=(
 	[mender]="mender-client $(dpkg-query -W -f='${Version}' mender-client 2>/dev/null | cut -d+ -f1), module artifact, uncompressed"
 	[rauc]="RAUC $(dpkg-query -W -f='${Version}' rauc 2>/dev/null | cut -d- -f1), plain bundle, squashfs zstd"
 	[swupdate]="SWUpdate $(dpkg-query -W -f='${Version}' swupdate 2>/dev/null | cut -d+ -f1), zstd, streamed"
-	[baseline]="\`zstd -dc | tee >(sha256sum) > slot\`")
+	[baseline]="\`zstd -dc \\| tee >(sha256sum) > slot\`")
 gb=$(echo "$SIZE / 1000000000" | bc -l)
 cat <<EOF
 ## Results ($(date -u +%Y-%m-%dT%H:%MZ), N=$N, medians)
