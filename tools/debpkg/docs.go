@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -98,10 +97,11 @@ func Licences(binary string) ([]ModuleLicence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("go version -m %s: %w", binary, err)
 	}
-	goroot := runtime.GOROOT()
-	if b, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
-		goroot = strings.TrimSpace(string(b))
+	b, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env GOROOT: %w", err)
 	}
+	goroot := strings.TrimSpace(string(b))
 	std, err := licenceFiles(goroot)
 	if err != nil || len(std) == 0 {
 		return nil, fmt.Errorf("licence of the Go standard library in %s: %v", goroot, err)

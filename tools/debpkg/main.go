@@ -28,7 +28,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: debpkg version | build ... | sums ...")
+		return errors.New("usage: debpkg version | build [flags] BINARY=ARCH... | sums [-key KEY] DIR")
 	}
 	fl := flag.NewFlagSet("debpkg "+args[0], flag.ContinueOnError)
 	switch args[0] {
