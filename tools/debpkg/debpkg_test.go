@@ -113,7 +113,8 @@ func TestPackageInstallPurge(t *testing.T) {
 	dir := t.TempDir()
 	stamp := "test-" + fmt.Sprint(time.Now().UnixNano())
 	bin := filepath.Join(dir, "tandem")
-	build := exec.Command("go", "build", "-ldflags", "-s -w -X github.com/tandem-ota/tandem/internal/cli.Version="+stamp, "-o", bin, "../../cmd/tandem")
+	// The flags of make cross: its amd64 build then reuses this compilation.
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X github.com/tandem-ota/tandem/internal/cli.Version="+stamp, "-o", bin, "../../cmd/tandem")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
