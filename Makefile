@@ -4,7 +4,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 MAX_BINARY    := 12000000
 LDFLAGS       := -s -w -X github.com/tandem-ota/tandem/internal/cli.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo deps test lint unit cross fuzz bench bench-delta clean test-e2e e2e-ci
+.PHONY: all build demo deps test lint unit cross deb fuzz bench bench-delta clean test-e2e e2e-ci
 
 all: build
 
@@ -47,6 +47,18 @@ cross:
 		if [ $$size -gt $(MAX_BINARY) ]; then echo "$$out is larger than $(MAX_BINARY) bytes" >&2; exit 1; fi; \
 	done
 
+# Debian packages (docs/packages.md) in dist/: tandem for amd64, arm64 and armhf from the
+# static binaries `cross` builds, tandem-rugix-ctrl (all), checked by lintian; then SHA256SUMS,
+# signed into SHA256SUMS.sig when SIGN_KEY names a tandem signing key (tandem key generate).
+DEB_MAINTAINER ?= tandem maintainers <maintainers@tandem-ota.invalid>
+deb: cross
+	@command -v lintian >/dev/null || bash scripts/install-deps.sh
+	rm -rf dist
+	$(GO) run ./tools/debpkg build -out dist -maintainer '$(DEB_MAINTAINER)' \
+		bin/tandem-linux-amd64=amd64 bin/tandem-linux-arm64=arm64 bin/tandem-linux-arm=armhf
+	lintian --fail-on error,warning dist/*.deb
+	$(GO) run ./tools/debpkg sums $(if $(SIGN_KEY),-key '$(SIGN_KEY)') dist
+
 # Runs every fuzz target for FUZZTIME each (default 10s).
 FUZZTIME ?= 10s
 fuzz:
@@ -60,4 +72,4 @@ bench-delta:
 	bash bench/delta.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

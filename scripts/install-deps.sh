@@ -12,6 +12,10 @@ pkgs+=(gdisk xfsprogs btrfs-progs)
 # The U-Boot test boots Debian's qemu_arm64 U-Boot; its arm64 guest packages are fetched the same
 # way (apt-get download pkg:arm64), which needs arm64 as a foreign dpkg architecture.
 pkgs+=(qemu-system-arm u-boot-qemu)
+# Packaging (tools/debpkg, docs/packages.md): lintian checks the .deb files, systemd's
+# systemd-analyze verifies the units as installed, deb-systemd-helper (init-system-helpers,
+# essential) runs their maintainer scripts; dpkg-deb is part of dpkg.
+pkgs+=(lintian systemd)
 add_arm64=0
 dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=1
 missing=()

@@ -181,3 +181,11 @@ func exactArgs(n int) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// Commands returns tandem's command tree and that of its rugix-ctrl command
+// line, for build tools that write man pages and shell completions
+// (tools/debpkg). They are not meant to be executed.
+func Commands() (tandem, rugixCtrl *cobra.Command) {
+	a := &app{env: Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}}
+	return a.rootCommand(), a.rugixCommand()
+}
