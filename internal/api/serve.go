@@ -35,6 +35,9 @@ type ServeOptions struct {
 
 	Local Local
 	Log   io.Writer // log lines (text); nil = os.Stderr
+	// Listening, when set, is told the addresses once the server listens
+	// (web is nil without Listen).
+	Listening func(socket, web net.Addr)
 }
 
 // Flags adds the options' flags to fs.
@@ -132,6 +135,13 @@ func Serve(ctx context.Context, o ServeOptions) error {
 			MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
 		log.Info("web page listening", "url", "https://"+wl.Addr().String()+"/")
 	}
+	if o.Listening != nil {
+		var web net.Addr
+		if len(listeners) > 1 {
+			web = listeners[1].Addr()
+		}
+		o.Listening(ln.Addr(), web)
+	}
 	errc := make(chan error, len(servers))
 	for i, s := range servers {
 		go func() { errc <- s.Serve(listeners[i]) }()
@@ -142,8 +152,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, s := range servers {
+	for i, s := range servers {
 		_ = s.Shutdown(shut)
+		listeners[i].Close() // in case Serve had not begun (it unlinks the socket)
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
