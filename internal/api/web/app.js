@@ -124,8 +124,8 @@
     $("install").disabled = true; show("cancel", true);
     $("install-status").textContent = "Installing " + file.name + " (verified as it streams)…";
     try {
+      // The progress bar is the event stream's alone (it shows a CLI's install too).
       const done = await call("POST", "/api/v1/install", file, "application/octet-stream");
-      progress(done);
       $("install-status").textContent = "Installed version " + done.version + " into group " + done.group + ".";
       say("Installed " + done.version + ". Reboot into it to try it.", true);
     } catch (e) {
