@@ -12,6 +12,8 @@ pkgs+=(gdisk xfsprogs btrfs-progs)
 # The U-Boot test boots Debian's qemu_arm64 U-Boot; its arm64 guest packages are fetched the same
 # way (apt-get download pkg:arm64), which needs arm64 as a foreign dpkg architecture.
 pkgs+=(qemu-system-arm u-boot-qemu)
+# The field-service web page is tested in a real headless browser (internal/api, chromedp).
+pkgs+=(chromium)
 add_arm64=0
 dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=1
 missing=()
