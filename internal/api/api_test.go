@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +22,9 @@ import (
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/rootfs"
 	"github.com/tandem-ota/tandem/internal/sim"
+	"github.com/tandem-ota/tandem/internal/state"
 )
 
 // fixture is a simulated device with a running server, a signed bundle of
@@ -48,7 +51,7 @@ var (
 	pubFile  string
 )
 
-func newFixture(t *testing.T, o ServeOptions) *fixture {
+func newFixture(t *testing.T, o ServeOptions, stateFiles ...string) *fixture {
 	t.Helper()
 	keysOnce.Do(func() {
 		var err error
@@ -59,7 +62,7 @@ func newFixture(t *testing.T, o ServeOptions) *fixture {
 		other, _ = fleettest.NewKey(t, keyDir, "other")
 	})
 	fx := &fixture{root: filepath.Join(t.TempDir(), "dev")}
-	fx.open = fleettest.NewDevice(t, fx.root, sim.Options{BootFlow: "grub", Trust: []string{pubFile}, SlotSize: 2 << 20, FactoryVersion: "1.0.0"})
+	fx.open = fleettest.NewDevice(t, fx.root, sim.Options{BootFlow: "grub", Trust: []string{pubFile}, SlotSize: 2 << 20, FactoryVersion: "1.0.0", State: stateFiles})
 	img := fleettest.Image(imageSize, "api")
 	hdr := bundle.Header{Name: "api test", Version: "2.0.0", Created: time.Now().Unix()}
 	fx.good, _ = fleettest.SignedBundle(t, hdr, img, trusted)
@@ -469,6 +472,8 @@ func TestInterruptedUploads(t *testing.T) {
 // server unharmed.
 func TestBadRequests(t *testing.T) {
 	fx := newFixture(t, ServeOptions{})
+	missing := httptest.NewServer(http.NotFoundHandler())
+	defer missing.Close()
 	big := strings.Repeat("x", MaxJSON+1)
 	for _, c := range []struct {
 		method, path, ctype, body string
@@ -489,11 +494,12 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/v1/mark-bad", "application/json", `{"reason":` + `"` + big + `"}`, 413, KindTooLarge},
 		{"POST", "/v1/mark-bad", "application/json", `{}`, 409, KindRefused}, // no trial
 		{"POST", "/v1/state-reset", "application/json", `{"backup":1}`, 400, KindUsage},
+		{"POST", "/v1/state-reset", "application/json", `{}`, 500, KindConfig}, // no data partition configured
 		{"POST", "/v1/cancel", "", "", 409, KindRefused}, // nothing runs
 		{"POST", "/v1/install", "application/json", `{"url":"file:///etc/passwd"}`, 400, KindUsage},
 		{"POST", "/v1/install", "application/json", `{"url":"http://x/` + strings.Repeat("a", 5000) + `"}`, 400, KindUsage},
 		{"POST", "/v1/install", "application/json", `{"url":"http://127.0.0.1:1/b","reboot":"maybe"}`, 400, KindUsage},
-		{"POST", "/v1/install", "application/json", `{"url":"http://127.0.0.1:1/b","insecureSkipVerification":true,"trust":["/x"]}`, 500, KindFailure}, // root may; the fetch fails
+		{"POST", "/v1/install", "application/json", `{"url":"` + missing.URL + `/b","insecureSkipVerification":true,"trust":["/x"]}`, 500, KindFailure}, // root may; the fetch fails
 		{"POST", "/v1/install?bogus=1", "application/octet-stream", "", 400, KindUsage},
 		{"POST", "/v1/install?reboot=yes&reboot=no", "application/octet-stream", "", 400, KindUsage},
 		{"POST", "/v1/install?allowDowngrade=perhaps", "application/octet-stream", "", 400, KindUsage},
@@ -560,5 +566,46 @@ func TestConnect(t *testing.T) {
 	fx.stop = nil
 	if _, ok := Connect(fx.root, l).(Local); !ok {
 		t.Fatal("Connect did not fall back to the device in process")
+	}
+}
+
+// Mark-bad gives up a trial (the next boot returns to the default, a commit
+// is refused meanwhile); state-reset asks for the factory reset.
+func TestMarkBadAndReset(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "10-app.toml")
+	if err := os.WriteFile(cfg, []byte("[data-partition]\nlabel = \"data\"\n\n[persist.\"/var/lib/app\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fx := newFixture(t, ServeOptions{}, cfg)
+	ctx := context.Background()
+	if _, err := fx.client.Install(ctx, InstallRequest{Options: install.Options{Source: "-", Stdin: bytes.NewReader(fx.good)}, Reboot: install.RebootSet}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if g, _, err := sim.Reboot(fx.root, false); err != nil || g != "b" {
+		t.Fatalf("sim reboot: %s %v", g, err)
+	}
+	if err := fx.client.MarkBad(ctx, MarkBadRequest{Reason: "the app failed its self-test"}); err != nil {
+		t.Fatal(err)
+	}
+	info := fx.info(t)
+	if lu := info.LastUpdate; lu == nil || lu.Status != "rolled-back" || lu.Message != "the app failed its self-test" {
+		t.Fatalf("last update after mark-bad: %+v", lu)
+	}
+	_, err := fx.client.Commit(ctx, CommitRequest{})
+	wantKind(t, err, KindRefused)
+	if g, _, err := sim.Reboot(fx.root, false); err != nil || g != "a" {
+		t.Fatalf("after mark-bad the device booted %s (%v), want a", g, err)
+	}
+	if err := fx.client.ResetState(ctx, ResetRequest{Reboot: true, Backup: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := device.ReadSimState(fx.root); st.Reboot == nil {
+		t.Error("state-reset with reboot did not reboot")
+	}
+	if rep, err := state.Inspect(rootfs.NewOS(fx.root), "/var/lib/tandem", "a"); err != nil || rep.ResetPending == nil || !rep.ResetPending.KeepBackup {
+		t.Errorf("reset not pending with a backup: %+v %v", rep, err)
+	}
+	if l := fx.waitIdle(t); l.Name != "state-reset" {
+		t.Errorf("last operation %+v", l)
 	}
 }

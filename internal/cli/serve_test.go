@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tandem-ota/tandem/internal/api"
@@ -74,6 +75,13 @@ func TestCommandsThroughServer(t *testing.T) {
 	if r := run(t, nil, "--root", dev, "update", "install", bundle+".missing"); r.code == 0 {
 		t.Fatalf("a missing file: %+v", r)
 	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, nil, "--root", dev, "update", "install", fifo); r.code == 0 || !strings.Contains(r.stderr, "not a regular file") {
+		t.Fatalf("a FIFO: %+v", r)
+	}
 	if r := run(t, nil, "--root", dev, "system", "commit"); r.code != 0 || !strings.Contains(r.stdout, "nothing to commit: group a") {
 		t.Fatalf("commit: %+v", r)
 	}
@@ -101,7 +109,7 @@ func TestCommandsThroughServer(t *testing.T) {
 	if err != nil || last.Operation == nil || last.Operation.Name != "commit" || last.LastUpdate.Status != "committed" {
 		t.Fatalf("last: %+v %v", last, err)
 	}
-		if last.Operation.Caller == "" || !strings.HasPrefix(last.Operation.Caller, "uid ") {
+	if last.Operation.Caller == "" || !strings.HasPrefix(last.Operation.Caller, "uid ") {
 		t.Errorf("caller %q", last.Operation.Caller)
 	}
 	// `tandem serve` refuses a second server; its usage is checked.
