@@ -495,7 +495,7 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/v1/mark-bad", "application/json", `{}`, 409, KindRefused}, // no trial
 		{"POST", "/v1/state-reset", "application/json", `{"backup":1}`, 400, KindUsage},
 		{"POST", "/v1/state-reset", "application/json", `{}`, 500, KindConfig}, // no data partition configured
-		{"POST", "/v1/cancel", "", "", 409, KindRefused}, // nothing runs
+		{"POST", "/v1/cancel", "", "", 409, KindRefused},                       // nothing runs
 		{"POST", "/v1/install", "application/json", `{"url":"file:///etc/passwd"}`, 400, KindUsage},
 		{"POST", "/v1/install", "application/json", `{"url":"http://x/` + strings.Repeat("a", 5000) + `"}`, 400, KindUsage},
 		{"POST", "/v1/install", "application/json", `{"url":"http://127.0.0.1:1/b","reboot":"maybe"}`, 400, KindUsage},
