@@ -326,11 +326,13 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 	c := callerOf(r.Context())
 	req, source, err := parseInstall(r, c)
 	if err != nil {
+		abandonBody(w)
 		writeError(w, asError(err))
 		return
 	}
 	ctx, end, err := s.begin(r.Context(), Operation{Name: "install", Source: source, Caller: c.Name})
 	if err != nil {
+		abandonBody(w)
 		writeError(w, asError(err))
 		return
 	}
@@ -343,7 +345,9 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 	res, err := s.ops.Install(ctx, req, s.progress)
 	if up != nil && up.stop != nil {
 		up.stop()
-		_ = up.rc.SetReadDeadline(time.Time{})
+	}
+	if up != nil && err != nil {
+		abandonBody(w)
 	}
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
@@ -359,6 +363,14 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, final)
+}
+
+// abandonBody makes the rest of a request body unreadable, so that the
+// server answers and closes the connection instead of draining what a slow
+// or stalled client may still send.
+func abandonBody(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // uploadReader is an upload's body: it fails once ctx is cancelled (the
