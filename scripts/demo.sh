@@ -75,3 +75,29 @@ run "$tandem" --root "$dev2" update install "$url" --reboot set
 echo "Bundle size: $(stat -c %s "$work/www/v3.tandem") bytes; the summary above says how much crossed the network."
 run "$tandem" sim reboot "$dev2"
 run "$tandem" --root "$dev2" system commit
+
+say "Part 4: the local API on a Unix socket (docs/api.md)"
+"$tandem" --root "$dev2" serve > "$work/serve.log" 2>&1 &
+api=$!
+trap 'kill $server $api 2>/dev/null || true; rm -rf "$dev" "$dev2" "$work"' EXIT
+sock="$dev2/run/tandem/api.sock"
+for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+if command -v curl >/dev/null; then
+	run curl -s --unix-socket "$sock" http://tandem/v1/last
+else
+	echo "(curl is not installed: skipping the curl calls)"
+fi
+echo "While the server runs, the CLI goes through it (and shows in its event stream):"
+run "$tandem" --root "$dev2" system commit
+kill $api; wait $api 2>/dev/null || true
+
+say "Part 5: the field-service web page, for a fresh demo device"
+web=/tmp/tandem-demo-web
+rm -rf "$web"; mkdir -p "$web"
+"$tandem" sim new "$web/dev" --boot-flow "$flow" --slot-size 8M --image "$work/v1.img" --trust "$work/release.pub" > /dev/null
+cp "$work/v2.tandem" "$web/v2.tandem"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=tandem-demo \
+	-addext subjectAltName=IP:127.0.0.1 -keyout "$web/web.key" -out "$web/web.crt" 2>/dev/null
+echo "tandem-demo-password" | "$tandem" --root "$web/dev" serve password
+echo "The demo device is in $web/dev; its password is tandem-demo-password; $web/v2.tandem is a signed update for it."
+echo "To open its page: $tandem --root $web/dev serve --listen 127.0.0.1:8443 --tls-cert $web/web.crt --tls-key $web/web.key, then browse https://127.0.0.1:8443/ (a self-signed certificate; log in with tandem-demo-password)"

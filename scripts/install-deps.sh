@@ -16,6 +16,8 @@ pkgs+=(qemu-system-arm u-boot-qemu)
 # systemd-analyze verifies the units as installed, deb-systemd-helper (init-system-helpers,
 # essential) runs their maintainer scripts; dpkg-deb is part of dpkg.
 pkgs+=(lintian systemd)
+# The field-service web page is tested in a real headless browser (internal/api, chromedp).
+pkgs+=(chromium)
 add_arm64=0
 dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=1
 missing=()

@@ -8,5 +8,5 @@ import "embed"
 
 // Units are the shipped unit files.
 //
-//go:embed *.service *.timer
+//go:embed *.service *.timer *.socket
 var Units embed.FS

@@ -31,7 +31,7 @@ func TestUnitsVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(n, ".timer") && !strings.Contains(string(b), "ExecStart=/usr/bin/tandem ") {
+		if strings.HasSuffix(n, ".service") && !strings.Contains(string(b), "ExecStart=/usr/bin/tandem ") {
 			t.Errorf("%s: ExecStart does not run /usr/bin/tandem", n)
 		}
 		p := filepath.Join(dir, n)

@@ -78,14 +78,14 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 			}
 			o.Source, o.Stdin, o.Trust.BundleHash = args[0], a.env.Stdin, bundleHash
 			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "%s: warning: %s\n", RugixName, s) }
-			bar := a.progress(false) // on a terminal: tandem's bar; else rugix-ctrl's JSON lines
-			o.Progress.Event = bar.event
-			if bar.json {
+			bar := install.NewPrinter(a.env.Stdout, false) // on a terminal: tandem's bar; else rugix-ctrl's JSON lines
+			o.Progress.Event = bar.Event
+			if bar.JSON {
 				bar, o.Progress.Event = nil, rugixctrl.NewProgress(a.env.Stdout).Event
 			}
 			res, err := rugixctrl.Install(cmd.Context(), d, o, mode)
 			if bar != nil {
-				bar.end(res, err)
+				bar.End(res, err)
 			}
 			if err != nil {
 				return err

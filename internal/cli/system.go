@@ -2,6 +2,7 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/api"
 	"github.com/tandem-ota/tandem/internal/device"
 )
 
@@ -40,23 +41,15 @@ is known to work (tandem's health check will do it for you). If the active group
 is the default, nothing is committed and the exit status is 0. A group whose install was
 interrupted (incomplete in system info) is refused (exit 4) unless --force-incomplete.`,
 		Args: exactArgs(0),
-		RunE: a.onDevice(func(d *device.Device, _ []string) error {
-			d.ForceIncomplete = force
-			changed, err := d.Commit()
-			if err != nil {
-				return err
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := a.ops().Commit(cmd.Context(), api.CommitRequest{ForceIncomplete: force})
+			if err == nil && res.Changed {
+				a.printf("committed: group %s is now the default\n", res.Default)
+			} else if err == nil {
+				a.printf("nothing to commit: group %s already is the default\n", res.Default)
 			}
-			st, err := d.Status()
-			if err != nil {
-				return err
-			}
-			if changed {
-				a.printf("committed: group %s is now the default\n", st.Default)
-			} else {
-				a.printf("nothing to commit: group %s already is the default\n", st.Default)
-			}
-			return nil
-		}),
+			return err
+		},
 	}
 	cmd.Flags().BoolVar(&force, forceIncompleteFlag, false, "commit the running group even if its install did not finish")
 	return cmd
@@ -77,23 +70,19 @@ A spare group whose install was interrupted (incomplete in system info) is refus
 unless --force-incomplete. On a simulated device the reboot is recorded; "tandem sim reboot
 DIR" performs it.`,
 		Args: exactArgs(0),
-		RunE: a.onDevice(func(d *device.Device, _ []string) error {
-			if spare {
-				d.ForceIncomplete = force
-				g, err := d.TrySpare()
-				if err != nil {
-					return err
-				}
-				a.printf("group %s boots on trial at the next boot\n", g)
-			}
-			if err := d.Reboot(); err != nil {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := a.ops().Reboot(cmd.Context(), api.RebootRequest{Spare: spare, ForceIncomplete: force})
+			if err != nil {
 				return err
 			}
-			if d.Sim != nil {
-				a.printf("reboot recorded; run `tandem sim reboot %s` to boot\n", d.Root)
+			if res.Trial != "" {
+				a.printf("group %s boots on trial at the next boot\n", res.Trial)
+			}
+			if res.Simulated {
+				a.printf("reboot recorded; run `tandem sim reboot %s` to boot\n", res.Root)
 			}
 			return nil
-		}),
+		},
 	}
 	cmd.Flags().BoolVar(&spare, "spare", false, "boot the spare group once on trial")
 	cmd.Flags().BoolVar(&force, forceIncompleteFlag, false, "with --spare: try the spare group even if its install did not finish")

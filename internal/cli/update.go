@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/api"
 	"github.com/tandem-ota/tandem/internal/install"
 )
 
@@ -39,19 +37,10 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 			if err != nil {
 				return usageError{fmt.Errorf("--reboot %w", err)}
 			}
-			d, err := a.open()
-			if err != nil {
-				return err
-			}
 			o.Source, o.Stdin = args[0], a.env.Stdin
-			o.Progress.Warn = a.warn
-			bar := a.progress(jsonOut)
-			o.Progress.Event = bar.event
-			res, err := install.Install(cmd.Context(), d, o)
-			if err == nil {
-				err = install.Activate(d, res, mode)
-			}
-			return bar.end(res, err)
+			bar := install.NewPrinter(a.env.Stdout, jsonOut)
+			res, err := a.ops().Install(cmd.Context(), api.InstallRequest{Options: o, Reboot: mode}, bar.Event)
+			return bar.End(res, err)
 		},
 	}
 	f := installCmd.Flags()
@@ -69,63 +58,4 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 	f.BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
 	f.Int64Var(&o.HTTP.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 4096, -1 = never)")
 	return group("update", "Install updates", installCmd)
-}
-
-// progress renders install events as a bar on a terminal or as JSON lines.
-type progress struct {
-	a      *app
-	json   bool
-	start  time.Time
-	last   time.Time
-	enc    *json.Encoder
-	active bool
-}
-
-func (a *app) progress(jsonOut bool) *progress {
-	p := &progress{a: a, start: time.Now(), enc: json.NewEncoder(a.env.Stdout)}
-	isTerm := false
-	if f, ok := a.env.Stdout.(*os.File); ok {
-		fi, err := f.Stat()
-		isTerm = err == nil && fi.Mode()&os.ModeCharDevice != 0
-	}
-	p.json = jsonOut || !isTerm
-	return p
-}
-
-func (p *progress) event(e install.Event) {
-	if p.json {
-		_ = p.enc.Encode(e)
-		return
-	}
-	now := time.Now()
-	if now.Sub(p.last) < 100*time.Millisecond && e.Bytes != e.Total {
-		return
-	}
-	p.last, p.active = now, true
-	fmt.Fprintf(p.a.env.Stdout, "\r%s  ", e.Bar(now.Sub(p.start)))
-}
-
-// end finishes the progress output of an install that ended with res and
-// err, and returns err.
-func (p *progress) end(res *install.Result, err error) error {
-	switch {
-	case err == nil:
-		p.done(res)
-	case p.json:
-		_ = p.enc.Encode(install.Event{Event: "error", Message: oneLine(err.Error())})
-	case p.active:
-		fmt.Fprintln(p.a.env.Stdout)
-	}
-	return err
-}
-
-func (p *progress) done(r *install.Result) {
-	if p.json {
-		_ = p.enc.Encode(r.Event())
-		return
-	}
-	if p.active {
-		fmt.Fprintln(p.a.env.Stdout)
-	}
-	_ = r.WriteText(p.a.env.Stdout)
 }
