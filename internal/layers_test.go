@@ -22,7 +22,7 @@ var layers = [][]string{
 		"internal/bootenv/autoboot", "internal/bootenv/efivar", "internal/bootenv/grubenv", "internal/bootenv/ubootenv",
 		"internal/testutil", "internal/e2e/qemu", "bootloader", "systemd"},
 	{"internal/config", "internal/fetch", "internal/bundle", "internal/e2e/image"},
-	{"internal/bootflow", "internal/hooks", "internal/channel", "internal/bundle/spec", "internal/state"},
+	{"internal/bootflow", "internal/hooks", "internal/channel", "internal/bundle/spec", "internal/state", "internal/patch"},
 	{"internal/device"},
 	{"internal/install", "internal/health", "internal/sim", "internal/state/initsys"},
 	{"internal/fleet"},
