@@ -19,7 +19,7 @@ individually compressed and hashed chunks, under a header whose SHA-256 is the b
 and which signatures sign (docs/bundle-format.md).`,
 	}
 	cmd.AddCommand(a.bundleCreateCommand(), a.bundleInspectCommand(), a.bundleVerifyCommand(),
-		a.bundleSignCommand(), a.bundleMessageCommand(), a.bundleAttachCommand(), a.bundleExtractCommand())
+		a.bundleSignCommand(), a.bundleMessageCommand(), a.bundleAttachCommand(), a.bundleExtractCommand(), a.bundleDeltaCommand())
 	return cmd
 }
 

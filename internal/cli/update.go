@@ -56,6 +56,7 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 	f.StringArrayVar(&o.HTTP.Headers, "header", nil, "extra HTTP header \"Name: value\" (repeatable)")
 	f.BoolVar(&jsonOut, "json", false, "JSON lines on stdout instead of a progress bar")
 	f.BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
+	f.BoolVar(&o.HTTP.NoPatch, "no-patch", false, "do not look for a patch next to the bundle (chunk reuse only)")
 	f.Int64Var(&o.HTTP.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 4096, -1 = never)")
 	return group("update", "Install updates", installCmd)
 }

@@ -38,7 +38,7 @@ const probeSize = 4 << 10
 
 // openSource opens the bundle: by ranges when it is on an HTTP server that
 // supports them (and delta is not disabled), else as one stream.
-func openSource(ctx context.Context, d *device.Device, target string, o Options) (bundleSource, error) {
+func openSource(ctx context.Context, d *device.Device, active, target string, o Options) (bundleSource, error) {
 	if !isURL(o.Source) {
 		rc, err := openStream(ctx, o)
 		if err != nil {
@@ -56,12 +56,12 @@ func openSource(ctx context.Context, d *device.Device, target string, o Options)
 		if err != nil {
 			return nil, err
 		}
-		return fetchedStream(body, fc)
+		return fetchedStream(body, fc, "--no-delta")
 	}
 	remote, first, body, err := fc.Open(ctx, o.Source, probeSize)
 	if errors.Is(err, fetch.ErrNoRange) {
 		// The server ignores Range: install from the body it sent.
-		return fetchedStream(body, fc)
+		return fetchedStream(body, fc, "the server ignores Range requests")
 	}
 	if err != nil {
 		return nil, err
@@ -78,7 +78,8 @@ func openSource(ctx context.Context, d *device.Device, target string, o Options)
 	case remote.Size > want:
 		return nil, fmt.Errorf("%w: the server has %d bytes, the bundle ends at %d", bundle.ErrTrailing, remote.Size, want)
 	}
-	return &deltaSource{ctx: ctx, d: d, target: target, c: fc, remote: remote, br: br, first: first, scanned: map[string]bool{}}, nil
+	return &deltaSource{ctx: ctx, d: d, target: target, c: fc, remote: remote, br: br, first: first, scanned: map[string]bool{},
+		active: active, o: o}, nil
 }
 
 // fetchClient is the HTTP client of one install's download: the TLS
@@ -102,10 +103,10 @@ func fetchClient(d *device.Device, o HTTPOptions) (*fetch.Client, error) {
 
 // fetchedStream reads a bundle streamed by fc (which resumes it after a
 // stall or a dropped connection).
-func fetchedStream(body io.ReadCloser, fc *fetch.Client) (*streamSource, error) {
+func fetchedStream(body io.ReadCloser, fc *fetch.Client, why string) (*streamSource, error) {
 	ss, err := newStreamSource(body, true)
 	if ss != nil {
-		ss.fc = fc
+		ss.fc, ss.why = fc, why
 	}
 	return ss, err
 }
@@ -118,6 +119,7 @@ type streamSource struct {
 	br     *bundle.Reader
 	remote bool
 	fc     *fetch.Client // set for a URL
+	why    string        // why the whole bundle is read
 }
 
 func newStreamSource(rc io.ReadCloser, remote bool) (*streamSource, error) {
@@ -147,11 +149,11 @@ func (s *streamSource) stats() DeltaStats {
 	switch {
 	case s.fc != nil:
 		st := s.fc.Stats()
-		return DeltaStats{BytesDownloaded: st.BytesReceived, Requests: st.Requests}
+		return DeltaStats{BytesDownloaded: st.BytesReceived, Requests: st.Requests, Method: MethodFull, Reason: s.why}
 	case s.remote:
-		return DeltaStats{BytesDownloaded: s.count.n, Requests: 1}
+		return DeltaStats{BytesDownloaded: s.count.n, Requests: 1, Method: MethodFull, Reason: s.why}
 	}
-	return DeltaStats{}
+	return DeltaStats{Method: MethodFull, Reason: "a bundle file or stream: nothing to download"}
 }
 
 type countingReader struct {

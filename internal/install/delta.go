@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/device"
@@ -25,7 +28,11 @@ type DeltaStats struct {
 	BytesReused     int64 // content bytes copied from local slots
 	ChunksFetched   int64
 	ChunksReused    int64
+	ChunksPatched   int64 // chunks a patch made (docs/delta.md, "Patches")
 	Requests        int64
+	// Method is how the payloads came: patch, delta or full (joined by
+	// "+" when payloads differ); Reason says why, payload by payload.
+	Method, Reason string
 }
 
 // remoteReader reads a remote bundle sequentially by bounded ranges.
@@ -72,6 +79,15 @@ type deltaSource struct {
 	// scanned remembers the slots already indexed during this install.
 	scanned map[string]bool
 	readers []*bundle.PayloadReader // for the stats
+	patched []*bundle.PayloadReader // the readers a patch serves
+
+	active     string       // the group a patch's source is in
+	o          Options      // source URL, trust, --no-patch, progress
+	pt         *remotePatch // the patch found, nil when none (or abandoned)
+	patchTried bool
+	ptWhy      string   // why there is no patch
+	methods    []string // "payload: method (why)", in order
+	used       []string // method by payload
 }
 
 func (s *deltaSource) reader() *bundle.Reader { return s.br }
@@ -85,20 +101,41 @@ func (s *deltaSource) stats() DeltaStats {
 		st.ChunksReused += n.Content
 		st.BytesReused += n.ContentBytes
 	}
+	for _, pr := range s.patched {
+		st.ChunksPatched += pr.Counts().Content
+	}
 	fs := s.c.Stats()
 	st.BytesDownloaded, st.Requests = fs.BytesReceived, fs.Requests
+	var kinds []string
+	for _, m := range s.used {
+		if !slices.Contains(kinds, m) {
+			kinds = append(kinds, m)
+		}
+	}
+	st.Method, st.Reason = strings.Join(kinds, "+"), strings.Join(s.methods, "; ")
 	return st
 }
 
-// payload fetches payload i's chunk table and returns a reader of its
-// chunks: those the device holds in a slot of its active or default group
-// (or, resuming, already in the target slot) are read there, the others
-// fetched by coalesced range requests that start at once. The reader checks
-// every chunk, whichever way it came.
-func (s *deltaSource) payload(i int, resume bool) (*bundle.PayloadReader, error) {
+// choose records how payload i comes and why, and says so in a progress
+// event.
+func (s *deltaSource) choose(i int, method, why string) {
+	name := s.br.Header.Payloads[i].Name
+	for len(s.used) <= i {
+		s.used = append(s.used, "")
+	}
+	s.used[i] = method
+	msg := fmt.Sprintf("payload %s: %s (%s)", name, method, why)
+	s.methods = append(s.methods, msg)
+	if s.o.Progress.Event != nil {
+		s.o.Progress.Event(Event{Event: "method", Payload: name, Method: method, Message: msg})
+	}
+}
+
+// table fetches payload i's chunk table (minus what the probe holds) and
+// checks it against the verified header.
+func (s *deltaSource) table(i int) (*bundle.Table, error) {
 	p := &s.br.Header.Payloads[i]
-	tableOff, dataOff := s.br.PayloadOffsets(i)
-	// The probe may already hold the start of the table: fetch only the rest.
+	tableOff, _ := s.br.PayloadOffsets(i)
 	table := make([]byte, 0, p.TableSize())
 	if end := tableOff + int64(p.TableSize()); tableOff < int64(len(s.first)) {
 		table = append(table, s.first[tableOff:min(end, int64(len(s.first)))]...)
@@ -112,11 +149,75 @@ func (s *deltaSource) payload(i int, resume bool) (*bundle.PayloadReader, error)
 			return nil, err
 		}
 	}
-	t, err := s.br.Table(i, table)
+	return s.br.Table(i, table)
+}
+
+// payload returns a reader of payload i: made by a patch when one for the
+// active slot's source exists (slot payloads only), else by chunk reuse
+// and range requests.
+func (s *deltaSource) payload(i int, resume bool) (*bundle.PayloadReader, error) {
+	t, err := s.table(i)
 	if err != nil {
 		return nil, err
 	}
+	if t.Payload.Kind != bundle.KindSlot {
+		pr, err := s.dynamic(t, i, resume)
+		if err == nil {
+			s.choose(i, MethodDelta, "a "+t.Payload.Kind.String()+" payload: patches are for slot images")
+		}
+		return pr, err
+	}
+	if !s.patchTried {
+		s.patchTried = true
+		s.pt, s.ptWhy = s.findPatch()
+	}
+	why := s.ptWhy
+	if s.pt != nil {
+		var pr *bundle.PayloadReader
+		if pr, why = s.patchPayload(t, i, resume); pr != nil {
+			s.patched = append(s.patched, pr)
+			s.choose(i, MethodPatch, why)
+			return pr, nil
+		}
+	}
+	pr, err := s.dynamic(t, i, resume)
+	if err == nil {
+		s.choose(i, MethodDelta, why)
+	}
+	return pr, err
+}
+
+// fallback gives up the patch after it failed on payload i (a chunk that
+// did not verify, a tampered segment, a patch download that failed): the
+// payload is read again by chunk reuse, keeping the chunks already written
+// (each re-verified). It returns nil when payload i did not come from a
+// patch.
+func (s *deltaSource) fallback(i int, cause error) (*bundle.PayloadReader, error) {
+	if i >= len(s.used) || s.used[i] != MethodPatch {
+		return nil, nil
+	}
+	s.pt, s.ptWhy = nil, "the patch was abandoned"
+	t, err := s.table(i)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := s.dynamic(t, i, true)
+	if err == nil {
+		s.choose(i, MethodDelta, "the patch failed, abandoned: "+oneLine(cause))
+	}
+	return pr, err
+}
+
+// dynamic returns a reader of payload i's chunks (table t): those the
+// device holds in a slot of its active or default group (or, resuming,
+// already in the target slot) are read there, the others fetched by
+// coalesced range requests that start at once. The reader checks every
+// chunk, whichever way it came.
+func (s *deltaSource) dynamic(t *bundle.Table, i int, resume bool) (*bundle.PayloadReader, error) {
+	p := t.Payload
+	_, dataOff := s.br.PayloadOffsets(i)
 	entries := t.Entries
+	var err error
 	local := map[[32]byte]chunkLocation{}
 	if p.Kind == bundle.KindSlot {
 		if local, err = localChunks(s.d, s.target, p, s.scanned); err != nil {

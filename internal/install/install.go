@@ -92,10 +92,16 @@ type Event struct {
 	Group      string `json:"group,omitempty"`
 	Version    string `json:"version,omitempty"`
 	Message    string `json:"message,omitempty"`
+	// Method: in a "method" event (one per payload, before its bytes), how
+	// the payload comes (patch, delta or full; Message says why); in the
+	// final "done" event, the methods of all payloads joined by "+".
+	Method string `json:"method,omitempty"`
+	Reason string `json:"reason,omitempty"` // in "done": why, payload by payload
 	// In the final "done" event of an install from a URL:
 	BytesDownloaded int64 `json:"bytesDownloaded,omitempty"` // every body byte received
 	BytesReused     int64 `json:"bytesReused,omitempty"`     // content copied from local slots
 	ChunksFetched   int64 `json:"chunksFetched,omitempty"`
+	ChunksPatched   int64 `json:"chunksPatched,omitempty"`
 	Requests        int64 `json:"requests,omitempty"`
 }
 
@@ -126,7 +132,7 @@ func Install(ctx context.Context, d *device.Device, o Options) (*Result, error) 
 		return nil, err
 	}
 
-	src, err := openSource(ctx, d, target, o)
+	src, err := openSource(ctx, d, st.Active, target, o)
 	if err != nil {
 		return nil, err
 	}
@@ -166,8 +172,23 @@ func Install(ctx context.Context, d *device.Device, o Options) (*Result, error) 
 			return nil, err
 		}
 		w.payload = pr.Payload.Name
+		before := w.written
 		err = writePayload(d, pr, plan[i], w)
 		pr.Close()
+		if ds, ok := src.(*deltaSource); ok && err != nil && ctx.Err() == nil {
+			// A patch that failed (a chunk that did not verify, a
+			// tampered or lost segment) is abandoned for chunk reuse;
+			// the chunks it wrote were verified and are kept.
+			fb, ferr := ds.fallback(i, err)
+			switch {
+			case ferr != nil:
+				err = ferr
+			case fb != nil:
+				w.written, w.last = before, before
+				err = writePayload(d, fb, plan[i], w)
+				fb.Close()
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("payload %s: %w", pr.Payload.Name, err)
 		}

@@ -34,10 +34,15 @@ func NewPrinter(w io.Writer, jsonOut bool) *Printer {
 	return p
 }
 
-// Event prints e (a bar at most every 100 ms, and at the end).
+// Event prints e (a bar at most every 100 ms, and at the end; a method
+// event as its own line).
 func (p *Printer) Event(e Event) {
 	if p.JSON {
 		_ = p.enc.Encode(e)
+		return
+	}
+	if e.Event == "method" {
+		fmt.Fprintf(p.w, "\r%s\n", e.Message)
 		return
 	}
 	now := time.Now()

@@ -14,7 +14,7 @@ func (r *Result) Event() Event {
 	t := r.Transfer
 	return Event{Event: "done", Bytes: r.BytesWritten, Total: r.BytesWritten, BundleHash: r.BundleHash, Group: r.Group,
 		Version: r.Version, BytesDownloaded: t.BytesDownloaded, BytesReused: t.BytesReused, ChunksFetched: t.ChunksFetched,
-		Requests: t.Requests}
+		ChunksPatched: t.ChunksPatched, Requests: t.Requests, Method: t.Method, Reason: t.Reason}
 }
 
 // WriteText writes r as `tandem update install` prints it without --json:
@@ -24,8 +24,14 @@ func (r *Result) WriteText(w io.Writer) error {
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "installed %s (bundle %s) into group %s: %s written\n", r.Version, r.BundleHash, r.Group, HumanBytes(r.BytesWritten))
 	if t := r.Transfer; t.Requests > 0 {
-		fmt.Fprintf(b, "downloaded %s in %d requests (%d chunks); reused %s from local slots\n",
-			HumanBytes(uint64(t.BytesDownloaded)), t.Requests, t.ChunksFetched, HumanBytes(uint64(t.BytesReused)))
+		fmt.Fprintf(b, "downloaded %s in %d requests (%d chunks", HumanBytes(uint64(t.BytesDownloaded)), t.Requests, t.ChunksFetched)
+		if t.ChunksPatched > 0 {
+			fmt.Fprintf(b, ", %d made by a patch", t.ChunksPatched)
+		}
+		fmt.Fprintf(b, "); reused %s from local slots\n", HumanBytes(uint64(t.BytesReused)))
+		if t.Method != "" {
+			fmt.Fprintf(b, "method: %s\n", t.Method)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -24,6 +24,8 @@ type HTTPOptions struct {
 
 	// NoDelta reads a URL as one stream even when the server supports ranges.
 	NoDelta bool
+	// NoPatch does not look for a patch next to the bundle (chunk reuse only).
+	NoPatch bool
 	// DeltaGap: fetch the bytes between two needed chunks when the gap is at
 	// most this many bytes, to save a request (0 = DefaultDeltaGap, negative = never).
 	DeltaGap int64

@@ -285,3 +285,28 @@ func readBundle(name string, verify bundle.Verifier, targets map[string]bool) (*
 		rb.content[i], rb.entries[i], rb.byTarget[p.Target] = b, pr.Entries, b
 	}
 }
+
+// Load fills o's keys, trust and source images from `tandem bundle delta`'s
+// --key (PATH[:CHAIN]), --trust and --from-image ALIAS=IMAGE values.
+func (o *Options) Load(keys, trust, images []string) error {
+	var err error
+	if o.Keys, err = signature.LoadSigningKeys(keys); err != nil {
+		return err
+	}
+	if len(trust) > 0 {
+		if o.Trust, err = signature.LoadTrust("", trust); err != nil {
+			return err
+		}
+	}
+	for _, kv := range images {
+		alias, file, ok := strings.Cut(kv, "=")
+		if !ok || alias == "" || file == "" {
+			return fmt.Errorf("--from-image %q: want ALIAS=IMAGE", kv)
+		}
+		if o.From.Images == nil {
+			o.From.Images = map[string]string{}
+		}
+		o.From.Images[alias] = file
+	}
+	return nil
+}
