@@ -63,14 +63,14 @@ func (s *deltaSource) findPatch() (*remotePatch, string) {
 	if err != nil {
 		return nil, "patch " + url + ": " + oneLine(err)
 	}
+	if err := s.verifyPatch(head); err != nil {
+		return nil, "patch " + url + ": " + oneLine(err)
+	}
 	switch {
 	case head.Header.BundleHash != s.br.Hash:
 		return nil, fmt.Sprintf("patch %s makes bundle %s, not %s", url, head.Header.BundleHash, s.br.Hash)
 	case head.Size() != remote.Size:
 		return nil, fmt.Sprintf("patch %s has %d bytes, its header describes %d", url, remote.Size, head.Size())
-	}
-	if err := s.verifyPatch(head); err != nil {
-		return nil, "patch " + url + ": " + oneLine(err)
 	}
 	return &remotePatch{url: url, remote: remote, head: head}, ""
 }
@@ -266,7 +266,7 @@ func (pc *patchChunks) ReadChunk(i int, e *bundle.Entry, buf []byte) ([]byte, bo
 			if err == nil {
 				err = errors.New("internal error: fewer patch segments than planned")
 			}
-			return nil, false, fmt.Errorf("patch: %w", err)
+			return nil, false, err
 		}
 		g := pc.sec.Segments[pc.k]
 		var err error

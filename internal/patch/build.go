@@ -28,7 +28,10 @@ type built struct {
 // buildSection encodes the section that turns old into nw, whose chunk
 // table is entries, cut into segments at chunk boundaries and compressed
 // on all cores. Segment offsets count from 0.
-func buildSection(old, nw []byte, entries []bundle.Entry) (*built, error) {
+func buildSection(old, nw []byte, entries []bundle.Entry, segSize int) (*built, error) {
+	if segSize <= 0 {
+		segSize = SegmentTarget
+	}
 	var size uint64
 	for _, e := range entries {
 		size += uint64(e.Size)
@@ -46,7 +49,7 @@ func buildSection(old, nw []byte, entries []bundle.Entry) (*built, error) {
 	out, start := 0, 0
 	for i, e := range entries {
 		out += int(e.Size)
-		if out-cutOrZero(cuts) >= SegmentTarget || i == len(entries)-1 {
+		if out-cutOrZero(cuts) >= segSize || i == len(entries)-1 {
 			segs = append(segs, Segment{FirstChunk: uint32(start), Chunks: uint32(i + 1 - start)})
 			cuts = append(cuts, out)
 			start = i + 1

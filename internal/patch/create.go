@@ -74,6 +74,8 @@ type Options struct {
 	Trust  *signature.TrustStore
 	OutDir string    // "" = Bundle + Dir
 	Now    time.Time // the signature time policy's clock (zero = time.Now)
+	// SegmentSize is the output a segment aims at (0 = SegmentTarget).
+	SegmentSize int
 }
 
 // Result is what Create wrote.
@@ -183,7 +185,7 @@ func Create(o Options) (*Result, error) {
 		if p.Kind != bundle.KindSlot || !ok || p.Size == 0 {
 			continue
 		}
-		b, err := buildSection(src, nb.content[i], nb.entries[i])
+		b, err := buildSection(src, nb.content[i], nb.entries[i], o.SegmentSize)
 		if err != nil {
 			return nil, fmt.Errorf("payload %s: %w", p.Name, err)
 		}
@@ -221,7 +223,7 @@ func Create(o Options) (*Result, error) {
 			return nil, err
 		}
 		bw := bufio.NewWriterSize(a, 1<<20)
-		res.Hash, err = write(bw, h, stored, func(hash Hash) ([]signature.Signature, error) { return Sign(o.Keys, hash) })
+		res.Hash, err = Write(bw, h, stored, func(hash Hash) ([]signature.Signature, error) { return Sign(o.Keys, hash) })
 		if err == nil {
 			err = bw.Flush()
 		}

@@ -75,9 +75,9 @@ func readFull(r io.Reader, b []byte, what string) error {
 	return nil
 }
 
-// write writes a patch: the header, the signatures sign makes for its hash,
-// the segments' stored bytes in order.
-func write(w io.Writer, h *Header, stored [][]byte, sign func(Hash) ([]signature.Signature, error)) (Hash, error) {
+// Write writes a patch: the header, the signatures sign makes for its hash
+// (none when sign is nil), the segments' stored bytes in order.
+func Write(w io.Writer, h *Header, stored [][]byte, sign func(Hash) ([]signature.Signature, error)) (Hash, error) {
 	hb, err := h.Marshal()
 	if err != nil {
 		return Hash{}, err

@@ -14,7 +14,7 @@ import (
 func FuzzApplier(f *testing.F) {
 	old, nw := pair(11, 200000)
 	entries := fixedEntries(nw, 16<<10)
-	b, err := buildSection(old, nw, entries)
+	b, err := buildSection(old, nw, entries, 0)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func FuzzHeader(f *testing.F) {
 	}
 	f.Add(hb)
 	var sig bytes.Buffer
-	if _, err := write(&sig, h, [][]byte{[]byte("abcd")}, nil); err != nil {
+	if _, err := Write(&sig, h, [][]byte{[]byte("abcd")}, nil); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(sig.Bytes())

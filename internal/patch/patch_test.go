@@ -81,7 +81,7 @@ func TestRoundTrip(t *testing.T) {
 				}
 			}
 			entries := fixedEntries(nw, tc.chunk)
-			b, err := buildSection(old, nw, entries)
+			b, err := buildSection(old, nw, entries, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func TestRoundTrip(t *testing.T) {
 func TestWrongSource(t *testing.T) {
 	old, nw := pair(3, 1<<20)
 	entries := fixedEntries(nw, 64<<10)
-	b, err := buildSection(old, nw, entries)
+	b, err := buildSection(old, nw, entries, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestWrongSource(t *testing.T) {
 func TestTamperedSegment(t *testing.T) {
 	old, nw := pair(4, 1<<20)
 	entries := fixedEntries(nw, 64<<10)
-	b, err := buildSection(old, nw, entries)
+	b, err := buildSection(old, nw, entries, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
