@@ -7,6 +7,10 @@
 #     with --compression best
 #   - casync extract --seed=v1.ext4 from a casync store of the new image, over HTTP
 #   - tandem update install URL --no-delta  (the whole bundle, one stream)
+#   - tandem update install URL with a patch published next to the bundle
+#     (tandem bundle delta), side by side with xdelta3 -9 -e -s and
+#     zstd -19 --long=27 --patch-from (each patch downloaded from nginx and
+#     applied to v1.ext4); patch creation time and memory on the build host
 # The device holds v1 as a factory image tandem never wrote (it scans it on
 # first need). Bytes and requests come from nginx's access log. See
 # docs/benchmarks-delta.md.
@@ -42,6 +46,8 @@ command -v casync >/dev/null || need+=(casync)
 [ -x /usr/lib/casync/protocols/casync-http ] || need+=(casync)
 command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null || need+=(e2fsprogs)
 command -v zstd >/dev/null || need+=(zstd)
+command -v xdelta3 >/dev/null || need+=(xdelta3)
+[ -x /usr/bin/time ] || need+=(time)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
@@ -235,6 +241,22 @@ for b in v1 v2 v2s v2.best v2s.best; do
 		--version $version --slot system="$B/$v.ext4" "${args[@]}" >/dev/null
 	"$TANDEM" bundle inspect --json --chunks "$out" >"$B/$b.chunks.json"
 done
+# Patches from v1 (the device's factory image, version 1.0.0): tandem's (next
+# to the bundle, where devices look for it), xdelta3's and zstd's, each timed
+# with its peak memory (/usr/bin/time: "elapsed-s max-rss-KiB"). The peers'
+# are cached with the images (they take minutes); tandem's is made every run.
+for v in v2 v2s; do
+	rm -rf "$W/$v.tandem.patches"
+	/usr/bin/time -f '%e %M' -o "$B/create-$v.tandem" "$TANDEM" bundle delta "$W/$v.tandem" \
+		--from-image system="$B/v1.ext4" --from-version 1.0.0 --key "$B/key.key" >/dev/null
+	if [ "$(cat "$B/peers-$v.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$W/$v.xd3" ] || [ ! -f "$W/$v.zst" ]; then
+		log "making the xdelta3 and zstd patches v1 → $v"
+		rm -f "$W/$v.xd3" "$W/$v.zst" "$B/peers-$v.key"
+		/usr/bin/time -f '%e %M' -o "$B/create-$v.xdelta3" xdelta3 -9 -e -f -s "$B/v1.ext4" "$B/$v.ext4" "$W/$v.xd3"
+		/usr/bin/time -f '%e %M' -o "$B/create-$v.zstd" zstd -q -19 --long=27 -f --patch-from="$B/v1.ext4" "$B/$v.ext4" -o "$W/$v.zst"
+		echo "$IMAGES_KEY" >"$B/peers-$v.key"
+	fi
+done
 for v in v2 v2s; do
 	if [ "$(cat "$B/store-$v.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$W/$v.caibx" ]; then
 		log "making the casync store of $v"
@@ -316,15 +338,16 @@ check_result() {
 }
 # run LABEL CMD...: truncates the access log, runs CMD (stdout to LABEL.out),
 # records its wall time in LABEL.time (until the result is on disk: tandem
-# fsyncs what it writes, casync does not, so a sync is timed too) and the
-# access log in LABEL.log.
+# fsyncs what it writes, casync does not, so a sync is timed too), its peak
+# RSS in KiB in LABEL.rss (of CMD and its children: for a pipeline, its
+# largest process) and the access log in LABEL.log.
 run() {
 	local label=$1 t0 t1
 	shift
 	: >"$NG/access.log"
 	sync
 	t0=$EPOCHREALTIME
-	"$@" >"$R/$label.out"
+	/usr/bin/time -f '%M' -o "$R/$label.rss" "$@" >"$R/$label.out"
 	sync
 	t1=$EPOCHREALTIME
 	echo "$t1 - $t0" | bc -l >"$R/$label.time"
@@ -344,15 +367,22 @@ cat "$B/v1.ext4" "$W"/*.tandem "$W"/*.caibx >/dev/null
 find "$W"/store-* -type f -exec cat {} + >/dev/null
 for v in v2 v2s; do
 	for i in $(seq "$N"); do
-		log "$v round $i/$N: tandem delta (default --delta-gap, 4096, -1, best), tandem --no-delta, casync"
-		tandem_install "$v.delta.$i" $v
-		tandem_install "$v.gap4k.$i" $v --delta-gap 4096
-		tandem_install "$v.gap0.$i" $v --delta-gap -1
-		tandem_install "$v.best.$i" $v.best --delta-gap 4096
+		log "$v round $i/$N: tandem patch, tandem delta (default --delta-gap, 4096, -1, best), tandem --no-delta, casync, xdelta3, zstd"
+		tandem_install "$v.patch.$i" $v
+		tandem_install "$v.delta.$i" $v --no-patch
+		tandem_install "$v.gap4k.$i" $v --delta-gap 4096 --no-patch
+		tandem_install "$v.gap0.$i" $v --delta-gap -1 --no-patch
+		tandem_install "$v.best.$i" $v.best --delta-gap 4096 --no-patch
 		tandem_install "$v.full.$i" $v --no-delta
 		rm -f "$OUT"
 		run "$v.casync.$i" casync extract --seed="$B/v1.ext4" --store="$BASE/store-$v/" "$BASE/$v.caibx" "$OUT"
 		check_result "$OUT" $v "$v.casync.$i"
+		rm -f "$OUT"
+		run "$v.xdelta3.$i" sh -c "curl -fsS '$BASE/$v.xd3' | xdelta3 -d -c -s '$B/v1.ext4' >'$OUT'"
+		check_result "$OUT" $v "$v.xdelta3.$i"
+		rm -f "$OUT"
+		run "$v.zstd.$i" sh -c "curl -fsS '$BASE/$v.zst' | zstd -q -d --long=27 --patch-from='$B/v1.ext4' -o '$OUT'"
+		check_result "$OUT" $v "$v.zstd.$i"
 	done
 done
 rm -rf "$DEV" "$OUT"
@@ -391,11 +421,12 @@ def runs(v, m):
             f = line.split()
             body += int(f[1]); total += int(f[2]) + int(f[3]); n += 1
         t = float(open(base + ".time").read())
+        rss = int(open(base + ".rss").read().split()[-1])
         ev = None
         for line in open(base + ".out"):
             if line.startswith("{"):
                 ev = json.loads(line)
-        out.append({"body": body, "http": total, "requests": n, "wall": round(t, 3), "final": ev})
+        out.append({"body": body, "http": total, "requests": n, "wall": round(t, 3), "rss": rss, "final": ev})
     return out
 
 for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1 % added"),
@@ -419,10 +450,13 @@ for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1
          "bundleSize": bsize, "bundleMeta": meta, "table": 40 * len(ch),  # 40-byte entries (format version 2)
          "caibxSize": os.path.getsize(os.path.join(W, v + ".caibx")), "sameBoundaries": same,
          "casyncChanged": ca_changed}
-    rows = [("tandem delta (`update install URL`, default `--delta-gap`)", "delta"),
-            ("tandem delta, `--delta-gap 4096`", "gap4k"),
-            ("tandem delta, `--delta-gap -1` (adjacent ranges only)", "gap0"),
-            ("tandem delta, `--delta-gap 4096`, bundle made with `--compression best`", "best"),
+    rows = [("tandem patch (`update install URL`, a patch published next to the bundle)", "patch"),
+            ("`xdelta3 -9 -e -s`: curl the patch, `xdelta3 -d -s v1.ext4`", "xdelta3"),
+            ("`zstd -19 --long=27 --patch-from`: curl the patch, `zstd -d --patch-from=v1.ext4`", "zstd"),
+            ("tandem delta (`--no-patch`, default `--delta-gap`)", "delta"),
+            ("tandem delta, `--no-patch --delta-gap 4096`", "gap4k"),
+            ("tandem delta, `--no-patch --delta-gap -1` (adjacent ranges only)", "gap0"),
+            ("tandem delta, `--no-patch --delta-gap 4096`, bundle made with `--compression best`", "best"),
             ("casync (`extract --seed=v1.ext4`, HTTP store)", "casync"),
             ("tandem full (`--no-delta`: the whole bundle)", "full")]
     for _, m in rows:
@@ -431,21 +465,39 @@ for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1
     ca = med(r["body"] for r in s["casync"])
     print("### %s\n" % title)
     print("| method | bytes on the wire (body) | requests | HTTP bytes incl. headers, both ways "
-          "| wall time (median of %d) | ÷ casync | ÷ changed chunks |" % N)
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| wall time (median of %d) | peak RSS | ÷ casync | ÷ changed chunks |" % N)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, m in rows:
         rs = s[m]
         body = med(r["body"] for r in rs)
         var = "" if len({r["body"] for r in rs}) == 1 else " (varies: %s)" % ", ".join(str(r["body"]) for r in rs)
         # each bundle against the compressed size of its own changed chunks
         c = changed_best if m == "best" else changed
-        print("| %s | %d%s | %d | %d | %.2f s | %.3f | %.3f |" % (
+        print("| %s | %d%s | %d | %d | %.2f s | %.1f MiB | %.3f | %.3f |" % (
             name, body, var, med(r["requests"] for r in rs), med(r["http"] for r in rs),
-            med(r["wall"] for r in rs), body / ca, body / c))
+            med(r["wall"] for r in rs), max(r["rss"] for r in rs) / 1024, body / ca, body / c))
     fe = s["delta"][-1]["final"] or {}
     print()
+    # The patches: size on disk, creation time and memory on the build host.
+    xd = os.path.getsize(os.path.join(W, v + ".xd3"))
+    print("| patch v1 → %s | file bytes | ÷ xdelta3 | creation time | creation peak RSS |" % v)
+    print("|---|---:|---:|---:|---:|")
+    pdir = os.path.join(W, v + ".tandem.patches")
+    for tool, f in (("tandem bundle delta", os.path.join(pdir, "version-1.0.0.tpatch")),
+                    ("xdelta3 -9 -e -s", os.path.join(W, v + ".xd3")), ("zstd -19 --long=27 --patch-from", os.path.join(W, v + ".zst"))):
+        key = {"tandem bundle delta": "tandem", "xdelta3 -9 -e -s": "xdelta3"}.get(tool, "zstd")
+        el, rss = open(os.path.join(B, "create-%s.%s" % (v, key))).read().split()[-2:]
+        print("| %s | %d | %.3f | %.1f s | %.0f MiB |" % (tool, os.path.getsize(f), os.path.getsize(f) / xd, float(el), int(rss) / 1024))
+    s["patchFile"] = os.path.getsize(os.path.join(pdir, "version-1.0.0.tpatch"))
+    pe = s["patch"][-1]["final"] or {}
+    print()
+    print("- tandem patch's final event: method %s, bytesDownloaded %s, chunksPatched %s, requests %s; %s." % (
+        pe.get("method"), pe.get("bytesDownloaded"), pe.get("chunksPatched"), pe.get("requests"), pe.get("reason")))
+    print("- tandem patch: %d bytes on the wire = patch file %d + bundle header, signatures and table %d + probes %d." % (
+        s["patch"][-1]["body"], s["patchFile"], meta, s["patch"][-1]["body"] - s["patchFile"] - meta))
+    print()
     # tandem's own counters must agree with nginx's log
-    bad = ["%s.%s.%d" % (v, m, i + 1) for m in ("delta", "gap4k", "gap0", "best") for i, r in enumerate(s[m])
+    bad = ["%s.%s.%d" % (v, m, i + 1) for m in ("patch", "delta", "gap4k", "gap0", "best") for i, r in enumerate(s[m])
            if not r["final"] or r["final"].get("bytesDownloaded") != r["body"] or r["final"].get("requests") != r["requests"]]
     print("- tandem's bytesDownloaded and requests equal nginx's log in every delta run." if not bad else
           "- **tandem's counters differ from nginx's log** in %s." % ", ".join(bad))

@@ -156,31 +156,26 @@ func (s *deltaSource) table(i int) (*bundle.Table, error) {
 // active slot's source exists (slot payloads only), else by chunk reuse
 // and range requests.
 func (s *deltaSource) payload(i int, resume bool) (*bundle.PayloadReader, error) {
+	if kind := s.br.Header.Payloads[i].Kind; kind != bundle.KindSlot {
+		t, err := s.table(i)
+		if err != nil {
+			return nil, err
+		}
+		pr, err := s.dynamic(t, i, resume)
+		if err == nil {
+			s.choose(i, MethodDelta, "a "+kind.String()+" payload: patches are for slot images")
+		}
+		return pr, err
+	}
+	pr, why, err := s.patchPayload(i, resume)
+	if pr != nil || err != nil {
+		return pr, err
+	}
 	t, err := s.table(i)
 	if err != nil {
 		return nil, err
 	}
-	if t.Payload.Kind != bundle.KindSlot {
-		pr, err := s.dynamic(t, i, resume)
-		if err == nil {
-			s.choose(i, MethodDelta, "a "+t.Payload.Kind.String()+" payload: patches are for slot images")
-		}
-		return pr, err
-	}
-	if !s.patchTried {
-		s.patchTried = true
-		s.pt, s.ptWhy = s.findPatch()
-	}
-	why := s.ptWhy
-	if s.pt != nil {
-		var pr *bundle.PayloadReader
-		if pr, why = s.patchPayload(t, i, resume); pr != nil {
-			s.patched = append(s.patched, pr)
-			s.choose(i, MethodPatch, why)
-			return pr, nil
-		}
-	}
-	pr, err := s.dynamic(t, i, resume)
+	pr, err = s.dynamic(t, i, resume)
 	if err == nil {
 		s.choose(i, MethodDelta, why)
 	}

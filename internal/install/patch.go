@@ -1,10 +1,8 @@
 package install
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -100,37 +98,59 @@ func oneLine(err error) string {
 }
 
 // patchPayload returns a reader of payload i whose chunks the patch makes
-// from the active group's slot, or nil and why the patch cannot serve it.
-// The source slot must hold exactly the source the patch names (its size
-// and SHA-256, read now): a slot that was modified is not patched.
-func (s *deltaSource) patchPayload(t *bundle.Table, i int, resume bool) (*bundle.PayloadReader, string) {
-	p := t.Payload
+// from the active group's slot; or nil and why the patch cannot serve it
+// (an error only when the install cannot go on). The source slot must hold
+// exactly the source the patch names (its size and SHA-256, read now): a
+// slot that was modified is not patched. The chunk table comes from the
+// patch's compact form when it has one (checked against the signed header
+// like any table), else from the bundle.
+func (s *deltaSource) patchPayload(i int, resume bool) (*bundle.PayloadReader, string, error) {
+	if !s.patchTried {
+		s.patchTried = true
+		s.pt, s.ptWhy = s.findPatch()
+	}
+	if s.pt == nil {
+		return nil, s.ptWhy, nil
+	}
+	p := &s.br.Header.Payloads[i]
 	sec := s.pt.head.Header.Section(i)
 	if sec == nil {
-		return nil, "the patch has no section for this payload"
+		return nil, "the patch has no section for this payload", nil
 	}
-	if err := sec.Check(p, t.Entries); err != nil {
-		return nil, oneLine(err)
+	if sec.Name != p.Name || sec.Size != p.Size {
+		return nil, fmt.Sprintf("the patch's section is for %s of %d bytes", sec.Name, sec.Size), nil
 	}
 	srcName, ok := s.d.Config.Groups[s.active].Slots[p.Target]
 	target, ok2 := s.d.Config.Groups[s.target].Slots[p.Target]
 	if !ok || !ok2 {
-		return nil, fmt.Sprintf("no slot %s in groups %s and %s", p.Target, s.active, s.target)
+		return nil, fmt.Sprintf("no slot %s in groups %s and %s", p.Target, s.active, s.target), nil
 	}
 	if ty := s.d.Config.Slots[target].Type; ty != config.SlotBlock && ty != config.SlotFile {
-		return nil, fmt.Sprintf("slot %s is a %s slot (patches write block and file slots)", target, ty)
+		return nil, fmt.Sprintf("slot %s is a %s slot (patches write block and file slots)", target, ty), nil
 	}
 	srcPath, err := s.d.SlotPath(s.d.Config.Slots[srcName])
 	if err != nil {
-		return nil, oneLine(err)
+		return nil, oneLine(err), nil
 	}
 	src, err := os.Open(srcPath)
 	if err != nil {
-		return nil, oneLine(err)
+		return nil, oneLine(err), nil
 	}
-	if err := checkSource(src, sec); err != nil {
+	srcChunks, err := checkSource(src, sec, p)
+	if err != nil {
 		src.Close()
-		return nil, fmt.Sprintf("slot %s does not hold the patch's source: %s", srcName, oneLine(err))
+		return nil, fmt.Sprintf("slot %s does not hold the patch's source: %s", srcName, oneLine(err)), nil
+	}
+	t, why := s.patchTable(i, sec, srcChunks)
+	if t == nil {
+		if t, err = s.table(i); err != nil {
+			src.Close()
+			return nil, "", err
+		}
+	}
+	if err := sec.Check(p, t.Entries); err != nil {
+		src.Close()
+		return nil, oneLine(err), nil
 	}
 	local := map[[32]byte]chunkLocation{}
 	if resume {
@@ -141,31 +161,64 @@ func (s *deltaSource) patchPayload(t *bundle.Table, i int, resume bool) (*bundle
 	pc, err := s.newPatchChunks(sec, t.Entries, src, local)
 	if err != nil {
 		src.Close()
-		return nil, oneLine(err)
+		return nil, oneLine(err), nil
 	}
 	pr, err := t.Chunks(pc)
 	if err != nil {
 		pc.Close()
-		return nil, oneLine(err)
+		return nil, oneLine(err), nil
 	}
-	return pr, fmt.Sprintf("slot %s holds the patch's source (%s, sha256 %x…)", srcName, HumanBytes(sec.SourceSize), sec.SourceDigest[:6])
+	s.patched = append(s.patched, pr)
+	s.choose(i, MethodPatch, fmt.Sprintf("slot %s holds the patch's source (%s, sha256 %x…); chunk table %s",
+		srcName, HumanBytes(sec.SourceSize), sec.SourceDigest[:6], why))
+	return pr, "", nil
 }
 
-// checkSource checks that f starts with the section's source: its size and
-// SHA-256.
-func checkSource(f *os.File, sec *patch.Section) error {
-	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(bufio.NewReaderSize(f, 1<<20), int64(sec.SourceSize)))
+// patchTable rebuilds payload i's chunk table from the patch's compact
+// form and the source's chunks, and checks it against the bundle's header;
+// nil (and why) when the patch has none or it does not check.
+func (s *deltaSource) patchTable(i int, sec *patch.Section, srcChunks []bundle.Entry) (*bundle.Table, string) {
+	g := sec.Table
+	if g.StoredSize == 0 {
+		return nil, "from the bundle (the patch has none)"
+	}
+	var stored []byte
+	err := s.c.Fetch(s.ctx, s.pt.remote, []fetch.Range{{Off: s.pt.head.DataOffset + int64(g.Offset), Len: int64(g.StoredSize)}},
+		func(_ int, data []byte) error {
+			stored = bytes.Clone(data)
+			return nil
+		})
+	var raw, tb []byte
+	if err == nil {
+		raw, err = patch.DecodeSegment(g, stored, nil)
+	}
+	if err == nil {
+		tb, err = patch.ExpandTable(raw, srcChunks, s.br.Header.Payloads[i].Chunks)
+	}
+	var t *bundle.Table
+	if err == nil {
+		t, err = s.br.Table(i, tb)
+	}
 	if err != nil {
-		return err
+		return nil, "from the bundle (the patch's: " + oneLine(err) + ")"
+	}
+	return t, "from the patch"
+}
+
+// checkSource checks that f starts with the section's source (its size and
+// SHA-256) and returns the source's chunks, cut with p's chunker parameters.
+func checkSource(f *os.File, sec *patch.Section, p *bundle.Payload) ([]bundle.Entry, error) {
+	chunks, digest, n, err := patch.SourceChunks(io.LimitReader(f, int64(sec.SourceSize)), p)
+	if err != nil {
+		return nil, err
 	}
 	if uint64(n) != sec.SourceSize {
-		return fmt.Errorf("%w: the slot has %d bytes, the source %d", patch.ErrSource, n, sec.SourceSize)
+		return nil, fmt.Errorf("%w: the slot has %d bytes, the source %d", patch.ErrSource, n, sec.SourceSize)
 	}
-	if [32]byte(h.Sum(nil)) != sec.SourceDigest {
-		return fmt.Errorf("%w: its first %d bytes have another SHA-256 (modified, or another release)", patch.ErrSource, n)
+	if digest != sec.SourceDigest {
+		return nil, fmt.Errorf("%w: its first %d bytes have another SHA-256 (modified, or another release)", patch.ErrSource, n)
 	}
-	return nil
+	return chunks, nil
 }
 
 // patchChunks is the chunk source of a payload made by a patch: the

@@ -1,6 +1,7 @@
 package patch
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"runtime"
@@ -19,16 +20,18 @@ const SegmentTarget = 4 << 20
 // MaxSegmentRaw).
 const encWindow = 16 << 20
 
-// built is a section with its segments' stored bytes.
+// built is a section with its table's and segments' stored bytes.
 type built struct {
 	Section
+	table  []byte
 	stored [][]byte
 }
 
 // buildSection encodes the section that turns old into nw, whose chunk
 // table is entries, cut into segments at chunk boundaries and compressed
-// on all cores. Segment offsets count from 0.
-func buildSection(old, nw []byte, entries []bundle.Entry, segSize int) (*built, error) {
+// on all cores, with the compact form of the chunk table when p is not
+// nil (its chunker parameters cut the source). Offsets count from 0.
+func buildSection(old, nw []byte, p *bundle.Payload, entries []bundle.Entry, segSize int) (*built, error) {
 	if segSize <= 0 {
 		segSize = SegmentTarget
 	}
@@ -101,6 +104,28 @@ func buildSection(old, nw []byte, entries []bundle.Entry, segSize int) (*built, 
 	close(work)
 	wg.Wait()
 	var off uint64
+	if p != nil {
+		src, _, _, err := SourceChunks(bytes.NewReader(old), p)
+		if err != nil {
+			return nil, err
+		}
+		raw := encodeTable(src, entries)
+		if len(raw) > MaxTableRaw {
+			return nil, fmt.Errorf("patch: compact table of %d bytes (limit %d)", len(raw), MaxTableRaw)
+		}
+		b.Table = Segment{RawSize: uint32(len(raw))}
+		b.table = raw
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		if c := enc.EncodeAll(raw, nil); len(c) < len(raw) {
+			b.table, b.Table.Flags = c, FlagZstd
+		}
+		enc.Close()
+		b.Table.StoredSize, b.Table.Digest = uint32(len(b.table)), sha256.Sum256(b.table)
+		off = uint64(len(b.table))
+	}
 	for k, err := range errs {
 		if err != nil {
 			return nil, err

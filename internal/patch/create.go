@@ -185,19 +185,20 @@ func Create(o Options) (*Result, error) {
 		if p.Kind != bundle.KindSlot || !ok || p.Size == 0 {
 			continue
 		}
-		b, err := buildSection(src, nb.content[i], nb.entries[i], o.SegmentSize)
+		b, err := buildSection(src, nb.content[i], &p, nb.entries[i], o.SegmentSize)
 		if err != nil {
 			return nil, fmt.Errorf("payload %s: %w", p.Name, err)
 		}
 		b.Payload, b.Name = uint16(i), p.Name
-		var n uint64
+		b.Table.Offset += off
+		n := uint64(b.Table.StoredSize)
 		for k := range b.Segments {
 			b.Segments[k].Offset += off
 			n += uint64(b.Segments[k].StoredSize)
 		}
 		off += n
 		h.Sections = append(h.Sections, b.Section)
-		stored = append(stored, b.stored...)
+		stored = append(append(stored, b.table), b.stored...)
 		res.Sections = append(res.Sections, SectionInfo{Name: p.Name, Size: p.Size, SourceSize: b.SourceSize, PatchSize: n})
 	}
 	if len(h.Sections) == 0 {

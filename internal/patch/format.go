@@ -49,6 +49,8 @@ const (
 	MaxSegmentRaw = MaxSegmentOutput + 1<<20
 	// SegmentEntrySize is the size of one segment entry in the header.
 	SegmentEntrySize = 60
+	// MaxTableRaw bounds a compact chunk table (at most 42 bytes an entry).
+	MaxTableRaw = bundle.MaxTableSize / bundle.EntrySize * 42
 	// MaxString bounds the strings of the header.
 	MaxString = 4096
 )
@@ -84,7 +86,11 @@ type Section struct {
 	Size         uint64   // the payload's size: what the section produces
 	SourceSize   uint64   // bytes of the source image, from offset 0 of the slot
 	SourceDigest [32]byte // SHA-256 of those bytes
-	Segments     []Segment
+	// Table is the payload's chunk table in its compact form (table.go),
+	// stored before the segments; StoredSize 0 when the section has none.
+	// FirstChunk and Chunks are 0.
+	Table    Segment
+	Segments []Segment
 }
 
 // Segment is one independently decodable part of a section.
@@ -103,10 +109,12 @@ type Hash [32]byte
 
 func (h Hash) String() string { return fmt.Sprintf("%x", h[:]) }
 
-// DataSize is the size of the patch data (the sum of the stored sizes).
+// DataSize is the size of the patch data (the stored sizes of the tables
+// and segments).
 func (h *Header) DataSize() uint64 {
 	var n uint64
 	for i := range h.Sections {
+		n += uint64(h.Sections[i].Table.StoredSize)
 		for _, g := range h.Sections[i].Segments {
 			n += uint64(g.StoredSize)
 		}
@@ -147,15 +155,10 @@ func (h *Header) Marshal() ([]byte, error) {
 		b = binary.LittleEndian.AppendUint64(b, s.Size)
 		b = binary.LittleEndian.AppendUint64(b, s.SourceSize)
 		b = append(b, s.SourceDigest[:]...)
+		b = appendSegment(b, s.Table)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(s.Segments)))
 		for _, g := range s.Segments {
-			b = binary.LittleEndian.AppendUint32(b, g.FirstChunk)
-			b = binary.LittleEndian.AppendUint32(b, g.Chunks)
-			b = binary.LittleEndian.AppendUint64(b, g.Offset)
-			b = binary.LittleEndian.AppendUint32(b, g.StoredSize)
-			b = binary.LittleEndian.AppendUint32(b, g.RawSize)
-			b = append(b, g.Flags, 0, 0, 0)
-			b = append(b, g.Digest[:]...)
+			b = appendSegment(b, g)
 		}
 	}
 	if len(b) > MaxHeaderSize {
@@ -163,6 +166,25 @@ func (h *Header) Marshal() ([]byte, error) {
 	}
 	binary.LittleEndian.PutUint32(b[12:], uint32(len(b)))
 	return b, nil
+}
+
+func appendSegment(b []byte, g Segment) []byte {
+	b = binary.LittleEndian.AppendUint32(b, g.FirstChunk)
+	b = binary.LittleEndian.AppendUint32(b, g.Chunks)
+	b = binary.LittleEndian.AppendUint64(b, g.Offset)
+	b = binary.LittleEndian.AppendUint32(b, g.StoredSize)
+	b = binary.LittleEndian.AppendUint32(b, g.RawSize)
+	b = append(b, g.Flags, 0, 0, 0)
+	return append(b, g.Digest[:]...)
+}
+
+func (r *reader) segment() Segment {
+	var g Segment
+	g.FirstChunk, g.Chunks, g.Offset = r.u32(), r.u32(), r.u64()
+	g.StoredSize, g.RawSize, g.Flags = r.u32(), r.u32(), r.u8()
+	r.zero(3, "segment.reserved")
+	copy(g.Digest[:], r.take(32))
+	return g
 }
 
 func appendStr(b []byte, s string) []byte {
@@ -285,6 +307,7 @@ func ParseHeader(b []byte) (*Header, error) {
 		s.Name = r.str()
 		s.Size, s.SourceSize = r.u64(), r.u64()
 		copy(s.SourceDigest[:], r.take(32))
+		s.Table = r.segment()
 		count := int(r.u32())
 		if count > MaxSegments {
 			return nil, fmt.Errorf("%w: %d segments (limit %d)", ErrTooLarge, count, MaxSegments)
@@ -294,11 +317,7 @@ func ParseHeader(b []byte) (*Header, error) {
 		}
 		s.Segments = make([]Segment, count)
 		for j := range s.Segments {
-			g := &s.Segments[j]
-			g.FirstChunk, g.Chunks, g.Offset = r.u32(), r.u32(), r.u64()
-			g.StoredSize, g.RawSize, g.Flags = r.u32(), r.u32(), r.u8()
-			r.zero(3, "segment.reserved")
-			copy(g.Digest[:], r.take(32))
+			s.Segments[j] = r.segment()
 		}
 		h.Sections = append(h.Sections, s)
 	}
@@ -350,6 +369,17 @@ func (h *Header) validate() error {
 		if (len(s.Segments) == 0) != (s.Size == 0) {
 			return fmt.Errorf("%w: section %s: %d segments for %d bytes", ErrFormat, s.Name, len(s.Segments), s.Size)
 		}
+		switch tb := s.Table; {
+		case tb.FirstChunk != 0 || tb.Chunks != 0 || tb.Offset != off || tb.Flags&^knownFlag != 0:
+			return fmt.Errorf("%w: section %s: bad table entry", ErrFormat, s.Name)
+		case tb.StoredSize == 0 && (tb.RawSize != 0 || tb.Flags != 0 || tb.Digest != [32]byte{}):
+			return fmt.Errorf("%w: section %s: an absent table with sizes, flags or a digest", ErrFormat, s.Name)
+		case tb.StoredSize > MaxTableRaw || tb.RawSize > MaxTableRaw:
+			return fmt.Errorf("%w: section %s: table of %d bytes (limit %d)", ErrTooLarge, s.Name, max(tb.StoredSize, tb.RawSize), MaxTableRaw)
+		case tb.StoredSize != 0 && (tb.RawSize == 0 || (tb.Flags&FlagZstd == 0 && tb.StoredSize != tb.RawSize)):
+			return fmt.Errorf("%w: section %s: table sizes", ErrFormat, s.Name)
+		}
+		off += uint64(s.Table.StoredSize)
 		var chunk uint32
 		for j, g := range s.Segments {
 			switch {

@@ -14,7 +14,7 @@ import (
 func FuzzApplier(f *testing.F) {
 	old, nw := pair(11, 200000)
 	entries := fixedEntries(nw, 16<<10)
-	b, err := buildSection(old, nw, entries, 0)
+	b, err := buildSection(old, nw, nil, entries, 0)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -77,6 +77,20 @@ func FuzzHeader(f *testing.F) {
 		}
 		if hd, err := ReadHead(bytes.NewReader(b)); err == nil && hd.DataOffset > int64(len(b)) {
 			t.Fatalf("data offset %d beyond the %d bytes read", hd.DataOffset, len(b))
+		}
+	})
+}
+
+// FuzzExpandTable: a compact table either fails or expands to exactly
+// chunks entries.
+func FuzzExpandTable(f *testing.F) {
+	src := []bundle.Entry{{Size: 10}, {Size: 20}, {Size: 30}}
+	f.Add(encodeTable(src, []bundle.Entry{{Size: 20, StoredSize: 5}, {Size: 7}}), uint32(2))
+	f.Fuzz(func(t *testing.T, raw []byte, chunks uint32) {
+		chunks %= 1 << 12
+		tb, err := ExpandTable(raw, src, chunks)
+		if err == nil && len(tb) != int(chunks)*bundle.EntrySize {
+			t.Fatalf("%d table bytes for %d chunks", len(tb), chunks)
 		}
 	})
 }

@@ -81,7 +81,7 @@ func TestRoundTrip(t *testing.T) {
 				}
 			}
 			entries := fixedEntries(nw, tc.chunk)
-			b, err := buildSection(old, nw, entries, 0)
+			b, err := buildSection(old, nw, nil, entries, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func TestRoundTrip(t *testing.T) {
 func TestWrongSource(t *testing.T) {
 	old, nw := pair(3, 1<<20)
 	entries := fixedEntries(nw, 64<<10)
-	b, err := buildSection(old, nw, entries, 0)
+	b, err := buildSection(old, nw, nil, entries, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestWrongSource(t *testing.T) {
 func TestTamperedSegment(t *testing.T) {
 	old, nw := pair(4, 1<<20)
 	entries := fixedEntries(nw, 64<<10)
-	b, err := buildSection(old, nw, entries, 0)
+	b, err := buildSection(old, nw, nil, entries, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,5 +187,37 @@ func TestAddBytes(t *testing.T) {
 		if !bytes.Equal(a, want) {
 			t.Fatalf("n=%d: %x, want %x", n, a, want)
 		}
+	}
+}
+
+func TestTableRoundTrip(t *testing.T) {
+	old, _ := pair(9, 2<<20)
+	n := len(old)
+	nw := append(append(append(append([]byte(nil), old[:n/3]...), "some new bytes"...), old[n/2:]...), old[n/3:n/2]...)
+	p := &bundle.Payload{Chunker: bundle.ChunkerBuzhash, ChunkMin: 4 << 10, ChunkAvg: 16 << 10, ChunkMax: 64 << 10}
+	src, _, _, err := SourceChunks(bytes.NewReader(old), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _, _, err := SourceChunks(bytes.NewReader(nw), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for i := range entries {
+		entries[i].StoredSize = entries[i].Size - uint32(i%7)
+		want = bundle.MarshalEntry(want, &entries[i])
+	}
+	raw := encodeTable(src, entries)
+	got, err := ExpandTable(raw, src, uint32(len(entries)))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("table round trip: %v", err)
+	}
+	t.Logf("%d entries: table %d bytes, compact %d", len(entries), len(want), len(raw))
+	if len(raw) >= len(want)/2 {
+		t.Errorf("compact table of %d bytes for a %d-byte table", len(raw), len(want))
+	}
+	if _, err := ExpandTable(raw, src[:len(src)/2], uint32(len(entries))); err == nil {
+		t.Error("a shorter source: no error")
 	}
 }
