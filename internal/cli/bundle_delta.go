@@ -11,7 +11,7 @@ func (a *app) bundleDeltaCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delta NEW.tandem (--from OLD.tandem | --from-image ALIAS=IMAGE... --from-version V) --key KEY",
 		Short: "Write NEW.tandem.patches/<old bundle hash>.tpatch (and version-V.tpatch): a signed patch from a previous release (docs/delta.md)",
-		Args: exactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Bundle = args[0]
 			if err := o.Load(keys, trust, images); err != nil {
