@@ -497,8 +497,9 @@ for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1
     print()
     print("- tandem patch's final event: method %s, bytesDownloaded %s, chunksPatched %s, requests %s; %s." % (
         pe.get("method"), pe.get("bytesDownloaded"), pe.get("chunksPatched"), pe.get("requests"), pe.get("reason")))
-    print("- tandem patch: %d bytes on the wire = patch file %d + bundle header, signatures and table %d + probes %d." % (
-        s["patch"][-1]["body"], s["patchFile"], meta, s["patch"][-1]["body"] - s["patchFile"] - meta))
+    print("- tandem patch: %d bytes on the wire = patch file %d (its compact chunk table included: the bundle's "
+          "is not fetched) + the bundle's first 4 KiB (header and signatures) 4096 + other %d." % (
+        s["patch"][-1]["body"], s["patchFile"], s["patch"][-1]["body"] - s["patchFile"] - 4096))
     print()
     # tandem's own counters must agree with nginx's log
     bad = ["%s.%s.%d" % (v, m, i + 1) for m in ("patch", "delta", "gap4k", "gap0", "best") for i, r in enumerate(s[m])
