@@ -61,13 +61,8 @@ The update's progress is kept in <data-dir>/fleet/mender.json between the states
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&o.Trust.Files, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
+	addFetchFlags(f, o)
 	f.BoolVar(&o.Policy.AllowDowngrade, "allow-downgrade", false, "allow a version older than the running one")
-	f.StringVar(&o.HTTP.CAFile, "ca-file", "", "PEM roots for https (descriptor URLs)")
-	f.StringVar(&o.HTTP.CertFile, "client-cert", "", "client certificate for https (PEM)")
-	f.StringVar(&o.HTTP.KeyFile, "client-key", "", "key of the client certificate (PEM)")
-	f.StringArrayVar(&o.HTTP.Headers, "header", nil, "extra HTTP header \"Name: value\" for descriptor URLs (repeatable)")
-	f.BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download a descriptor's whole bundle even when the server supports ranges")
 	f.DurationVar(&m.Health.Deadline, "health-deadline", 10*time.Minute, "ArtifactCommit rolls back when the health checks still fail this long after the first check in this boot")
 	f.DurationVar(&m.Health.Interval, "health-interval", health.DefaultInterval, "time between two health checks in ArtifactCommit")
 	return cmd

@@ -36,22 +36,12 @@ func (a *app) tedgeCommand() *cobra.Command {
 		Long: `Handle thin-edge.io firmware_update commands over MQTT, as a service (systemd/tandem-tedge.service).
 
 tandem announces the capability (retained {} on te/device/main///cmd/firmware_update) and takes each
-command te/device/main///cmd/firmware_update/<id> in status init from the cloud mapper:
-
-  executing    the bundle is installed from tedgeUrl (else remoteUrl) into the spare group, by delta
-               when the server answers range requests; a bad bundle ends in failed
-  restarting   published before the reboot into the new group on trial
-  verifying    the new group runs; tandem health (tandem-health.service) decides
-  successful   the new group committed itself; the firmware twin te/device/main///twin/firmware
-               {"name","version","url"} is published first
-  failed       with a reason: the install failed, or the trial was rolled back
-
-Every status message keeps the command's own fields. The update is a job in
-<data-dir>/fleet/tedge.json, so the handler resumes after the reboot, a crash or a power cut; it
-reconnects to the broker for ever and publishes its state again after a broker restart.
-
-For devices whose tedge-agent runs user-defined workflows instead, see "tandem tedge workflow"
-and docs/integrations/thin-edge.md.`,
+command in status init: executing (install from tedgeUrl, else remoteUrl, into the spare group, by
+delta when the server answers range requests), restarting (before the reboot into the trial),
+verifying (tandem health decides), successful (committed; the firmware twin published first) or
+failed with a reason. The update is a job in <data-dir>/fleet/tedge.json: the handler resumes after
+a reboot, crash or power cut. For tedge-agent's user-defined workflows see "tandem tedge workflow";
+docs/integrations/thin-edge.md has the details.`,
 		Example: `  tandem tedge
   tandem tedge --broker 192.168.1.10:1883 --prefer-remote-url`,
 		Args: exactArgs(0),
@@ -82,9 +72,7 @@ and docs/integrations/thin-edge.md.`,
 	fl := cmd.Flags()
 	fl.BoolVar(&preferRemote, "prefer-remote-url", false, "install from remoteUrl even when the command has a tedgeUrl (for a CDN that serves ranges)")
 	fl.DurationVar(&poll, "poll", 5*time.Second, "how often to look whether the health check has decided")
-	fl.StringArrayVar(&o.Trust.Files, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
-	fl.StringVar(&o.HTTP.CAFile, "ca-file", "", "PEM roots for https")
-	fl.BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download whole bundles even when the server supports ranges")
+	addFetchFlags(fl, &o)
 	cmd.AddCommand(a.tedgeWorkflowCommand())
 	return cmd
 }
@@ -136,9 +124,7 @@ exit is a step that could not run at all. The update is a job in <data-dir>/flee
 			return step(&tedge.Workflow{State: tedge.StepInstall}, o)
 		},
 	}
-	installCmd.Flags().StringArrayVar(&o.Trust.Files, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
-	installCmd.Flags().StringVar(&o.HTTP.CAFile, "ca-file", "", "PEM roots for https")
-	installCmd.Flags().BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
+	addFetchFlags(installCmd.Flags(), &o)
 
 	var f tedgeFlags
 	var verify tedge.Workflow

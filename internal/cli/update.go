@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/tandem-ota/tandem/internal/api"
 	"github.com/tandem-ota/tandem/internal/install"
 )
@@ -45,18 +46,23 @@ Progress: a progress bar on a terminal; otherwise, or with --json, JSON lines on
 	}
 	f := installCmd.Flags()
 	f.StringVar(&reboot, "reboot", string(install.RebootNo), "no, set or yes")
-	f.StringArrayVar(&o.Trust.Files, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
+	addFetchFlags(f, &o)
 	f.StringVar(&o.Trust.BundleHash, "bundle-hash", "", "accept the bundle with this hash (as bundle inspect prints it) instead of a signature")
 	f.BoolVar(&o.Trust.Insecure, "insecure-skip-verification", false, "install without verifying the signature (never in production)")
 	f.BoolVar(&o.Policy.AllowDowngrade, "allow-downgrade", false, "allow a version older than the running one")
 	f.StringVar(&o.Group, "group", "", "target group (default: the only spare group)")
+	f.BoolVar(&jsonOut, "json", false, "JSON lines on stdout instead of a progress bar")
+	f.Int64Var(&o.HTTP.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 4096, -1 = never)")
+	return group("update", "Install updates", installCmd)
+}
+
+// addFetchFlags adds the trust, HTTPS and delta flags of every installing command.
+func addFetchFlags(f *pflag.FlagSet, o *install.Options) {
+	f.StringArrayVar(&o.Trust.Files, "trust", nil, "extra trusted public key or root certificate (PEM, repeatable)")
 	f.StringVar(&o.HTTP.CAFile, "ca-file", "", "PEM roots for https")
 	f.StringVar(&o.HTTP.CertFile, "client-cert", "", "client certificate for https (PEM)")
 	f.StringVar(&o.HTTP.KeyFile, "client-key", "", "key of the client certificate (PEM)")
 	f.StringArrayVar(&o.HTTP.Headers, "header", nil, "extra HTTP header \"Name: value\" (repeatable)")
-	f.BoolVar(&jsonOut, "json", false, "JSON lines on stdout instead of a progress bar")
 	f.BoolVar(&o.HTTP.NoDelta, "no-delta", false, "download the whole bundle even when the server supports ranges")
 	f.BoolVar(&o.HTTP.NoPatch, "no-patch", false, "do not look for a patch next to the bundle (chunk reuse only)")
-	f.Int64Var(&o.HTTP.DeltaGap, "delta-gap", 0, "fetch up to this many bytes between two needed chunks to save a request (default 4096, -1 = never)")
-	return group("update", "Install updates", installCmd)
 }
