@@ -320,7 +320,8 @@ func TestBuildrootMk(t *testing.T) {
 	os.WriteFile(key, []byte("not checked here"), 0o644)
 	conf := filepath.Join(dir, "system.toml")
 	os.WriteFile(conf, []byte("compatible = \"x\"\n"), 0o644)
-	args := []string{"-f", stub, "SRC=" + src, "BR2_EXTERNAL_TANDEM_PATH=" + ext, "TARGET_DIR=" + target,
+	// --no-print-directory: under `make test` the nested make would print "Entering directory".
+	args := []string{"--no-print-directory", "-f", stub, "SRC=" + src, "BR2_EXTERNAL_TANDEM_PATH=" + ext, "TARGET_DIR=" + target,
 		`BR2_PACKAGE_TANDEM_VERSION="v1.2.0"`, `BR2_PACKAGE_TANDEM_SYSTEM_TOML="` + conf + `"`,
 		`BR2_PACKAGE_TANDEM_KEYS="` + key + `"`, "BR2_PACKAGE_TANDEM_RUGIX_CTRL=y"}
 	make := func(extra ...string) string {
