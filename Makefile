@@ -28,7 +28,7 @@ test-e2e: deps
 	TANDEM_E2E=1 $(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e
 
 e2e-ci: deps
-	TANDEM_E2E=ci $(GO) test -count=1 -timeout 25m -v ./e2e
+	TANDEM_E2E=ci $(GO) test -count=1 -timeout 45m -v ./e2e
 
 lint:
 	test -z "$$(gofmt -l . | tee /dev/stderr)"
