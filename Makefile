@@ -23,7 +23,7 @@ test: deps lint unit cross e2e-ci
 
 # Real-boot tests (docs/testing.md): disk images booted by the real GRUB and systemd-boot
 # (and U-Boot) under QEMU without KVM. test-e2e runs everything; e2e-ci the subset `make test` runs.
-E2E_TIMEOUT ?= 45m
+E2E_TIMEOUT ?= 90m
 test-e2e: deps
 	TANDEM_E2E=1 $(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e
 
