@@ -87,6 +87,12 @@ func New(cfg *config.Config, fsys rootfs.FS) (Flow, error) {
 		return newSystemdBoot(bf, groups, fsys), nil
 	case config.FlowCustom:
 		return newCustom(bf, groups, fsys), nil
+	case config.FlowMenderGrub, config.FlowMenderUBoot:
+		return newMender(bf, groups, fsys), nil
+	case config.FlowRAUCGrub, config.FlowRAUCUBoot:
+		return newRAUC(bf, groups, fsys), nil
+	case config.FlowRugixGrub:
+		return newRugixGrub(bf, groups, fsys), nil
 	}
 	return nil, fmt.Errorf("unknown boot flow %q", bf.Type)
 }

@@ -27,6 +27,7 @@ type flowCase struct {
 	opts   sim.Options
 	counts bool   // the boot loader counts attempts
 	tool   string // external program the flow needs
+	two    bool   // the boot loader knows exactly two groups
 }
 
 var flowCases = []flowCase{
@@ -36,6 +37,14 @@ var flowCases = []flowCase{
 	{name: "rpi-tryboot", opts: sim.Options{BootFlow: config.FlowRPiTryboot}},
 	{name: "systemd-boot", opts: sim.Options{BootFlow: config.FlowSystemdBoot}},
 	{name: "custom", opts: sim.Options{BootFlow: config.FlowCustom}, counts: true},
+	// Other update systems' integrations, driven as they are (adopt_test.go).
+	{name: "mender-grub", opts: sim.Options{BootFlow: config.FlowMenderGrub}, two: true},
+	{name: "mender-uboot", opts: sim.Options{BootFlow: config.FlowMenderUBoot}, two: true},
+	{name: "mender-uboot-fw-setenv", opts: sim.Options{BootFlow: config.FlowMenderUBoot, UBootBackend: config.UBootBackendFwSetenv}, two: true, tool: "fw_setenv"},
+	{name: "rauc-grub", opts: sim.Options{BootFlow: config.FlowRAUCGrub}},
+	{name: "rauc-uboot", opts: sim.Options{BootFlow: config.FlowRAUCUBoot}, counts: true},
+	{name: "rauc-uboot-fw-setenv", opts: sim.Options{BootFlow: config.FlowRAUCUBoot, UBootBackend: config.UBootBackendFwSetenv}, counts: true, tool: "fw_setenv"},
+	{name: "rugix-grub", opts: sim.Options{BootFlow: config.FlowRugixGrub}, two: true},
 }
 
 func forEachFlow(t *testing.T, f func(t *testing.T, fc flowCase)) {
@@ -312,8 +321,11 @@ var cutOps = []cutOp{
 // device must start a, or b (the group tried or committed), tandem must be
 // able to read its state, and repeating the operation must complete it.
 func TestPowerCut(t *testing.T) {
-	groups := []string{"a", "b", "c"}
 	forEachFlow(t, func(t *testing.T, fc flowCase) {
+		groups := []string{"a", "b", "c"}
+		if fc.two {
+			groups = nil
+		}
 		for _, op := range cutOps {
 			for _, mode := range []rootfs.CutMode{rootfs.CutDrop, rootfs.CutTear, rootfs.CutKeep} {
 				t.Run(op.name+"/"+mode.String(), func(t *testing.T) {
@@ -405,7 +417,7 @@ func checkEnvFiles(t *testing.T, dir string) {
 		return nil
 	})
 	cfg, err := config.Load(dir, "")
-	if err != nil || cfg.BootFlow.Type != config.FlowUBoot {
+	if err != nil || !slices.Contains([]string{config.FlowUBoot, config.FlowMenderUBoot, config.FlowRAUCUBoot}, cfg.BootFlow.Type) {
 		return
 	}
 	tool := testutil.NeedTool(t, "fw_printenv")
@@ -413,7 +425,7 @@ func checkEnvFiles(t *testing.T, dir string) {
 	text := fmt.Sprintf("%s 0x0 %#x\n%s 0x0 %#x\n", rootfs.Join(dir, cfg.BootFlow.EnvFile), cfg.BootFlow.EnvSize,
 		rootfs.Join(dir, cfg.BootFlow.EnvFileRedund), cfg.BootFlow.EnvSize)
 	must(t, os.WriteFile(conf, []byte(text), 0o644))
-	if out, err := exec.Command(tool, "-c", conf, "tandem_default").CombinedOutput(); err != nil {
+	if out, err := exec.Command(tool, "-c", conf).CombinedOutput(); err != nil {
 		t.Fatalf("fw_printenv: %v: %s", err, out)
 	}
 }

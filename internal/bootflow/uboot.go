@@ -52,13 +52,7 @@ type ubootFlow struct {
 }
 
 func newUBoot(bf config.BootFlow, groups []string, fsys rootfs.FS) *ubootFlow {
-	var store ubootStore
-	if bf.Backend == config.UBootBackendFwSetenv {
-		store = &fwSetenvStore{fsys: fsys, config: fsys.Path(bf.FwEnvConfig)}
-	} else {
-		store = &ubootFileStore{fsys: fsys, files: [2]string{bf.EnvFile, bf.EnvFileRedund}, size: bf.EnvSize}
-	}
-	return &ubootFlow{store: store, groups: groups, attempts: bf.Attempts}
+	return &ubootFlow{store: envStore(bf, fsys), groups: groups, attempts: bf.Attempts}
 }
 
 func (u *ubootFlow) Name() string { return config.FlowUBoot }

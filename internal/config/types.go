@@ -21,6 +21,14 @@ const (
 	FlowRPiTryboot  = "rpi-tryboot"
 	FlowSystemdBoot = "systemd-boot"
 	FlowCustom      = "custom"
+
+	// Flows that drive another update system's boot integration as it is
+	// (docs/migrating.md).
+	FlowMenderGrub  = "mender-grub"
+	FlowMenderUBoot = "mender-uboot"
+	FlowRAUCGrub    = "rauc-grub"
+	FlowRAUCUBoot   = "rauc-uboot"
+	FlowRugixGrub   = "rugix-grub"
 )
 
 // U-Boot environment back ends.
@@ -98,19 +106,28 @@ type Group struct {
 // BootFlow selects and configures the boot flow. Only the options of the
 // selected type may be set; the others are rejected.
 type BootFlow struct {
-	Type     string `toml:"type"`               // grub | uboot | rpi-tryboot | systemd-boot | custom
+	Type     string `toml:"type"`               // grub | uboot | rpi-tryboot | systemd-boot | custom | mender-grub | mender-uboot | rauc-grub | rauc-uboot | rugix-grub
 	BootDir  string `toml:"boot-dir,omitempty"` // mount point of the boot partition; default /boot (all flows but custom)
 	Attempts int    `toml:"attempts,omitempty"` // trial boots before falling back; default 1; >1 only for grub, uboot, custom
 
-	// uboot
+	// uboot, mender-uboot, rauc-uboot
 	Backend       string `toml:"backend,omitempty"`         // file (default) | fw-setenv
 	EnvFile       string `toml:"env-file,omitempty"`        // default <boot-dir>/uboot.env
 	EnvFileRedund string `toml:"env-file-redund,omitempty"` // default <boot-dir>/uboot-redund.env
 	EnvSize       int    `toml:"env-size,omitempty"`        // bytes per copy, header included; default 0x4000
 	FwEnvConfig   string `toml:"fw-env-config,omitempty"`   // default /etc/fw_env.config
 
-	// rpi-tryboot
-	Partitions map[string]int `toml:"partitions,omitempty"` // group → boot partition number; default a = 2, b = 3
+	// rpi-tryboot, mender-grub, mender-uboot, rugix-grub
+	Partitions map[string]int `toml:"partitions,omitempty"` // group → (boot) partition number; default a = 2, b = 3
+
+	// mender-grub
+	EnvDir string `toml:"env-dir,omitempty"` // holds mender_grubenv1/ and mender_grubenv2/; default <boot-dir>/grub-mender-grubenv
+
+	// rauc-grub
+	GrubEnv string `toml:"grubenv,omitempty"` // RAUC's grubenv file; default <boot-dir>/grub/grubenv
+
+	// rauc-grub, rauc-uboot
+	Names map[string]string `toml:"names,omitempty"` // group → RAUC bootname; default the group name in upper case
 
 	// systemd-boot
 	EFIVarsDir string            `toml:"efivars-dir,omitempty"` // default /sys/firmware/efi/efivars

@@ -8,7 +8,7 @@ import (
 )
 
 // flowHint is shown under a missing boot flow.
-const flowHint = `add [boot-flow] with type = "grub" (or "uboot", "rpi-tryboot", "systemd-boot", "custom"); see docs/configuration.md`
+const flowHint = `add [boot-flow] with type = "grub" (or "uboot", "rpi-tryboot", "systemd-boot", "custom", or one of another update system's: docs/migrating.md); see docs/configuration.md`
 
 // flowOptions lists the keys each boot flow takes besides type and attempts.
 var flowOptions = map[string][]string{
@@ -17,10 +17,15 @@ var flowOptions = map[string][]string{
 	FlowRPiTryboot:  {"boot-dir", "partitions"},
 	FlowSystemdBoot: {"boot-dir", "efivars-dir", "entries"},
 	FlowCustom:      {"controller"},
+	FlowMenderGrub:  {"boot-dir", "env-dir", "partitions"},
+	FlowMenderUBoot: {"boot-dir", "backend", "env-file", "env-file-redund", "env-size", "fw-env-config", "partitions"},
+	FlowRAUCGrub:    {"boot-dir", "grubenv", "names"},
+	FlowRAUCUBoot:   {"boot-dir", "backend", "env-file", "env-file-redund", "env-size", "fw-env-config", "names"},
+	FlowRugixGrub:   {"boot-dir", "partitions"},
 }
 
 // countingFlows are the flows whose boot loader can count trial boots.
-var countingFlows = []string{FlowGrub, FlowUBoot, FlowCustom}
+var countingFlows = []string{FlowGrub, FlowUBoot, FlowCustom, FlowRAUCUBoot}
 
 // bootFlow checks [boot-flow] and applies the defaults of its type.
 func (c *checker) bootFlow() {
@@ -32,12 +37,12 @@ func (c *checker) bootFlow() {
 	}
 	tk := with(key, "type")
 	if !c.ix.has(tk...) {
-		c.failHint(c.ix.key(key...), flowHint, key, "type is missing (grub, uboot, rpi-tryboot, systemd-boot or custom)")
+		c.failHint(c.ix.key(key...), flowHint, key, "type is missing (grub, uboot, rpi-tryboot, systemd-boot, custom, mender-grub, mender-uboot, rauc-grub, rauc-uboot or rugix-grub)")
 		return
 	}
 	allowed, ok := flowOptions[bf.Type]
 	if !ok {
-		c.failHint(c.ix.value(tk...), flowHint, tk, "unknown boot flow %q (use grub, uboot, rpi-tryboot, systemd-boot or custom)", bf.Type)
+		c.failHint(c.ix.value(tk...), flowHint, tk, "unknown boot flow %q (use grub, uboot, rpi-tryboot, systemd-boot, custom, mender-grub, mender-uboot, rauc-grub, rauc-uboot or rugix-grub)", bf.Type)
 		return
 	}
 	for _, opt := range bootFlowKeys {
@@ -59,6 +64,8 @@ func (c *checker) bootFlow() {
 		c.systemdBoot()
 	case FlowCustom:
 		c.customFlow()
+	case FlowMenderGrub, FlowMenderUBoot, FlowRAUCGrub, FlowRAUCUBoot, FlowRugixGrub:
+		c.adoptedFlow()
 	}
 }
 

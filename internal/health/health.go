@@ -93,8 +93,11 @@ func Check(o Options) (Result, error) {
 	}
 	res := Result{Group: st.Active}
 	if !st.CommitPending() {
+		// Flows that count every boot (RAUC's) need the committed group
+		// marked good again after each boot.
 		res.Verdict = NotOnTrial
-		return res, nil
+		_, err := d.Refresh()
+		return res, err
 	}
 	// A trial that was given up (by an earlier check, a fleet adapter's
 	// rollback) is never committed: go back to the committed group.

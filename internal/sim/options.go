@@ -9,7 +9,8 @@ import (
 )
 
 // Flows are the boot flows a simulated device can have.
-var Flows = []string{config.FlowGrub, config.FlowUBoot, config.FlowRPiTryboot, config.FlowSystemdBoot, config.FlowCustom}
+var Flows = []string{config.FlowGrub, config.FlowUBoot, config.FlowRPiTryboot, config.FlowSystemdBoot, config.FlowCustom,
+	config.FlowMenderGrub, config.FlowMenderUBoot, config.FlowRAUCGrub, config.FlowRAUCUBoot, config.FlowRugixGrub}
 
 // Check checks options as `tandem sim new` gives them (its errors name the
 // command's flags): a known boot flow and uboot back end, and a number of

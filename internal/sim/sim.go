@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/rootfs"
@@ -236,7 +237,7 @@ func configText(root string, o Options) string {
 		fmt.Fprintf(&b, "attempts = %d\n", o.Attempts)
 	}
 	switch o.BootFlow {
-	case config.FlowUBoot:
+	case config.FlowUBoot, config.FlowMenderUBoot, config.FlowRAUCUBoot:
 		if o.UBootBackend == config.UBootBackendFwSetenv {
 			fmt.Fprintf(&b, "backend = %q\nfw-env-config = \"/etc/fw_env.config\"\n", o.UBootBackend)
 		}
@@ -343,7 +344,32 @@ func boot(root string, cfg *config.Config, st *device.SimState, o RebootOptions)
 	}
 	st.Running, st.Hung, st.Reboot = group, o.Hang, nil
 	st.Boots++
-	return group, notes, device.WriteSimState(root, st)
+	if err := device.WriteSimState(root, st); err != nil {
+		return "", notes, err
+	}
+	if !o.Hang {
+		if err := markBooted(root); err != nil {
+			return "", notes, err
+		}
+	}
+	return group, notes, nil
+}
+
+// markBooted plays what the booted system's tandem health does when nothing
+// is on trial: on flows whose boot loader counts every boot (RAUC's), the
+// committed group is marked good again.
+func markBooted(root string) error {
+	d, err := device.Open(device.Options{Root: root})
+	if err != nil {
+		return err
+	}
+	if _, ok := d.Flow.(bootflow.Refresher); !ok {
+		return nil
+	}
+	if _, err := d.Refresh(); err != nil {
+		return fmt.Errorf("tandem health after the boot: %w", err)
+	}
+	return nil
 }
 
 // loader is one boot loader's model.
@@ -365,6 +391,16 @@ func loaderFor(cfg *config.Config) loader {
 		return rpiLoader{}
 	case config.FlowSystemdBoot:
 		return systemdBootLoader{}
+	case config.FlowMenderGrub:
+		return menderGrubLoader{}
+	case config.FlowMenderUBoot:
+		return menderUBootLoader{}
+	case config.FlowRAUCGrub:
+		return raucGrubLoader{}
+	case config.FlowRAUCUBoot:
+		return raucUBootLoader{}
+	case config.FlowRugixGrub:
+		return rugixGrubLoader{}
 	}
 	return customLoader{}
 }
