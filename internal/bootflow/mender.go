@@ -1,6 +1,7 @@
 package bootflow
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -260,6 +261,30 @@ func MenderLockSum() []byte {
 	return []byte(hex.EncodeToString(sum[:]) + "  lock\n")
 }
 
+// lockBlocks returns the lock block with editing=0 and with editing=1. They
+// are made from a lock file on the device, the one value swapped in place,
+// so that lock.sha256sum (made at the image's build by its grub-editenv,
+// whose block layout differs between GRUB versions) keeps matching.
+func (s *menderGrubStore) lockBlocks() (unlocked, locked []byte) {
+	zero, one := []byte("\n"+MenderVarEditing+"=0\n"), []byte("\n"+MenderVarEditing+"=1\n")
+	for _, c := range []int{1, 2} {
+		b, err := s.fsys.ReadFile(s.file(c, "lock"))
+		if err != nil || len(b) != grubenv.BlockSize {
+			continue
+		}
+		if _, err := grubenv.Parse(b); err != nil {
+			continue
+		}
+		switch {
+		case bytes.Count(b, zero) == 1 && !bytes.Contains(b, one):
+			return b, bytes.Replace(b, zero, one, 1)
+		case bytes.Count(b, one) == 1 && !bytes.Contains(b, zero):
+			return bytes.Replace(b, one, zero, 1), b
+		}
+	}
+	return MenderLock("0"), MenderLock("1")
+}
+
 func (s *menderGrubStore) save(vars [][2]string) error {
 	env, err := s.current()
 	if err != nil {
@@ -276,11 +301,12 @@ func (s *menderGrubStore) save(vars [][2]string) error {
 	if err != nil {
 		return err
 	}
+	unlocked, locked := s.lockBlocks()
 	for _, c := range []int{2, 1} {
 		for _, w := range []struct {
 			name string
 			data []byte
-		}{{"lock", MenderLock("1")}, {"env", b}, {"lock", MenderLock("0")}} {
+		}{{"lock", locked}, {"env", b}, {"lock", unlocked}} {
 			if err := rootfs.WriteAtomic(s.fsys, s.file(c, w.name), w.data, 0o644); err != nil {
 				return err
 			}

@@ -37,7 +37,7 @@ func withFlow(keys ...string) []byte {
 
 func TestParseErrors(t *testing.T) {
 	configList := "compatible, data-dir, keys-dir, hooks-dir, root-disk, reboot-command, slots, groups, boot-flow, download"
-	flowList := "type, boot-dir, attempts, backend, env-file, env-file-redund, env-size, fw-env-config, partitions, efivars-dir, entries, controller"
+	flowList := "type, boot-dir, attempts, backend, env-file, env-file-redund, env-size, fw-env-config, partitions, efivars-dir, entries, controller, env-dir, grubenv, names"
 	tests := []struct {
 		name string
 		doc  []byte
@@ -152,7 +152,7 @@ func TestParseErrors(t *testing.T) {
 		// boot flow
 		{"no boot-flow", lines(compat), `the [boot-flow] table is missing: it says how tandem switches the boot loader between groups`},
 		{"no type", withFlow(`attempts = 2`), `2:2: boot-flow: type is missing (grub, uboot, rpi-tryboot, systemd-boot or custom)`},
-		{"unknown type", withFlow(`type = "lilo"`), `3:8: boot-flow.type: unknown boot flow "lilo" (use grub, uboot, rpi-tryboot, systemd-boot or custom)`},
+		{"unknown type", withFlow(`type = "lilo"`), `3:8: boot-flow.type: unknown boot flow "lilo" (use grub, uboot, rpi-tryboot, systemd-boot, custom, mender-grub, mender-uboot, rauc-grub, rauc-uboot or rugix-grub)`},
 		{"partitions on grub", withFlow(grubType, `partitions = { a = 2, b = 3 }`), `4:1: boot-flow.partitions does not apply to the grub flow`},
 		{"backend on grub", withFlow(grubType, `backend = "file"`), `4:1: boot-flow.backend does not apply to the grub flow`},
 		{"entries on uboot", withFlow(`type = "uboot"`, `entries = { a = "a.conf", b = "b.conf" }`), `4:1: boot-flow.entries does not apply to the uboot flow`},

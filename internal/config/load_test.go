@@ -116,7 +116,7 @@ func TestLoadInvalid(t *testing.T) {
 	root := t.TempDir()
 	file := writeConfig(t, root, lines(compat, grubFlow, `type = "lilo"`))
 	_, err := Load(root, "")
-	want := file + `:3:8: boot-flow.type: unknown boot flow "lilo" (use grub, uboot, rpi-tryboot, systemd-boot or custom)`
+	want := file + `:3:8: boot-flow.type: unknown boot flow "lilo" (use grub, uboot, rpi-tryboot, systemd-boot, custom, mender-grub, mender-uboot, rauc-grub, rauc-uboot or rugix-grub)`
 	if err == nil || err.Error() != want {
 		t.Errorf("error\n got: %v\nwant: %s", err, want)
 	}

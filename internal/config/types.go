@@ -120,6 +120,13 @@ type BootFlow struct {
 	// rpi-tryboot, mender-grub, mender-uboot, rugix-grub
 	Partitions map[string]int `toml:"partitions,omitempty"` // group → (boot) partition number; default a = 2, b = 3
 
+	// systemd-boot
+	EFIVarsDir string            `toml:"efivars-dir,omitempty"` // default /sys/firmware/efi/efivars
+	Entries    map[string]string `toml:"entries,omitempty"`     // group → loader entry id; default <group> → "tandem-<group>.conf"
+
+	// custom
+	Controller []string `toml:"controller,omitempty"` // argv of the controller program
+
 	// mender-grub
 	EnvDir string `toml:"env-dir,omitempty"` // holds mender_grubenv1/ and mender_grubenv2/; default <boot-dir>/grub-mender-grubenv
 
@@ -128,11 +135,4 @@ type BootFlow struct {
 
 	// rauc-grub, rauc-uboot
 	Names map[string]string `toml:"names,omitempty"` // group → RAUC bootname; default the group name in upper case
-
-	// systemd-boot
-	EFIVarsDir string            `toml:"efivars-dir,omitempty"` // default /sys/firmware/efi/efivars
-	Entries    map[string]string `toml:"entries,omitempty"`     // group → loader entry id; default <group> → "tandem-<group>.conf"
-
-	// custom
-	Controller []string `toml:"controller,omitempty"` // argv of the controller program
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // flowHint is shown under a missing boot flow.
-const flowHint = `add [boot-flow] with type = "grub" (or "uboot", "rpi-tryboot", "systemd-boot", "custom", or one of another update system's: docs/migrating.md); see docs/configuration.md`
+const flowHint = `add [boot-flow] with type = "grub" (or "uboot", "rpi-tryboot", "systemd-boot", "custom"); see docs/configuration.md`
 
 // flowOptions lists the keys each boot flow takes besides type and attempts.
 var flowOptions = map[string][]string{
@@ -37,7 +37,7 @@ func (c *checker) bootFlow() {
 	}
 	tk := with(key, "type")
 	if !c.ix.has(tk...) {
-		c.failHint(c.ix.key(key...), flowHint, key, "type is missing (grub, uboot, rpi-tryboot, systemd-boot, custom, mender-grub, mender-uboot, rauc-grub, rauc-uboot or rugix-grub)")
+		c.failHint(c.ix.key(key...), flowHint, key, "type is missing (grub, uboot, rpi-tryboot, systemd-boot or custom)")
 		return
 	}
 	allowed, ok := flowOptions[bf.Type]
@@ -65,7 +65,7 @@ func (c *checker) bootFlow() {
 	case FlowCustom:
 		c.customFlow()
 	case FlowMenderGrub, FlowMenderUBoot, FlowRAUCGrub, FlowRAUCUBoot, FlowRugixGrub:
-		c.adoptedFlow()
+		c.adoptedFlow() // validate_adopt.go
 	}
 }
 
