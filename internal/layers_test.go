@@ -23,7 +23,7 @@ var layers = [][]string{
 		"internal/testutil", "internal/e2e/qemu", "bootloader", "systemd"},
 	{"internal/config", "internal/fetch", "internal/bundle", "internal/e2e/image"},
 	{"internal/bootflow", "internal/hooks", "internal/channel", "internal/bundle/spec", "internal/state", "internal/patch"},
-	{"internal/device"},
+	{"internal/device", "internal/adopt"},
 	{"internal/install", "internal/health", "internal/sim", "internal/state/initsys"},
 	{"internal/fleet"},
 	{"internal/fleet/fleettest", "internal/fleet/hawkbit/ddiserver"},
