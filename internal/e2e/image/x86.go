@@ -84,6 +84,9 @@ func (x *X86) Config() string {
 	if x.Loader == LoaderSDBoot {
 		flow = "type = \"systemd-boot\"\nboot-dir = \"/boot/efi\"\n"
 	}
+	if f, ok := adoptFlows[x.Loader]; ok {
+		flow = f // adopt.go
+	}
 	return systemConfig(X86Compatible, X86PartSysA, X86PartSysB, flow)
 }
 
@@ -104,7 +107,7 @@ func (x *X86) System(out, version, behavior string) error {
 		},
 		Behavior: behavior,
 	}
-	if x.Loader == LoaderGrub {
+	if _, adopted := adoptFlows[x.Loader]; x.Loader == LoaderGrub || adopted {
 		o.Boot = map[string]string{"vmlinuz": x.kernel.Image, "initrd.img": x.initrd}
 	}
 	if x.State != nil {
@@ -195,7 +198,9 @@ func (x *X86) ESP(out string) error {
 			}
 		}
 	default:
-		return fmt.Errorf("unknown loader %q", x.Loader)
+		if err := x.adoptESP(tree, boot); err != nil { // adopt.go
+			return err
+		}
 	}
 	return VFAT(out, 64*MiB, "ESP", tree)
 }
