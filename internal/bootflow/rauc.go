@@ -110,7 +110,6 @@ type raucState struct {
 	def     string
 	trial   string
 	left    int
-	unknown bool // the order names something that is no group (error)
 }
 
 func (r *raucFlow) state() (raucState, error) {
