@@ -51,16 +51,16 @@ type Options struct {
 	// ConfigDir is where Rugix's config partition is mounted ("" = look in
 	// /run/rugix/mounts/config, /boot/efi and /boot).
 	ConfigDir string
-	// Run: Write writes the configuration to ConfigPath (a device path,
-	// default config.DefaultPath) instead of printing it; Force replaces an
-	// existing file.
-	ConfigPath   string
+	// Run: Write writes the configuration instead of printing it; Force
+	// replaces an existing file.
 	Write, Force bool
 }
 
-// Run detects the integration and prints the configuration to w, or writes
-// it and reports what it wrote and the notes.
-func Run(o Options, w io.Writer) error {
+// Run detects the integration under root and prints the configuration to
+// w, or writes it to configPath (a device path; "" = config.DefaultPath)
+// and reports what it wrote and the notes.
+func Run(o Options, root, configPath string, w io.Writer) error {
+	o.Root = root
 	r, err := Detect(o)
 	if err != nil {
 		return err
@@ -69,8 +69,8 @@ func Run(o Options, w io.Writer) error {
 		_, err := w.Write(r.Config)
 		return err
 	}
-	p := cmp.Or(o.ConfigPath, config.DefaultPath)
-	if err := Write(o.Root, p, r, o.Force); err != nil {
+	p := cmp.Or(configPath, config.DefaultPath)
+	if err := Write(root, p, r, o.Force); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "wrote %s: %s's integration, boot flow %s, default group %s\n", p, r.System, r.Flow, r.Default)

@@ -37,7 +37,7 @@ func foreign(t *testing.T, o sim.Options, files map[string]string) string {
 }
 
 var menderFiles = map[string]string{
-	"/etc/mender/mender.conf":      `{"RootfsPartA": "/dev/mmcblk0p2", "RootfsPartB": "/dev/mmcblk0p3", "ServerURL": "https://x"}`,
+	"/etc/mender/mender.conf":     `{"RootfsPartA": "/dev/mmcblk0p2", "RootfsPartB": "/dev/mmcblk0p3", "ServerURL": "https://x"}`,
 	"/var/lib/mender/device_type": "device_type=beaglebone\n",
 }
 

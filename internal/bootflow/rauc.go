@@ -105,11 +105,11 @@ func (r *raucFlow) Name() string { return r.name }
 
 // raucState is RAUC's environment read with tandem's rules.
 type raucState struct {
-	env     map[string]string
-	order   []string // groups, in boot order
-	def     string
-	trial   string
-	left    int
+	env   map[string]string
+	order []string // groups, in boot order
+	def   string
+	trial string
+	left  int
 }
 
 func (r *raucFlow) state() (raucState, error) {

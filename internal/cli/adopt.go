@@ -9,13 +9,10 @@ func (a *app) adoptCommand() *cobra.Command {
 	var o adopt.Options
 	cmd := &cobra.Command{
 		Use:   "adopt [--from mender|rauc|rugix] [--write [--force]]",
-		Short: "Print (or --write) the system.toml that drives the boot integration Mender, RAUC or Rugix Ctrl left here",
-		Long: `Find the boot integration another update system left on the device, check that its boot state
-reads, and print the system.toml with which tandem drives it as it is (docs/migrating.md).`,
-		Args: exactArgs(0),
+		Short: "Print (--write: write) the system.toml that drives the boot integration Mender, RAUC or Rugix left here",
+		Args:  exactArgs(0),
 		RunE: func(*cobra.Command, []string) error {
-			o.Root, o.ConfigPath = a.root, a.configPath
-			return adopt.Run(o, a.env.Stdout)
+			return adopt.Run(o, a.root, a.configPath, a.env.Stdout)
 		},
 	}
 	f := cmd.Flags()

@@ -5,7 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tandem-ota/tandem/internal/sim"
 )
+
+// flows are the boot flows sim new offers (cli_test.go, powercut_test.go).
+var flows = sim.Flows
 
 // tandem adopt on a device that ran Mender: it prints, then writes the
 // configuration, refuses to overwrite it, and tandem then runs on it.

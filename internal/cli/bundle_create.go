@@ -1,9 +1,6 @@
 package cli
 
 import (
-	"errors"
-	"strings"
-
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/bundle/spec"
@@ -39,17 +36,6 @@ use the detached signing path); install NAME.pub on devices in the keys director
 			return nil
 		},
 	})
-}
-
-// withCert applies --cert CHAIN to the one --key it belongs to.
-func withCert(keys []string, cert string) ([]string, error) {
-	if cert == "" {
-		return keys, nil
-	}
-	if len(keys) != 1 || strings.Contains(keys[0], ":") {
-		return nil, usageError{errors.New("--cert needs exactly one --key; for several, write --key KEY:CHAIN")}
-	}
-	return []string{keys[0] + ":" + cert}, nil
 }
 
 func (a *app) bundleCreateCommand() *cobra.Command {
@@ -89,8 +75,8 @@ X.509 chain (PEM, leaf first); repeat it to sign with several keys (key rotation
 			} else if incremental {
 				s.Header.Flags |= bundle.FlagIncremental
 			}
-			if keys, err = withCert(keys, cert); err != nil {
-				return err
+			if keys, err = spec.WithCert(keys, cert); err != nil {
+				return usageError{err}
 			}
 			if s.Header.Created, err = spec.Created(a.env.Getenv("SOURCE_DATE_EPOCH")); err != nil {
 				return usageError{err}

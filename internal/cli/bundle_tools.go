@@ -67,9 +67,9 @@ func (a *app) bundleSignCommand() *cobra.Command {
 			if len(keys) == 0 {
 				return usageError{errors.New("give at least one --key")}
 			}
-			keys, err := withCert(keys, cert)
+			keys, err := spec.WithCert(keys, cert)
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			sign, err := spec.Signer(keys)
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/channel"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
@@ -55,9 +56,9 @@ then the channel file.
 			if err != nil {
 				return usageError{err}
 			}
-			keys, err := withCert(fl.Keys, cert)
+			keys, err := spec.WithCert(fl.Keys, cert)
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			if err := p.Load(keys, fl.Trust); err != nil {
 				return err

@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"fmt"
 	"net"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
@@ -31,7 +29,6 @@ half) or keep (everything done so far). docs/simulator.md has the details.`,
 
 func (a *app) simNewCommand() *cobra.Command {
 	var o sim.Options
-	var size string
 	cmd := &cobra.Command{
 		Use:   "new DIR --boot-flow FLOW",
 		Short: "Create a simulated device in DIR (group a active and default)",
@@ -42,13 +39,6 @@ func (a *app) simNewCommand() *cobra.Command {
 			if err := o.Check(); err != nil {
 				return usageError{err}
 			}
-			if size != "" {
-				n, err := spec.ParseSize(size)
-				if err != nil {
-					return usageError{fmt.Errorf("--slot-size: %w", err)}
-				}
-				o.SlotSize = n
-			}
 			if err := sim.New(args[0], o); err != nil {
 				return err
 			}
@@ -58,9 +48,9 @@ func (a *app) simNewCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.BootFlow, "boot-flow", "", "boot flow: "+strings.Join(flows, ", ")+" (required)")
+	f.StringVar(&o.BootFlow, "boot-flow", "", "boot flow: "+strings.Join(sim.Flows, ", ")+" (required)")
 	f.StringVar(&o.Compatible, "compatible", "tandem-sim", "the device's compatible string")
-	f.StringVar(&size, "slot-size", "", "size of each system slot: bytes, or with a K, M or G (binary) suffix (default 16M, or the image size)")
+	f.StringVar(&o.SlotSizeText, "slot-size", "", "size of each system slot: bytes, or with a K, M or G (binary) suffix (default 16M, or the image size)")
 	f.StringVar(&o.Image, "image", "", "factory image written into system-a")
 	f.StringArrayVar(&o.Trust, "trust", nil, "trusted public key file to install (repeatable)")
 	f.IntVar(&o.Attempts, "attempts", 1, "trial boot attempts before falling back (grub, uboot, custom)")
@@ -69,9 +59,6 @@ func (a *app) simNewCommand() *cobra.Command {
 	f.StringArrayVar(&o.State, "state", nil, "state configuration file to install in /etc/tandem/state.d (repeatable; docs/state.md)")
 	return cmd
 }
-
-// flows are the boot flows sim new offers.
-var flows = sim.Flows
 
 func (a *app) simRebootCommand() *cobra.Command {
 	var hang bool

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/config"
 )
 
@@ -13,9 +14,10 @@ var Flows = []string{config.FlowGrub, config.FlowUBoot, config.FlowRPiTryboot, c
 	config.FlowMenderGrub, config.FlowMenderUBoot, config.FlowRAUCGrub, config.FlowRAUCUBoot, config.FlowRugixGrub}
 
 // Check checks options as `tandem sim new` gives them (its errors name the
-// command's flags): a known boot flow and uboot back end, and a number of
-// trial attempts from 1 to config.MaxAttempts.
-func (o Options) Check() error {
+// command's flags): a known boot flow and uboot back end, a number of
+// trial attempts from 1 to config.MaxAttempts, and SlotSizeText, which it
+// parses into SlotSize.
+func (o *Options) Check() error {
 	if !slices.Contains(Flows, o.BootFlow) {
 		return fmt.Errorf("--boot-flow %q: want one of %s", o.BootFlow, strings.Join(Flows, ", "))
 	}
@@ -24,6 +26,13 @@ func (o Options) Check() error {
 	}
 	if o.Attempts < 1 || o.Attempts > config.MaxAttempts {
 		return fmt.Errorf("--attempts %d: want 1..%d", o.Attempts, config.MaxAttempts)
+	}
+	if o.SlotSizeText != "" {
+		n, err := spec.ParseSize(o.SlotSizeText)
+		if err != nil {
+			return fmt.Errorf("--slot-size: %w", err)
+		}
+		o.SlotSize = n
 	}
 	return nil
 }

@@ -29,13 +29,16 @@ const DefaultSlotSize = 16 << 20
 
 // Options describe a new simulated device.
 type Options struct {
-	BootFlow   string   // grub, uboot, rpi-tryboot, systemd-boot or custom
-	Compatible string   // default "tandem-sim"
-	SlotSize   int64    // bytes per system slot; default DefaultSlotSize (or the image size)
-	Image      string   // host path of a factory image written into system-a
-	Trust      []string // host paths of trusted public keys
-	Groups     []string // default a, b
-	Attempts   int      // trial attempts (grub, uboot, custom); default 1
+	BootFlow   string // grub, uboot, rpi-tryboot, systemd-boot or custom
+	Compatible string // default "tandem-sim"
+	SlotSize   int64  // bytes per system slot; default DefaultSlotSize (or the image size)
+	// SlotSizeText is SlotSize as `tandem sim new --slot-size` takes it
+	// ("64M"); Check parses it.
+	SlotSizeText string
+	Image        string   // host path of a factory image written into system-a
+	Trust        []string // host paths of trusted public keys
+	Groups       []string // default a, b
+	Attempts     int      // trial attempts (grub, uboot, custom); default 1
 	// FactoryVersion is the version of the factory image in the first group
 	// ("" = unknown).
 	FactoryVersion string

@@ -69,6 +69,18 @@ func Created(sourceDateEpoch string) (int64, error) {
 	return n, nil
 }
 
+// WithCert applies the command line's --cert CHAIN to the one --key it
+// belongs to (KEY becomes KEY:CHAIN). (Moved from the CLI.)
+func WithCert(keys []string, cert string) ([]string, error) {
+	if cert == "" {
+		return keys, nil
+	}
+	if len(keys) != 1 || strings.Contains(keys[0], ":") {
+		return nil, errors.New("--cert needs exactly one --key; for several, write --key KEY:CHAIN")
+	}
+	return []string{keys[0] + ":" + cert}, nil
+}
+
 // Signer loads signing keys given as PATH[:CHAIN] (Spec.Keys, the command
 // line's --key) into the signing function Create and bundle.AddSignatures
 // take; nil for no keys (an unsigned bundle).
