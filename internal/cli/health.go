@@ -22,8 +22,8 @@ func (a *app) healthCommand() *cobra.Command {
     check in this boot; still failing then: the trial is withdrawn, the reason is recorded (fleet
     adapters report it) and the device reboots into the committed group.
 
-With no hooks installed, booting far enough to run this command is the health check. When the
-running group is not on trial, nothing is done (exit 0). The shipped systemd units
+With no hooks installed, booting far enough to run this command is the health check. Not on trial:
+exit 0 (RAUC's flows: the committed group is marked good again). The shipped systemd units
 (systemd/tandem-health.service and .timer) run it at every boot.
 
   tandem health                     # wait up to 5 minutes for the checks to pass
