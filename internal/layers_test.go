@@ -19,7 +19,7 @@ const module = "github.com/tandem-ota/tandem/"
 var layers = [][]string{
 	{"internal/filetrust", "internal/bounded", "internal/gpt"},
 	{"internal/cmdout", "internal/retry", "internal/rootfs", "internal/chunker", "internal/signature",
-		"internal/bootenv/autoboot", "internal/bootenv/efivar", "internal/bootenv/grubenv", "internal/bootenv/ubootenv",
+		"internal/bootenv/autoboot", "internal/bootenv/bls", "internal/bootenv/efivar", "internal/bootenv/grubenv", "internal/bootenv/ubootenv",
 		"internal/testutil", "internal/e2e/qemu", "bootloader", "systemd"},
 	{"internal/config", "internal/fetch", "internal/bundle", "internal/e2e/image"},
 	{"internal/bootflow", "internal/hooks", "internal/channel", "internal/bundle/spec", "internal/state", "internal/patch"},

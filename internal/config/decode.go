@@ -141,7 +141,7 @@ func knownPath(path []string) bool {
 			len(path) == 4 && path[2] == "slots"
 	case path[0] == "boot-flow":
 		return len(path) == 2 && slices.Contains(bootFlowKeys, path[1]) ||
-			len(path) == 3 && (path[1] == "partitions" || path[1] == "entries" || path[1] == "names")
+			len(path) == 3 && (path[1] == "partitions" || path[1] == "entries" || path[1] == "names" || path[1] == "options")
 	case path[0] == "download":
 		return len(path) == 2 && slices.Contains(downloadKeys, path[1])
 	}

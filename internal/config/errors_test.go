@@ -37,7 +37,7 @@ func withFlow(keys ...string) []byte {
 
 func TestParseErrors(t *testing.T) {
 	configList := "compatible, data-dir, keys-dir, hooks-dir, root-disk, reboot-command, slots, groups, boot-flow, download"
-	flowList := "type, boot-dir, attempts, backend, env-file, env-file-redund, env-size, fw-env-config, partitions, efivars-dir, entries, controller, env-dir, grubenv, names"
+	flowList := "type, boot-dir, attempts, backend, env-file, env-file-redund, env-size, fw-env-config, partitions, efivars-dir, entries, boot-counting, options, controller, env-dir, grubenv, names"
 	tests := []struct {
 		name string
 		doc  []byte
@@ -52,9 +52,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown table", lines(compat, `[network]`, `dhcp = true`),
 			`2:2: network: unknown key (valid here: ` + configList + `)`},
 		{"unknown slot key", withSlotB(blockType, `partition = 3`, `size = "2G"`),
-			`8:1: slots.system-b.size: unknown key (valid here: type, device, partition, path, handler)`},
+			`8:1: slots.system-b.size: unknown key (valid here: type, device, partition, path, handler, resize)`},
 		{"unknown key in inline slot", lines(compat, `slots = { system-a = { type = "block", partition = 2 }, system-b = { type = "block", size = 3 } }`),
-			`2:86: slots.system-b.size: unknown key (valid here: type, device, partition, path, handler)`},
+			`2:86: slots.system-b.size: unknown key (valid here: type, device, partition, path, handler, resize)`},
 		{"unknown group key", withGroups(`a = { slots = { system = "system-a" }, version = "1" }`),
 			`3:40: groups.a.version: unknown key (valid here: slots, factory-version)`},
 		{"unknown boot-flow key", withFlow(grubType, `kernel = "/vmlinuz"`),
@@ -165,7 +165,7 @@ func TestParseErrors(t *testing.T) {
 		{"attempts on rpi-tryboot", withFlow(`type = "rpi-tryboot"`, `attempts = 2`),
 			`4:12: boot-flow.attempts: the boot loader of the rpi-tryboot flow cannot count boot attempts; leave attempts out or set it to 1`},
 		{"attempts on systemd-boot", withFlow(`type = "systemd-boot"`, `attempts = 3`),
-			`4:12: boot-flow.attempts: the boot loader of the systemd-boot flow cannot count boot attempts; leave attempts out or set it to 1`},
+			`4:12: boot-flow.attempts: systemd-boot counts boot attempts only with boot-counting = true; set it or leave attempts out`},
 		{"uboot backend", withFlow(`type = "uboot"`, `backend = "mtd"`), `4:11: boot-flow.backend: unknown U-Boot backend "mtd" (use file or fw-setenv)`},
 		{"env-size small", withFlow(`type = "uboot"`, `env-size = 255`), `4:12: boot-flow.env-size: must be between 256 and 1048576 bytes, got 255`},
 		{"env-size large", withFlow(`type = "uboot"`, `env-size = 0x100001`), `4:12: boot-flow.env-size: must be between 256 and 1048576 bytes, got 1048577`},

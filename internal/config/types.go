@@ -95,6 +95,10 @@ type Slot struct {
 	Partition int      `toml:"partition,omitempty"` // block: partition number on the root disk (exclusive with Device)
 	Path      string   `toml:"path,omitempty"`      // file, directory: absolute path
 	Handler   []string `toml:"handler,omitempty"`   // custom: argv of the handler program (payload on stdin)
+	// Resize (file): the file takes its payload's size (boot files: a
+	// kernel, an initramfs, a command line); without it the file is an
+	// image of fixed size that a payload may not outgrow.
+	Resize bool `toml:"resize,omitempty"`
 }
 
 // Group is a boot group: the slots that boot together, by alias.
@@ -123,6 +127,11 @@ type BootFlow struct {
 	// systemd-boot
 	EFIVarsDir string            `toml:"efivars-dir,omitempty"` // default /sys/firmware/efi/efivars
 	Entries    map[string]string `toml:"entries,omitempty"`     // group → loader entry id; default <group> → "tandem-<group>.conf"
+	// BootCounting: each group's loader entry is written by tandem from the
+	// group's boot-file slots (kernel or uki, initrd, cmdline) and tried with
+	// the Boot Loader Specification's boot counting (docs/boot-flows.md).
+	BootCounting bool              `toml:"boot-counting,omitempty"`
+	Options      map[string]string `toml:"options,omitempty"` // boot-counting: group → kernel options of its entry
 
 	// custom
 	Controller []string `toml:"controller,omitempty"` // argv of the controller program

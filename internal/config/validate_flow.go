@@ -15,7 +15,7 @@ var flowOptions = map[string][]string{
 	FlowGrub:        {"boot-dir"},
 	FlowUBoot:       {"boot-dir", "backend", "env-file", "env-file-redund", "env-size", "fw-env-config"},
 	FlowRPiTryboot:  {"boot-dir", "partitions"},
-	FlowSystemdBoot: {"boot-dir", "efivars-dir", "entries"},
+	FlowSystemdBoot: {"boot-dir", "efivars-dir", "entries", "boot-counting", "options"},
 	FlowCustom:      {"controller"},
 	FlowMenderGrub:  {"boot-dir", "env-dir", "partitions"},
 	FlowMenderUBoot: {"boot-dir", "backend", "env-file", "env-file-redund", "env-size", "fw-env-config", "partitions"},
@@ -77,7 +77,9 @@ func (c *checker) attempts() {
 		bf.Attempts = 1
 	case bf.Attempts < 1 || bf.Attempts > MaxAttempts:
 		c.fail(c.ix.value(key...), key, "must be between 1 and %d, got %d", MaxAttempts, bf.Attempts)
-	case bf.Attempts > 1 && !slices.Contains(countingFlows, bf.Type):
+	case bf.Attempts > 1 && bf.Type == FlowSystemdBoot && !bf.BootCounting:
+		c.fail(c.ix.value(key...), key, "systemd-boot counts boot attempts only with boot-counting = true; set it or leave attempts out")
+	case bf.Attempts > 1 && !slices.Contains(countingFlows, bf.Type) && bf.Type != FlowSystemdBoot:
 		c.fail(c.ix.value(key...), key, "the boot loader of the %s flow cannot count boot attempts; leave attempts out or set it to 1", bf.Type)
 	}
 }
@@ -142,8 +144,10 @@ func (c *checker) systemdBoot() {
 		for g := range c.cfg.Groups {
 			bf.Entries[g] = "tandem-" + g + ".conf"
 		}
+		c.bootCounting()
 		return
 	}
+	defer c.bootCounting()
 	checkGroupKeys(c, key, bf.Entries)
 	used := map[string]string{}
 	for _, g := range sortedKeys(bf.Entries) {

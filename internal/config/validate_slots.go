@@ -15,7 +15,7 @@ import (
 // slotOptions lists the keys each slot type takes besides type.
 var slotOptions = map[string][]string{
 	SlotBlock:     {"device", "partition"},
-	SlotFile:      {"path"},
+	SlotFile:      {"path", "resize"},
 	SlotDirectory: {"path"},
 	SlotCustom:    {"handler"},
 }

@@ -343,10 +343,11 @@ func planPayloads(d *device.Device, st device.Status, target string, h *bundle.H
 }
 
 // slotCapacity returns how many bytes a block or file slot holds (a file
-// slot that does not exist yet or is empty has no limit).
+// slot that does not exist yet or is empty, or that takes its payload's
+// size, has no limit).
 func slotCapacity(d *device.Device, s config.Slot) (uint64, bool) {
 	p, err := d.SlotPath(s)
-	if err != nil || (s.Type != config.SlotBlock && s.Type != config.SlotFile) {
+	if err != nil || (s.Type != config.SlotBlock && s.Type != config.SlotFile) || s.Resize {
 		return 0, false
 	}
 	f, err := os.Open(p)
@@ -420,6 +421,12 @@ func writeImage(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *pr
 	if err := bw.Flush(); err != nil {
 		f.Close()
 		return err
+	}
+	if plan.slot.Resize {
+		if err := f.Truncate(int64(pr.Payload.Size)); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()

@@ -108,6 +108,11 @@ func (f *pauseFile) WriteAt(b []byte, off int64) (int, error) {
 	return f.File.WriteAt(b, off)
 }
 
+func (f *pauseFile) Truncate(size int64) error {
+	f.p.point("write", f.name)
+	return f.File.Truncate(size)
+}
+
 func (f *pauseFile) Sync() error {
 	f.p.point("fsync", f.name)
 	return f.File.Sync()

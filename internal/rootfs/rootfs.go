@@ -26,6 +26,9 @@ var ErrPowerCut = errors.New("simulated power cut")
 type File interface {
 	io.Writer
 	io.WriterAt
+	// Truncate changes the size of the file (a file slot that takes its
+	// payload's size).
+	Truncate(size int64) error
 	Sync() error
 	Close() error
 }

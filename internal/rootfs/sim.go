@@ -440,6 +440,14 @@ func (f *simFile) Sync() error {
 	return nil
 }
 
+// Truncate is a cut point; the new size is durable at the next fsync.
+func (f *simFile) Truncate(size int64) error {
+	if err := f.s.point(fmt.Sprintf("truncate %s to %d bytes", f.name(), size), nil); err != nil {
+		return err
+	}
+	return f.f.Truncate(size)
+}
+
 func (f *simFile) Close() error { return f.f.Close() }
 
 // varFile is a variable of an efivarfs-like directory: each write replaces
@@ -461,6 +469,10 @@ func (v *varFile) Write(p []byte) (int, error) {
 
 func (v *varFile) WriteAt(p []byte, off int64) (int, error) {
 	return 0, &fs.PathError{Op: "write", Path: v.s.Path(v.name), Err: syscall.EINVAL}
+}
+
+func (v *varFile) Truncate(int64) error {
+	return &fs.PathError{Op: "truncate", Path: v.s.Path(v.name), Err: syscall.EINVAL}
 }
 
 func (v *varFile) Sync() error { return v.s.cutErr }
