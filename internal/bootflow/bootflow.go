@@ -61,6 +61,14 @@ type Repairer interface {
 	Repair(group string) (bool, error)
 }
 
+// Retirer is implemented by flows that keep a boot entry per group (systemd-boot
+// with boot counting). Retire removes group's entry before its slots are
+// written, so that nothing offers a group that is being written; it refuses
+// the default group.
+type Retirer interface {
+	Retire(group string) error
+}
+
 // RebootArger is implemented by flows whose try-next must be passed to the
 // reboot itself (the Raspberry Pi firmware's one-shot tryboot flag).
 type RebootArger interface {
@@ -84,6 +92,9 @@ func New(cfg *config.Config, fsys rootfs.FS) (Flow, error) {
 	case config.FlowRPiTryboot:
 		return newRPi(bf, groups, fsys), nil
 	case config.FlowSystemdBoot:
+		if bf.BootCounting {
+			return newSDCount(cfg, fsys), nil
+		}
 		return newSystemdBoot(bf, groups, fsys), nil
 	case config.FlowCustom:
 		return newCustom(bf, groups, fsys), nil

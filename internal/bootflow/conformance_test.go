@@ -36,6 +36,7 @@ var flowCases = []flowCase{
 	{name: "uboot-fw-setenv", opts: sim.Options{BootFlow: config.FlowUBoot, UBootBackend: config.UBootBackendFwSetenv}, counts: true, tool: "fw_setenv"},
 	{name: "rpi-tryboot", opts: sim.Options{BootFlow: config.FlowRPiTryboot}},
 	{name: "systemd-boot", opts: sim.Options{BootFlow: config.FlowSystemdBoot}},
+	{name: "systemd-boot-counting", opts: sim.Options{BootFlow: config.FlowSystemdBoot, BootCounting: true}, counts: true},
 	{name: "custom", opts: sim.Options{BootFlow: config.FlowCustom}, counts: true},
 	// Other update systems' integrations, driven as they are (adopt_test.go).
 	{name: "mender-grub", opts: sim.Options{BootFlow: config.FlowMenderGrub}, two: true},

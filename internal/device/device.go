@@ -129,6 +129,9 @@ func Open(opts Options) (*Device, error) {
 		switch bf := cfg.BootFlow; bf.Type {
 		case config.FlowSystemdBoot:
 			syncDirs = []string{bf.EFIVarsDir}
+			if bf.BootCounting {
+				fatDirs = []string{bf.BootDir} // the ESP
+			}
 		case config.FlowGrub, config.FlowRPiTryboot:
 			fatDirs = []string{bf.BootDir} // the boot partition is FAT
 		case config.FlowUBoot:

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-ota/tandem/internal/bootflow"
 	"github.com/tandem-ota/tandem/internal/filetrust"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
@@ -157,6 +158,11 @@ func (d *Device) BeginWrite(g, version, bundleHash string) error {
 	}
 	if err := d.Flow.CancelTry(); err != nil {
 		return fmt.Errorf("cancel the pending try of %s: %w", g, err)
+	}
+	if r, ok := d.Flow.(bootflow.Retirer); ok {
+		if err := r.Retire(g); err != nil {
+			return fmt.Errorf("remove the boot entry of %s: %w", g, err)
+		}
 	}
 	st, err := d.LoadState()
 	if err != nil {

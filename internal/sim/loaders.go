@@ -10,7 +10,6 @@ import (
 
 	"github.com/tandem-ota/tandem/bootloader"
 	"github.com/tandem-ota/tandem/internal/bootenv/autoboot"
-	"github.com/tandem-ota/tandem/internal/bootenv/efivar"
 	"github.com/tandem-ota/tandem/internal/bootenv/grubenv"
 	"github.com/tandem-ota/tandem/internal/bootenv/ubootenv"
 	"github.com/tandem-ota/tandem/internal/bootflow"
@@ -275,79 +274,6 @@ func (rpiLoader) boot(fsys *rootfs.OS, cfg *config.Config, args []string) (strin
 		}
 	}
 	return "", notes, fmt.Errorf("%w: firmware: partition %d holds no group", errNoBoot, part)
-}
-
-// ---- systemd-boot: EFI variables and loader.conf ----
-
-type systemdBootLoader struct{}
-
-func (systemdBootLoader) install(fsys *rootfs.OS, cfg *config.Config) error {
-	bf, groups := cfg.BootFlow, cfg.GroupNames()
-	if err := fsys.MkdirAll(bf.EFIVarsDir, 0o755); err != nil {
-		return err
-	}
-	entries := path.Join(bf.BootDir, "loader", "entries")
-	if err := fsys.MkdirAll(entries, 0o755); err != nil {
-		return err
-	}
-	conf := fmt.Sprintf("default %s\ntimeout 0\n", bf.Entries[groups[0]])
-	if err := os.WriteFile(fsys.Path(path.Join(bf.BootDir, "loader", "loader.conf")), []byte(conf), 0o644); err != nil {
-		return err
-	}
-	for _, g := range groups {
-		e := fmt.Sprintf("title tandem group %s\nlinux /%s/vmlinuz\noptions root=PARTLABEL=system-%s tandem.group=%s\n", g, g, g, g)
-		if err := os.WriteFile(fsys.Path(path.Join(entries, bf.Entries[g])), []byte(e), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (systemdBootLoader) boot(fsys *rootfs.OS, cfg *config.Config, _ []string) (string, []string, error) {
-	bf := cfg.BootFlow
-	varFile := func(name string) string {
-		return fsys.Path(path.Join(bf.EFIVarsDir, efivar.FileName(name, efivar.VendorLoader)))
-	}
-	readVar := func(name string) (string, error) {
-		b, err := os.ReadFile(varFile(name))
-		if err != nil {
-			return "", err
-		}
-		_, v, err := efivar.Decode(b)
-		if err != nil {
-			return "", err
-		}
-		return efivar.DecodeString(v)
-	}
-	var notes []string
-	entry, err := readVar(bootflow.EFIVarOneShot)
-	if err == nil {
-		notes = append(notes, "systemd-boot: one-shot entry "+entry)
-	} else if !rootfs.IsNotExist(err) {
-		notes = append(notes, fmt.Sprintf("systemd-boot: %s unusable: %v", bootflow.EFIVarOneShot, err))
-	}
-	// systemd-boot deletes the one-shot variable as soon as it read it.
-	_ = os.Remove(varFile(bootflow.EFIVarOneShot))
-	if entry == "" {
-		if entry, err = readVar(bootflow.EFIVarDefault); err != nil {
-			b, rerr := os.ReadFile(fsys.Path(path.Join(bf.BootDir, "loader", "loader.conf")))
-			if rerr != nil {
-				return "", notes, fmt.Errorf("%w: systemd-boot: no default entry: %v", errNoBoot, rerr)
-			}
-			for line := range strings.Lines(string(b)) {
-				if f := strings.Fields(line); len(f) == 2 && f[0] == "default" {
-					entry = f[1]
-				}
-			}
-		}
-	}
-	for g, e := range bf.Entries {
-		if e == entry {
-			sel := efivar.Encode(efivar.DefaultAttrs, efivar.EncodeString(entry))
-			return g, notes, os.WriteFile(varFile(bootflow.EFIVarSelected), sel, 0o644)
-		}
-	}
-	return "", notes, fmt.Errorf("%w: systemd-boot: entry %q is no group's entry", errNoBoot, entry)
 }
 
 // ---- custom: the controller's own boot operation ----

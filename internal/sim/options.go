@@ -24,6 +24,9 @@ func (o *Options) Check() error {
 	if o.UBootBackend != config.UBootBackendFile && o.UBootBackend != config.UBootBackendFwSetenv {
 		return fmt.Errorf("--uboot-backend %q: want file or fw-setenv", o.UBootBackend)
 	}
+	if o.BootCounting && o.BootFlow != config.FlowSystemdBoot {
+		return fmt.Errorf("--boot-counting: only for --boot-flow %s", config.FlowSystemdBoot)
+	}
 	if o.Attempts < 1 || o.Attempts > config.MaxAttempts {
 		return fmt.Errorf("--attempts %d: want 1..%d", o.Attempts, config.MaxAttempts)
 	}

@@ -45,6 +45,10 @@ type Options struct {
 	// UBootBackend selects the uboot back end: file (default) or fw-setenv
 	// (then the device gets an fw_env.config naming its env files).
 	UBootBackend string
+	// BootCounting (systemd-boot): each group gets kernel, initrd and
+	// cmdline file slots in /boot/tandem/<group>/ and the flow uses boot
+	// counting (docs/boot-flows.md).
+	BootCounting bool
 	// State are host paths of state configuration files, copied to
 	// /etc/tandem/state.d; with a data partition declared, the device gets
 	// a data folder and every boot runs the state mount plan.
@@ -225,11 +229,21 @@ func configText(root string, o Options) string {
 	fmt.Fprintf(&b, "# Simulated device made by `tandem sim new`; reference: docs/configuration.md\n")
 	fmt.Fprintf(&b, "compatible = %q\n", o.Compatible)
 	b.WriteString("data-dir = \"/var/lib/tandem\"\n\n")
+	counting := o.BootFlow == config.FlowSystemdBoot && o.BootCounting
 	for _, g := range o.Groups {
 		fmt.Fprintf(&b, "[slots.system-%s]\ntype = \"file\"\npath = \"/slots/system-%s.img\"\n\n", g, g)
+		if counting {
+			for _, f := range [][2]string{{"kernel", "vmlinuz"}, {"initrd", "initrd.img"}, {"cmdline", "cmdline"}} {
+				fmt.Fprintf(&b, "[slots.%s-%s]\ntype = \"file\"\npath = \"/boot/tandem/%s/%s\"\nresize = true\n\n", f[0], g, g, f[1])
+			}
+		}
 	}
 	for i, g := range o.Groups {
-		fmt.Fprintf(&b, "[groups.%s]\nslots = { system = \"system-%s\" }\n", g, g)
+		boot := ""
+		if counting {
+			boot = fmt.Sprintf(", kernel = \"kernel-%s\", initrd = \"initrd-%s\", cmdline = \"cmdline-%s\"", g, g, g)
+		}
+		fmt.Fprintf(&b, "[groups.%s]\nslots = { system = \"system-%s\"%s }\n", g, g, boot)
 		if i == 0 && o.FactoryVersion != "" {
 			fmt.Fprintf(&b, "factory-version = %q\n", o.FactoryVersion)
 		}
@@ -255,6 +269,14 @@ func configText(root string, o Options) string {
 		b.WriteString(strings.TrimSuffix(s, ", }\n") + " }\n")
 	case config.FlowCustom:
 		fmt.Fprintf(&b, "controller = [%q]\n", ControllerPath)
+	case config.FlowSystemdBoot:
+		if counting {
+			b.WriteString("boot-counting = true\noptions = {")
+			for i, g := range o.Groups {
+				fmt.Fprintf(&b, "%s %s = \"root=/dev/sim-system-%s\"", map[bool]string{true: ",", false: ""}[i > 0], g, g)
+			}
+			b.WriteString(" }\n")
+		}
 	}
 	return b.String()
 }
