@@ -53,9 +53,10 @@ func (a *app) simNewCommand() *cobra.Command {
 	f.StringVar(&o.SlotSizeText, "slot-size", "", "size of each system slot: bytes, or with a K, M or G (binary) suffix (default 16M, or the image size)")
 	f.StringVar(&o.Image, "image", "", "factory image written into system-a")
 	f.StringArrayVar(&o.Trust, "trust", nil, "trusted public key file to install (repeatable)")
-	f.IntVar(&o.Attempts, "attempts", 1, "trial boot attempts before falling back (grub, uboot, custom, rauc-uboot)")
+	f.IntVar(&o.Attempts, "attempts", 1, "trial boot attempts before falling back (grub, uboot, custom, rauc-uboot, systemd-boot with --boot-counting)")
 	f.StringVar(&o.FactoryVersion, "factory-version", "1.0.0", "version of the factory image in group a (\"\" for unknown)")
 	f.StringVar(&o.UBootBackend, "uboot-backend", config.UBootBackendFile, "U-Boot flows' back end: file or fw-setenv")
+	f.BoolVar(&o.BootCounting, "boot-counting", false, "systemd-boot: per-group entries with boot counting (kernel, initrd, cmdline slots)")
 	f.StringArrayVar(&o.State, "state", nil, "state configuration file to install in /etc/tandem/state.d (repeatable; docs/state.md)")
 	return cmd
 }
