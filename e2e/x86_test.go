@@ -81,7 +81,7 @@ func x86BuildVariant(t *testing.T, name, loader string, st *image.State) *x86Env
 	if err := x.Prepare(); err != nil {
 		t.Fatal(err)
 	}
-	v1, bundles := systemBundles(t, dir, image.X86Compatible, x.System)
+	v1, bundles := systemBundles(t, dir, image.X86Compatible, x.System, x.BootFiles)
 	www := filepath.Join(dir, "www")
 	if err := os.MkdirAll(www, 0o755); err != nil {
 		t.Fatal(err)
@@ -148,8 +148,10 @@ func (e *x86Env) serve(t *testing.T) string {
 
 // systemBundles builds the factory system image (v1) with system, an image
 // builder's System, and a signed bundle of every version in x86Bundles. It
-// returns the v1 image and the bundles by file name.
-func systemBundles(t *testing.T, dir, compatible string, system func(out, version, behavior string) error) (string, map[string]string) {
+// returns the v1 image and the bundles by file name. bootFiles, when given,
+// returns more slot arguments of a version (boot files), put first.
+func systemBundles(t *testing.T, dir, compatible string, system func(out, version, behavior string) error,
+	bootFiles ...func(version string) ([]string, error)) (string, map[string]string) {
 	t.Helper()
 	v1 := filepath.Join(dir, "system-v1.ext4")
 	if err := system(v1, "1.0.0", ""); err != nil {
@@ -162,8 +164,15 @@ func systemBundles(t *testing.T, dir, compatible string, system func(out, versio
 			t.Fatal(err)
 		}
 		out := filepath.Join(dir, b.name+".tandem")
-		hostTandem(t, dir, "bundle", "create", out, "--compatible", compatible, "--version", b.version,
-			"--slot", "system="+img, "--key", filepath.Join(dir, "release.key"))
+		args := []string{"bundle", "create", out, "--compatible", compatible, "--version", b.version}
+		for _, f := range bootFiles {
+			slots, err := f(b.version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, slots...)
+		}
+		hostTandem(t, dir, append(args, "--slot", "system="+img, "--key", filepath.Join(dir, "release.key"))...)
 		bundles[b.name+".tandem"] = out
 		os.Remove(img)
 	}

@@ -99,6 +99,9 @@ type InitramfsOptions struct {
 	Busybox string
 	Kernel  Kernel
 	Modules []Module // loaded in this order, each after its dependencies
+	// Version, when set, is left in /dev/.tandem-e2e-initramfs for the
+	// system to read: which initramfs booted it.
+	Version string
 }
 
 // initScript is the initramfs /init: load the modules, mount the root file
@@ -121,6 +124,7 @@ if ! mount -t ext4 -o ro "$root" /newroot; then
   echo "TANDEM-E2E initramfs: cannot mount the root file system $root"
   exit 1
 fi
+[ -f /version ] && cp /version /dev/.tandem-e2e-initramfs
 umount /proc /sys
 mount --move /dev /newroot/dev 2>/dev/null || umount /dev
 exec switch_root /newroot "$init"
@@ -164,6 +168,11 @@ func BuildInitramfs(out string, o InitramfsOptions) error {
 	}
 	if err := writeFile(filepath.Join(tmp, "init"), []byte(initScript), 0o755); err != nil {
 		return err
+	}
+	if o.Version != "" {
+		if err := writeFile(filepath.Join(tmp, "version"), []byte(o.Version+"\n"), 0o644); err != nil {
+			return err
+		}
 	}
 	return Initramfs(out, tmp)
 }

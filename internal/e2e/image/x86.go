@@ -14,6 +14,10 @@ import (
 const (
 	LoaderGrub   = "grub"         // GRUB standalone EFI image + bootloader/grub/tandem.cfg, boot flow grub
 	LoaderSDBoot = "systemd-boot" // systemd-boot + loader entries, boot flow systemd-boot
+	// LoaderSDBootCount is systemd-boot with boot counting: each group's
+	// kernel, initramfs and command line are file slots on the ESP
+	// (/tandem/<group>/), and tandem writes the group's entry.
+	LoaderSDBootCount = "systemd-boot-counting"
 )
 
 // X86 layout: partition numbers in the guest (/dev/vdaN).
@@ -48,6 +52,7 @@ type X86 struct {
 
 	busybox, initrd, e2fs string
 	kernel                Kernel
+	modules               []Module
 }
 
 // Prepare fetches the Debian kernel and busybox and builds the initramfs.
@@ -72,10 +77,40 @@ func (x *X86) Prepare() error {
 		}
 	}
 	x.initrd = filepath.Join(x.Work, "initrd.img")
-	return BuildInitramfs(x.initrd, InitramfsOptions{Busybox: x.busybox, Kernel: x.kernel, Modules: []Module{
+	x.modules = []Module{
 		{Name: "virtio_pci"}, {Name: "virtio_blk"}, {Name: "crc32c_generic"}, {Name: "ext4"}, {Name: "vfat"}, {Name: "nls_cp437"}, {Name: "nls_ascii"},
 		{Name: "nls_utf8"}, {Name: "efivarfs"}, {Name: "overlay"}, {Name: "i6300esb", Params: "heartbeat=10"}, {Name: "virtio_net"},
-	}})
+	}
+	return BuildInitramfs(x.initrd, InitramfsOptions{Busybox: x.busybox, Kernel: x.kernel, Modules: x.modules})
+}
+
+// BootFiles returns, for LoaderSDBootCount, the boot files of a system
+// version as bundle slot arguments ("--slot", "kernel=<path>", ...): the
+// kernel, an initramfs that leaves the version in
+// /dev/.tandem-e2e-initramfs, and a command line with
+// tandem.e2e_cmdline=<version>. Other loaders have none.
+func (x *X86) BootFiles(version string) ([]string, error) {
+	if x.Loader != LoaderSDBootCount {
+		return nil, nil
+	}
+	initrd, cmdline, err := x.versionFiles(version)
+	if err != nil {
+		return nil, err
+	}
+	return []string{"--slot", "kernel=" + x.kernel.Image, "--slot", "initrd=" + initrd, "--slot", "cmdline=" + cmdline}, nil
+}
+
+// versionFiles builds (once) the initramfs and command line of a version.
+func (x *X86) versionFiles(version string) (initrd, cmdline string, err error) {
+	initrd = filepath.Join(x.Work, "initrd-"+version+".img")
+	cmdline = filepath.Join(x.Work, "cmdline-"+version)
+	if _, err := os.Stat(initrd); err == nil {
+		return initrd, cmdline, nil
+	}
+	if err := writeFile(cmdline, []byte("quiet tandem.e2e_cmdline="+version+"\n"), 0o644); err != nil {
+		return "", "", err
+	}
+	return initrd, cmdline, BuildInitramfs(initrd, InitramfsOptions{Busybox: x.busybox, Kernel: x.kernel, Modules: x.modules, Version: version})
 }
 
 // Config returns /etc/tandem/system.toml of the images.
@@ -87,7 +122,30 @@ func (x *X86) Config() string {
 	if f, ok := adoptFlows[x.Loader]; ok {
 		flow = f // adopt.go
 	}
+	if x.Loader == LoaderSDBootCount {
+		return x.countingConfig()
+	}
 	return systemConfig(X86Compatible, X86PartSysA, X86PartSysB, flow)
+}
+
+// countingConfig is system.toml for LoaderSDBootCount: each group has its
+// system partition and its boot files on the ESP, mounted at /boot/efi.
+func (x *X86) countingConfig() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "compatible = %q\ndata-dir = \"/data/tandem\"\nreboot-command = [\"/bin/reboot\", \"-f\"]\n\n", X86Compatible)
+	for _, g := range []struct {
+		name string
+		part int
+	}{{"a", X86PartSysA}, {"b", X86PartSysB}} {
+		fmt.Fprintf(&b, "[slots.system-%s]\ntype = \"block\"\ndevice = \"/dev/vda%d\"\n\n", g.name, g.part)
+		for _, f := range [][2]string{{"kernel", "vmlinuz"}, {"initrd", "initrd.img"}, {"cmdline", "cmdline"}} {
+			fmt.Fprintf(&b, "[slots.%s-%s]\ntype = \"file\"\npath = \"/boot/efi/tandem/%s/%s\"\nresize = true\n\n", f[0], g.name, g.name, f[1])
+		}
+		fmt.Fprintf(&b, "[groups.%[1]s]\nslots = { system = \"system-%[1]s\", kernel = \"kernel-%[1]s\", initrd = \"initrd-%[1]s\", cmdline = \"cmdline-%[1]s\" }\n\n", g.name)
+	}
+	fmt.Fprintf(&b, "[boot-flow]\ntype = \"systemd-boot\"\nboot-dir = \"/boot/efi\"\nboot-counting = true\nattempts = %d\n", max(x.Attempts, 1))
+	fmt.Fprintf(&b, "options = { a = \"root=/dev/vda%d console=ttyS0 panic=1\", b = \"root=/dev/vda%d console=ttyS0 panic=1\" }\n", X86PartSysA, X86PartSysB)
+	return b.String()
 }
 
 // System builds the ext4 image of one system version at out. behavior is
@@ -197,6 +255,10 @@ func (x *X86) ESP(out string) error {
 				return err
 			}
 		}
+	case LoaderSDBootCount:
+		if err := x.countingESP(tree, boot); err != nil {
+			return err
+		}
 	default:
 		if err := x.adoptESP(tree, boot); err != nil { // adopt.go
 			return err
@@ -235,4 +297,34 @@ func (x *X86) Data(out string, bundles map[string]string) error {
 		}
 	}
 	return Ext4(out, int64(x.DataMiB)*MiB, "data", tree)
+}
+
+// countingESP fills the ESP tree for LoaderSDBootCount: systemd-boot,
+// loader.conf choosing the newest tandem entry (default tandem-*), both
+// groups' version 1.0.0 boot files and the good entry of group a.
+func (x *X86) countingESP(tree, boot string) error {
+	d := Debs{Cache: filepath.Join(x.Cache, "debs")}
+	dir, err := d.Extract("systemd-boot-efi")
+	if err != nil {
+		return err
+	}
+	if err := copyFile(filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), filepath.Join(boot, "BOOTX64.EFI"), 0o644); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(tree, "loader", "loader.conf"), []byte("default tandem-*\ntimeout 0\nconsole-mode keep\n"), 0o644); err != nil {
+		return err
+	}
+	initrd, cmdline, err := x.versionFiles("1.0.0")
+	if err != nil {
+		return err
+	}
+	for _, g := range []string{"a", "b"} {
+		for name, src := range map[string]string{"vmlinuz": x.kernel.Image, "initrd.img": initrd, "cmdline": cmdline} {
+			if err := copyFile(src, filepath.Join(tree, "tandem", g, name), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	entry := fmt.Sprintf("title tandem a\nlinux /tandem/a/vmlinuz\ninitrd /tandem/a/initrd.img\noptions root=/dev/vda%d console=ttyS0 panic=1 quiet tandem.e2e_cmdline=1.0.0 tandem.group=a\n", X86PartSysA)
+	return writeFile(filepath.Join(tree, "loader", "entries", "tandem-1-a.conf"), []byte(entry), 0o644)
 }
