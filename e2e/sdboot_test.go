@@ -53,8 +53,9 @@ func TestSDBootCountingFailedUpdate(t *testing.T) {
 	caseFirstBoot(m)
 	caseFailedUpdate(m, "v4-exit", 2)
 	checkBootFiles(m, "a", "1.0.0", "tandem-1-a.conf tandem-2-b+0-2.conf")
+	// The install removed b's bad entry, so the new one takes generation 2 again.
 	caseFailedUpdate(m, "v4-hang", 2)
-	checkBootFiles(m, "a", "1.0.0", "tandem-1-a.conf tandem-3-b+0-2.conf")
+	checkBootFiles(m, "a", "1.0.0", "tandem-1-a.conf tandem-2-b+0-2.conf")
 }
 
 // TestSDBootCountingPowerCuts runs case e on the boot writes of install,
