@@ -21,8 +21,8 @@ import (
 // efivarfs has no rename; every variable write is one atomic SetVariable call
 // of the firmware, so each operation is a single write (or removal) and a
 // power cut leaves the old or the new value. Files are immutable until the
-// attribute is cleared. systemd-boot's own boot counting is not used yet: a
-// trial is one boot.
+// attribute is cleared. This is the one-shot mode: a trial is one boot (boot
+// counting with per-group entries is sdcount.go).
 const (
 	EFIVarOneShot  = "LoaderEntryOneShot"
 	EFIVarDefault  = "LoaderEntryDefault"
