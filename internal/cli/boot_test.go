@@ -97,7 +97,7 @@ func TestBootMark(t *testing.T) {
 	}
 	t.Run("no counter", func(t *testing.T) {
 		dir := newSim(t, "rpi-tryboot")
-		if r := run(t, nil, "--root", dir, "boot", "mark-bad", "b"); r.code != ExitRefused || !strings.Contains(r.stderr, "does not count boot attempts") {
+		if r := run(t, nil, "--root", dir, "boot", "mark-bad", "b"); r.code != ExitRefused || !strings.Contains(r.stderr, "cannot mark a trial bad") {
 			t.Fatalf("mark-bad on rpi-tryboot: %+v", r)
 		}
 		if r := run(t, nil, "--root", dir, "boot", "mark-bad"); r.code != ExitUsage {

@@ -48,16 +48,17 @@ func (d *Device) MarkGood(group string) (Mark, error) {
 	return Mark{Group: active, Good: true, Changed: changed, Active: active, Default: active}, nil
 }
 
-// MarkBad ends group's trial in a boot flow that counts attempts: the boot
-// loader does not start it again (GRUB and U-Boot: the trial's count is
-// cleared; systemd-boot: the entry gets no tries left). When group runs on
+// MarkBad ends group's trial in a boot flow that implements
+// bootflow.Counter: the boot loader does not start it again (GRUB and
+// U-Boot: the trial's count is cleared; systemd-boot: the entry gets no
+// tries left; the adopted flows: their cancel). When group runs on
 // trial, the update is recorded as rolled back and the caller reboots; a
 // trial not booted yet is withdrawn. The default group is refused: there
 // would be nothing to fall back to.
 func (d *Device) MarkBad(group string) (Mark, error) {
 	c, ok := d.Flow.(bootflow.Counter)
 	if !ok {
-		return Mark{}, fmt.Errorf("%w: the %s flow does not count boot attempts, so there is nothing to mark: an uncommitted trial ends at the next reboot", ErrRefused, d.Flow.Name())
+		return Mark{}, fmt.Errorf("%w: the %s flow cannot mark a trial bad; an uncommitted trial ends when the boot loader has used up its attempts", ErrRefused, d.Flow.Name())
 	}
 	if !slices.Contains(d.Groups(), group) {
 		return Mark{}, fmt.Errorf("%w: there is no group %q (groups: %v)", ErrRefused, group, d.Groups())
