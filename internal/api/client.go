@@ -168,7 +168,7 @@ func (c *Client) Install(ctx context.Context, r InstallRequest, progress func(in
 	case o.Source == "-":
 		body, contentType = o.Stdin, "application/octet-stream"
 	default:
-		f, err := openRegular(o.Source)
+		f, err := install.OpenFile(o.Source)
 		if err != nil {
 			return nil, err
 		}
@@ -199,34 +199,6 @@ func (c *Client) Install(ctx context.Context, r InstallRequest, progress func(in
 	return &install.Result{BundleHash: final.BundleHash, Group: final.Group, Version: final.Version, BytesWritten: final.Bytes,
 		Transfer: install.DeltaStats{BytesDownloaded: final.BytesDownloaded, BytesReused: final.BytesReused,
 			ChunksFetched: final.ChunksFetched, Requests: final.Requests}}, nil
-}
-
-// openRegular opens a bundle file to upload. As in process, only a regular
-// file is a bundle source: a device node or a FIFO is never opened for
-// reading (opening one can block or act); the open file is checked again.
-func openRegular(p string) (*os.File, error) {
-	notRegular := func(fi os.FileInfo) error {
-		return fmt.Errorf("bundle source %s is not a regular file (%s); give a bundle file, - or an http(s) URL", p, fi.Mode().Type())
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, notRegular(fi)
-	}
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	if fi, err = f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		if err == nil {
-			err = notRegular(fi)
-		}
-		return nil, err
-	}
-	return f, nil
 }
 
 func abs(p string) string {

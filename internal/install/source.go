@@ -43,14 +43,15 @@ func openStream(_ context.Context, o Options) (io.ReadCloser, error) {
 	if o.Source == "-" {
 		return io.NopCloser(o.Stdin), nil
 	}
-	return openFile(o.Source)
+	return OpenFile(o.Source)
 }
 
-// openFile opens a bundle file. Only a regular file is a bundle source: a
+// OpenFile opens a bundle file (for an install here, or an upload to the
+// local API). Only a regular file is a bundle source: a
 // device node or a FIFO is never opened for reading (opening one can block
 // or act), nor a directory (issue 11, hardening 5). The file is checked
 // again after the open, without blocking, in case it was replaced.
-func openFile(p string) (*os.File, error) {
+func OpenFile(p string) (*os.File, error) {
 	notRegular := func(fi os.FileInfo) error {
 		return fmt.Errorf("bundle source %s is not a regular file (%s); give a bundle file, - or an http(s) URL", p, fi.Mode().Type())
 	}

@@ -22,7 +22,7 @@ func TestOpenFileRegularOnly(t *testing.T) {
 	for _, p := range []string{fifo, "/dev/zero", "/dev/null", dir} {
 		done := make(chan error, 1)
 		go func() {
-			f, err := openFile(p)
+			f, err := OpenFile(p)
 			if err == nil {
 				f.Close()
 			}
@@ -46,7 +46,7 @@ func TestOpenFileRegularOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{file, link} {
-		f, err := openFile(p)
+		f, err := OpenFile(p)
 		if err != nil {
 			t.Fatalf("open %s: %v", p, err)
 		}
