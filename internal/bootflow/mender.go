@@ -238,11 +238,7 @@ func (s *menderGrubStore) load() (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]string{}
-	for _, n := range env.Names() {
-		m[n], _ = env.Get(n)
-	}
-	return m, nil
+	return env.Map(), nil
 }
 
 // MenderLock returns the lock block with editing set to v.

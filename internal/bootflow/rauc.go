@@ -354,11 +354,7 @@ func (s *grubenvStore) load() (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]string{}
-	for _, n := range env.Names() {
-		m[n], _ = env.Get(n)
-	}
-	return m, nil
+	return env.Map(), nil
 }
 
 func (s *grubenvStore) save(vars [][2]string) error {

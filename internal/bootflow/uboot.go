@@ -143,11 +143,7 @@ func (s *ubootFileStore) load() (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]string{}
-	for _, n := range env.Names() {
-		m[n], _ = env.Get(n)
-	}
-	return m, nil
+	return env.Map(), nil
 }
 
 func (s *ubootFileStore) save(vars [][2]string) error {

@@ -60,10 +60,7 @@ func loadUBootEnv(fsys *rootfs.OS, bf config.BootFlow) (ubootEnv, []string) {
 	if err != nil {
 		return e, []string{"fallback: u-boot: no valid environment copy, using the default environment: " + err.Error()}
 	}
-	e.idx, e.flag = idx, flag
-	for _, n := range env.Names() {
-		e.vars[n], _ = env.Get(n)
-	}
+	e.idx, e.flag, e.vars = idx, flag, env.Map()
 	return e, nil
 }
 
@@ -437,9 +434,7 @@ func (raucGrubLoader) boot(fsys *rootfs.OS, cfg *config.Config, _ []string) (str
 	if env, err := loadGrub(fsys, bf.GrubEnv); err != nil {
 		notes = append(notes, "rauc-grub: load_env failed: "+err.Error())
 	} else {
-		for _, n := range env.Names() {
-			vars[n], _ = env.Get(n)
-		}
+		maps.Copy(vars, env.Map())
 	}
 	chosen := ""
 	for _, name := range strings.Fields(vars[bootflow.RAUCGrubVarOrder]) {

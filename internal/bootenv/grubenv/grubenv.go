@@ -122,6 +122,15 @@ func (e *Env) Delete(name string) {
 	}
 }
 
+// Map returns the variables as a map of name to value.
+func (e *Env) Map() map[string]string {
+	m := map[string]string{}
+	for _, n := range e.Names() {
+		m[n], _ = e.Get(n)
+	}
+	return m
+}
+
 // Names returns the variable names in block order.
 func (e *Env) Names() []string {
 	names := []string{}

@@ -124,6 +124,15 @@ func (e *Env) Delete(name string) {
 	}
 }
 
+// Map returns the variables as a map of name to value.
+func (e *Env) Map() map[string]string {
+	m := map[string]string{}
+	for _, n := range e.Names() {
+		m[n], _ = e.Get(n)
+	}
+	return m
+}
+
 // Names returns the variable names in order.
 func (e *Env) Names() []string {
 	names := make([]string, len(e.vars))
