@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/tandem-ota/tandem/internal/wire"
 )
 
 // Format constants (docs/bundle-format.md, "Header").
@@ -237,86 +239,12 @@ func encodeHeader(h *Header) ([]byte, error) {
 	return e.b, nil
 }
 
-// decoder reads little-endian fields; the first error sticks.
-type decoder struct {
-	b   []byte
-	off int
-	err error
-}
+// decoder reads the header's fields (internal/wire), its errors wrapping
+// ErrFormat and ErrTooLarge.
+type decoder = wire.Decoder
 
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s at offset %d", ErrFormat, fmt.Sprintf(format, args...), d.off)
-	}
-}
-
-// tooLarge records a field above a limit of the spec's Limits table.
-func (d *decoder) tooLarge(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s at offset %d", ErrTooLarge, fmt.Sprintf(format, args...), d.off)
-	}
-}
-
-func (d *decoder) take(n int) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n > len(d.b)-d.off {
-		d.fail("field of %d bytes runs past the header end", n)
-		return nil
-	}
-	v := d.b[d.off : d.off+n]
-	d.off += n
-	return v
-}
-
-func (d *decoder) u8() uint8 {
-	if v := d.take(1); v != nil {
-		return v[0]
-	}
-	return 0
-}
-
-func (d *decoder) u16() uint16 {
-	if v := d.take(2); v != nil {
-		return binary.LittleEndian.Uint16(v)
-	}
-	return 0
-}
-
-func (d *decoder) u32() uint32 {
-	if v := d.take(4); v != nil {
-		return binary.LittleEndian.Uint32(v)
-	}
-	return 0
-}
-
-func (d *decoder) u64() uint64 {
-	if v := d.take(8); v != nil {
-		return binary.LittleEndian.Uint64(v)
-	}
-	return 0
-}
-
-func (d *decoder) zero16(what string) {
-	if d.u16() != 0 {
-		d.fail("reserved field %s is not zero", what)
-	}
-}
-
-func (d *decoder) zero32(what string) {
-	if d.u32() != 0 {
-		d.fail("reserved field %s is not zero", what)
-	}
-}
-
-func (d *decoder) str() string {
-	n := int(d.u16())
-	if n > MaxString {
-		d.tooLarge("string of %d bytes (limit %d)", n, MaxString)
-		return ""
-	}
-	return string(d.take(n))
+func newDecoder(b []byte, off int) *decoder {
+	return &decoder{B: b, Off: off, Malformed: ErrFormat, TooLarge: ErrTooLarge}
 }
 
 // HeaderSize reads the total header size from the first 16 bytes and checks
@@ -353,39 +281,39 @@ func ParseHeader(b []byte) (*Header, error) {
 	if n != len(b) {
 		return nil, fmt.Errorf("%w: header is %d bytes, its size field says %d", ErrFormat, len(b), n)
 	}
-	d := &decoder{b: b, off: 16}
-	h := &Header{Created: int64(d.u64()), Flags: d.u32()}
-	np := int(d.u16())
-	d.zero16("header.reserved2")
-	h.Compatible, h.Name, h.Version, h.MinVersion = d.str(), d.str(), d.str(), d.str()
+	d := newDecoder(b, 16)
+	h := &Header{Created: int64(d.U64()), Flags: d.U32()}
+	np := int(d.U16())
+	d.Zero(2, "header.reserved2")
+	h.Compatible, h.Name, h.Version, h.MinVersion = d.Str(MaxString), d.Str(MaxString), d.Str(MaxString), d.Str(MaxString)
 	if np > MaxPayloads {
 		return nil, fmt.Errorf("%w: %d payloads (limit %d)", ErrTooLarge, np, MaxPayloads)
 	}
-	for i := 0; i < np && d.err == nil; i++ {
+	for i := 0; i < np && d.Err == nil; i++ {
 		var p Payload
-		p.Kind, p.Chunker = Kind(d.u8()), ChunkerType(d.u8())
-		d.zero16("payload.reserved")
-		p.ChunkMin, p.ChunkAvg, p.ChunkMax = d.u32(), d.u32(), d.u32()
-		p.Size, p.StoredSize, p.Chunks = d.u64(), d.u64(), d.u32()
-		d.zero32("payload.reserved2")
-		copy(p.TableDigest[:], d.take(32))
-		copy(p.StoredDigest[:], d.take(32))
-		copy(p.Digest[:], d.take(32))
-		p.Name, p.Target = d.str(), d.str()
-		argc := int(d.u16())
+		p.Kind, p.Chunker = Kind(d.U8()), ChunkerType(d.U8())
+		d.Zero(2, "payload.reserved")
+		p.ChunkMin, p.ChunkAvg, p.ChunkMax = d.U32(), d.U32(), d.U32()
+		p.Size, p.StoredSize, p.Chunks = d.U64(), d.U64(), d.U32()
+		d.Zero(4, "payload.reserved2")
+		copy(p.TableDigest[:], d.Take(32))
+		copy(p.StoredDigest[:], d.Take(32))
+		copy(p.Digest[:], d.Take(32))
+		p.Name, p.Target = d.Str(MaxString), d.Str(MaxString)
+		argc := int(d.U16())
 		if argc > MaxArgs {
-			d.tooLarge("handler with %d arguments (limit %d)", argc, MaxArgs)
+			d.Over("handler with %d arguments (limit %d)", argc, MaxArgs)
 		}
-		for j := 0; j < argc && d.err == nil; j++ {
-			p.Handler = append(p.Handler, d.str())
+		for j := 0; j < argc && d.Err == nil; j++ {
+			p.Handler = append(p.Handler, d.Str(MaxString))
 		}
 		h.Payloads = append(h.Payloads, p)
 	}
-	if d.err != nil {
-		return nil, d.err
+	if d.Err != nil {
+		return nil, d.Err
 	}
-	if d.off != len(b) {
-		return nil, fmt.Errorf("%w: %d unused bytes at the end of the header", ErrFormat, len(b)-d.off)
+	if d.Off != len(b) {
+		return nil, fmt.Errorf("%w: %d unused bytes at the end of the header", ErrFormat, len(b)-d.Off)
 	}
 	if err := h.validate(); err != nil {
 		return nil, err

@@ -81,66 +81,66 @@ func SigSectionSize(prefix []byte) (int, error) {
 // checks every record (signature.Check): a count, length or number of
 // certificates above its limit is ErrTooLarge, anything else ErrFormat.
 func ParseSignatures(body []byte) ([]signature.Signature, error) {
-	d := &decoder{b: body}
-	count := int(d.u16())
-	d.zero16("signatures.reserved")
+	d := newDecoder(body, 0)
+	count := int(d.U16())
+	d.Zero(2, "signatures.reserved")
 	if count > signature.MaxSignatures {
 		return nil, fmt.Errorf("%w: signature section: %d signatures (limit %d)", ErrTooLarge, count, signature.MaxSignatures)
 	}
 	var sigs []signature.Signature
-	for i := 0; i < count && d.err == nil; i++ {
-		n := int(d.u32())
-		blob := &decoder{b: d.take(n)}
-		if d.err != nil {
+	for i := 0; i < count && d.Err == nil; i++ {
+		n := int(d.U32())
+		blob := newDecoder(d.Take(n), 0)
+		if d.Err != nil {
 			break
 		}
 		var s signature.Signature
-		s.Algorithm = signature.Algorithm(blob.u8())
-		if r := blob.take(3); blob.err == nil && !allZero(r) {
-			blob.fail("reserved bytes of signature %d are not zero", i)
+		s.Algorithm = signature.Algorithm(blob.U8())
+		if r := blob.Take(3); blob.Err == nil && !allZero(r) {
+			blob.Fail("reserved bytes of signature %d are not zero", i)
 		}
-		copy(s.KeyID[:], blob.take(32))
-		nc := int(blob.u16())
+		copy(s.KeyID[:], blob.Take(32))
+		nc := int(blob.U16())
 		if nc > signature.MaxCerts {
-			blob.tooLarge("signature %d carries %d certificates (limit %d)", i, nc, signature.MaxCerts)
+			blob.Over("signature %d carries %d certificates (limit %d)", i, nc, signature.MaxCerts)
 		}
-		for j := 0; j < nc && blob.err == nil; j++ {
-			switch cl := int(blob.u32()); {
+		for j := 0; j < nc && blob.Err == nil; j++ {
+			switch cl := int(blob.U32()); {
 			case cl == 0:
-				blob.fail("certificate of 0 bytes")
+				blob.Fail("certificate of 0 bytes")
 			case cl > maxSigCertSize:
-				blob.tooLarge("certificate of %d bytes (limit %d)", cl, maxSigCertSize)
+				blob.Over("certificate of %d bytes (limit %d)", cl, maxSigCertSize)
 			default:
-				if c := blob.take(cl); c != nil {
+				if c := blob.Take(cl); c != nil {
 					s.Certs = append(s.Certs, append([]byte(nil), c...))
 				}
 			}
 		}
-		switch sl := int(blob.u16()); {
-		case blob.err != nil:
+		switch sl := int(blob.U16()); {
+		case blob.Err != nil:
 		case sl == 0:
-			blob.fail("signature of 0 bytes")
+			blob.Fail("signature of 0 bytes")
 		case sl > signature.MaxSigSize:
-			blob.tooLarge("signature of %d bytes (limit %d)", sl, signature.MaxSigSize)
+			blob.Over("signature of %d bytes (limit %d)", sl, signature.MaxSigSize)
 		default:
-			s.Sig = append([]byte(nil), blob.take(sl)...)
+			s.Sig = append([]byte(nil), blob.Take(sl)...)
 		}
-		if blob.err == nil && blob.off != len(blob.b) {
-			blob.fail("%d unused bytes in signature %d", len(blob.b)-blob.off, i)
+		if blob.Err == nil && blob.Off != len(blob.B) {
+			blob.Fail("%d unused bytes in signature %d", len(blob.B)-blob.Off, i)
 		}
-		if blob.err != nil {
-			return nil, fmt.Errorf("signature section: %w", blob.err)
+		if blob.Err != nil {
+			return nil, fmt.Errorf("signature section: %w", blob.Err)
 		}
 		if err := s.Check(); err != nil {
 			return nil, fmt.Errorf("%w: signature section: signature %d: %w", ErrFormat, i, err)
 		}
 		sigs = append(sigs, s)
 	}
-	if d.err != nil {
-		return nil, fmt.Errorf("signature section: %w", d.err)
+	if d.Err != nil {
+		return nil, fmt.Errorf("signature section: %w", d.Err)
 	}
-	if d.off != len(body) {
-		return nil, fmt.Errorf("%w: %d unused bytes in the signature section", ErrFormat, len(body)-d.off)
+	if d.Off != len(body) {
+		return nil, fmt.Errorf("%w: %d unused bytes in the signature section", ErrFormat, len(body)-d.Off)
 	}
 	return sigs, nil
 }

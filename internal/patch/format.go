@@ -25,6 +25,7 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/signature"
+	"github.com/tandem-ota/tandem/internal/wire"
 )
 
 // Format constants (docs/patch-format.md, "Header").
@@ -178,12 +179,12 @@ func appendSegment(b []byte, g Segment) []byte {
 	return append(b, g.Digest[:]...)
 }
 
-func (r *reader) segment() Segment {
+func segment(r *wire.Decoder) Segment {
 	var g Segment
-	g.FirstChunk, g.Chunks, g.Offset = r.u32(), r.u32(), r.u64()
-	g.StoredSize, g.RawSize, g.Flags = r.u32(), r.u32(), r.u8()
-	r.zero(3, "segment.reserved")
-	copy(g.Digest[:], r.take(32))
+	g.FirstChunk, g.Chunks, g.Offset = r.U32(), r.U32(), r.U64()
+	g.StoredSize, g.RawSize, g.Flags = r.U32(), r.U32(), r.U8()
+	r.Zero(3, "segment.reserved")
+	copy(g.Digest[:], r.Take(32))
 	return g
 }
 
@@ -217,70 +218,6 @@ func HeaderSize(prefix []byte) (int, error) {
 	}
 }
 
-// reader decodes little-endian fields; the first error sticks.
-type reader struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (r *reader) take(n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n > len(r.b)-r.off {
-		r.err = fmt.Errorf("%w: field of %d bytes at offset %d runs past the header end", ErrFormat, n, r.off)
-		return nil
-	}
-	v := r.b[r.off : r.off+n]
-	r.off += n
-	return v
-}
-
-func (r *reader) u8() uint8 {
-	if v := r.take(1); v != nil {
-		return v[0]
-	}
-	return 0
-}
-
-func (r *reader) u16() uint16 {
-	if v := r.take(2); v != nil {
-		return binary.LittleEndian.Uint16(v)
-	}
-	return 0
-}
-
-func (r *reader) u32() uint32 {
-	if v := r.take(4); v != nil {
-		return binary.LittleEndian.Uint32(v)
-	}
-	return 0
-}
-
-func (r *reader) u64() uint64 {
-	if v := r.take(8); v != nil {
-		return binary.LittleEndian.Uint64(v)
-	}
-	return 0
-}
-
-func (r *reader) zero(n int, what string) {
-	for _, c := range r.take(n) {
-		if c != 0 && r.err == nil {
-			r.err = fmt.Errorf("%w: reserved field %s is not zero", ErrFormat, what)
-		}
-	}
-}
-
-func (r *reader) str() string {
-	n := int(r.u16())
-	if n > MaxString && r.err == nil {
-		r.err = fmt.Errorf("%w: string of %d bytes (limit %d)", ErrTooLarge, n, MaxString)
-	}
-	return string(r.take(n))
-}
-
 // ParseHeader decodes and validates the header bytes (exactly HeaderSize
 // long).
 func ParseHeader(b []byte) (*Header, error) {
@@ -291,41 +228,41 @@ func ParseHeader(b []byte) (*Header, error) {
 	if n != len(b) {
 		return nil, fmt.Errorf("%w: header is %d bytes, its size field says %d", ErrFormat, len(b), n)
 	}
-	r := &reader{b: b, off: 16}
-	h := &Header{Created: int64(r.u64())}
-	copy(h.BundleHash[:], r.take(32))
-	ns := int(r.u16())
-	r.zero(2, "header.reserved")
-	h.FromVersion = r.str()
+	r := &wire.Decoder{B: b, Off: 16, Malformed: ErrFormat, TooLarge: ErrTooLarge}
+	h := &Header{Created: int64(r.U64())}
+	copy(h.BundleHash[:], r.Take(32))
+	ns := int(r.U16())
+	r.Zero(2, "header.reserved")
+	h.FromVersion = r.Str(MaxString)
 	if ns > MaxSections {
 		return nil, fmt.Errorf("%w: %d sections (limit %d)", ErrTooLarge, ns, MaxSections)
 	}
-	for i := 0; i < ns && r.err == nil; i++ {
+	for i := 0; i < ns && r.Err == nil; i++ {
 		var s Section
-		s.Payload = r.u16()
-		r.zero(2, "section.reserved")
-		s.Name = r.str()
-		s.Size, s.SourceSize = r.u64(), r.u64()
-		copy(s.SourceDigest[:], r.take(32))
-		s.Table = r.segment()
-		count := int(r.u32())
+		s.Payload = r.U16()
+		r.Zero(2, "section.reserved")
+		s.Name = r.Str(MaxString)
+		s.Size, s.SourceSize = r.U64(), r.U64()
+		copy(s.SourceDigest[:], r.Take(32))
+		s.Table = segment(r)
+		count := int(r.U32())
 		if count > MaxSegments {
 			return nil, fmt.Errorf("%w: %d segments (limit %d)", ErrTooLarge, count, MaxSegments)
 		}
-		if count > (len(b)-r.off)/SegmentEntrySize {
+		if count > (len(b)-r.Off)/SegmentEntrySize {
 			return nil, fmt.Errorf("%w: %d segments do not fit in the header", ErrFormat, count)
 		}
 		s.Segments = make([]Segment, count)
 		for j := range s.Segments {
-			s.Segments[j] = r.segment()
+			s.Segments[j] = segment(r)
 		}
 		h.Sections = append(h.Sections, s)
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Err != nil {
+		return nil, r.Err
 	}
-	if r.off != len(b) {
-		return nil, fmt.Errorf("%w: %d unused bytes at the end of the header", ErrFormat, len(b)-r.off)
+	if r.Off != len(b) {
+		return nil, fmt.Errorf("%w: %d unused bytes at the end of the header", ErrFormat, len(b)-r.Off)
 	}
 	if err := h.validate(); err != nil {
 		return nil, err
