@@ -34,13 +34,8 @@ after tandem health committed the new group — with failure and the reason afte
 trial that never came up or a rejected bundle. An interrupted download resumes; a cancel is
 accepted until the trial is set and refused after.
 
-The configuration (docs/integrations/hawkbit.md):
-
-  server = "https://hawkbit.example.com"
-  tenant = "DEFAULT"
-  controller-id = "device-0001"
-  target-token = "…"            # or gateway-token = "…", or a client certificate
-  ca-file = "/etc/tandem/hawkbit-ca.pem"
+The configuration (server, tenant, controller-id, target-token or gateway-token or a client
+certificate, ca-file; docs/integrations/hawkbit.md):
 
   tandem hawkbit                  # run (the systemd unit tandem-hawkbit.service does this)
   tandem hawkbit --once --json    # one step, machine-readable

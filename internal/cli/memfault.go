@@ -13,13 +13,7 @@ func (a *app) memfaultCommand() *cobra.Command {
 		Use:   "memfault ddi|poll",
 		Short: "Take updates from Memfault (its hawkBit endpoint or its releases API)",
 		Long: `Connect the device to Memfault's OTA service, configured in /etc/tandem/memfault.toml
-(docs/integrations/memfault.md):
-
-  project-key = "…"            # the project's client key
-  device-serial = "SN0001"
-  hardware-version = "evt"
-  software-type = "linux"
-
+(project-key, device-serial, hardware-version, software-type; docs/integrations/memfault.md).
 Two ways, pick one:
 
   tandem memfault ddi     # Memfault's hawkBit-compatible endpoint: tandem hawkbit with Memfault's

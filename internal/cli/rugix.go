@@ -77,21 +77,7 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 				return err
 			}
 			o.Source, o.Stdin, o.Trust.BundleHash = args[0], a.env.Stdin, bundleHash
-			o.Progress.Warn = func(s string) { fmt.Fprintf(a.env.Stderr, "%s: warning: %s\n", RugixName, s) }
-			bar := install.NewPrinter(a.env.Stdout, false) // on a terminal: tandem's bar; else rugix-ctrl's JSON lines
-			o.Progress.Event = bar.Event
-			if bar.JSON {
-				bar, o.Progress.Event = nil, rugixctrl.NewProgress(a.env.Stdout).Event
-			}
-			res, err := rugixctrl.Install(cmd.Context(), d, o, mode)
-			if bar != nil {
-				bar.End(res, err)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.env.Stderr, "%s: installed %s (bundle %s) into group %s\n", RugixName, res.Version, res.BundleHash, res.Group)
-			return nil
+			return rugixctrl.RunInstall(cmd.Context(), d, o, mode, a.env.Stdout, a.rugixSay)
 		},
 	}
 	f := cmd.Flags()

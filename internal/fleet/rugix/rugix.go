@@ -121,6 +121,28 @@ func Install(ctx context.Context, d *device.Device, o install.Options, mode inst
 	return res, install.Activate(d, res, mode)
 }
 
+// RunInstall is the command `update install`: Install with tandem's
+// progress bar when stdout is a terminal and rugix-ctrl's progress lines
+// (Progress) when it is not, warnings and the closing line on stderr in
+// say's words.
+func RunInstall(ctx context.Context, d *device.Device, o install.Options, mode install.Reboot, stdout io.Writer, say func(string)) error {
+	o.Progress.Warn = func(s string) { say("warning: " + s) }
+	bar := install.NewPrinter(stdout, false)
+	o.Progress.Event = bar.Event
+	if bar.JSON {
+		bar, o.Progress.Event = nil, NewProgress(stdout).Event
+	}
+	res, err := Install(ctx, d, o, mode)
+	if bar != nil {
+		bar.End(res, err)
+	}
+	if err != nil {
+		return err
+	}
+	say(fmt.Sprintf("installed %s (bundle %s) into group %s", res.Version, res.BundleHash, res.Group))
+	return nil
+}
+
 // Reboot is `system reboot`: with spare, the spare group boots once on
 // trial.
 func Reboot(d *device.Device, spare bool) error {
