@@ -67,6 +67,14 @@ func arm64Build(t *testing.T) *arm64Env {
 // through tandem init with a blank data partition when st is set.
 func arm64BuildVariant(t *testing.T, name string, st *image.State) *arm64Env {
 	t.Helper()
+	return arm64BuildWith(t, name, "", st)
+}
+
+// arm64BuildWith builds (once per name) the arm64 images of a boot loader
+// integration ("" is tandem's own boot.cmd, else image.LoaderMenderUBoot or
+// image.LoaderRAUCUBoot).
+func arm64BuildWith(t *testing.T, name, loader string, st *image.State) *arm64Env {
+	t.Helper()
 	needArm64Tools(t)
 	for _, p := range []string{"mkfs.ext4", "apt-get", "dpkg-deb"} {
 		needTool(t, p)
@@ -86,7 +94,7 @@ func arm64BuildVariant(t *testing.T, name string, st *image.State) *arm64Env {
 	}
 	hostTandem(t, dir, "key", "generate", "release")
 	a := &image.Arm64{Work: dir, Cache: Cache, Tandem: tandemBinary(t, "arm64"),
-		PubKey: filepath.Join(dir, "release.pub"), Attempts: arm64Attempts, State: st}
+		PubKey: filepath.Join(dir, "release.pub"), Attempts: arm64Attempts, State: st, Loader: loader}
 	if err := a.Prepare(); err != nil {
 		t.Fatal(err)
 	}

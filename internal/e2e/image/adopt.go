@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tandem-ota/tandem/internal/bootenv/grubenv"
+	"github.com/tandem-ota/tandem/internal/bootenv/ubootenv"
 )
 
 // Boot loaders of the x86-64 images that run another update system's GRUB
@@ -199,4 +202,272 @@ func (x *X86) adoptESP(tree, boot string) error {
 		}
 	}
 	return nil
+}
+
+// Boot loaders of the arm64 images that run Mender's or RAUC's U-Boot
+// integration (docs/migrating.md), on Debian's qemu_arm64 U-Boot. Their
+// scripts below are written for these tests from each project's public
+// description of its variables and of the U-Boot features it relies on;
+// none of their scripts is copied.
+//
+// Both projects keep their variables in U-Boot's own redundant environment
+// and write it with saveenv. Debian's qemu_arm64 build keeps a single
+// environment copy in the second flash bank, which Debian's arm64 kernel
+// cannot reach (docs/boot-flows.md, "uboot", saveenv mode), so the scripts
+// play U-Boot's redundant environment themselves: the two copies are files
+// on the boot partition in U-Boot's redundant layout, loaded at every boot
+// (the newer valid copy wins), and e2e_saveenv writes a whole new copy with
+// the next flag over the copy that is not current (fatwrite in place, as
+// the shipped boot.cmd does). In Linux, libubootenv's fw_printenv and
+// fw_setenv read and write the same two files through /etc/fw_env.config,
+// which is what `tandem adopt` configures.
+const (
+	LoaderMenderUBoot = "mender-uboot"
+	LoaderRAUCUBoot   = "rauc-uboot"
+)
+
+// adoptUBoot is what differs between the two U-Boot integrations.
+type adoptUBoot struct {
+	flow  string            // the [boot-flow] table's body, as tandem adopt writes it
+	vars  string            // the variables the script imports and saves
+	env   []string          // the factory environment, name and value pairs
+	logic string            // the project's boot logic: sets e2e_part
+	files map[string]string // the other system's files in the system image
+}
+
+// FwEnvConfig is /etc/fw_env.config of the adopted arm64 images: the two
+// environment files on the boot partition (device, offset, size).
+var FwEnvConfig = fmt.Sprintf("%[1]s/uboot.env 0x0 %#[2]x\n%[1]s/uboot-redund.env 0x0 %#[2]x\n", Arm64BootDir, Arm64EnvSize)
+
+// RAUCAttempts is boot-attempts-primary of the rauc-uboot image.
+const RAUCAttempts = 2
+
+var adoptUBoots = map[string]adoptUBoot{
+	// Mender: mender_boot_part (2 or 3) and its hex form are the root
+	// partition; U-Boot's boot count (CONFIG_BOOTCOUNT_LIMIT with
+	// CONFIG_BOOTCOUNT_ENV) goes up and is saved at every boot only while
+	// upgrade_available=1, and above bootlimit (Mender's 1) U-Boot runs
+	// altbootcmd instead of bootcmd, which Mender points at
+	// mender_altbootcmd: the other partition, upgrade_available=0, saveenv.
+	// Debian's build has no CONFIG_BOOTCOUNT_LIMIT, so the script counts.
+	LoaderMenderUBoot: {
+		flow: "type = \"mender-uboot\"\nbackend = \"fw-setenv\"\nfw-env-config = \"/etc/fw_env.config\"\n" +
+			fmt.Sprintf("partitions = { a = %d, b = %d }\n", Arm64PartSysA, Arm64PartSysB),
+		vars: "mender_boot_part mender_boot_part_hex upgrade_available bootcount bootlimit",
+		env:  []string{"mender_boot_part", "2", "mender_boot_part_hex", "2", "upgrade_available", "0", "bootcount", "0", "bootlimit", "1"},
+		logic: `if test -z "${mender_boot_part}"; then setenv mender_boot_part 2; setenv mender_boot_part_hex 2; fi
+if test -z "${bootlimit}"; then setenv bootlimit 1; fi
+if test -z "${bootcount}"; then setenv bootcount 0; fi
+if test "${upgrade_available}" = 1; then
+  setexpr bootcount ${bootcount} + 1
+  run e2e_saveenv
+  if test ${bootcount} -gt ${bootlimit}; then
+    echo "mender: bootcount ${bootcount} > bootlimit ${bootlimit}: altbootcmd"
+    if test "${mender_boot_part}" = 2; then setenv mender_boot_part 3; setenv mender_boot_part_hex 3; else setenv mender_boot_part 2; setenv mender_boot_part_hex 2; fi
+    setenv upgrade_available 0
+    run e2e_saveenv
+  fi
+fi
+setenv e2e_part ${mender_boot_part}
+`,
+		files: map[string]string{
+			"/etc/mender/mender.conf":     fmt.Sprintf("{\n  \"RootfsPartA\": \"/dev/vda%d\",\n  \"RootfsPartB\": \"/dev/vda%d\"\n}\n", Arm64PartSysA, Arm64PartSysB),
+			"/var/lib/mender/device_type": "device_type=" + Arm64Compatible + "\n",
+		},
+	},
+	// RAUC: BOOT_ORDER names the slots' bootnames in the order they are
+	// tried; the first with BOOT_<name>_LEFT > 0 loses one attempt
+	// (saveenv) and boots. With none left, every count goes back to 3
+	// (RAUC's default), the environment is saved and the board resets.
+	LoaderRAUCUBoot: {
+		flow: "type = \"rauc-uboot\"\nbackend = \"fw-setenv\"\nfw-env-config = \"/etc/fw_env.config\"\n" +
+			fmt.Sprintf("attempts = %d\nnames = { a = \"A\", b = \"B\" }\n", RAUCAttempts),
+		vars: "BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT",
+		env:  []string{"BOOT_ORDER", "A B", "BOOT_A_LEFT", "3", "BOOT_B_LEFT", "0"},
+		logic: `if test -z "${BOOT_ORDER}"; then setenv BOOT_ORDER "A B"; fi
+if test -z "${BOOT_A_LEFT}"; then setenv BOOT_A_LEFT 3; fi
+if test -z "${BOOT_B_LEFT}"; then setenv BOOT_B_LEFT 3; fi
+setenv e2e_part
+for s in ${BOOT_ORDER}; do
+  if test -z "${e2e_part}"; then
+    if test "${s}" = A && test ${BOOT_A_LEFT} -gt 0; then setexpr BOOT_A_LEFT ${BOOT_A_LEFT} - 1; setenv e2e_part 2; fi
+    if test "${s}" = B && test ${BOOT_B_LEFT} -gt 0; then setexpr BOOT_B_LEFT ${BOOT_B_LEFT} - 1; setenv e2e_part 3; fi
+  fi
+done
+if test -z "${e2e_part}"; then
+  echo "rauc: no slot with attempts left: every count back to 3, reset"
+  setenv BOOT_A_LEFT 3
+  setenv BOOT_B_LEFT 3
+  run e2e_saveenv
+  reset
+fi
+run e2e_saveenv
+`,
+		files: map[string]string{
+			"/etc/rauc/system.conf": fmt.Sprintf(`[system]
+compatible=%s
+bootloader=uboot
+boot-attempts-primary=%d
+
+[slot.rootfs.0]
+device=/dev/vda%d
+bootname=A
+
+[slot.rootfs.1]
+device=/dev/vda%d
+bootname=B
+`, Arm64Compatible, RAUCAttempts, Arm64PartSysA, Arm64PartSysB),
+		},
+	},
+}
+
+// ubootEnvPair is the start of the adopted U-Boot scripts: it loads both
+// environment files, takes the current copy by U-Boot's rule for a
+// redundant environment (of the valid copies the newer flag; 0 beats 255;
+// equal flags pick the first) and imports the variables %[1]s; it defines
+// e2e_saveenv, which exports them into a new copy with the next flag and
+// writes it over the other file (which must exist with the right size, so
+// that fatwrite rewrites it in place); the copy written becomes current.
+// The script prints "E2E-SAVEENV <file>" just before each write.
+const ubootEnvPair = `setenv e2e_dev "${devtype} ${devnum}:${distro_bootpart}"
+setenv e2e_size %[2]s
+setexpr e2e_len ${e2e_size} - 5
+setexpr e2e_max ${e2e_size} + 1
+setexpr e2e_gap ${e2e_size} * 2
+setexpr e2e_a0 ${kernel_addr_r} + 0
+setexpr e2e_a1 ${e2e_a0} + ${e2e_gap}
+setexpr e2e_c0 ${e2e_a1} + ${e2e_gap}
+setexpr e2e_c1 ${e2e_c0} + 1
+setexpr e2e_c2 ${e2e_c0} + 2
+setexpr e2e_c3 ${e2e_c0} + 3
+setexpr e2e_r0 ${e2e_c0} + 4
+setexpr e2e_r1 ${e2e_c0} + 5
+setexpr e2e_r2 ${e2e_c0} + 6
+setexpr e2e_r3 ${e2e_c0} + 7
+setexpr e2e_out ${e2e_c0} + 0x100
+setenv e2e_check 'setenv e2e_ok 0; setenv e2e_flag 0; setenv e2e_sz 0; if load ${e2e_dev} ${e2e_a} ${e2e_file} ${e2e_max} && itest ${filesize} == ${e2e_size}; then setenv e2e_sz 1; setexpr e2e_d ${e2e_a} + 5; setexpr e2e_fa ${e2e_a} + 4; setexpr.b e2e_flag *${e2e_fa}; crc32 ${e2e_d} ${e2e_len} ${e2e_c0}; cp.b ${e2e_c3} ${e2e_r0} 1; cp.b ${e2e_c2} ${e2e_r1} 1; cp.b ${e2e_c1} ${e2e_r2} 1; cp.b ${e2e_c0} ${e2e_r3} 1; if itest.l *${e2e_a} == *${e2e_r0}; then setenv e2e_ok 1; else echo "e2e: ${e2e_file}: bad CRC"; fi; fi'
+setenv e2e_a ${e2e_a0}; setenv e2e_file uboot.env; run e2e_check
+setenv e2e_ok0 ${e2e_ok}; setenv e2e_flag0 ${e2e_flag}; setenv e2e_sz0 ${e2e_sz}
+setenv e2e_a ${e2e_a1}; setenv e2e_file uboot-redund.env; run e2e_check
+setenv e2e_ok1 ${e2e_ok}; setenv e2e_flag1 ${e2e_flag}; setenv e2e_sz1 ${e2e_sz}
+setenv e2e_cur
+if test ${e2e_ok0} = 1 && test ${e2e_ok1} = 1; then
+  setenv e2e_cur 0
+  if itest ${e2e_flag0} == 0xff && itest ${e2e_flag1} == 0; then
+    setenv e2e_cur 1
+  elif itest ${e2e_flag1} -gt ${e2e_flag0}; then
+    if itest ${e2e_flag1} != 0xff || itest ${e2e_flag0} != 0; then setenv e2e_cur 1; fi
+  fi
+elif test ${e2e_ok0} = 1; then
+  setenv e2e_cur 0
+elif test ${e2e_ok1} = 1; then
+  setenv e2e_cur 1
+fi
+setenv e2e_flag 0
+setenv e2e_wfile uboot.env; setenv e2e_wsz ${e2e_sz0}; setenv e2e_other uboot-redund.env
+if test "${e2e_cur}" = 0; then
+  setexpr e2e_d ${e2e_a0} + 5
+  setenv e2e_flag ${e2e_flag0}; setenv e2e_wfile uboot-redund.env; setenv e2e_wsz ${e2e_sz1}; setenv e2e_other uboot.env
+elif test "${e2e_cur}" = 1; then
+  setexpr e2e_d ${e2e_a1} + 5
+  setenv e2e_flag ${e2e_flag1}
+else
+  echo "e2e: no valid environment copy: the default environment"
+fi
+if test -n "${e2e_cur}"; then env import -b ${e2e_d} ${e2e_len} %[1]s; fi
+setenv e2e_saveenv 'if test "${e2e_wsz}" = 1; then setexpr e2e_d ${e2e_out} + 5; setexpr e2e_fa ${e2e_out} + 4; env export -b -s ${e2e_len} ${e2e_d} %[1]s; crc32 ${e2e_d} ${e2e_len} ${e2e_c0}; cp.b ${e2e_c3} ${e2e_out} 1; setexpr e2e_r ${e2e_out} + 1; cp.b ${e2e_c2} ${e2e_r} 1; setexpr e2e_r ${e2e_out} + 2; cp.b ${e2e_c1} ${e2e_r} 1; setexpr e2e_r ${e2e_out} + 3; cp.b ${e2e_c0} ${e2e_r} 1; setexpr e2e_flag ${e2e_flag} + 1; mw.b ${e2e_fa} ${e2e_flag}; echo "E2E-SAVEENV ${e2e_wfile}"; if fatwrite ${e2e_dev} ${e2e_out} ${e2e_wfile} ${e2e_size}; then setenv e2e_t ${e2e_wfile}; setenv e2e_wfile ${e2e_other}; setenv e2e_other ${e2e_t}; if test -n "${e2e_cur}"; then setenv e2e_wsz 1; fi; else echo "e2e: saveenv failed"; fi; else echo "e2e: ${e2e_wfile} is missing or has the wrong size: not saved"; fi'
+`
+
+// adoptUBootScript is the whole script of an adopted arm64 image: the
+// environment pair, the project's logic, then boot partition e2e_part as
+// its group (tandem.group= only tells the test system which group booted).
+func adoptUBootScript(a adoptUBoot, boot string) string {
+	return fmt.Sprintf(ubootEnvPair, a.vars, fmt.Sprintf("%#x", Arm64EnvSize)) + a.logic +
+		fmt.Sprintf("if test \"${e2e_part}\" = %d; then setenv tandem_group b; else setenv tandem_group a; fi\n", Arm64PartSysB) +
+		"setenv tandem_boot '" + boot + "'\nrun tandem_boot\n"
+}
+
+// adoptBootTree writes the boot partition of an adopted arm64 image into
+// tree: boot.scr and the two environment files holding the factory
+// environment (equal flags: the first file is current).
+func adoptBootTree(loader, tree, boot string) error {
+	a, ok := adoptUBoots[loader]
+	if !ok {
+		return fmt.Errorf("unknown arm64 loader %q", loader)
+	}
+	src := filepath.Join(tree, "boot.cmd")
+	if err := writeFile(src, []byte(adoptUBootScript(a, boot)), 0o644); err != nil {
+		return err
+	}
+	if err := run("mkimage", "-A", "arm64", "-T", "script", "-C", "none", "-n", loader, "-d", src, filepath.Join(tree, "boot.scr")); err != nil {
+		return err
+	}
+	env := &ubootenv.Env{}
+	for i := 0; i+1 < len(a.env); i += 2 {
+		if err := env.Set(a.env[i], a.env[i+1]); err != nil {
+			return err
+		}
+	}
+	img, err := ubootenv.Encode(env, Arm64EnvSize, true, 1)
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{"uboot.env", "uboot-redund.env"} {
+		if err := writeFile(filepath.Join(tree, f), img, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UBootTools returns a tree (under the Debs cache) with fw_printenv and
+// fw_setenv of Debian's libubootenv-tool for arm64 in /bin, the shared
+// libraries they load, and /var/lock (libubootenv's lock directory) as a
+// link to /tmp. Packages are unpacked, never installed.
+func UBootTools(d Debs) (string, error) {
+	const triplet = "aarch64-linux-gnu"
+	tree := filepath.Join(d.Cache, "trees", "libubootenv-arm64")
+	if _, err := os.Stat(filepath.Join(tree, ".done")); err == nil {
+		return tree, nil
+	}
+	if err := os.RemoveAll(tree); err != nil {
+		return "", err
+	}
+	libDir := "lib/" + triplet
+	want := []struct {
+		pkg   string
+		files [][2]string // file in the package → file in the tree
+	}{
+		{"libubootenv-tool", [][2]string{{"usr/bin/fw_printenv", "bin/fw_printenv"}, {"usr/bin/fw_setenv", "bin/fw_setenv"}}},
+		{"libubootenv0.1", [][2]string{{"usr/" + libDir + "/libubootenv.so.0", libDir + "/libubootenv.so.0"}}},
+		{"zlib1g", [][2]string{{libDir + "/libz.so.1", libDir + "/libz.so.1"}}},
+		{"libc6", [][2]string{{libDir + "/libc.so.6", libDir + "/libc.so.6"}, {"lib/ld-linux-aarch64.so.1", "lib/ld-linux-aarch64.so.1"}}},
+	}
+	for _, w := range want {
+		dir, err := d.Extract(w.pkg + ":arm64")
+		if err != nil {
+			return "", err
+		}
+		for _, f := range w.files {
+			src, err := resolveIn(dir, f[0])
+			if err != nil && strings.HasPrefix(f[0], "lib/") {
+				src, err = resolveIn(dir, "usr/"+f[0])
+			} else if err != nil && strings.HasPrefix(f[0], "usr/lib/") {
+				src, err = resolveIn(dir, strings.TrimPrefix(f[0], "usr/"))
+			}
+			if err != nil {
+				return "", fmt.Errorf("libubootenv: %s:arm64: %w", w.pkg, err)
+			}
+			if err := copyFile(src, filepath.Join(tree, f[1]), 0o755); err != nil {
+				return "", err
+			}
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(tree, "var"), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Symlink("/tmp", filepath.Join(tree, "var", "lock")); err != nil {
+		return "", err
+	}
+	return tree, os.WriteFile(filepath.Join(tree, ".done"), nil, 0o644)
 }

@@ -54,9 +54,12 @@ type Arm64 struct {
 	// State, when set, boots the systems through tandem init with a blank
 	// data partition.
 	State *State
+	// Loader is "" (tandem's uboot flow and boot.cmd) or an adopted
+	// integration, LoaderMenderUBoot or LoaderRAUCUBoot (adopt.go).
+	Loader string
 
-	busybox, initrd, e2fs string
-	kernel                Kernel
+	busybox, initrd, e2fs, fwenv string
+	kernel                       Kernel
 }
 
 // Prepare fetches Debian's arm64 kernel and busybox (after dpkg
@@ -86,6 +89,11 @@ func (a *Arm64) Prepare() error {
 			return err
 		}
 	}
+	if a.Loader != "" {
+		if a.fwenv, err = UBootTools(d); err != nil {
+			return err
+		}
+	}
 	a.initrd = filepath.Join(a.Work, "initrd.img")
 	return BuildInitramfs(a.initrd, InitramfsOptions{Busybox: a.busybox, Kernel: a.kernel, Modules: []Module{
 		{Name: "virtio_pci"}, {Name: "virtio_blk"}, {Name: "crc32c_generic"}, {Name: "ext4"}, {Name: "vfat"}, {Name: "nls_cp437"}, {Name: "nls_ascii"},
@@ -96,6 +104,9 @@ func (a *Arm64) Prepare() error {
 // Config returns /etc/tandem/system.toml of the images: the uboot flow with
 // the file back end on the boot partition.
 func (a *Arm64) Config() string {
+	if ad, ok := adoptUBoots[a.Loader]; ok {
+		return systemConfig(Arm64Compatible, Arm64PartSysA, Arm64PartSysB, ad.flow)
+	}
 	flow := fmt.Sprintf("type = \"uboot\"\nboot-dir = %q\nattempts = %d\nenv-size = %#x\n", Arm64BootDir, max(a.Attempts, 1), Arm64EnvSize)
 	return systemConfig(Arm64Compatible, Arm64PartSysA, Arm64PartSysB, flow)
 }
@@ -120,6 +131,13 @@ func (a *Arm64) System(out, version, behavior string) error {
 	}
 	if a.State != nil {
 		a.State.apply(&o, a.e2fs, fmt.Sprintf("/dev/vda%d", Arm64PartData))
+	}
+	if ad, ok := adoptUBoots[a.Loader]; ok {
+		o.Files = map[string]string{"/etc/fw_env.config": FwEnvConfig}
+		for p, c := range ad.files {
+			o.Files[p] = c
+		}
+		o.Trees = append(o.Trees, a.fwenv)
 	}
 	if err := SystemTree(tree, o); err != nil {
 		return err
@@ -166,7 +184,14 @@ func (a *Arm64) BootPart(out string) error {
 		return err
 	}
 	defer os.RemoveAll(tree)
-	if err := BootScript(filepath.Join(tree, "boot.scr"), fmt.Sprintf(ubootBoot, Arm64PartSysA, Arm64PartSysB, cmdline(a.State))); err != nil {
+	boot := fmt.Sprintf(ubootBoot, Arm64PartSysA, Arm64PartSysB, cmdline(a.State))
+	if a.Loader != "" {
+		if err := adoptBootTree(a.Loader, tree, boot); err != nil {
+			return err
+		}
+		return VFAT(out, 64*MiB, "BOOT", tree)
+	}
+	if err := BootScript(filepath.Join(tree, "boot.scr"), boot); err != nil {
 		return err
 	}
 	env, err := UBootEnv("a", Arm64EnvSize, 1)
