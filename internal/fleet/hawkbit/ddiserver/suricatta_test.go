@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,6 +120,11 @@ func TestSuricatta(t *testing.T) {
 		// /tmp/sockinstctrl), and another swupdate — a packaged service or a
 		// concurrent test run — must not receive this one's download.
 		cmd.Env = append(os.Environ(), "TMPDIR="+dir)
+		// swupdate forks helpers that inherit the output pipe: cancel kills the
+		// whole process group, and Wait stops waiting for the pipe after 5 s.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 5 * time.Second
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
