@@ -92,6 +92,28 @@ type Release struct {
 	Rollout *Percent `json:"rollout,omitempty"`
 	// Select limits the release to matching devices (nil = every device).
 	Select *Selector `json:"select,omitempty"`
+	// Patches are the patches published for the bundle, at most
+	// MaxPatches: a device whose source one of them starts from uses it;
+	// with a list, devices do not look for patches next to the bundle.
+	Patches []Patch `json:"patches,omitempty"`
+}
+
+// MaxPatches bounds the patches of one release.
+const MaxPatches = 64
+
+// Patch is a patch of the release's bundle (docs/delta.md, "Publishing
+// patches"): the device uses it only after checking its signature, that
+// it makes the bundle, and that its active slot holds exactly its source.
+type Patch struct {
+	// URL is absolute or relative to the channel file's URL, like Bundle.
+	URL string `json:"url"`
+	// FromBundle or FromVersion (exactly one) is the source the patch
+	// starts from: the bundle hash of a release, or (for a group tandem
+	// never installed, a factory image) its version.
+	FromBundle  string `json:"fromBundle,omitempty"`
+	FromVersion string `json:"fromVersion,omitempty"`
+	// Hash is the patch's header hash: a device uses no other file at URL.
+	Hash string `json:"hash"`
 }
 
 // Selector limits a release to some devices. A device matches when its id
@@ -273,8 +295,16 @@ func (c *Channel) Validate() error {
 	if _, err := bundle.ParseVersion(r.Version); err != nil {
 		return formatErr("release version: %v", err)
 	}
-	if err := checkBundleRef(r.Bundle); err != nil {
+	if err := checkRef("release bundle", r.Bundle); err != nil {
 		return err
+	}
+	if len(r.Patches) > MaxPatches {
+		return formatErr("%d patches (limit %d)", len(r.Patches), MaxPatches)
+	}
+	for i, p := range r.Patches {
+		if err := p.validate(); err != nil {
+			return formatErr("patch %d: %v", i, err)
+		}
 	}
 	if !hashRE.MatchString(r.BundleHash) {
 		return formatErr("release bundleHash %q: want 64 lower-case hex digits", r.BundleHash)
@@ -316,45 +346,85 @@ func text(name, s string, limit int) error {
 	return nil
 }
 
-// checkBundleRef accepts an absolute http(s) URL with a host, or a relative
-// reference without scheme and host; no fragment either way.
-func checkBundleRef(ref string) error {
+func (p *Patch) validate() error {
+	if err := checkRef("url", p.URL); err != nil {
+		return err
+	}
+	switch {
+	case (p.FromBundle == "") == (p.FromVersion == ""):
+		return errors.New("want exactly one of fromBundle and fromVersion")
+	case p.FromBundle != "" && !hashRE.MatchString(p.FromBundle):
+		return fmt.Errorf("fromBundle %q: want 64 lower-case hex digits", p.FromBundle)
+	case !hashRE.MatchString(p.Hash):
+		return fmt.Errorf("hash %q: want 64 lower-case hex digits", p.Hash)
+	}
+	if p.FromVersion != "" {
+		if _, err := bundle.ParseVersion(p.FromVersion); err != nil {
+			return fmt.Errorf("fromVersion: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkRef accepts an absolute http(s) URL with a host, or a relative
+// reference without scheme and host; no fragment either way. what names
+// the field in errors.
+func checkRef(what, ref string) error {
 	if ref == "" || len(ref) > 2048 {
-		return formatErr("release bundle: want a URL of 1 to 2048 bytes")
+		return formatErr("%s: want a URL of 1 to 2048 bytes", what)
 	}
 	u, err := url.Parse(ref)
 	if err != nil {
-		return formatErr("release bundle %q: %v", ref, err)
+		return formatErr("%s %q: %v", what, ref, err)
 	}
 	switch {
 	case strings.ContainsAny(ref, " \t\r\n\\"):
-		return formatErr("release bundle %q: spaces or backslashes", ref)
+		return formatErr("%s %q: spaces or backslashes", what, ref)
 	case u.Fragment != "" || strings.Contains(ref, "#"):
-		return formatErr("release bundle %q: fragment not allowed", ref)
+		return formatErr("%s %q: fragment not allowed", what, ref)
 	case u.Scheme == "" && u.Host == "" && !strings.HasPrefix(ref, "//"):
 		if u.Path == "" {
-			return formatErr("release bundle %q: no path", ref)
+			return formatErr("%s %q: no path", what, ref)
 		}
 		return nil
 	case (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil:
 		return nil
 	}
-	return formatErr("release bundle %q: want an http(s) URL with a host (no user info) or a relative reference", ref)
+	return formatErr("%s %q: want an http(s) URL with a host (no user info) or a relative reference", what, ref)
 }
 
 // Resolve returns the bundle URL: Release.Bundle, resolved against the URL
 // the channel file was fetched from when it is relative.
 func (c *Channel) Resolve(channelURL string) (string, error) {
-	ref, err := url.Parse(c.Release.Bundle)
+	return resolve(channelURL, c.Release.Bundle)
+}
+
+// ResolvePatches returns the release's patches with their URLs resolved
+// like Resolve's.
+func (c *Channel) ResolvePatches(channelURL string) ([]Patch, error) {
+	out := make([]Patch, 0, len(c.Release.Patches))
+	for _, p := range c.Release.Patches {
+		u, err := resolve(channelURL, p.URL)
+		if err != nil {
+			return nil, err
+		}
+		p.URL = u
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func resolve(channelURL, r string) (string, error) {
+	ref, err := url.Parse(r)
 	if err != nil {
-		return "", formatErr("release bundle: %v", err)
+		return "", formatErr("reference %q: %v", r, err)
 	}
 	if ref.IsAbs() {
 		return ref.String(), nil
 	}
 	base, err := url.Parse(channelURL)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return "", fmt.Errorf("channel url %q: want an http(s) URL to resolve the relative bundle %q", channelURL, c.Release.Bundle)
+		return "", fmt.Errorf("channel url %q: want an http(s) URL to resolve the relative reference %q", channelURL, r)
 	}
 	return base.ResolveReference(ref).String(), nil
 }

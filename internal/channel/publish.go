@@ -1,11 +1,13 @@
 package channel
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/patch"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
@@ -46,6 +49,11 @@ type Publication struct {
 	Trust *signature.TrustStore
 	// Now is the issue time (zero: the clock), truncated to seconds.
 	Now time.Time
+	// PatchDir holds the bundle's patches (`tandem bundle delta`): each
+	// *.tpatch in it is verified and listed in the release, with its URL
+	// next to the bundle's. "" = BundleFile + patch.Dir when it exists;
+	// "-" = none.
+	PatchDir string
 }
 
 // Published is the channel file Publish wrote.
@@ -89,6 +97,9 @@ func Publish(p Publication) (*Published, error) {
 		rel.Bundle = filepath.Base(p.BundleFile)
 	}
 	rel.Version, rel.BundleHash = h.Version, hash.String()
+	if rel.Patches, err = listPatches(p.PatchDir, p.BundleFile, rel.Bundle, hash, trust, now); err != nil {
+		return nil, err
+	}
 	c := &Channel{Format: Format, Channel: p.Channel, Compatible: h.Compatible,
 		Issued: now, Expires: now.Add(p.Validity), Release: rel, Sequence: p.Sequence}
 	if c.Sequence == 0 {
@@ -269,4 +280,74 @@ func (f *File) Info(verified string) Info {
 		ci.Signers = append(ci.Signers, bundle.SignerInfo{Algorithm: AlgorithmName(s.Algorithm), KeyID: hex.EncodeToString(s.KeyID[:]), Certificates: len(s.Certs)})
 	}
 	return ci
+}
+
+// listPatches lists the patches in dir (see Publication.PatchDir) for the
+// release whose bundle has hash and is published at bundleRef: each must
+// be signed under trust and make this bundle; the source it starts from
+// comes from its file name (patch.ParseName), its URL is
+// bundleRef + patch.Dir + "/" + name.
+func listPatches(dir, bundleFile, bundleRef string, hash bundle.Hash, trust *signature.TrustStore, now time.Time) ([]Patch, error) {
+	explicit := dir != ""
+	switch dir {
+	case "-":
+		return nil, nil
+	case "":
+		dir = bundleFile + patch.Dir
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if !explicit && os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("patches: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), patch.Ext) && e.Type().IsRegular() {
+			names = append(names, filepath.Join(dir, e.Name()))
+		}
+	}
+	base, _, _ := strings.Cut(bundleRef, "?")
+	var out []Patch
+	for _, name := range names {
+		fromBundle, fromVersion, ok := patch.ParseName(filepath.Base(name))
+		if !ok {
+			return nil, fmt.Errorf("patch %s: want a name <bundle hash>%s or version-<version>%s, as tandem bundle delta writes", name, patch.Ext, patch.Ext)
+		}
+		head, err := readPatchHead(name)
+		if err != nil {
+			return nil, err
+		}
+		if err := patch.Verify(head.Header, head.Hash, head.Signatures, trust, now); err != nil {
+			return nil, fmt.Errorf("patch %s: %w", name, err)
+		}
+		if head.Header.BundleHash != hash {
+			return nil, fmt.Errorf("patch %s makes bundle %s, not the published %s", name, head.Header.BundleHash, hash)
+		}
+		out = append(out, Patch{URL: base + patch.Dir + "/" + url.PathEscape(filepath.Base(name)),
+			FromBundle: fromBundle, FromVersion: fromVersion, Hash: head.Hash.String()})
+	}
+	if len(out) > MaxPatches {
+		return nil, fmt.Errorf("%d patches in %s (a channel lists at most %d): keep those of the releases still in the field", len(out), dir, MaxPatches)
+	}
+	return out, nil
+}
+
+// readPatchHead reads the header of the patch file name and checks that
+// the file has the size it describes.
+func readPatchHead(name string) (*patch.Head, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	head, err := patch.ReadHead(bufio.NewReader(f))
+	if err != nil {
+		return nil, fmt.Errorf("patch %s: %w", name, err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != head.Size() {
+		return nil, fmt.Errorf("patch %s: not the %d bytes its header describes", name, head.Size())
+	}
+	return head, nil
 }

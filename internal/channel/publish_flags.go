@@ -11,7 +11,7 @@ import (
 // them (docs/cli.md): Check turns them into a Publication, Load adds its
 // signers and trust.
 type PublishFlags struct {
-	Channel, Bundle, URL, Relative, Out, Rollout, Expires string
+	Channel, Bundle, URL, Relative, Out, Rollout, Expires, Patches string
 	Keys, Trust, Selects, Devices                         []string
 	Sequence                                              uint64
 }
@@ -22,7 +22,7 @@ type PublishFlags struct {
 // without signers and trust.
 func (f *PublishFlags) Check() (Publication, error) {
 	p := Publication{Out: f.Out, Channel: f.Channel, BundleFile: f.Bundle, Sequence: f.Sequence,
-		Release: Release{Bundle: f.URL}}
+		Release: Release{Bundle: f.URL}, PatchDir: f.Patches}
 	if f.Channel == "" || f.Bundle == "" || f.Out == "" || len(f.Keys) == 0 {
 		return p, errors.New("--channel, --bundle, --key and -o are required")
 	}

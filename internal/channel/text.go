@@ -30,6 +30,13 @@ func (f *File) WriteText(w io.Writer, verified string) error {
 			fmt.Fprintf(b, "select:      label %s=%s\n", k, v)
 		}
 	}
+	for _, p := range r.Patches {
+		from := "bundle " + p.FromBundle
+		if p.FromVersion != "" {
+			from = "version " + p.FromVersion
+		}
+		fmt.Fprintf(b, "patch:       from %s: %s\n", from, p.URL)
+	}
 	for _, s := range f.Signatures {
 		fmt.Fprintf(b, "signature:   %s key %x (%d certificates)\n", AlgorithmName(s.Algorithm), s.KeyID, len(s.Certs))
 	}

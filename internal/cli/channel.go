@@ -40,6 +40,8 @@ keys of the --key files: the usual setup signs bundles and channels with the sam
 
 The bundle URL in the file is --url (absolute), or --relative NAME resolved against the channel
 file's own URL on the device (default: the bundle's file name), so that a mirror of both files works.
+The patches in --patches (default BUNDLE.patches/, from "tandem bundle delta") are verified and
+listed with their URLs next to the bundle's (docs/delta.md, "Publishing patches").
 
 The sequence number must grow with every publish: devices refuse a file older than one they saw.
 Without --sequence it is the larger of (the sequence in the existing -o file + 1) and the current
@@ -88,6 +90,7 @@ then the channel file.
 	f.Uint64Var(&fl.Sequence, "sequence", 0, "sequence number (default: automatic, see above)")
 	f.StringVar(&fl.Expires, "expires", "30d", "validity: devices refuse the file after this long (e.g. 30d, 12h)")
 	f.StringVarP(&fl.Out, "output", "o", "", "the channel file to write")
+	f.StringVar(&fl.Patches, "patches", "", "directory of the bundle's patches to list (default: BUNDLE.patches if it exists; - for none)")
 	f.BoolVar(&jsonOut, "json", false, "print the written file's contents as JSON")
 	return cmd
 }

@@ -50,6 +50,9 @@ type Job struct {
 	Source string `json:"source"`
 	// BundleHash pins the bundle (optional): it must have this hash.
 	BundleHash string `json:"bundleHash,omitempty"`
+	// Patches are the patches the server offers with the bundle
+	// (install.Options.Patches); none: the device looks next to it.
+	Patches []install.PatchRef `json:"patches,omitempty"`
 	// Version is what the server says the update is (informational).
 	Version string `json:"version,omitempty"`
 	// Group is the group the bundle goes into; From the committed group
@@ -146,7 +149,7 @@ type Agent struct {
 	Adapter string
 	// Options are the adapter's base install options (trust, HTTP,
 	// progress), kept here for its own use: Install takes the options it is
-	// given and fills in only the source and pin from the job.
+	// given and fills in only the source, pin and patches from the job.
 	Options install.Options
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
@@ -241,6 +244,9 @@ func (j *Job) check() error {
 		if len(s) > maxJobText {
 			return fmt.Errorf("%w: a field of %d bytes (at most %d)", ErrJobData, len(s), maxJobText)
 		}
+	}
+	if err := install.CheckPatchRefs(j.Patches); err != nil {
+		return fmt.Errorf("%w: %w", ErrJobData, err)
 	}
 	if len(j.Extra) > MaxExtra {
 		return fmt.Errorf("%w: the command is %d bytes (at most %d)", ErrJobData, len(j.Extra), MaxExtra)
@@ -356,6 +362,9 @@ func (a *Agent) Install(ctx context.Context, o install.Options, reboot install.R
 	}
 	if o.Trust.BundleHash == "" {
 		o.Trust.BundleHash = j.BundleHash
+	}
+	if len(o.Patches) == 0 {
+		o.Patches = j.Patches
 	}
 	res, err := install.Install(ctx, d, o)
 	if err != nil {

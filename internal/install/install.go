@@ -51,6 +51,10 @@ type Options struct {
 	Source string    // path, "-" (Stdin) or http(s) URL
 	Stdin  io.Reader // for "-"
 	Group  string    // target group; "" = the only spare group
+	// Patches are the patches the fleet side offers with the bundle
+	// (PatchRef); when there are any, the device picks among them instead
+	// of looking next to the bundle (docs/delta.md, "Publishing patches").
+	Patches []PatchRef
 
 	Trust    Trust
 	Policy   Policy

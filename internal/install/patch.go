@@ -32,9 +32,11 @@ type remotePatch struct {
 }
 
 // findPatch looks for a patch of the bundle for the source in the active
-// group (by its recorded bundle hash, else its version), reads its header
-// and checks its signature and that it produces this bundle. It returns
-// nil and why when there is none to use.
+// group (by its recorded bundle hash, else its version): among the patches
+// offered with the bundle when there are any, else next to it. It reads
+// each candidate's header and checks its signature and that it produces
+// this bundle, and returns the first that passes; or nil and why there is
+// none to use.
 func (s *deltaSource) findPatch() (*remotePatch, string) {
 	if s.o.HTTP.NoPatch {
 		return nil, "patches disabled (--no-patch)"
@@ -44,11 +46,29 @@ func (s *deltaSource) findPatch() (*remotePatch, string) {
 		hash = db.Groups[s.active].BundleHash
 	}
 	version, _ := s.d.GroupVersion(s.active)
-	urls := patch.URLs(s.o.Source, hash, version)
-	if len(urls) == 0 {
-		return nil, fmt.Sprintf("no patch to look for: group %s has no recorded bundle hash or version", s.active)
+	cands, why := patchCandidates(s.o, hash, version)
+	if len(cands) == 0 {
+		return nil, why
 	}
-	url := urls[0]
+	var whys []string
+	for _, c := range cands[:min(len(cands), maxPatchTries)] {
+		p, why := s.openPatch(c)
+		if p != nil {
+			return p, ""
+		}
+		whys = append(whys, why)
+	}
+	return nil, strings.Join(whys, "; ")
+}
+
+// openPatch reads the header of the patch r names and checks it: a
+// signature by a trusted key, the bundle it makes, its size, and the hash
+// r pins, if any.
+func (s *deltaSource) openPatch(r PatchRef) (*remotePatch, string) {
+	url := r.URL
+	if len(s.c.Headers) > 0 && !sameOrigin(url, s.o.Source) {
+		return nil, "patch " + url + " is not on the bundle's host, and the install's headers (--header, hawkBit's token) go to that host only"
+	}
 	remote, first, body, err := s.c.Open(s.ctx, url, probeSize)
 	if err != nil {
 		if body != nil {
@@ -65,6 +85,8 @@ func (s *deltaSource) findPatch() (*remotePatch, string) {
 		return nil, "patch " + url + ": " + oneLine(err)
 	}
 	switch {
+	case r.Hash != "" && head.Hash.String() != r.Hash:
+		return nil, fmt.Sprintf("patch %s has hash %s, the offer names %s", url, head.Hash, r.Hash)
 	case head.Header.BundleHash != s.br.Hash:
 		return nil, fmt.Sprintf("patch %s makes bundle %s, not %s", url, head.Header.BundleHash, s.br.Hash)
 	case head.Size() != remote.Size:

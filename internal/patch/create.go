@@ -46,6 +46,23 @@ func URLs(bundleURL, fromHash, fromVersion string) []string {
 	return out
 }
 
+// ParseName reads the source a patch file name claims (NameByHash or
+// NameByVersion): the bundle hash or the version of the release it starts
+// from; ok is false for any other name.
+func ParseName(name string) (fromHash, fromVersion string, ok bool) {
+	base, found := strings.CutSuffix(name, Ext)
+	if !found {
+		return "", "", false
+	}
+	if v, isVersion := strings.CutPrefix(base, "version-"); isVersion {
+		return "", v, validVersionName(v)
+	}
+	if _, err := bundle.ParseHash(base); err != nil {
+		return "", "", false
+	}
+	return base, "", true
+}
+
 // validVersionName: a version that can be part of a URL path as it is.
 func validVersionName(v string) bool {
 	for _, c := range v {

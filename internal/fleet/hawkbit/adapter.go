@@ -15,6 +15,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/patch"
 )
 
 // AdapterName names the adapter's job file: <data-dir>/fleet/hawkbit.json.
@@ -349,11 +350,14 @@ func (a *Adapter) cancel(ctx context.Context, href string, out fleet.Outcome) (f
 }
 
 // pick chooses the bundle of a deployment: the only artifact, or the only
-// one named *.tandem.
+// one named *.tandem (patches, *.tpatch, aside).
 func pick(d *Deployment) (*Chunk, *Artifact, error) {
 	var all, tandem [][2]int
 	for i, c := range d.Deployment.Chunks {
 		for j, a := range c.Artifacts {
+			if strings.HasSuffix(a.Filename, patch.Ext) {
+				continue
+			}
 			all = append(all, [2]int{i, j})
 			if strings.HasSuffix(a.Filename, ".tandem") {
 				tandem = append(tandem, [2]int{i, j})
@@ -391,7 +395,31 @@ func (a *Adapter) jobOf(d *Deployment, c *Chunk, art *Artifact) fleet.Job {
 		x.SHA256 = h
 	}
 	b, _ := json.Marshal(x)
-	return fleet.Job{ID: d.ID, Source: art.URL(), Version: keep("chunk version", c.Version), Extra: b}
+	return fleet.Job{ID: d.ID, Source: art.URL(), Version: keep("chunk version", c.Version), Patches: a.patches(d, c), Extra: b}
+}
+
+// patches returns the patches the bundle's chunk carries: its artifacts
+// named as `tandem bundle delta` names patches (<bundle hash>.tpatch,
+// version-<version>.tpatch), at most install.MaxPatchOffers of them.
+func (a *Adapter) patches(d *Deployment, c *Chunk) []install.PatchRef {
+	var refs []install.PatchRef
+	for _, art := range c.Artifacts {
+		from, version, ok := patch.ParseName(art.Filename)
+		if !ok || art.URL() == "" {
+			continue
+		}
+		r := install.PatchRef{URL: art.URL(), FromBundle: from, FromVersion: version}
+		if err := install.CheckPatchRefs([]install.PatchRef{r}); err != nil {
+			a.log().Warn(fmt.Sprintf("action %s: artifact %.64q is not used as a patch: %v", d.ID, art.Filename, err))
+			continue
+		}
+		if len(refs) == install.MaxPatchOffers {
+			a.log().Warn(fmt.Sprintf("action %s: more than %d patch artifacts; the others are not used", d.ID, install.MaxPatchOffers))
+			break
+		}
+		refs = append(refs, r)
+	}
+	return refs
 }
 
 // start begins a new deployment action.

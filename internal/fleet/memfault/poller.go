@@ -16,6 +16,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/hawkbit"
 	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/patch"
 	"github.com/tandem-ota/tandem/internal/retry"
 )
 
@@ -49,7 +50,7 @@ type Artifact struct {
 // ParseRelease parses a Release (at most MaxRelease bytes; unknown fields
 // are accepted, wrong types are errors naming the field) and checks that it
 // has a version and one bundle: the only artifact with a URL, or the only
-// one named *.tandem.
+// one named *.tandem (patches, *.tpatch, aside: Release.Patches).
 func ParseRelease(r io.Reader) (*Release, *Artifact, error) {
 	rel := &Release{}
 	if err := hawkbit.DecodeJSON(r, "release", MaxRelease, rel); err != nil {
@@ -73,6 +74,9 @@ func ParseRelease(r io.Reader) (*Release, *Artifact, error) {
 		if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") {
 			return nil, nil, fmt.Errorf("release %s: artifact url %.128q: want an http or https URL", rel.Version, a.URL)
 		}
+		if strings.HasSuffix(a.Filename, patch.Ext) {
+			continue // a patch of the bundle (Patches)
+		}
 		all = append(all, a)
 		if strings.HasSuffix(a.Filename, ".tandem") {
 			tandem = append(tandem, a)
@@ -86,6 +90,22 @@ func ParseRelease(r io.Reader) (*Release, *Artifact, error) {
 		return nil, nil, fmt.Errorf("release %s: %d artifacts with a URL (%d named *.tandem); tandem installs exactly one bundle", rel.Version, len(all), len(tandem))
 	}
 	return rel, pick[0], nil
+}
+
+// Patches returns the patches of the release's bundle: its artifacts named
+// as `tandem bundle delta` names patches (<bundle hash>.tpatch,
+// version-<version>.tpatch), at most install.MaxPatchOffers. Their URLs,
+// like the bundle's, expire: a resumed install takes them afresh.
+func (r *Release) Patches() []install.PatchRef {
+	var refs []install.PatchRef
+	for _, a := range r.Artifacts {
+		from, version, ok := patch.ParseName(a.Filename)
+		ref := install.PatchRef{URL: a.URL, FromBundle: from, FromVersion: version}
+		if ok && len(refs) < install.MaxPatchOffers && install.CheckPatchRefs([]install.PatchRef{ref}) == nil {
+			refs = append(refs, ref)
+		}
+	}
+	return refs
 }
 
 // Poller installs the releases Memfault's releases API offers. It has no
@@ -272,7 +292,7 @@ func (p *Poller) poll(ctx context.Context, out fleet.Outcome) (fleet.Step, error
 			}
 			return fleet.Step{Activity: fleet.ActWorking, Message: fmt.Sprintf("release %s is no longer offered; dropped its unfinished install", out.Job.Version)}, p.Agent.Done()
 		}
-		return p.install(ctx, out.Job, art.URL) // a fresh URL: Memfault's expire after 6 hours
+		return p.install(ctx, out.Job, art.URL, rel.Patches()) // fresh URLs: Memfault's expire after 6 hours
 	case fleet.Failure:
 		if rel != nil && rel.Version == out.Job.Version {
 			return fleet.Step{Activity: fleet.ActIdle}, nil // it failed here: wait for another release
@@ -284,17 +304,17 @@ func (p *Poller) poll(ctx context.Context, out fleet.Outcome) (fleet.Step, error
 	if rel == nil {
 		return fleet.Step{Activity: fleet.ActIdle}, nil
 	}
-	j, err := p.Agent.Begin(fleet.Job{ID: rel.Version, Source: art.URL, Version: rel.Version})
+	j, err := p.Agent.Begin(fleet.Job{ID: rel.Version, Source: art.URL, Version: rel.Version, Patches: rel.Patches()})
 	if err != nil {
 		return fleet.Step{}, err
 	}
 	p.log().Info(fmt.Sprintf("installing release %s (running %s)", rel.Version, current))
-	return p.install(ctx, j, art.URL)
+	return p.install(ctx, j, art.URL, j.Patches)
 }
 
-func (p *Poller) install(ctx context.Context, j *fleet.Job, source string) (fleet.Step, error) {
+func (p *Poller) install(ctx context.Context, j *fleet.Job, source string, patches []install.PatchRef) (fleet.Step, error) {
 	o := p.Install
-	o.Source = source
+	o.Source, o.Patches = source, patches
 	res, err := p.Agent.Install(ctx, o, install.RebootNo)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/install"
 )
 
 // MaxDescriptor bounds a descriptor file: it is a few hundred bytes.
@@ -23,6 +24,9 @@ type Descriptor struct {
 	BundleHash string `json:"bundleHash"`
 	// Version, when given, must be the bundle's version.
 	Version string `json:"version,omitempty"`
+	// Patches are the bundle's patches (docs/delta.md, "Publishing
+	// patches"): a device whose source one of them starts from uses it.
+	Patches []install.PatchRef `json:"patches,omitempty"`
 }
 
 // ParseDescriptor reads a descriptor strictly: at most MaxDescriptor bytes,
@@ -50,6 +54,12 @@ func ParseDescriptor(r io.Reader) (*Descriptor, error) {
 	}
 	if _, err := bundle.ParseHash(d.BundleHash); err != nil {
 		return nil, fmt.Errorf("%w: descriptor: bundleHash: %w", ErrArtifact, err)
+	}
+	if len(d.Patches) == 0 {
+		d.Patches = nil // "patches": [] is no offer
+	}
+	if err := install.CheckPatchRefs(d.Patches); err != nil {
+		return nil, fmt.Errorf("%w: descriptor: %w", ErrArtifact, err)
 	}
 	return &d, nil
 }

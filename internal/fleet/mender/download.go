@@ -143,7 +143,7 @@ func (m *Module) installDescriptor(ctx context.Context, dl *download, name strin
 	if version == "" {
 		version = name
 	}
-	if _, err := m.Agent.Begin(fleet.Job{ID: name, Source: d.URL, BundleHash: d.BundleHash, Version: version}); err != nil {
+	if _, err := m.Agent.Begin(fleet.Job{ID: name, Source: d.URL, BundleHash: d.BundleHash, Version: version, Patches: d.Patches}); err != nil {
 		return nil, err
 	}
 	o := m.Agent.Options

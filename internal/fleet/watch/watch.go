@@ -508,9 +508,17 @@ func (w *Watcher) poll(ctx context.Context) (fleet.Step, error) {
 	if err != nil {
 		return fleet.Step{}, err
 	}
+	patches, err := c.ResolvePatches(w.c.URL)
+	if err != nil {
+		return fleet.Step{}, err
+	}
+	var refs []install.PatchRef
+	for _, p := range patches {
+		refs = append(refs, install.PatchRef{URL: p.URL, FromBundle: p.FromBundle, FromVersion: p.FromVersion, Hash: p.Hash})
+	}
 	extra, _ := json.Marshal(jobExtra{Channel: c.Channel, Sequence: c.Sequence})
 	j, err := w.agent.Begin(fleet.Job{ID: fmt.Sprintf("%s-%d", c.Channel, c.Sequence), Source: src,
-		BundleHash: r.BundleHash, Version: r.Version, Extra: extra})
+		BundleHash: r.BundleHash, Version: r.Version, Patches: refs, Extra: extra})
 	if errors.Is(err, fleet.ErrBusy) {
 		// Someone else's update (a trial not committed yet): not now.
 		return fleet.Step{}, fmt.Errorf("%w: %w", device.ErrRefused, err)
