@@ -10,6 +10,7 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/device"
+	"github.com/tandem-ota/tandem/internal/patch"
 	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
@@ -78,4 +79,55 @@ func NewDevice(t testing.TB, root string, opts sim.Options) func() (*device.Devi
 		t.Fatal(err)
 	}
 	return func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }
+}
+
+// SetSource puts source at the start of slot system-a of the simulated
+// device at root: the source of a patch (Patch) for a device whose active
+// group a was not installed by tandem.
+func SetSource(t testing.TB, root string, source []byte) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(root, "slots/system-a.img"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(source, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Patch returns the patch from source (release fromVersion) to the bundle
+// b, signed by key, and its file name (version-<fromVersion>.tpatch).
+func Patch(t testing.TB, source, b []byte, key crypto.Signer, fromVersion string) (string, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	bundleFile, img := filepath.Join(dir, "b.tandem"), filepath.Join(dir, "source.img")
+	if err := os.WriteFile(bundleFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, source, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := patch.Create(patch.Options{Bundle: bundleFile, From: patch.From{Images: map[string]string{"system": img}, Version: fromVersion},
+		Keys: []signature.SigningKey{{Key: key}}, SegmentSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := os.ReadFile(res.Paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Base(res.Paths[0]), p
+}
+
+// Changed returns a copy of img with a few bytes changed here and there:
+// the source of a patch to img.
+func Changed(img []byte) []byte {
+	out := bytes.Clone(img)
+	for i := 1000; i < len(out); i += 100 << 10 {
+		out[i] ^= 0xff
+	}
+	return out
 }

@@ -522,3 +522,59 @@ func TestLoopInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestPatchArtifact: a deployment whose chunk carries the bundle and
+// patches as extra artifacts. The device installs by the patch for its
+// source (fetched from the DDI server with the target token) and does not
+// look for patches next to the bundle; the patch for another source is
+// never asked for.
+func TestPatchArtifact(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := fleettest.NewKey(t, dir, "release")
+	img := fleettest.Image(1<<20, "hb")
+	b, _ := fleettest.SignedBundle(t, bundle.Header{Name: "hawkbit test", Version: "2.0.0", Created: time.Now().Unix()}, img, key)
+	root := filepath.Join(dir, "dev")
+	open := fleettest.NewDevice(t, root, sim.Options{BootFlow: "grub", Trust: []string{pub}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"})
+	fleettest.SetSource(t, root, fleettest.Changed(img))
+	name, p := fleettest.Patch(t, fleettest.Changed(img), b, key, "1.0.0")
+	_, other := fleettest.Patch(t, img[:len(img)/2], b, key, "0.9.0")
+	srv := ddiserver.New(t, ddiserver.Options{TargetToken: "secret-1"})
+	ad := newAdapter(t, srv, open)
+	var methods []string
+	ad.Install.Progress.Event = func(e install.Event) {
+		if e.Event == "method" {
+			methods = append(methods, e.Method)
+		}
+	}
+	id := srv.Add(ddiserver.Action{Controller: controller, Version: "2.0.0", Artifacts: []ddiserver.Artifact{
+		{Filename: "v2.tandem", Data: b}, {Filename: "version-0.9.0.tpatch", Data: other}, {Filename: name, Data: p}}})
+	if act := step(t, ad); act != fleet.ActRebooting {
+		t.Fatalf("first step: %s, want rebooting", act)
+	}
+	if len(methods) != 1 || methods[0] != install.MethodPatch {
+		t.Fatalf("methods %v, want patch", methods)
+	}
+	reqs := srv.Requests()
+	if n := count(reqs, func(r ddiserver.Request) bool { return strings.HasSuffix(r.Path, "/"+name) && r.Status == http.StatusPartialContent }); n == 0 {
+		t.Errorf("the patch artifact was not fetched by ranges")
+	}
+	if n := count(reqs, func(r ddiserver.Request) bool {
+		return strings.Contains(r.Path, ".patches/") || strings.HasSuffix(r.Path, "version-0.9.0.tpatch")
+	}); n != 0 {
+		t.Errorf("%d requests for patches next to the bundle or for another source", n)
+	}
+	for _, r := range reqs {
+		if strings.HasSuffix(r.Path, ".tpatch") && r.Header.Get("Authorization") != "TargetToken secret-1" {
+			t.Errorf("patch request without the target token: %+v", r.Header)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(root, "slots/system-b.img"))
+	if err != nil || !bytes.Equal(got[:len(img)], img) {
+		t.Fatalf("slot b does not hold the image (%v)", err)
+	}
+	if _, _, err := sim.Reboot(root, false); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{root: root, open: open}
+	commitReported(t, w, ad, srv, id)
+}

@@ -22,6 +22,9 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/patch"
+	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/sim"
 	"github.com/tandem-ota/tandem/internal/testutil"
 )
@@ -380,4 +383,110 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestNginxPatch: `channel publish` lists the patches made by `bundle
+// delta` next to the bundle in the signed channel file; a device running
+// the patch's source installs by the patch, through nginx. With a list,
+// the device uses only the list: a patch replaced after publishing (another
+// valid patch for the same source) is not used, and a device whose source
+// has no listed patch does not look for one next to the bundle.
+func TestNginxPatch(t *testing.T) {
+	fx := newNginxFixture(t)
+	ctx := context.Background()
+	bundleFile := filepath.Join(fx.www, "v2.tandem")
+	img := filepath.Join(t.TempDir(), "v1.img")
+	if err := os.WriteFile(img, fx.v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	trust, err := signature.LoadTrust("", []string{fx.releasePub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	makePatch := func(t *testing.T, version, out string) {
+		t.Helper()
+		if _, err := patch.Create(patch.Options{Bundle: bundleFile, From: patch.From{Images: map[string]string{"system": img}, Version: version},
+			Keys: []signature.SigningKey{{Key: fx.release}}, OutDir: out, SegmentSize: 256 << 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish := func(t *testing.T, dir, patches string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(fx.www, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_, err := channel.Publish(channel.Publication{Out: filepath.Join(fx.www, dir, "stable.json"), Channel: "stable", BundleFile: bundleFile,
+			Release: channel.Release{Bundle: "../v2.tandem"}, Validity: 24 * time.Hour, Signers: []channel.Signer{{Key: fx.channel}},
+			Trust: trust, PatchDir: patches})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(t *testing.T, dir string) (string, []install.Event) {
+		t.Helper()
+		root, open := fx.device(t)
+		w, err := New(&Config{URL: fx.base + "/" + dir + "/stable.json", Channel: "stable", DeviceID: "dev-1"}, open, fleettest.Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []install.Event
+		w.Install.Progress.Event = func(e install.Event) {
+			if e.Event == "method" {
+				events = append(events, e)
+			}
+		}
+		if st, err := w.Step(ctx); err != nil || st.Activity != fleet.ActRebooting {
+			t.Fatalf("poll: %+v, %v", st, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(root, "slots/system-b.img")); err != nil || !bytes.Equal(b[:len(fx.v2)], fx.v2) {
+			t.Fatalf("slot b does not hold v2 (%v)", err)
+		}
+		return root, events
+	}
+	makePatch(t, "1.0.0", "")
+	publish(t, "patched", "")
+
+	t.Run("by-patch", func(t *testing.T) {
+		b, _ := os.ReadFile(filepath.Join(fx.www, "patched/stable.json"))
+		f, err := channel.Parse(b)
+		if err != nil || len(f.Channel.Release.Patches) != 1 {
+			t.Fatalf("published %s (%v)", b, err)
+		}
+		if p := f.Channel.Release.Patches[0]; p.URL != "../v2.tandem.patches/version-1.0.0.tpatch" || p.FromVersion != "1.0.0" {
+			t.Fatalf("listed %+v", p)
+		}
+		root, events := run(t, "patched")
+		if len(events) != 1 || events[0].Method != install.MethodPatch {
+			t.Fatalf("methods %+v, want patch", events)
+		}
+		if g, _, err := sim.Reboot(root, false); err != nil || g != "b" {
+			t.Fatalf("trial boot: %s, %v", g, err)
+		}
+	})
+	t.Run("replaced-patch", func(t *testing.T) {
+		// Another valid patch for the same source, uploaded over the
+		// listed one: its hash is not the listed one.
+		other := t.TempDir()
+		listed := filepath.Join(fx.www, "v2.tandem.patches/version-1.0.0.tpatch")
+		saved := t.TempDir() + "/saved"
+		copyFile(t, listed, saved)
+		defer copyFile(t, saved, listed)
+		// A patch for the same source made for another version label:
+		// validly signed, it makes the same bundle, but its header differs.
+		makePatch(t, "1.0.1", other)
+		copyFile(t, filepath.Join(other, "version-1.0.1.tpatch"), listed)
+		_, events := run(t, "patched")
+		if len(events) != 1 || events[0].Method != install.MethodDelta || !strings.Contains(events[0].Message, "the offer names") {
+			t.Fatalf("methods %+v, want delta because the patch is not the listed one", events)
+		}
+	})
+	t.Run("no-listed-patch-for-this-source", func(t *testing.T) {
+		only := t.TempDir()
+		makePatch(t, "0.9.0", only)
+		publish(t, "other", only)
+		_, events := run(t, "other")
+		if len(events) != 1 || events[0].Method != install.MethodDelta || !strings.Contains(events[0].Message, "none of the 1 patches offered") {
+			t.Fatalf("methods %+v, want delta without looking next to the bundle", events)
+		}
+	})
 }
