@@ -3,6 +3,7 @@ package memfault_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/fleet/memfault"
 	"github.com/tandem-ota/tandem/internal/health"
+	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/retry"
 	"github.com/tandem-ota/tandem/internal/sim"
 	"github.com/tandem-ota/tandem/internal/testutil"
@@ -40,25 +42,39 @@ type api struct {
 	cdnPath string   // the CDN path the release names (default /cdn)
 	cut     func()   // called once by the next CDN request, after half the bundle
 	cdn     []string // CDN paths requested
+	// patch, when set, is a second artifact of the release, named
+	// patchName; with cutPatch, cut waits for a request of the patch.
+	patch     []byte
+	patchName string
+	cutPatch  bool
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case "/cdn/v2.tandem", "/cdn2/v2.tandem":
+	case "/cdn/v2.tandem", "/cdn2/v2.tandem", "/cdn/" + a.patchName, "/cdn2/" + a.patchName:
+		file := a.bundle
+		if strings.HasSuffix(r.URL.Path, ".tpatch") {
+			file = a.patch
+		}
 		a.mu.Lock()
 		a.cdn = append(a.cdn, r.URL.Path)
 		cut := a.cut
-		a.cut = nil
+		if cut != nil && a.cutPatch && file != nil && !strings.HasSuffix(r.URL.Path, ".tpatch") {
+			cut = nil // the cut is for the patch
+		}
+		if cut != nil {
+			a.cut = nil
+		}
 		a.mu.Unlock()
 		if cut != nil {
-			// Send half of the bundle, then stop the poller as if it was killed.
-			w.Header().Set("Content-Length", fmt.Sprint(len(a.bundle)))
-			_, _ = w.Write(a.bundle[:len(a.bundle)/2])
+			// Send half of the file, then stop the poller as if it was killed.
+			w.Header().Set("Content-Length", fmt.Sprint(len(file)))
+			_, _ = w.Write(file[:len(file)/2])
 			w.(http.Flusher).Flush()
 			cut()
 			return
 		}
-		http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(a.bundle))
+		http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(file))
 		return
 	case "/api/v0/releases/latest":
 	default:
@@ -92,8 +108,13 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cdn == "" {
 		cdn = "/cdn"
 	}
-	fmt.Fprintf(w, `{"id":12,"version":%q,"revision":"abc","notes":"","extra_info":{},"artifacts":[{"id":3,"type":"firmware","hardware_version":"evt","filename":"v2.tandem","file_size":%d,"md5":"","url":"%s%s/v2.tandem"}]}`,
-		a.release, len(a.bundle), a.srv.URL, cdn)
+	var extra string
+	if a.patch != nil {
+		extra = fmt.Sprintf(`,{"id":4,"type":"firmware","hardware_version":"evt","filename":%q,"file_size":%d,"md5":"","url":"%s%s/%s"}`,
+			a.patchName, len(a.patch), a.srv.URL, cdn, a.patchName)
+	}
+	fmt.Fprintf(w, `{"id":12,"version":%q,"revision":"abc","notes":"","extra_info":{},"artifacts":[{"id":3,"type":"firmware","hardware_version":"evt","filename":"v2.tandem","file_size":%d,"md5":"","url":"%s%s/v2.tandem"}%s]}`,
+		a.release, len(a.bundle), a.srv.URL, cdn, extra)
 }
 
 type world struct {
@@ -101,13 +122,16 @@ type world struct {
 	open func() (*device.Device, error)
 	api  *api
 	p    *memfault.Poller
+	key  crypto.Signer
+	img  []byte // the bundle's image
 }
 
 func newWorld(t *testing.T) *world {
 	dir := t.TempDir()
 	key, pub := fleettest.NewKey(t, dir, "release")
+	img := fleettest.Image(512<<10, "mf")
 	b, _ := fleettest.SignedBundle(t, bundle.Header{Name: "memfault test", Version: "2.0.0", Created: time.Now().Unix()},
-		fleettest.Image(512<<10, "mf"), key)
+		img, key)
 	root := filepath.Join(dir, "dev")
 	open := fleettest.NewDevice(t, root, sim.Options{BootFlow: "grub", Trust: []string{pub}, SlotSize: 8 << 20, FactoryVersion: "1.0.0"})
 	a := &api{t: t, bundle: b}
@@ -115,7 +139,7 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(a.srv.Close)
 	return &world{root: root, open: open, api: a, p: &memfault.Poller{API: a.srv.URL, ProjectKey: "pk-1", Serial: "SN42",
 		HardwareVersion: "evt", SoftwareType: "linux", Agent: &fleet.Agent{Open: open, Adapter: memfault.AdapterName},
-		Log: fleettest.Logger(t)}}
+		Log: fleettest.Logger(t)}, key: key, img: img}
 }
 
 func (w *world) step(t *testing.T, want fleet.Activity) {
@@ -178,6 +202,44 @@ func TestResumeWithFreshURL(t *testing.T) {
 	}
 }
 
+// TestPatchArtifact: a release whose artifacts are the bundle and a patch
+// for the device's source installs by the patch; an install cut in the
+// middle of the patch download resumes with the patch's fresh URL.
+func TestPatchArtifact(t *testing.T) {
+	w := newWorld(t)
+	fleettest.SetSource(t, w.root, fleettest.Changed(w.img))
+	w.api.patchName, w.api.patch = fleettest.Patch(t, fleettest.Changed(w.img), w.api.bundle, w.key, "1.0.0")
+	var methods []string
+	w.p.Install.Progress.Event = func(e install.Event) {
+		if e.Event == "method" {
+			methods = append(methods, e.Method)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.api.mu.Lock()
+	w.api.release, w.api.cut, w.api.cutPatch = "2.0.0", cancel, true
+	w.api.mu.Unlock()
+	if _, err := w.p.Step(ctx); ctx.Err() == nil {
+		t.Fatalf("the poller finished despite the interruption: %v", err)
+	}
+	w.api.mu.Lock()
+	w.api.cdnPath = "/cdn2" // the old URLs "expired"
+	w.api.mu.Unlock()
+	w.step(t, fleet.ActRebooting)
+	if len(methods) == 0 || methods[len(methods)-1] != install.MethodPatch {
+		t.Fatalf("methods %v, want patch", methods)
+	}
+	w.api.mu.Lock()
+	defer w.api.mu.Unlock()
+	if last := w.api.cdn[len(w.api.cdn)-1]; last != "/cdn2/"+w.api.patchName {
+		t.Fatalf("resumed from %s (requests %v), want the patch's fresh URL", last, w.api.cdn)
+	}
+	b, err := os.ReadFile(filepath.Join(w.root, "slots/system-b.img"))
+	if err != nil || !bytes.Equal(b[:len(w.img)], w.img) {
+		t.Fatalf("slot b does not hold the image (%v)", err)
+	}
+}
+
 func TestFailedReleaseNotRetried(t *testing.T) {
 	w := newWorld(t)
 	testutil.WriteScript(t, filepath.Join(w.root, "etc/tandem/hooks/health/check/50-app"), "echo app down\nexit 1\n")
@@ -223,6 +285,7 @@ func TestParseRelease(t *testing.T) {
 		{`{"version":"1","artifacts":[{"url":"https://cdn/a"},{"url":"https://cdn/b.tandem","filename":"b.tandem"}]}`, ""},
 		{`{"version":"1","artifacts":[{"url":"https://cdn/a"},{"url":"https://cdn/b"}]}`, "2 artifacts"},
 		{`{"version":"1","artifacts":[]}`, "0 artifacts"},
+		{`{"version":"1","artifacts":[{"url":"https://cdn/a"},{"url":"https://cdn/p","filename":"version-0.9.tpatch"}]}`, ""},
 		{`{"artifacts":[{"url":"https://cdn/a"}]}`, "no version"},
 		{`{"version":1}`, "field version: want string"},
 		{`{"version":"1","artifacts":[{"url":"file:///etc/shadow"}]}`, "want an http or https URL"},

@@ -41,8 +41,8 @@ func (m *Module) download(ctx context.Context, t Tree) error {
 		return err
 	}
 	dl.s.f.Close()
-	m.logf("installed %s (bundle %s) into group %s: %d bytes written, %d downloaded, %d reused",
-		res.Version, res.BundleHash, res.Group, res.BytesWritten, res.Transfer.BytesDownloaded, res.Transfer.BytesReused)
+	m.logf("installed %s (bundle %s) into group %s by %s: %d bytes written, %d downloaded, %d reused",
+		res.Version, res.BundleHash, res.Group, res.Transfer.Method, res.BytesWritten, res.Transfer.BytesDownloaded, res.Transfer.BytesReused)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package mender_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,7 +14,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
@@ -428,4 +431,70 @@ func TestRefusalExitCode(t *testing.T) {
 	if err := d.download(context.Background(), t); !errors.Is(err, device.ErrRefused) || !strings.Contains(err.Error(), "on trial") {
 		t.Fatalf("Download while another update's trial runs: %v, want a refusal (exit 4)", err)
 	}
+}
+
+// TestDescriptorPatch: the real mender-client installs v1 (a bundle
+// artifact), then a descriptor of v2 that lists v2's patch for v1 at a URL
+// of its own: the module installs by that patch (the request log shows
+// it) and never looks for patches next to the bundle.
+func TestDescriptorPatch(t *testing.T) {
+	f := newFixture(t)
+	c := newClient(t, f.dev)
+	v1 := bytes.Clone(f.img)
+	for i := 1000; i < len(v1); i += 64 << 10 {
+		v1[i] ^= 0xff
+	}
+	v1Path := filepath.Join(f.tmp, "v1.img")
+	if err := os.WriteFile(v1Path, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v1Bundle, v1Hash := makeBundle(t, f.tmp, "v1.tandem", "1.0.0", v1Path, f.key)
+	c.must(0, "install", artifact(t, v1Bundle, "release-1"))
+	simReboot(t, f.dev)
+	c.must(0, "commit")
+	mustTandem(t, "bundle", "delta", f.bundle, "--from", v1Bundle, "--key", f.key+".key")
+	p, err := os.ReadFile(f.bundle + ".patches/" + v1Hash + ".tpatch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(f.bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var reqs []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reqs = append(reqs, r.URL.Path)
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/v2.tandem":
+			http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(b))
+		case "/patches/from-v1.bin":
+			http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(p))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	desc := filepath.Join(t.TempDir(), "v2.json")
+	doc := fmt.Sprintf(`{"url": %q, "bundleHash": %q, "version": "2.0.0", "patches": [{"url": %q, "fromBundle": %q}]}`,
+		srv.URL+"/v2.tandem", f.hash, srv.URL+"/patches/from-v1.bin", v1Hash)
+	if err := os.WriteFile(desc, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.must(0, "install", artifact(t, desc, "release-2-patch"))
+	checkSlot(t, f.dev, "a", f.img)
+	if !strings.Contains(c.lastCombined, "into group a by patch:") {
+		t.Errorf("the module did not install by patch:\n%s", c.lastCombined)
+	}
+	mu.Lock()
+	got := strings.Join(reqs, " ")
+	mu.Unlock()
+	if !strings.Contains(got, "/patches/from-v1.bin") || strings.Contains(got, ".patches/") {
+		t.Fatalf("requests %s: want the listed patch, and no look next to the bundle", got)
+	}
+	simReboot(t, f.dev)
+	c.must(0, "commit")
+	checkBoot(t, f.dev, boot{Active: "a", Default: "a"})
 }
