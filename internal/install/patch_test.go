@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -300,4 +301,63 @@ func TestPatchInterrupted(t *testing.T) {
 		}
 		t.Logf("cancelled after %d bytes written; resumed asking %d of %d bytes of patch data", written, segBytes.Load(), data)
 	})
+}
+
+// Patches offered with the bundle (install.Options.Patches): the device
+// uses the one that claims its source, wherever it is, and does not look
+// next to the bundle; an offer without its source, or whose pinned hash
+// is not the patch's, ends in chunk reuse.
+func TestPatchOffered(t *testing.T) {
+	p := makePatch(t, fx.key, 0)
+	head, _ := patch.ReadHead(bytes.NewReader(p))
+	for _, tc := range []struct {
+		name   string
+		offer  func(base string) []install.PatchRef
+		method string
+		why    string
+	}{
+		{"claimed by version", func(base string) []install.PatchRef {
+			return []install.PatchRef{{URL: base + "/elsewhere/other.bin", FromVersion: "0.0.9"},
+				{URL: base + "/elsewhere/p.bin", FromVersion: "0.1.0", Hash: head.Hash.String()}}
+		}, install.MethodPatch, "holds the patch's source"},
+		{"claimed by its name", func(base string) []install.PatchRef {
+			return []install.PatchRef{{URL: base + "/elsewhere/version-0.1.0.tpatch"}}
+		}, install.MethodPatch, "holds the patch's source"},
+		{"not for this source", func(base string) []install.PatchRef {
+			return []install.PatchRef{{URL: base + "/elsewhere/p.bin", FromVersion: "0.0.9"}}
+		}, install.MethodDelta, "none of the 1 patches offered"},
+		{"another hash", func(base string) []install.PatchRef {
+			return []install.PatchRef{{URL: base + "/elsewhere/p.bin", FromVersion: "0.1.0", Hash: fx.hashV1.String()}}
+		}, install.MethodDelta, "the offer names"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var paths []string
+			url := servePatch(t, p, func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					mu.Lock()
+					paths = append(paths, r.URL.Path)
+					mu.Unlock()
+					if strings.HasPrefix(r.URL.Path, "/elsewhere/") {
+						r.URL.Path = "/b.tandem.patches/version-0.1.0.tpatch"
+					}
+					h.ServeHTTP(w, r)
+				})
+			})
+			dir := deltaDevice(t)
+			res, err := installURL(t, dir, url, install.Options{Patches: tc.offer(strings.TrimSuffix(url, "/b.tandem"))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSlot(t, dir, "b", fx.imgV2)
+			if res.Transfer.Method != tc.method || !strings.Contains(res.Transfer.Reason, tc.why) {
+				t.Fatalf("method %q (%s), want %s because %q", res.Transfer.Method, res.Transfer.Reason, tc.method, tc.why)
+			}
+			for _, p := range paths {
+				if strings.Contains(p, ".patches/") || p == "/elsewhere/other.bin" {
+					t.Errorf("asked for %s", p)
+				}
+			}
+		})
+	}
 }
