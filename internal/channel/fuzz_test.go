@@ -13,6 +13,9 @@ func FuzzParse(f *testing.F) {
 	c := sample()
 	c.Release.Select = &Selector{Devices: []string{"dev-1"}, Labels: map[string]string{"ring": "beta"}}
 	f.Add(mustSign(f, c, key))
+	c.Release.Patches = []Patch{{URL: "v2.tandem.patches/version-1.0.0.tpatch", FromVersion: "1.0.0", Hash: c.Release.BundleHash},
+		{URL: "https://cdn.example/p", FromBundle: c.Release.BundleHash, Hash: c.Release.BundleHash}}
+	f.Add(mustSign(f, c, key))
 	f.Add(mustSign(f, sample(), key))
 	f.Add([]byte(`{"signed":"e30=","signatures":[{"algorithm":"ed25519","keyId":"00","sig":"AA=="}]}`))
 	f.Add([]byte(`{"signed":"","signatures":null}`))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/patch"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
 
@@ -212,5 +213,86 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(srv.URL + "/missing.json"); err == nil || !strings.Contains(err.Error(), "HTTP 404") {
 		t.Errorf("Load of a missing URL: %v", err)
+	}
+}
+
+// Publish lists the bundle's patches: verified, with the URL next to the
+// bundle's and the source their name claims; a patch of another bundle, one
+// named otherwise or signed by an untrusted key refuses the publish
+// (nothing written); "-" lists none; no directory by default lists none.
+func TestPublishPatches(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := edKey(t)
+	bundlePath, _ := writeBundle(t, dir, "v2.tandem", key)
+	otherPath, _ := writeBundle(t, dir, "v3.tandem", key)
+	src := filepath.Join(dir, "v1.img")
+	if err := os.WriteFile(src, bytes.Repeat([]byte("v1.tandem"), 3000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(bundleFile, version, out string, k ed25519.PrivateKey) {
+		t.Helper()
+		trust := &signature.TrustStore{}
+		pub, _ := signature.PublicKeyPEM(key)
+		if err := trust.Add(pub); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := patch.Create(patch.Options{Bundle: bundleFile, From: patch.From{Images: map[string]string{"system": src}, Version: version},
+			Keys: []signature.SigningKey{{Key: k}}, Trust: trust, OutDir: out, Now: publishNow}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk(bundlePath, "1.0.0", "", key)
+	out := filepath.Join(dir, "stable.json")
+	pub := Publication{Out: out, Channel: "stable", BundleFile: bundlePath, Validity: 24 * time.Hour,
+		Signers: []Signer{{Key: key}}, Now: publishNow, Release: Release{Bundle: "https://cdn.example/b/v2.tandem?sig=x"}}
+	p, err := Publish(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := p.File.Channel.Release.Patches
+	if len(ps) != 1 || ps[0].URL != "https://cdn.example/b/v2.tandem.patches/version-1.0.0.tpatch" || ps[0].FromVersion != "1.0.0" ||
+		ps[0].FromBundle != "" || len(ps[0].Hash) != 64 {
+		t.Fatalf("listed %+v", ps)
+	}
+	var text strings.Builder
+	if err := p.File.WriteText(&text, ""); err != nil || !strings.Contains(text.String(), "patch:       from version 1.0.0: https://cdn.example/b/v2.tandem.patches/version-1.0.0.tpatch") {
+		t.Errorf("inspect text:\n%s", text.String())
+	}
+	none := pub
+	none.PatchDir, none.Out = "-", filepath.Join(dir, "none.json")
+	if p, err := Publish(none); err != nil || len(p.File.Channel.Release.Patches) != 0 {
+		t.Fatalf("--patches -: %+v, %v", p, err)
+	}
+	nodir := pub
+	nodir.BundleFile, nodir.Out = otherPath, filepath.Join(dir, "nodir.json")
+	if p, err := Publish(nodir); err != nil || len(p.File.Channel.Release.Patches) != 0 {
+		t.Fatalf("no patch directory: %+v, %v", p, err)
+	}
+	for name, prepare := range map[string]func(d string){
+		"another bundle": func(d string) { mk(otherPath, "1.0.0", d, key) },
+		"untrusted key":  func(d string) { other, _ := edKey(t); mk(bundlePath, "1.0.0", d, other) },
+		"another name": func(d string) {
+			mk(bundlePath, "1.0.0", d, key)
+			if err := os.Rename(filepath.Join(d, "version-1.0.0.tpatch"), filepath.Join(d, "from-v1.tpatch")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"missing directory": func(d string) { os.Remove(d) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := filepath.Join(t.TempDir(), "patches")
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			prepare(d)
+			bad := pub
+			bad.PatchDir, bad.Out = d, filepath.Join(t.TempDir(), "bad.json")
+			if _, err := Publish(bad); err == nil {
+				t.Fatal("published")
+			}
+			if readOut(t, bad.Out) != "" {
+				t.Fatal("a file was written")
+			}
+		})
 	}
 }
