@@ -256,7 +256,13 @@ func TestCommandLine(t *testing.T) {
 func TestBadArtifacts(t *testing.T) {
 	f := newFixture(t)
 	c := newClient(t, f.dev)
-	junk, _ := image(t, f.tmp, "junk.bin", 4096)
+	junk, junkData := image(t, f.tmp, "junk.bin", 4096)
+	// Random bytes that start like JSON (1 run in about 50) would be read as
+	// a descriptor: junk starts with a byte that is neither.
+	junkData[0] = 'J'
+	if err := os.WriteFile(junk, junkData, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	badJSON := filepath.Join(f.tmp, "bad.json")
 	if err := os.WriteFile(badJSON, []byte(`{"url": "http://127.0.0.1:1/v2.tandem", "bundleHash": "`+f.hash+`", "size": 1}`), 0o644); err != nil {
 		t.Fatal(err)
