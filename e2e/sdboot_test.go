@@ -1,8 +1,14 @@
 package e2e
 
 import (
+	"fmt"
+	"os/exec"
+	"path"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-ota/tandem/internal/e2e/image"
 )
@@ -118,4 +124,114 @@ func caseCutInstallAt(m *Machine, bundle, version string, points []string) {
 	}
 	m.Run("tandem system commit")
 	checkCommitted(m)
+}
+
+// TestSDBootCountCut cuts the power while systemd-boot counts a trial
+// attempt down (the rename of tandem-<n>-<G>+2.conf to +1-1.conf by the
+// firmware's FAT driver, before the kernel starts): at the first write to
+// the ESP after the firmware started systemd-boot (the FAT's first sector,
+// where the volume's dirty flag is, or the directory), at the first write to
+// loader/entries, and half a second after it. After each cut the host
+// checks the ESP with fsck.fat and lists loader/entries with mtools: the
+// committed group's good entry and exactly one whole entry of the trial,
+// counted or not (+2, or +1-1). The trial then boots exactly the attempts
+// its name has left, and the committed group after them, with the trial's
+// entry at +0-2: no attempt gained (or the trial commits and stays).
+func TestSDBootCountCut(t *testing.T) {
+	needE2E(t, false)
+	needTool(t, "fsck.fat")
+	m := x86Build(t, image.LoaderSDBootCount).machine(t, "countcut")
+	caseFirstBoot(m)
+	spans := func() []span { return espSpans(m, true, "/loader/entries") }
+	entryRe := regexp.MustCompile(`^tandem-\d+-([a-z]+)(?:\+(\d)(?:-(\d))?)?\.conf$`)
+	left := func(s, def string) int {
+		fsckESP(m)
+		out, err := exec.Command("mdir", "-b", "-i", fmt.Sprintf("%s@@%d", m.Disk, espOffset), "::/loader/entries").CombinedOutput()
+		if err != nil {
+			m.fatalf("mdir loader/entries: %v: %s", err, out)
+		}
+		var good, trial []string
+		n := -1
+		for _, p := range strings.Fields(string(out)) {
+			e := entryRe.FindStringSubmatch(path.Base(p))
+			switch {
+			case e == nil:
+				m.fatalf("loader/entries after the cut: unexpected %s", p)
+			case e[1] == def && e[2] == "":
+				good = append(good, p)
+			case e[1] == s && e[2] != "":
+				l, _ := strconv.Atoi(e[2])
+				d := 0
+				if e[3] != "" {
+					d, _ = strconv.Atoi(e[3])
+				}
+				if l+d != 2 || l < 1 {
+					m.fatalf("loader/entries after the cut: %s, want +2 (not counted) or +1-1 (counted)", p)
+				}
+				trial, n = append(trial, p), l
+			}
+		}
+		if len(good) != 1 || len(trial) != 1 {
+			m.fatalf("loader/entries after the cut: %s\nwant one good entry of %s and one counted entry of %s", out, def, s)
+		}
+		if e := string(espRead(m, strings.TrimPrefix(trial[0], "::"))); !strings.Contains(e, "linux /tandem/"+s+"/vmlinuz\n") || !strings.Contains(e, "tandem.group="+s+"\n") {
+			m.fatalf("%s after the cut is not whole:\n%s", trial[0], e)
+		}
+		return n
+	}
+	install := func() {
+		m.Run("tandem update install /data/bundles/v2.tandem --reboot set --json > /tmp/install.log")
+		m.Reboot()
+	}
+	rolledBack := regexp.MustCompile(`^tandem-1-a\.conf tandem-\d+-b\+0-2\.conf$`)
+	trialCycle(m, install, bootCut{name: "at the first write to the ESP", write: "any"}, spans, left, false)
+	checkEntries(m, rolledBack)
+	trialCycle(m, m.RebootSpare, bootCut{name: "at the first write to loader/entries", write: "target"}, spans, left, false)
+	checkEntries(m, rolledBack)
+	trialCycle(m, m.RebootSpare, bootCut{name: "0.5 s after the write to loader/entries", write: "target", delay: 500 * time.Millisecond}, spans, left, true)
+	checkEntries(m, regexp.MustCompile(`^tandem-1-a\.conf tandem-\d+-b\.conf$`))
+}
+
+// checkEntries asserts the loader entries on the ESP (sorted by name,
+// separated by blanks).
+func checkEntries(m *Machine, want *regexp.Regexp) {
+	m.t.Helper()
+	if got := strings.Join(strings.Fields(m.Run("ls /boot/efi/loader/entries")), " "); !want.MatchString(got) {
+		m.fatalf("loader entries %q, want %s", got, want)
+	}
+}
+
+// TestSDBootUKI runs cases a–c on systemd-boot with boot counting where
+// each group boots a unified kernel image through the real systemd-stub
+// (systemd-boot-efi's linuxx64.efi.stub with .osrel, .cmdline, .linux and
+// .initrd added by objcopy; slot "uki", entry "efi /tandem/<G>/linux.efi")
+// and a command line slot: the system that boots must show the new UKI's
+// initramfs and the new command line, and systemd-stub must have started it.
+func TestSDBootUKI(t *testing.T) {
+	needE2E(t, false)
+	needTool(t, "objcopy")
+	m := x86Build(t, image.LoaderSDBootUKI).machine(t, "abc")
+	caseFirstBoot(m)
+	checkUKI(m, "a", "1.0.0", "tandem-1-a.conf")
+	caseInstallCommit(m)
+	checkUKI(m, "b", "2.0.0", "tandem-1-a.conf tandem-2-b.conf")
+	caseRollback(m)
+	checkUKI(m, "b", "2.0.0", "tandem-2-b.conf tandem-3-a+0-2.conf")
+}
+
+// checkUKI is checkBootFiles for the UKI image, and checks that systemd-stub
+// booted the running system from the group's UKI entry.
+func checkUKI(m *Machine, g, version, entries string) {
+	m.t.Helper()
+	checkBootFiles(m, g, version, entries)
+	if out := m.Run("tr -d '\\000' < /sys/firmware/efi/efivars/StubInfo-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"); !strings.Contains(out, "systemd-stub") {
+		m.fatalf("StubInfo %q: the system was not started by systemd-stub", out)
+	}
+	for _, e := range strings.Fields(entries) {
+		if strings.Contains(e, "-"+g+".conf") || strings.Contains(e, "-"+g+"+") {
+			if out := m.Run("cat /boot/efi/loader/entries/" + e); !strings.Contains(out, "efi /tandem/"+g+"/linux.efi\n") {
+				m.fatalf("entry %s:\n%s\nwant efi /tandem/%s/linux.efi", e, out, g)
+			}
+		}
+	}
 }

@@ -18,6 +18,10 @@ const (
 	// kernel, initramfs and command line are file slots on the ESP
 	// (/tandem/<group>/), and tandem writes the group's entry.
 	LoaderSDBootCount = "systemd-boot-counting"
+	// LoaderSDBootUKI is LoaderSDBootCount with a unified kernel image per
+	// group (systemd-stub with the kernel, initramfs and a command line;
+	// slot "uki") and a command line file slot.
+	LoaderSDBootUKI = "systemd-boot-uki"
 )
 
 // X86 layout: partition numbers in the guest (/dev/vdaN).
@@ -90,14 +94,61 @@ func (x *X86) Prepare() error {
 // /dev/.tandem-e2e-initramfs, and a command line with
 // tandem.e2e_cmdline=<version>. Other loaders have none.
 func (x *X86) BootFiles(version string) ([]string, error) {
-	if x.Loader != LoaderSDBootCount {
+	files, err := x.bootFiles(version)
+	var args []string
+	for _, f := range files {
+		args = append(args, "--slot", f.alias+"="+f.src)
+	}
+	return args, err
+}
+
+// bootFile is one boot file of a counting image: its slot alias, its name
+// under /tandem/<group>/ on the ESP and its content on the host.
+type bootFile struct{ alias, name, src string }
+
+// bootFiles returns the boot files of a version (none unless counting):
+// kernel, initramfs and command line, or a UKI and the command line.
+func (x *X86) bootFiles(version string) ([]bootFile, error) {
+	if x.Loader != LoaderSDBootCount && x.Loader != LoaderSDBootUKI {
 		return nil, nil
 	}
 	initrd, cmdline, err := x.versionFiles(version)
 	if err != nil {
 		return nil, err
 	}
-	return []string{"--slot", "kernel=" + x.kernel.Image, "--slot", "initrd=" + initrd, "--slot", "cmdline=" + cmdline}, nil
+	if x.Loader == LoaderSDBootUKI {
+		uki, err := x.uki(version, initrd)
+		return []bootFile{{"uki", "linux.efi", uki}, {"cmdline", "cmdline", cmdline}}, err
+	}
+	return []bootFile{{"kernel", "vmlinuz", x.kernel.Image}, {"initrd", "initrd.img", initrd}, {"cmdline", "cmdline", cmdline}}, nil
+}
+
+// uki builds (once) the unified kernel image of a version: systemd-stub of
+// the systemd-boot-efi package with .osrel, .cmdline, .linux and .initrd
+// sections added by objcopy. Its built-in command line names no group; the
+// entry's options line (no Secure Boot) replaces it.
+func (x *X86) uki(version, initrd string) (string, error) {
+	out := filepath.Join(x.Work, "linux-"+version+".efi")
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	dir, err := Debs{Cache: filepath.Join(x.Cache, "debs")}.Extract("systemd-boot-efi")
+	if err != nil {
+		return "", err
+	}
+	osrel, cmdline := filepath.Join(x.Work, "osrel-"+version), filepath.Join(x.Work, "uki-cmdline-"+version)
+	if err := writeFile(osrel, fmt.Appendf(nil, "ID=tandem-e2e\nVERSION_ID=%s\n", version), 0o644); err != nil {
+		return "", err
+	}
+	if err := writeFile(cmdline, []byte("console=ttyS0 panic=1 quiet"), 0o644); err != nil {
+		return "", err
+	}
+	// The section addresses follow the stub's last section (below 0x20000).
+	return out, run("objcopy", "--add-section", ".osrel="+osrel, "--change-section-vma", ".osrel=0x20000",
+		"--add-section", ".cmdline="+cmdline, "--change-section-vma", ".cmdline=0x30000",
+		"--add-section", ".linux="+x.kernel.Image, "--change-section-vma", ".linux=0x2000000",
+		"--add-section", ".initrd="+initrd, "--change-section-vma", ".initrd=0x3000000",
+		filepath.Join(dir, "usr/lib/systemd/boot/efi/linuxx64.efi.stub"), out)
 }
 
 // versionFiles builds (once) the initramfs and command line of a version.
@@ -122,15 +173,19 @@ func (x *X86) Config() string {
 	if f, ok := adoptFlows[x.Loader]; ok {
 		flow = f // adopt.go
 	}
-	if x.Loader == LoaderSDBootCount {
+	if x.Loader == LoaderSDBootCount || x.Loader == LoaderSDBootUKI {
 		return x.countingConfig()
 	}
 	return systemConfig(X86Compatible, X86PartSysA, X86PartSysB, flow)
 }
 
-// countingConfig is system.toml for LoaderSDBootCount: each group has its
-// system partition and its boot files on the ESP, mounted at /boot/efi.
+// countingConfig is system.toml for LoaderSDBootCount (and UKI): each group
+// has its system partition and its boot files on the ESP, mounted at /boot/efi.
 func (x *X86) countingConfig() string {
+	files := [][2]string{{"kernel", "vmlinuz"}, {"initrd", "initrd.img"}, {"cmdline", "cmdline"}}
+	if x.Loader == LoaderSDBootUKI {
+		files = [][2]string{{"uki", "linux.efi"}, {"cmdline", "cmdline"}}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "compatible = %q\ndata-dir = \"/data/tandem\"\nreboot-command = [\"/bin/reboot\", \"-f\"]\n\n", X86Compatible)
 	for _, g := range []struct {
@@ -138,10 +193,12 @@ func (x *X86) countingConfig() string {
 		part int
 	}{{"a", X86PartSysA}, {"b", X86PartSysB}} {
 		fmt.Fprintf(&b, "[slots.system-%s]\ntype = \"block\"\ndevice = \"/dev/vda%d\"\n\n", g.name, g.part)
-		for _, f := range [][2]string{{"kernel", "vmlinuz"}, {"initrd", "initrd.img"}, {"cmdline", "cmdline"}} {
+		slots := fmt.Sprintf("system = \"system-%s\"", g.name)
+		for _, f := range files {
 			fmt.Fprintf(&b, "[slots.%s-%s]\ntype = \"file\"\npath = \"/boot/efi/tandem/%s/%s\"\nresize = true\n\n", f[0], g.name, g.name, f[1])
+			slots += fmt.Sprintf(", %[1]s = \"%[1]s-%[2]s\"", f[0], g.name)
 		}
-		fmt.Fprintf(&b, "[groups.%[1]s]\nslots = { system = \"system-%[1]s\", kernel = \"kernel-%[1]s\", initrd = \"initrd-%[1]s\", cmdline = \"cmdline-%[1]s\" }\n\n", g.name)
+		fmt.Fprintf(&b, "[groups.%s]\nslots = { %s }\n\n", g.name, slots)
 	}
 	fmt.Fprintf(&b, "[boot-flow]\ntype = \"systemd-boot\"\nboot-dir = \"/boot/efi\"\nboot-counting = true\nattempts = %d\n", max(x.Attempts, 1))
 	fmt.Fprintf(&b, "options = { a = \"root=/dev/vda%d console=ttyS0 panic=1\", b = \"root=/dev/vda%d console=ttyS0 panic=1\" }\n", X86PartSysA, X86PartSysB)
@@ -180,11 +237,15 @@ func (x *X86) System(out, version, behavior string) error {
 // grubCfg is EFI/BOOT/grub.cfg: it sources the shipped tandem.cfg and boots
 // the kernel of ${tandem_group} from that group's system partition. A test
 // may add kernel parameters for the next boots in EFI/BOOT/e2e-args.cfg
-// (set e2e_args="..."), e.g. tandem init's test pause.
+// (set e2e_args="..."), e.g. tandem init's test pause, and GRUB settings for
+// the run of tandem.cfg in EFI/BOOT/e2e-debug.cfg (set debug=efidisk: GRUB
+// prints each disk write, the timing mark of the save_env cut test).
 const grubCfg = `set timeout=0
 set default=0
 set tandem_groups="a b"
+if [ -f ${prefix}/e2e-debug.cfg ]; then source ${prefix}/e2e-debug.cfg; fi
 source ${prefix}/tandem.cfg
+unset debug
 if [ "${tandem_group}" = "b" ]; then set tandem_part=%[2]d; else set tandem_part=%[1]d; fi
 if [ -f ${prefix}/e2e-args.cfg ]; then source ${prefix}/e2e-args.cfg; fi
 echo "GRUB-E2E group=${tandem_group} part=${tandem_part}"
@@ -255,7 +316,7 @@ func (x *X86) ESP(out string) error {
 				return err
 			}
 		}
-	case LoaderSDBootCount:
+	case LoaderSDBootCount, LoaderSDBootUKI:
 		if err := x.countingESP(tree, boot); err != nil {
 			return err
 		}
@@ -314,17 +375,21 @@ func (x *X86) countingESP(tree, boot string) error {
 	if err := writeFile(filepath.Join(tree, "loader", "loader.conf"), []byte("default tandem-*\ntimeout 0\nconsole-mode keep\n"), 0o644); err != nil {
 		return err
 	}
-	initrd, cmdline, err := x.versionFiles("1.0.0")
+	files, err := x.bootFiles("1.0.0")
 	if err != nil {
 		return err
 	}
 	for _, g := range []string{"a", "b"} {
-		for name, src := range map[string]string{"vmlinuz": x.kernel.Image, "initrd.img": initrd, "cmdline": cmdline} {
-			if err := copyFile(src, filepath.Join(tree, "tandem", g, name), 0o644); err != nil {
+		for _, f := range files {
+			if err := copyFile(f.src, filepath.Join(tree, "tandem", g, f.name), 0o644); err != nil {
 				return err
 			}
 		}
 	}
-	entry := fmt.Sprintf("title tandem a\nlinux /tandem/a/vmlinuz\ninitrd /tandem/a/initrd.img\noptions root=/dev/vda%d console=ttyS0 panic=1 quiet tandem.e2e_cmdline=1.0.0 tandem.group=a\n", X86PartSysA)
+	prog := "linux /tandem/a/vmlinuz\ninitrd /tandem/a/initrd.img"
+	if x.Loader == LoaderSDBootUKI {
+		prog = "efi /tandem/a/linux.efi"
+	}
+	entry := fmt.Sprintf("title tandem a\n%s\noptions root=/dev/vda%d console=ttyS0 panic=1 quiet tandem.e2e_cmdline=1.0.0 tandem.group=a\n", prog, X86PartSysA)
 	return writeFile(filepath.Join(tree, "loader", "entries", "tandem-1-a.conf"), []byte(entry), 0o644)
 }
