@@ -45,8 +45,9 @@ type Ops interface {
 	Commit(ctx context.Context, r CommitRequest) (*CommitResult, error)
 	// Reboot reboots, with Spare first setting the trial of the spare group.
 	Reboot(ctx context.Context, r RebootRequest) (*RebootResult, error)
-	// MarkBad gives up the trial of the running group (device.RollBack):
-	// the next boot starts the default group again.
+	// MarkBad ends a trial (device.MarkBad, the meaning of `tandem boot
+	// mark-bad`): by default the running group's, so that the next boot
+	// starts the default group again.
 	MarkBad(ctx context.Context, r MarkBadRequest) error
 	// ResetState asks for a factory reset of the state at the next boot
 	// (device.ResetState).
@@ -87,8 +88,10 @@ type RebootResult struct {
 	Root      string `json:"root,omitempty"`
 }
 
-// MarkBadRequest gives up a trial.
+// MarkBadRequest ends a trial.
 type MarkBadRequest struct {
+	// Group is the group whose trial ends ("": the running group).
+	Group  string `json:"group,omitempty"`
 	Reason string `json:"reason,omitempty"` // recorded as the last update's message
 }
 

@@ -584,6 +584,8 @@ func TestMarkBadAndReset(t *testing.T) {
 	if g, _, err := sim.Reboot(fx.root, false); err != nil || g != "b" {
 		t.Fatalf("sim reboot: %s %v", g, err)
 	}
+	// The meaning of `tandem boot mark-bad`: the default group is refused.
+	wantKind(t, fx.client.MarkBad(ctx, MarkBadRequest{Group: "a"}), KindRefused)
 	if err := fx.client.MarkBad(ctx, MarkBadRequest{Reason: "the app failed its self-test"}); err != nil {
 		t.Fatal(err)
 	}

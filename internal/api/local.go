@@ -103,7 +103,8 @@ func (l Local) MarkBad(_ context.Context, r MarkBadRequest) error {
 	if reason == "" {
 		reason = "marked bad through the API"
 	}
-	return d.RollBack(reason)
+	_, err = d.MarkBad(r.Group, reason)
+	return err
 }
 
 // ResetState implements Ops.

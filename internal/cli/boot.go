@@ -9,8 +9,10 @@ func (a *app) bootCommand() *cobra.Command {
 	return group("boot", "Mark the running trial good, or a trial bad (docs/boot-flows.md)",
 		a.markCommand("mark-good [GROUP]", "Commit the running group, as system commit does",
 			cobra.MaximumNArgs(1), (*device.Device).MarkGood),
-		a.markCommand("mark-bad GROUP", "End GROUP's trial: the boot loader does not start it again (flows that count)",
-			cobra.ExactArgs(1), (*device.Device).MarkBad))
+		a.markCommand("mark-bad GROUP", "End GROUP's trial: the boot loader does not start it again",
+			cobra.ExactArgs(1), func(d *device.Device, g string) (device.Mark, error) {
+				return d.MarkBad(g, "marked bad (boot mark-bad)")
+			}))
 }
 
 func (a *app) markCommand(use, short string, args cobra.PositionalArgs, mark func(*device.Device, string) (device.Mark, error)) *cobra.Command {

@@ -28,9 +28,9 @@ func entries(t *testing.T, dir string) []string {
 	return names
 }
 
-// TestBootMark: mark-bad ends a trial on every flow that counts (the boot
-// loader goes back to the default), mark-good commits the running group,
-// and both refuse what would break a safety rule.
+// TestBootMark: mark-bad ends a trial on every flow (the boot loader goes
+// back to the default), mark-good commits the running group, and both
+// refuse what would break a safety rule.
 func TestBootMark(t *testing.T) {
 	for _, v := range []struct {
 		name string
@@ -95,15 +95,39 @@ func TestBootMark(t *testing.T) {
 			}
 		})
 	}
-	t.Run("no counter", func(t *testing.T) {
-		dir := newSim(t, "rpi-tryboot")
-		if r := run(t, nil, "--root", dir, "boot", "mark-bad", "b"); r.code != ExitRefused || !strings.Contains(r.stderr, "cannot mark a trial bad") {
-			t.Fatalf("mark-bad on rpi-tryboot: %+v", r)
-		}
-		if r := run(t, nil, "--root", dir, "boot", "mark-bad"); r.code != ExitUsage {
-			t.Fatalf("mark-bad without a group: %+v", r)
-		}
-	})
+	// Flows without bootflow.Counter end a trial by cancelling it: custom
+	// (the controller's cancel-try ends further attempts) and rpi-tryboot
+	// (one boot: the next boot is the default anyway).
+	for _, v := range []struct {
+		name string
+		args []string
+	}{{"custom", []string{"--attempts", "3"}}, {"rpi-tryboot", nil}} {
+		t.Run(v.name, func(t *testing.T) {
+			dir := newSim(t, v.name, v.args...)
+			if r := run(t, nil, "--root", dir, "boot", "mark-bad", "b"); r.code != 0 || !strings.Contains(r.stdout, "nothing to mark") {
+				t.Fatalf("mark-bad of a spare group: %+v", r)
+			}
+			if r := run(t, nil, "--root", dir, "boot", "mark-bad"); r.code != ExitUsage {
+				t.Fatalf("mark-bad without a group: %+v", r)
+			}
+			run(t, nil, "--root", dir, "system", "reboot", "--spare")
+			if r := run(t, nil, "sim", "reboot", dir); lastLine(r.stdout) != "b" {
+				t.Fatalf("trial boot: %+v", r)
+			}
+			if r := run(t, nil, "--root", dir, "boot", "mark-bad", "b"); r.code != 0 || !strings.Contains(r.stdout, "reboot to go back to a") {
+				t.Fatalf("mark-bad of the running trial: %+v", r)
+			}
+			if r := run(t, nil, "--root", dir, "system", "commit"); r.code != ExitRefused {
+				t.Fatalf("commit after mark-bad: %+v, want refused", r)
+			}
+			if r := run(t, nil, "sim", "reboot", dir); lastLine(r.stdout) != "a" {
+				t.Fatalf("after mark-bad the boot loader started %+v, want a", r)
+			}
+			if doc := info(t, dir); get(doc, "lastUpdate", "status") != "rolled-back" {
+				t.Fatalf("last update after mark-bad: %v", doc["lastUpdate"])
+			}
+		})
+	}
 }
 
 // TestSDBootCountingKernelUpdate: a bundle with a kernel, an initramfs and

@@ -48,26 +48,31 @@ func (d *Device) MarkGood(group string) (Mark, error) {
 	return Mark{Group: active, Good: true, Changed: changed, Active: active, Default: active}, nil
 }
 
-// MarkBad ends group's trial in a boot flow that implements
-// bootflow.Counter: the boot loader does not start it again (GRUB and
-// U-Boot: the trial's count is cleared; systemd-boot: the entry gets no
-// tries left; the adopted flows: their cancel). When group runs on
-// trial, the update is recorded as rolled back and the caller reboots; a
-// trial not booted yet is withdrawn. The default group is refused: there
-// would be nothing to fall back to.
-func (d *Device) MarkBad(group string) (Mark, error) {
-	c, ok := d.Flow.(bootflow.Counter)
-	if !ok {
-		return Mark{}, fmt.Errorf("%w: the %s flow cannot mark a trial bad; an uncommitted trial ends when the boot loader has used up its attempts", ErrRefused, d.Flow.Name())
-	}
-	if !slices.Contains(d.Groups(), group) {
-		return Mark{}, fmt.Errorf("%w: there is no group %q (groups: %v)", ErrRefused, group, d.Groups())
-	}
+// MarkBad ends group's trial so that the boot loader does not start it
+// again: the one meaning of `tandem boot mark-bad`, rugix-ctrl's `boot
+// mark-bad`, the local API's mark-bad and RollBack (docs/boot-flows.md,
+// "Marking a trial good or bad"). group "" is the running group. A flow
+// that implements bootflow.Counter ends the trial its own way (GRUB and
+// U-Boot: the count cleared; systemd-boot: the entry gets no tries left;
+// the adopted flows: their cancel); on the others the trial is cancelled
+// (CancelTry), which withdraws a trial not booted yet and any further
+// attempt of a running one (a one-boot trial ends at the next boot anyway).
+// When group runs on trial, the update is recorded as rolled back with
+// reason and the caller reboots; a trial not booted yet is withdrawn. The
+// default group is refused: there would be nothing to fall back to. A group
+// neither on trial nor pending is left as it is (Changed false).
+func (d *Device) MarkBad(group, reason string) (Mark, error) {
 	st, unlock, err := d.LockStatus()
 	if err != nil {
 		return Mark{}, err
 	}
 	defer unlock()
+	if group == "" {
+		group = st.Active
+	}
+	if !slices.Contains(d.Groups(), group) {
+		return Mark{}, fmt.Errorf("%w: there is no group %q (groups: %v)", ErrRefused, group, d.Groups())
+	}
 	m := Mark{Group: group, Active: st.Active, Default: st.Default}
 	if group == st.Default {
 		return m, fmt.Errorf("%w: group %s is the default; marking it bad would leave nothing to fall back to", ErrRefused, group)
@@ -75,7 +80,12 @@ func (d *Device) MarkBad(group string) (Mark, error) {
 	if group != st.Active && group != st.Trial {
 		return m, nil
 	}
-	if err := c.MarkBad(group); err != nil {
+	if c, ok := d.Flow.(bootflow.Counter); ok {
+		err = c.MarkBad(group)
+	} else {
+		err = d.Flow.CancelTry()
+	}
+	if err != nil {
 		return m, fmt.Errorf("mark %s bad: %w", group, err)
 	}
 	db, err := d.LoadState()
@@ -83,7 +93,15 @@ func (d *Device) MarkBad(group string) (Mark, error) {
 		return m, err
 	}
 	db.Trial = nil
-	db.LastUpdate = &Result{Group: group, Status: "rolled-back", At: now(), Message: "marked bad (tandem boot mark-bad)"}
+	db.LastUpdate = &Result{Group: group, Status: "rolled-back", At: now(), Message: reason}
 	m.Changed = true
 	return m, d.SaveState(db)
+}
+
+// RollBack gives up the trial of the running group (MarkBad of it, with
+// reason recorded), so that the next boot starts the default group. The
+// caller reboots. It refuses when the running group is not on trial.
+func (d *Device) RollBack(reason string) error {
+	_, err := d.MarkBad("", reason)
+	return err
 }

@@ -224,28 +224,3 @@ func (d *Device) BootID() (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
-
-// RollBack gives up the trial of the running group: it withdraws any
-// further trial attempt of it in the boot flow (crash-safely), so that the
-// next boot starts the default group, and records why. The caller reboots.
-// It refuses when the running group is not on trial.
-func (d *Device) RollBack(reason string) error {
-	st, unlock, err := d.LockStatus()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if !st.CommitPending() {
-		return fmt.Errorf("%w: group %s is the default; there is no trial to roll back", ErrRefused, st.Active)
-	}
-	if err := d.Flow.CancelTry(); err != nil {
-		return fmt.Errorf("cancel the trial of %s: %w", st.Active, err)
-	}
-	db, err := d.LoadState()
-	if err != nil {
-		return err
-	}
-	db.Trial = nil
-	db.LastUpdate = &Result{Group: st.Active, Status: "rolled-back", At: now(), Message: reason}
-	return d.SaveState(db)
-}
