@@ -63,11 +63,17 @@ func TestGrubPowerCuts(t *testing.T) {
 // is save_env of trial.grubenv.
 var grubWriteRe = regexp.MustCompile(`: writing 0x[0-9a-f]+ sectors at the sector`)
 
+// grubOpenRe is GRUB's third disk open in the run of tandem.cfg (debug
+// lines), the one of load_env of trial.grubenv, before save_env's.
+var grubOpenRe = regexp.MustCompile(`(?s)(?:opening hd0 succeeded.*?){3}`)
+
 // TestGrubSaveEnvCut cuts the power while GRUB counts a trial attempt down
 // (save_env rewrites trial.grubenv in place, before GRUB boots the trial;
-// tandem.cfg runs before any menu or countdown): at GRUB's debug line of
-// the write, at the first change of the block's sectors on the disk, and a
-// second after it. After each cut the host reads the three blocks with
+// tandem.cfg runs before any menu or countdown): at load_env of the block
+// just before (GRUB's debug lines of its disk opens), at GRUB's debug line of
+// the write, at the first change of the block's sectors on the disk (GRUB
+// writes the 1024 bytes one sector at a time: this cut falls between them),
+// and a second after it. After each cut the host reads the three blocks with
 // grub-editenv and the ESP with fsck.fat: both default copies name the
 // committed group, and the trial block is whole with the attempt counted or
 // not. The trial then boots exactly the attempts left, and the committed
@@ -100,7 +106,12 @@ func TestGrubSaveEnvCut(t *testing.T) {
 		m.Run("tandem update install /data/bundles/v2.tandem --reboot set --json > /tmp/install.log")
 		m.Reboot()
 	}
-	trialCycle(m, install, bootCut{name: "at GRUB's write line", line: grubWriteRe}, spans, left, false)
+	// GRUB 2.06 writes the block one sector at a time, each after its debug
+	// line; the first disk open after tandem.cfg's sourcing reads the script,
+	// the second primary.grubenv, the third trial.grubenv (load_env), the
+	// fourth is save_env's. The host reacts in about a line's time.
+	trialCycle(m, install, bootCut{name: "at load_env of trial.grubenv", line: grubOpenRe}, spans, left, false)
+	trialCycle(m, m.RebootSpare, bootCut{name: "at GRUB's write line", line: grubWriteRe}, spans, left, false)
 	trialCycle(m, m.RebootSpare, bootCut{name: "at the first sector written", line: grubWriteRe, write: "target"}, spans, left, false)
 	trialCycle(m, m.RebootSpare, bootCut{name: "1 s after the write", line: grubWriteRe, write: "target", delay: time.Second}, spans, left, true)
 
