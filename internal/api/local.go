@@ -103,7 +103,7 @@ func (l Local) MarkBad(_ context.Context, r MarkBadRequest) error {
 	if reason == "" {
 		reason = "marked bad through the API"
 	}
-	_, err = d.MarkBad(r.Group, reason)
+	_, err = d.MarkBadWithReason(r.Group, reason)
 	return err
 }
 

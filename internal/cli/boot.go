@@ -10,9 +10,7 @@ func (a *app) bootCommand() *cobra.Command {
 		a.markCommand("mark-good [GROUP]", "Commit the running group, as system commit does",
 			cobra.MaximumNArgs(1), (*device.Device).MarkGood),
 		a.markCommand("mark-bad GROUP", "End GROUP's trial: the boot loader does not start it again",
-			cobra.ExactArgs(1), func(d *device.Device, g string) (device.Mark, error) {
-				return d.MarkBad(g, "marked bad (boot mark-bad)")
-			}))
+			cobra.ExactArgs(1), (*device.Device).MarkBad))
 }
 
 func (a *app) markCommand(use, short string, args cobra.PositionalArgs, mark func(*device.Device, string) (device.Mark, error)) *cobra.Command {

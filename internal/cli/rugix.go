@@ -34,6 +34,7 @@ fleet integrations call, so that their scripts run unchanged on a tandem device
   system reboot [--spare]
   slots create-index SLOT CHUNKER HASH-ALG
   state reset [--backup] [--backup-name NAME]   factory reset, then reboot
+  boot mark-good [GROUP] | mark-bad GROUP   commit the running trial | end GROUP's trial
 
 The device is the one tandem manages (/etc/tandem/system.toml; TANDEM_ROOT for a
 simulated device). Run "tandem --help" for tandem's own command line.`,
@@ -47,7 +48,7 @@ simulated device). Run "tandem --help" for tandem's own command line.`,
 	root.AddCommand(group("update", "Install updates", a.rugixInstallCommand()),
 		group("system", "Boot state: info, commit, reboot", a.rugixInfoCommand(), a.rugixCommitCommand(), a.rugixRebootCommand()),
 		group("slots", "Slot indexes for delta updates", a.rugixCreateIndexCommand()),
-		group("state", "State: factory reset", a.rugixStateResetCommand()))
+		group("state", "State: factory reset", a.rugixStateResetCommand()), a.bootCommand())
 	return root
 }
 

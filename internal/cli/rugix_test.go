@@ -306,3 +306,25 @@ func TestRugixStateReset(t *testing.T) {
 		t.Errorf("after the reset: %+v %v, want a backup and no pending reset", rep, err)
 	}
 }
+
+// rugix-ctrl's boot mark-good and mark-bad are tandem's (device.MarkGood,
+// device.MarkBad): mark-bad of a running trial sends the next boot to the
+// default, mark-good commits the running trial.
+func TestRugixBootMark(t *testing.T) {
+	dev := newSim(t, "grub", "--attempts", "3")
+	if r := rugix(t, dev, nil, "boot", "mark-bad", "a"); r.code != ExitRefused {
+		t.Fatalf("mark-bad of the default: %+v", r)
+	}
+	run(t, nil, "--root", dev, "system", "reboot", "--spare")
+	simReboot(t, dev, "b")
+	if r := mustRugix(t, dev, nil, "boot", "mark-bad", "b"); !strings.Contains(r.stdout, "marked bad") {
+		t.Fatalf("mark-bad: %+v", r)
+	}
+	simReboot(t, dev, "a")
+	run(t, nil, "--root", dev, "system", "reboot", "--spare")
+	simReboot(t, dev, "b")
+	mustRugix(t, dev, nil, "boot", "mark-good")
+	if a, d := rugixBoot(t, dev, "--json"); a != "b" || d != "b" {
+		t.Fatalf("after mark-good: active %s, default %s", a, d)
+	}
+}

@@ -48,10 +48,17 @@ func (d *Device) MarkGood(group string) (Mark, error) {
 	return Mark{Group: active, Good: true, Changed: changed, Active: active, Default: active}, nil
 }
 
-// MarkBad ends group's trial so that the boot loader does not start it
-// again: the one meaning of `tandem boot mark-bad`, rugix-ctrl's `boot
-// mark-bad`, the local API's mark-bad and RollBack (docs/boot-flows.md,
-// "Marking a trial good or bad"). group "" is the running group. A flow
+// MarkBad is MarkBadWithReason with the reason `tandem boot mark-bad` and
+// rugix-ctrl's `boot mark-bad` record.
+func (d *Device) MarkBad(group string) (Mark, error) {
+	return d.MarkBadWithReason(group, "marked bad (boot mark-bad)")
+}
+
+// MarkBadWithReason ends group's trial so that the boot loader does not
+// start it again: the one meaning of `tandem boot mark-bad`, rugix-ctrl's
+// `boot mark-bad`, the local API's mark-bad and RollBack
+// (docs/boot-flows.md, "Marking a trial good or bad"). group "" is the
+// running group. A flow
 // that implements bootflow.Counter ends the trial its own way (GRUB and
 // U-Boot: the count cleared; systemd-boot: the entry gets no tries left;
 // the adopted flows: their cancel); on the others the trial is cancelled
@@ -61,7 +68,7 @@ func (d *Device) MarkGood(group string) (Mark, error) {
 // reason and the caller reboots; a trial not booted yet is withdrawn. The
 // default group is refused: there would be nothing to fall back to. A group
 // neither on trial nor pending is left as it is (Changed false).
-func (d *Device) MarkBad(group, reason string) (Mark, error) {
+func (d *Device) MarkBadWithReason(group, reason string) (Mark, error) {
 	st, unlock, err := d.LockStatus()
 	if err != nil {
 		return Mark{}, err
@@ -102,6 +109,6 @@ func (d *Device) MarkBad(group, reason string) (Mark, error) {
 // reason recorded), so that the next boot starts the default group. The
 // caller reboots. It refuses when the running group is not on trial.
 func (d *Device) RollBack(reason string) error {
-	_, err := d.MarkBad("", reason)
+	_, err := d.MarkBadWithReason("", reason)
 	return err
 }
