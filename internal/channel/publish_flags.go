@@ -12,8 +12,8 @@ import (
 // signers and trust.
 type PublishFlags struct {
 	Channel, Bundle, URL, Relative, Out, Rollout, Expires, Patches string
-	Keys, Trust, Selects, Devices                         []string
-	Sequence                                              uint64
+	Keys, Trust, Selects, Devices                                  []string
+	Sequence                                                       uint64
 }
 
 // Check checks the options that need no file (its errors name the flags):

@@ -555,7 +555,9 @@ func TestPatchArtifact(t *testing.T) {
 		t.Fatalf("methods %v, want patch", methods)
 	}
 	reqs := srv.Requests()
-	if n := count(reqs, func(r ddiserver.Request) bool { return strings.HasSuffix(r.Path, "/"+name) && r.Status == http.StatusPartialContent }); n == 0 {
+	if n := count(reqs, func(r ddiserver.Request) bool {
+		return strings.HasSuffix(r.Path, "/"+name) && r.Status == http.StatusPartialContent
+	}); n == 0 {
 		t.Errorf("the patch artifact was not fetched by ranges")
 	}
 	if n := count(reqs, func(r ddiserver.Request) bool {
