@@ -280,7 +280,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 med() { awk -v c="$2" '{print $c}' "$R/$1".* | median; }
 range() { awk -v c="$2" '{print $c}' "$R/$1".* | sort -g | awk 'NR==1 {a=$1} {b=$1} END {print a "–" b}'; }
 declare -A what=(
-	[tandem]="signature over the header before any payload byte; every chunk's SHA-256 before it is written; the stored bytes' digest at the end"
+	[tandem]="signature over the header before any payload byte; every chunk's SHA-256 before it is written (each installed byte hashed once)"
 	[mender]="signature over the manifest; the payload's SHA-256 at the end of the stream, after the module wrote it"
 	[rauc]="CMS signature over the whole bundle before mounting it; the image is not hashed again while copied"
 	[swupdate]="CMS signature over sw-description; the artifact's SHA-256 (of its compressed bytes) at the end, after writing"

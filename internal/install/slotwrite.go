@@ -43,7 +43,9 @@ type slotWriter struct {
 // newSlotWriter starts writing f at its current offset, which must be 0
 // for direct I/O to be used.
 func newSlotWriter(f rootfs.File) *slotWriter {
-	w := &slotWriter{f: f, free: make(chan []byte, 1), todo: make(chan []byte, 1), done: make(chan struct{})}
+	// free holds both blocks at most: the writing goroutine never waits
+	// to return one.
+	w := &slotWriter{f: f, free: make(chan []byte, 2), todo: make(chan []byte, 1), done: make(chan struct{})}
 	w.direct = setDirect(f, true) == nil
 	w.cur = alignedBlock()
 	w.free <- alignedBlock()
