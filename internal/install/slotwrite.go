@@ -10,17 +10,17 @@ import (
 )
 
 // A slot image is written front to back in blocks of writeBlock bytes, from
-// a goroutine of its own, while the bundle reader verifies the next chunks.
-// Where the slot allows it (a real file or block device on Linux) the
-// blocks go out with direct I/O: the installer never reads the image back,
-// and through the page cache every byte was copied once more into a cached
-// page and written back later, at a cost in CPU time (about 0.3 s per
-// 512 MiB here, docs/benchmarks.md) and in the running system's cached
-// pages, which the image evicted. A slot that refuses direct I/O is written
-// through the page cache as before. Either way the caller's fsync makes the
-// image durable.
+// a goroutine of its own, while the bundle reader verifies the next chunks
+// (on a simulated device, each block is one write and cut point, as with
+// the 1 MiB buffer before). Where the slot allows it (a real file or block
+// device on Linux) the blocks go out with direct I/O: the installer never
+// reads the image back, and through the page cache every byte was copied
+// once more into a cached page and written back later, at a cost in CPU
+// time (docs/benchmarks.md) and in the running system's cached pages, which
+// the image evicted. A slot that refuses direct I/O is written through the
+// page cache. Either way the caller's fsync makes the image durable.
 const (
-	writeBlock  = 2 << 20 // bytes per write
+	writeBlock  = 1 << 20 // bytes per write
 	directAlign = 4096    // alignment of a direct write's offset, length and memory
 )
 
