@@ -16,6 +16,9 @@
 #   IMAGE_MIB   image size in MiB (default 512)
 #   IMAGE_SRC   directory tarred into the image (default /usr)
 #   ONLY        space-separated contenders to run (default: all five)
+#   LOAD        busy loops to run beside the contenders during the rounds
+#               (default 0): the comparison is made under load, and on a
+#               machine that is otherwise idle LOAD=4 gives a load of about 4
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +27,7 @@ N=${N:-7}
 IMAGE_MIB=${IMAGE_MIB:-512}
 IMAGE_SRC=${IMAGE_SRC:-/usr}
 ONLY=${ONLY:-tandem mender rauc swupdate baseline}
+LOAD=${LOAD:-0}
 TIME=/usr/bin/time
 SIZE=$((IMAGE_MIB << 20))
 
@@ -193,7 +197,9 @@ if [ -d /sys/fs/cgroup/cpuacct ] && mkdir "/sys/fs/cgroup/cpuacct/tandem-bench.$
 fi
 export CG
 DBUS_PID= RAUC_PID=
+BUSY=()
 cleanup() {
+	for p in "${BUSY[@]}"; do kill "$p" 2>/dev/null || true; done
 	[ -z "$RAUC_PID" ] || { kill "$RAUC_PID" 2>/dev/null && wait "$RAUC_PID" 2>/dev/null; } || true
 	[ -z "$DBUS_PID" ] || kill "$DBUS_PID" 2>/dev/null || true
 	[ -z "$CG" ] || { sleep 0.2; rmdir "$CG" 2>/dev/null; } || true
@@ -265,6 +271,10 @@ contender() {
 }
 
 # --- rounds ----------------------------------------------------------------------
+for _ in $(seq "$LOAD"); do
+	sh -c 'while :; do :; done' &
+	BUSY+=($!)
+done
 read -r -a names <<<"$ONLY"
 k=${#names[@]}
 for i in $(seq "$N"); do
@@ -273,6 +283,8 @@ for i in $(seq "$N"); do
 	log "round $i/$N: ${order[*]} (load $(cut -d' ' -f1 /proc/loadavg))"
 	for c in "${order[@]}"; do contender "$c" "$i"; done
 done
+for p in "${BUSY[@]}"; do kill "$p" 2>/dev/null || true; done
+BUSY=()
 rm -f "$B"/slot-*.img "$B/dev/slots/system-b.img"
 
 # --- report ----------------------------------------------------------------------
@@ -280,7 +292,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 med() { awk -v c="$2" '{print $c}' "$R/$1".* | median; }
 range() { awk -v c="$2" '{print $c}' "$R/$1".* | sort -g | awk 'NR==1 {a=$1} {b=$1} END {print a "–" b}'; }
 declare -A what=(
-	[tandem]="signature over the header before any payload byte; every chunk's SHA-256 before it is written; the stored bytes' digest at the end"
+	[tandem]="signature over the header before any payload byte; every chunk's SHA-256 before it is written (each installed byte hashed once)"
 	[mender]="signature over the manifest; the payload's SHA-256 at the end of the stream, after the module wrote it"
 	[rauc]="CMS signature over the whole bundle before mounting it; the image is not hashed again while copied"
 	[swupdate]="CMS signature over sw-description; the artifact's SHA-256 (of its compressed bytes) at the end, after writing"
@@ -296,7 +308,7 @@ cat <<EOF
 ## Results ($(date -u +%Y-%m-%dT%H:%MZ), N=$N, medians)
 
 Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(uname -sr),
-$(go version | cut -d' ' -f3), load average before: $LOAD0, after: $(cut -d' ' -f1-3 /proc/loadavg).
+$(go version | cut -d' ' -f3), load average before: $LOAD0, after: $(cut -d' ' -f1-3 /proc/loadavg)$([ "$LOAD" -eq 0 ] || echo ", with $LOAD busy loops of the benchmark's own (LOAD=$LOAD)").
 Image: $IMAGE_MIB MiB (first $SIZE bytes of \`tar --sort=name -C / -cf - ${IMAGE_SRC#/}\`); every run: fresh sparse slot,
 \`sync\`, \`drop_caches\`, the command, \`sync\` (in the wall time). CPU: $([ -n "$CG" ] && echo "a cpuacct cgroup around each run (RAUC's service in it)" || echo "rusage of the command, plus RAUC's service's /proc times").
 

@@ -99,8 +99,9 @@ func WriteFile(name string, meta Header, payloads []PayloadSpec, opts Options) (
 
 // VerifyFile checks the bundle file name as a device would: its signature
 // section by verify, then every chunk of every payload. As a check of the
-// writer, it also recomputes each payload's whole-content digest, which an
-// install does not need (Reader.CheckPayloadDigests). It returns the
+// whole file, it also recomputes each payload's whole-content and
+// stored-bytes digests, which an install does not need
+// (Reader.CheckPayloadDigests). It returns the
 // verified header and the bundle hash.
 func VerifyFile(name string, verify Verifier) (*Header, Hash, error) {
 	f, err := Open(name)

@@ -168,7 +168,7 @@ func TestPayloadDigestCheckedByVerifyFile(t *testing.T) {
 	good, _ := makeBundle(t, LevelDefault, true, testPayload{"system", KindSlot, data})
 	b := withHeader(t, good, func(h *Header) { h.Payloads[0].Digest[0] ^= 1 })
 
-	got, _, err := readAllWith(b, TrustVerifier(trustIn(t, testKey), time.Now(), nil))
+	got, _, err := readAllAs(b, TrustVerifier(trustIn(t, testKey), time.Now(), nil), false)
 	if err != nil || !bytes.Equal(got["system"], data) {
 		t.Fatalf("install read: %v (%d bytes), want the signed content", err, len(got["system"]))
 	}

@@ -74,7 +74,7 @@ func (t *Table) Chunks(src ChunkSource) (*PayloadReader, error) {
 	if t.r == nil || !t.r.verified {
 		return nil, ErrVerify
 	}
-	return &PayloadReader{Payload: t.Payload, Entries: t.Entries, src: src, dec: t.r.dec, whole: t.r.CheckPayloadDigests}, nil
+	return &PayloadReader{Payload: t.Payload, Entries: t.Entries, src: src, dec: t.r.dec, check: t.r.CheckPayloadDigests}, nil
 }
 
 // streamSource reads the chunks of the payload at the stream's position,
@@ -86,8 +86,8 @@ type streamSource struct {
 
 func (s *streamSource) ReadChunk(i int, e *Entry, buf []byte) ([]byte, bool, error) {
 	buf = grow(buf, int(e.StoredSize))
-	if err := readFull(s.r.r, buf, fmt.Sprintf("chunk %d of payload %s", i, s.name)); err != nil {
-		return nil, false, err
+	if _, err := io.ReadFull(s.r.r, buf); err != nil {
+		return nil, false, readError(err, fmt.Sprintf("chunk %d of payload %s", i, s.name))
 	}
 	return buf, false, nil
 }
@@ -105,25 +105,25 @@ func grow(buf []byte, n int) []byte {
 // It verifies ahead of the caller: from the first call to Next, a pipeline
 // asks the source for the bytes of the following chunks in order (one
 // goroutine), decompresses them and checks their content digest (GOMAXPROCS
-// workers, at most 4) and, when the source is the bundle stream, hashes the
-// stored bytes for the payload's stored digest (one goroutine), all while
-// the caller writes the chunks it already has. Each content byte is hashed
-// once, for its chunk's digest; the whole-payload digest is recomputed only
-// when the Reader's CheckPayloadDigests asks for it (one more goroutine).
-// The buffers in flight are bounded by pipelineBudget. Nothing changes for
-// the caller: Next hands out chunks in order, each only after its content
-// digest matched, reports the first bad chunk (or the point where the input
-// ended) exactly as a sequential reader would, and returns io.EOF only after
-// the last chunk and, from the stream, the digest of the stored bytes
-// matched. The last payload read from the bundle stream also checks that
-// the stream ends there.
+// workers, at most 4), all while the caller writes the chunks it already
+// has. Each content byte is hashed once, for its chunk's digest. The
+// payload's two digests of its own are recomputed only when the Reader's
+// CheckPayloadDigests asks for them (a check of the bundle file rather than
+// an install): the whole content's (one more goroutine) and, when the
+// source is the bundle stream, the stored bytes' (another). The buffers in
+// flight are bounded by pipelineBudget. Nothing changes for the caller:
+// Next hands out chunks in order, each only after its content digest
+// matched, reports the first bad chunk (or the point where the input ended)
+// exactly as a sequential reader would, and returns io.EOF only after the
+// last chunk and the payload digests it checks matched. The last payload
+// read from the bundle stream also checks that the stream ends there.
 type PayloadReader struct {
 	Payload *Payload
 	Entries []Entry
 
 	src     ChunkSource
 	dec     *zstd.Decoder
-	whole   bool   // recompute the whole-payload digest (Reader.CheckPayloadDigests)
+	check   bool   // recompute the payload's digests (Reader.CheckPayloadDigests)
 	i       int    // next chunk
 	off     uint64 // uncompressed offset of the next chunk
 	pl      *pipeline
@@ -154,8 +154,7 @@ type Chunk struct {
 }
 
 // Next returns the next verified chunk; io.EOF after the last one, once the
-// payload's digests that the reader checks (stored bytes from the stream,
-// whole content when asked) matched too.
+// payload's digests, when the reader checks them, matched too.
 func (p *PayloadReader) Next() (Chunk, error) {
 	if p.err != nil {
 		return Chunk{}, p.err
@@ -193,7 +192,7 @@ func (p *PayloadReader) Next() (Chunk, error) {
 	} else {
 		p.counts.Stored++
 	}
-	if p.whole {
+	if p.check {
 		p.pl.hashQ <- s
 	}
 	p.held = s
@@ -203,26 +202,26 @@ func (p *PayloadReader) Next() (Chunk, error) {
 	return c, nil
 }
 
-// finish checks the payload's digests (its stored bytes, read from the
-// bundle stream; its whole content, when asked) and, for the last payload
-// of the bundle stream, that the stream ends.
+// finish checks the payload's digests when asked (its whole content; its
+// stored bytes, read from the bundle stream) and, for the last payload of
+// the bundle stream, that the stream ends.
 func (p *PayloadReader) finish() error {
 	ss, stream := p.src.(*streamSource)
 	sum, stored := sha256.Sum256(nil), sha256.Sum256(nil)
 	if p.pl != nil {
 		close(p.pl.hashQ)
-		if p.whole {
+		if p.check {
 			sum = <-p.pl.sum
-		}
-		if stream {
-			stored = <-p.pl.storedSum
+			if stream {
+				stored = <-p.pl.storedSum
+			}
 		}
 		p.pl = nil
 	}
-	if stream && stored != p.Payload.StoredDigest {
+	if p.check && stream && stored != p.Payload.StoredDigest {
 		return fmt.Errorf("%w: stored bytes of payload %s", ErrDigest, p.Payload.Name)
 	}
-	if p.whole && sum != p.Payload.Digest {
+	if p.check && sum != p.Payload.Digest {
 		return fmt.Errorf("%w: payload %s as a whole", ErrDigest, p.Payload.Name)
 	}
 	if stream && ss.r.next == len(ss.r.Header.Payloads) {
@@ -396,8 +395,8 @@ type pipeline struct {
 	hashQ   chan *slot    // handed out, in order, for the whole-payload hash (when asked)
 	sum     chan [32]byte // the whole-payload digest, after hashQ closed
 	// storedQ has every slot read from the bundle stream, in order, for
-	// the stored-bytes digest; storedSum gets it once the last chunk was
-	// read. Both are nil for other sources.
+	// the stored-bytes digest (when asked); storedSum gets it once the last
+	// chunk was read. Both are nil otherwise.
 	storedQ   chan *slot
 	storedSum chan [32]byte
 	quit      chan struct{}
@@ -422,11 +421,11 @@ func startPipeline(p *PayloadReader) *pipeline {
 		quit: make(chan struct{}), fed: make(chan struct{}),
 	}
 	holders := int32(1) // the caller (from Next to the next Next)
-	if p.whole {
+	if p.check {
 		holders++ // the whole-payload hasher
 		go pl.hashSlots(pl.hashQ, func(s *slot) []byte { return s.data }, pl.sum)
 	}
-	if _, ok := p.src.(*streamSource); ok {
+	if _, ok := p.src.(*streamSource); ok && p.check {
 		pl.storedQ, pl.storedSum = make(chan *slot, n), make(chan [32]byte, 1)
 		holders++ // the stored-bytes hasher
 		go pl.hashSlots(pl.storedQ, func(s *slot) []byte { return s.stored }, pl.storedSum)

@@ -25,12 +25,16 @@ type Reader struct {
 	// HeaderBytes and SigBytes are the raw sections (for re-signing).
 	HeaderBytes, SigBytes []byte
 	// CheckPayloadDigests makes each payload reader also recompute its
-	// payload's whole-content digest (the header's `digest`) and fail at
-	// the end when it differs. That checks the writer, not the bundle's
-	// authenticity, which the verified chunk table already gives (see
-	// docs/bundle-format.md, "Reading a whole bundle"): the build-host
-	// check (VerifyFile) sets it, an install does not and so hashes every
-	// installed byte once.
+	// payload's whole-content digest (the header's `digest`) and, from the
+	// bundle stream, the digest of its stored bytes (`stored_digest`), and
+	// fail at the end when one differs. That checks the bundle file as a
+	// whole (a writer's bug, a stored byte changed in a way that
+	// decompresses to the same content), not what is installed: the
+	// verified chunk table already fixes every content byte, and each is
+	// checked before it is released (docs/bundle-format.md, "Reading a
+	// whole bundle"). The check of a bundle file (VerifyFile, `tandem
+	// bundle verify`) sets it; an install does not, and so hashes every
+	// installed byte once and nothing else.
 	CheckPayloadDigests bool
 
 	verified bool
@@ -42,12 +46,17 @@ type Reader struct {
 // readFull reads exactly len(b) bytes; a short input is ErrTruncated.
 func readFull(r io.Reader, b []byte, what string) error {
 	if _, err := io.ReadFull(r, b); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: in the %s", ErrTruncated, what)
-		}
-		return fmt.Errorf("read %s: %w", what, err)
+		return readError(err, what)
 	}
 	return nil
+}
+
+// readError is readFull's error for what, from io.ReadFull's err.
+func readError(err error, what string) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: in the %s", ErrTruncated, what)
+	}
+	return fmt.Errorf("read %s: %w", what, err)
 }
 
 // NewReader reads and parses the header and the signature section. It reads

@@ -6,7 +6,6 @@
 package install
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -404,7 +403,7 @@ func writeImage(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *pr
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(f, 1<<20)
+	sw := newSlotWriter(f)
 	for {
 		c, err := pr.Next()
 		if errors.Is(err, io.EOF) {
@@ -412,17 +411,18 @@ func writeImage(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *pr
 		}
 		if err != nil {
 			// Keep what was verified so far: a resumed install finds it.
-			bw.Flush()
+			sw.Close()
 			f.Close()
 			return err
 		}
-		if _, err := bw.Write(c.Data); err != nil {
+		if _, err := sw.Write(c.Data); err != nil {
+			sw.Close()
 			f.Close()
 			return err
 		}
 		w.add(len(c.Data))
 	}
-	if err := bw.Flush(); err != nil {
+	if err := sw.Close(); err != nil {
 		f.Close()
 		return err
 	}
