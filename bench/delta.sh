@@ -290,8 +290,9 @@ if [ "$(cat "$B/ktree.key" 2>/dev/null)" != "$K_KEY" ] || [ ! -d "$B/tree-k1" ] 
 		for deb in "$d"/*.deb; do
 			dpkg-deb --fsys-tarfile "$deb" | tar -x --keep-directory-symlink -C "$t"
 		done
-		# debugfs (in mkimage) names files by path: refuse names it cannot take
-		bad=$(cd "$t" && find . -name '*[^A-Za-z0-9._+@,=:/-]*' | head -3)
+		# debugfs (in mkimage) names files by path, in double quotes (a backslash,
+		# as in systemd unit names, passes): refuse names it cannot take
+		bad=$(cd "$t" && find . -name '*[^A-Za-z0-9._+@,=:/\\-]*' | head -3)
 		[ -z "$bad" ] || { log "tree-k$k: file names mkimage cannot handle: $bad"; exit 1; }
 		python3 - "$t" "$EPOCH" <<'PY'
 import os, sys
