@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # tandem delta benchmark: bytes on the wire, requests and wall time of an
-# update of a real ext4 image (v1 → v2: 3 % of the files changed; v1 → v2s:
-# 0.3 %), everything served by one nginx on loopback, for
+# update of a real ext4 image, on three pairs: v1 → v2 (3 % of the files
+# changed), v1 → v2s (0.3 %), and k1 → k2 (1 GiB images: a kernel ABI
+# upgrade and 28 Debian packages at newer versions), everything served by one
+# nginx on loopback, for
 #   - tandem update install URL             (delta: range requests, local chunk
 #     reuse), with the default --delta-gap, 4096 and -1, and from a bundle made
-#     with --compression best
-#   - casync extract --seed=v1.ext4 from a casync store of the new image, over HTTP
+#     with --compression best (the --delta-gap variants only on v2 and v2s)
+#   - casync extract --seed=SOURCE from a casync store of the new image, over HTTP
 #   - tandem update install URL --no-delta  (the whole bundle, one stream)
 #   - tandem update install URL with a patch published next to the bundle
 #     (tandem bundle delta), side by side with xdelta3 -9 -e -s and
 #     zstd -19 --long=27 --patch-from (each patch downloaded from nginx and
-#     applied to v1.ext4); patch creation time and memory on the build host
-# The device holds v1 as a factory image tandem never wrote (it scans it on
-# first need). Bytes and requests come from nginx's access log. See
+#     applied to the source image); patch creation time and memory on the
+#     build host
+# The device holds the source (v1 or k1) as a factory image tandem never
+# wrote (it scans it on first need). Bytes and requests come from nginx's access log. See
 # docs/benchmarks-delta.md.
 #
 #   bash bench/delta.sh            # from the repository root (or anywhere)
 #
 # Environment:
-#   BENCH_DIR  work directory (default /var/tmp/tandem-bench-delta); needs ~6 GiB.
+#   BENCH_DIR  work directory (default /var/tmp/tandem-bench-delta); needs ~12 GiB.
 #              The trees, images and casync store are cached there.
 #   N          rounds of each method (default 3; wall time is the median)
 #   TREE_MB    size of the directory tree put in the images (default 420)
-#   IMAGE_MB   size of the ext4 images (default 576)
+#   IMAGE_MB   size of the ext4 images v1, v2, v2s (default 576)
+#   K_IMAGE_MB size of the ext4 images k1, k2 (default 1024)
 #
 # Idempotent: every run rebuilds bin/tandem, the bundles and the devices;
 # the trees, images and casync store are rebuilt when their inputs change.
