@@ -630,9 +630,9 @@ for v, src, title in (("v2", "v1", "v1 → v2: 3 % of the files changed, 0.3 % r
            if not r["final"] or r["final"].get("bytesDownloaded") != r["body"] or r["final"].get("requests") != r["requests"]]
     print("- tandem's bytesDownloaded and requests equal nginx's log in every delta run." if not bad else
           "- **tandem's counters differ from nginx's log** in %s." % ", ".join(bad))
-    print("- changed chunks: %d of %d chunks of %s (%d distinct) are not among v1's; content %d bytes, "
+    print("- changed chunks: %d of %d chunks of %s (%d distinct) are not among %s's; content %d bytes, "
           "compressed (sum of their storedSize in the bundle) **%d bytes**%s." % (
-              len(new), len(ch), v, len(distinct), s["changedSize"], changed,
+              len(new), len(ch), v, len(distinct), src, s["changedSize"], changed,
               " (%d with `--compression best`)" % changed_best if chb else ""))
     if same:
         print("- casync cuts the same %d chunks; its store holds the changed ones in %d bytes; "
