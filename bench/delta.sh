@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # tandem delta benchmark: bytes on the wire, requests and wall time of an
-# update of a real ext4 image (v1 → v2: 3 % of the files changed; v1 → v2s:
-# 0.3 %), everything served by one nginx on loopback, for
+# update of a real ext4 image, on three pairs: v1 → v2 (3 % of the files
+# changed), v1 → v2s (0.3 %), and k1 → k2 (1 GiB images: a kernel ABI
+# upgrade and 28 Debian packages at newer versions), everything served by one
+# nginx on loopback, for
 #   - tandem update install URL             (delta: range requests, local chunk
 #     reuse), with the default --delta-gap, 4096 and -1, and from a bundle made
-#     with --compression best
-#   - casync extract --seed=v1.ext4 from a casync store of the new image, over HTTP
+#     with --compression best (the --delta-gap variants only on v2 and v2s)
+#   - casync extract --seed=SOURCE from a casync store of the new image, over HTTP
 #   - tandem update install URL --no-delta  (the whole bundle, one stream)
 #   - tandem update install URL with a patch published next to the bundle
 #     (tandem bundle delta), side by side with xdelta3 -9 -e -s and
 #     zstd -19 --long=27 --patch-from (each patch downloaded from nginx and
-#     applied to v1.ext4); patch creation time and memory on the build host
-# The device holds v1 as a factory image tandem never wrote (it scans it on
-# first need). Bytes and requests come from nginx's access log. See
+#     applied to the source image); patch creation time and memory on the
+#     build host
+# The device holds the source (v1 or k1) as a factory image tandem never
+# wrote (it scans it on first need). Bytes and requests come from nginx's access log. See
 # docs/benchmarks-delta.md.
 #
 #   bash bench/delta.sh            # from the repository root (or anywhere)
 #
 # Environment:
-#   BENCH_DIR  work directory (default /var/tmp/tandem-bench-delta); needs ~6 GiB.
+#   BENCH_DIR  work directory (default /var/tmp/tandem-bench-delta); needs ~12 GiB.
 #              The trees, images and casync store are cached there.
 #   N          rounds of each method (default 3; wall time is the median)
 #   TREE_MB    size of the directory tree put in the images (default 420)
-#   IMAGE_MB   size of the ext4 images (default 576)
+#   IMAGE_MB   size of the ext4 images v1, v2, v2s (default 576)
+#   K_IMAGE_MB size of the ext4 images k1, k2 (default 1024)
 #
 # Idempotent: every run rebuilds bin/tandem, the bundles and the devices;
 # the trees, images and casync store are rebuilt when their inputs change.
@@ -222,6 +226,108 @@ if [ "$(cat "$B/images.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$B/v1.ex
 fi
 IMAGE_SIZE=$(stat -c %s "$B/v1.ext4")
 
+# --- the second pair, k1 → k2: a kernel and package upgrade (Debian 12 point
+# releases apart). Both trees hold the binaries and libraries of v1's tree
+# (usr/bin, usr/sbin, usr/lib) and, unpacked over them as dpkg would (merged
+# /usr: /bin, /sbin, /lib and /lib64 are symbolic links into /usr), the real
+# Debian packages below: k1 at the older version, k2 at the newer. The kernel
+# changes ABI (6.1.0-50 → 6.1.0-57: a new /lib/modules directory, every module
+# rebuilt) and 28 library and tool packages change version. The packages are
+# fetched once with `apt-get download` from the Debian mirror this machine is
+# configured with (both versions are in bookworm, bookworm-updates or
+# bookworm-security) and cached in $B/debs; maintainer scripts do not run
+# (no depmod, no ldconfig cache). K_IMAGE_MB: the images' size (1 GiB, which
+# also measures the device's memory on a 1 GiB image).
+K_IMAGE_MB=${K_IMAGE_MB:-1024}
+K_PKGS="
+linux-image-6.1.0-50-amd64=6.1.176-1 linux-image-6.1.0-57-amd64=6.1.192-3
+libc6=2.36-9+deb12u7 libc6=2.36-9+deb12u14
+libc-bin=2.36-9+deb12u7 libc-bin=2.36-9+deb12u14
+libssl3=3.0.17-1~deb12u2 libssl3=3.0.22-1~deb12u2
+openssl=3.0.17-1~deb12u2 openssl=3.0.22-1~deb12u2
+systemd=252.38-1~deb12u1 systemd=252.39-1~deb12u2
+libsystemd0=252.38-1~deb12u1 libsystemd0=252.39-1~deb12u2
+libudev1=252.38-1~deb12u1 libudev1=252.39-1~deb12u2
+udev=252.38-1~deb12u1 udev=252.39-1~deb12u2
+python3.11=3.11.2-6+deb12u8 python3.11=3.11.2-6+deb12u9
+python3.11-minimal=3.11.2-6+deb12u8 python3.11-minimal=3.11.2-6+deb12u9
+libpython3.11-stdlib=3.11.2-6+deb12u8 libpython3.11-stdlib=3.11.2-6+deb12u9
+libpython3.11-minimal=3.11.2-6+deb12u8 libpython3.11-minimal=3.11.2-6+deb12u9
+libcurl4=7.88.1-10+deb12u5 libcurl4=7.88.1-10+deb12u15
+curl=7.88.1-10+deb12u5 curl=7.88.1-10+deb12u15
+openssh-client=1:9.2p1-2+deb12u7 openssh-client=1:9.2p1-2+deb12u10
+openssh-server=1:9.2p1-2+deb12u7 openssh-server=1:9.2p1-2+deb12u10
+libxml2=2.9.14+dfsg-1.3~deb12u4 libxml2=2.9.14+dfsg-1.3~deb12u6
+libexpat1=2.5.0-1+deb12u2 libexpat1=2.5.0-1+deb12u5
+perl-base=5.36.0-7+deb12u3 perl-base=5.36.0-7+deb12u4
+libperl5.36=5.36.0-7+deb12u3 libperl5.36=5.36.0-7+deb12u4
+perl-modules-5.36=5.36.0-7+deb12u3 perl-modules-5.36=5.36.0-7+deb12u4
+git=1:2.39.5-0+deb12u2 git=1:2.39.5-0+deb12u3
+tzdata=2025b-0+deb12u1 tzdata=2026f-0+deb12u1
+libglib2.0-0=2.74.6-2+deb12u2 libglib2.0-0=2.74.6-2+deb12u9
+util-linux=2.38.1-5+deb12u1 util-linux=2.38.1-5+deb12u3
+libblkid1=2.38.1-5+deb12u1 libblkid1=2.38.1-5+deb12u3
+libmount1=2.38.1-5+deb12u1 libmount1=2.38.1-5+deb12u3
+sudo=1.9.13p3-1+deb12u2 sudo=1.9.13p3-1+deb12u4
+"
+K_KEY="ktree-v1 $TREE_KEY $(echo "$K_PKGS" | sha256sum | cut -c1-16)"
+if [ "$(cat "$B/ktree.key" 2>/dev/null)" != "$K_KEY" ] || [ ! -d "$B/tree-k1" ] || [ ! -d "$B/tree-k2" ]; then
+	rm -rf "$B/ktree.key" "$B"/tree-k1 "$B"/tree-k2 "$B"/k1.ext4 "$B"/k2.ext4 "$B/kimages.key"
+	for k in 1 2; do
+		d=$B/debs/k$k
+		want=$(echo "$K_PKGS" | awk -v c=$k 'NF == 2 {print $c}')
+		if [ "$(ls "$d" 2>/dev/null | grep -c '\.deb$')" != "$(echo "$want" | wc -l)" ]; then
+			log "downloading the k$k packages (apt-get download)"
+			rm -rf "$d" && mkdir -p "$d"
+			# shellcheck disable=SC2086 # one word a package
+			(cd "$d" && apt-get download $want >&2) ||
+				{ log "apt-get download failed: is one of these versions gone from the mirror? $want"; exit 1; }
+		fi
+		log "building tree k$k (v1's usr/bin, usr/sbin, usr/lib and $(echo "$want" | wc -l) packages)"
+		t=$B/tree-k$k
+		mkdir -p "$t/usr"
+		cp -a "$B/tree-v1/usr/bin" "$B/tree-v1/usr/sbin" "$B/tree-v1/usr/lib" "$t/usr/"
+		for l in bin sbin lib lib64; do
+			mkdir -p "$t/usr/$l"
+			ln -s "usr/$l" "$t/$l"
+		done
+		for deb in "$d"/*.deb; do
+			dpkg-deb --fsys-tarfile "$deb" | tar -x --keep-directory-symlink -C "$t"
+		done
+		# debugfs (in mkimage) names files by path, in double quotes (a backslash,
+		# as in systemd unit names, passes): refuse names it cannot take
+		bad=$(cd "$t" && find . -name '*[^A-Za-z0-9._+@,=:/\\-]*' | head -3)
+		[ -z "$bad" ] || { log "tree-k$k: file names mkimage cannot handle: $bad"; exit 1; }
+		python3 - "$t" "$EPOCH" <<'PY'
+import os, sys
+t, e = sys.argv[1], int(sys.argv[2])
+for dirpath, dirnames, filenames in os.walk(t):
+    for n in filenames + dirnames + [""]:
+        os.utime(os.path.join(dirpath, n), (e, e), follow_symlinks=False)
+PY
+	done
+	echo "k1 → k2: $(cd "$B/tree-k1" && find . -type f | wc -l) and $(cd "$B/tree-k2" && find . -type f | wc -l) regular files," \
+		"$(du -sm "$B/tree-k1" | cut -f1) and $(du -sm "$B/tree-k2" | cut -f1) MiB" >"$B/ktree.stats"
+	echo "$K_KEY" >"$B/ktree.key"
+fi
+cat "$B/ktree.stats" >&2
+KIMAGES_KEY="kimages-v1 $K_KEY $K_IMAGE_MB $FS_UUID $(mke2fs -V 2>&1 | head -1)"
+if [ "$(cat "$B/kimages.key" 2>/dev/null)" != "$KIMAGES_KEY" ] || [ ! -f "$B/k1.ext4" ] || [ ! -f "$B/k2.ext4" ]; then
+	rm -f "$B/kimages.key"
+	for v in k1 k2; do
+		log "making $v.ext4 ($K_IMAGE_MB MiB)"
+		IMAGE_MB=$K_IMAGE_MB mkimage "$B/tree-$v" "$B/$v.ext4"
+	done
+	echo "$KIMAGES_KEY" >"$B/kimages.key"
+	rm -rf "$B/www/k2".* "$B/www/store-k2"
+fi
+K_IMAGE_SIZE=$(stat -c %s "$B/k1.ext4")
+# The pairs: NEW:SOURCE. key_of NEW: the cache key of NEW's images.
+PAIRS="v2:v1 v2s:v1 k2:k1"
+src_of() { case $1 in k*) echo k1 ;; *) echo v1 ;; esac; }
+size_of() { case $1 in k*) echo "$K_IMAGE_SIZE" ;; *) echo "$IMAGE_SIZE" ;; esac; }
+key_of() { case $1 in k*) echo "$KIMAGES_KEY" ;; *) echo "$IMAGES_KEY" ;; esac; }
+
 # --- what is served: for each update, the tandem bundle and a casync store
 # and index (casync's default compression and digest, tandem's chunk sizes).
 W=$B/www
@@ -230,39 +336,42 @@ if [ ! -f "$B/key.key" ] || [ ! -f "$B/key.pub" ]; then
 	rm -f "$B/key.key" "$B/key.pub"
 	"$TANDEM" key generate "$B/key" >/dev/null
 fi
-log "making the bundles (v1's only for its chunk list)"
-for b in v1 v2 v2s v2.best v2s.best; do
+log "making the bundles (v1's and k1's only for their chunk lists)"
+for b in v1 v2 v2s v2.best v2s.best k1 k2; do
 	v=${b%.best} out=$W/$b.tandem args=(--key "$B/key.key") version=2.0.0
 	[ $v != v2s ] || version=2.0.1
 	[ $b = "$v" ] || args+=(--compression best)
-	[ $v != v1 ] || out=$B/v1.tandem args=(--compression stored) version=1.0.0
+	[ $v != v1 ] && [ $v != k1 ] || out=$B/$v.tandem args=(--compression stored) version=1.0.0
 	rm -f "$out"
 	SOURCE_DATE_EPOCH=$EPOCH "$TANDEM" bundle create "$out" --compatible tandem-sim \
 		--version $version --slot system="$B/$v.ext4" "${args[@]}" >/dev/null
 	"$TANDEM" bundle inspect --json --chunks "$out" >"$B/$b.chunks.json"
 done
-# Patches from v1 (the device's factory image, version 1.0.0): tandem's (next
-# to the bundle, where devices look for it), xdelta3's and zstd's, each timed
-# with its peak memory (/usr/bin/time: "elapsed-s max-rss-KiB"). The peers'
-# are cached with the images (they take minutes); tandem's is made every run.
-for v in v2 v2s; do
+rm -f "$B/k1.tandem" # 1 GiB; only its chunk list is needed
+# Patches from the source (the device's factory image, version 1.0.0):
+# tandem's (next to the bundle, where devices look for it), xdelta3's and
+# zstd's, each timed with its peak memory (/usr/bin/time: "elapsed-s
+# max-rss-KiB"). The peers' are cached with the images (they take minutes);
+# tandem's is made every run.
+for pair in $PAIRS; do
+	v=${pair%:*} s=${pair#*:}
 	rm -rf "$W/$v.tandem.patches"
 	/usr/bin/time -f '%e %M' -o "$B/create-$v.tandem" "$TANDEM" bundle delta "$W/$v.tandem" \
-		--from-image system="$B/v1.ext4" --from-version 1.0.0 --key "$B/key.key" >/dev/null
-	if [ "$(cat "$B/peers-$v.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$W/$v.xd3" ] || [ ! -f "$W/$v.zst" ]; then
-		log "making the xdelta3 and zstd patches v1 → $v"
+		--from-image system="$B/$s.ext4" --from-version 1.0.0 --key "$B/key.key" >/dev/null
+	if [ "$(cat "$B/peers-$v.key" 2>/dev/null)" != "$(key_of $v)" ] || [ ! -f "$W/$v.xd3" ] || [ ! -f "$W/$v.zst" ]; then
+		log "making the xdelta3 and zstd patches $s → $v"
 		rm -f "$W/$v.xd3" "$W/$v.zst" "$B/peers-$v.key"
-		/usr/bin/time -f '%e %M' -o "$B/create-$v.xdelta3" xdelta3 -9 -e -f -s "$B/v1.ext4" "$B/$v.ext4" "$W/$v.xd3"
-		/usr/bin/time -f '%e %M' -o "$B/create-$v.zstd" zstd -q -19 --long=27 -f --patch-from="$B/v1.ext4" "$B/$v.ext4" -o "$W/$v.zst"
-		echo "$IMAGES_KEY" >"$B/peers-$v.key"
+		/usr/bin/time -f '%e %M' -o "$B/create-$v.xdelta3" xdelta3 -9 -e -f -s "$B/$s.ext4" "$B/$v.ext4" "$W/$v.xd3"
+		/usr/bin/time -f '%e %M' -o "$B/create-$v.zstd" zstd -q -19 --long=27 -f --patch-from="$B/$s.ext4" "$B/$v.ext4" -o "$W/$v.zst"
+		key_of $v >"$B/peers-$v.key"
 	fi
 done
-for v in v2 v2s; do
-	if [ "$(cat "$B/store-$v.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$W/$v.caibx" ]; then
+for v in v2 v2s k2; do
+	if [ "$(cat "$B/store-$v.key" 2>/dev/null)" != "$(key_of $v)" ] || [ ! -f "$W/$v.caibx" ]; then
 		log "making the casync store of $v"
 		rm -rf "$W/store-$v" "$W/$v.caibx" "$B/store-$v.key"
 		casync make --store="$W/store-$v" --chunk-size=16384:65536:262144 "$W/$v.caibx" "$B/$v.ext4" >/dev/null
-		echo "$IMAGES_KEY" >"$B/store-$v.key"
+		key_of $v >"$B/store-$v.key"
 	fi
 done
 
@@ -333,12 +442,12 @@ wire() {
 # marker the device runs on the plain file layer, as a real device does.
 fresh_device() {
 	rm -rf "$DEV"
-	"$TANDEM" sim new "$DEV" --boot-flow grub --slot-size "$IMAGE_SIZE" --image "$B/v1.ext4" \
+	"$TANDEM" sim new "$DEV" --boot-flow grub --slot-size "$(size_of "$1")" --image "$B/$(src_of "$1").ext4" \
 		--trust "$B/key.pub" >/dev/null
 	rm "$DEV/.tandem-sim.json"
 }
 check_result() {
-	cmp -s -n "$IMAGE_SIZE" "$1" "$B/$2.ext4" || { log "$3: the result differs from $2.ext4"; exit 1; }
+	cmp -s -n "$(size_of "$2")" "$1" "$B/$2.ext4" || { log "$3: the result differs from $2.ext4"; exit 1; }
 }
 # run LABEL CMD...: truncates the access log, runs CMD (stdout to LABEL.out),
 # records its wall time in LABEL.time (until the result is on disk: tandem
@@ -362,30 +471,41 @@ run() {
 tandem_install() {
 	local label=$1 b=$2
 	shift 2
-	fresh_device
+	fresh_device "${b%.best}"
 	run "$label" "$TANDEM" --root "$DEV" update install "$BASE/$b.tandem" --json "$@"
 	check_result "$DEV/slots/system-b.img" "${b%.best}" "$label"
 }
 # warm page cache for everybody
-cat "$B/v1.ext4" "$W"/*.tandem "$W"/*.caibx >/dev/null
+cat "$B/v1.ext4" "$B/k1.ext4" "$W"/*.tandem "$W"/*.caibx >/dev/null
 find "$W"/store-* -type f -exec cat {} + >/dev/null
-for v in v2 v2s; do
+for pair in $PAIRS; do
+	v=${pair%:*} s=${pair#*:}
+	# zstd's window must hold the source: --long=27 when making the patch is
+	# raised to the source's size by --patch-from, and the decoder must allow it.
+	zlong=$(python3 -c "import sys; print(max(27, (int(sys.argv[1]) - 1).bit_length()))" "$(size_of $v)")
 	for i in $(seq "$N"); do
-		log "$v round $i/$N: tandem patch, tandem delta (default --delta-gap, 4096, -1, best), tandem --no-delta, casync, xdelta3, zstd"
-		tandem_install "$v.patch.$i" $v
-		tandem_install "$v.delta.$i" $v --no-patch
-		tandem_install "$v.gap4k.$i" $v --delta-gap 4096 --no-patch
-		tandem_install "$v.gap0.$i" $v --delta-gap -1 --no-patch
-		tandem_install "$v.best.$i" $v.best --delta-gap 4096 --no-patch
+		if [ "$v" = k2 ]; then
+			# the bigger pair: the methods the issue compares (no --delta-gap variants)
+			log "$v round $i/$N: tandem patch, tandem delta, tandem --no-delta, casync, xdelta3, zstd"
+			tandem_install "$v.patch.$i" $v
+			tandem_install "$v.delta.$i" $v --no-patch
+		else
+			log "$v round $i/$N: tandem patch, tandem delta (default --delta-gap, 4096, -1, best), tandem --no-delta, casync, xdelta3, zstd"
+			tandem_install "$v.patch.$i" $v
+			tandem_install "$v.delta.$i" $v --no-patch
+			tandem_install "$v.gap4k.$i" $v --delta-gap 4096 --no-patch
+			tandem_install "$v.gap0.$i" $v --delta-gap -1 --no-patch
+			tandem_install "$v.best.$i" $v.best --delta-gap 4096 --no-patch
+		fi
 		tandem_install "$v.full.$i" $v --no-delta
 		rm -f "$OUT"
-		run "$v.casync.$i" casync extract --seed="$B/v1.ext4" --store="$BASE/store-$v/" "$BASE/$v.caibx" "$OUT"
+		run "$v.casync.$i" casync extract --seed="$B/$s.ext4" --store="$BASE/store-$v/" "$BASE/$v.caibx" "$OUT"
 		check_result "$OUT" $v "$v.casync.$i"
 		rm -f "$OUT"
-		run "$v.xdelta3.$i" sh -c "curl -fsS '$BASE/$v.xd3' | xdelta3 -d -c -s '$B/v1.ext4' >'$OUT'"
+		run "$v.xdelta3.$i" sh -c "curl -fsS '$BASE/$v.xd3' | xdelta3 -d -c -s '$B/$s.ext4' >'$OUT'"
 		check_result "$OUT" $v "$v.xdelta3.$i"
 		rm -f "$OUT"
-		run "$v.zstd.$i" sh -c "curl -fsS '$BASE/$v.zst' | zstd -q -d --long=27 --patch-from='$B/v1.ext4' -o '$OUT'"
+		run "$v.zstd.$i" sh -c "curl -fsS '$BASE/$v.zst' | zstd -q -d --long=$zlong --patch-from='$B/$s.ext4' -o '$OUT'"
 		check_result "$OUT" $v "$v.zstd.$i"
 	done
 done
@@ -400,8 +520,8 @@ med = statistics.median
 def load(p):
     with open(p) as f:
         return json.load(f)
-v1 = load(os.path.join(B, "v1.chunks.json"))["payloads"][0]["chunks"]
-old = {c["digest"] for c in v1}
+olds = {src: {c["digest"] for c in load(os.path.join(B, src + ".chunks.json"))["payloads"][0]["chunks"]}
+        for src in ("v1", "k1")}
 summary = {}
 
 def caibx(path):
@@ -433,8 +553,10 @@ def runs(v, m):
         out.append({"body": body, "http": total, "requests": n, "wall": round(t, 3), "rss": rss, "final": ev})
     return out
 
-for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1 % added"),
-                 ("v2s", "v1 → v2s: 0.3 % of the files changed")):
+for v, src, title in (("v2", "v1", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1 % added"),
+                      ("v2s", "v1", "v1 → v2s: 0.3 % of the files changed"),
+                      ("k2", "k1", "k1 → k2: a kernel (6.1.0-50 → 6.1.0-57) and 28 Debian packages upgraded")):
+    old = olds[src]
     b = load(os.path.join(B, v + ".chunks.json"))
     pl = b["payloads"][0]
     ch = pl["chunks"]
@@ -447,7 +569,8 @@ for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1
     same = len(idx) == len(ch) and all(e == c["offset"] + c["size"] for (e, _), c in zip(idx, ch))
     cacnk = lambda i: os.path.getsize(os.path.join(W, "store-" + v, idx[i][1][:4], idx[i][1] + ".cacnk"))
     ca_changed = sum(cacnk(i) for i in new) if same else None
-    chb = load(os.path.join(B, v + ".best.chunks.json"))["payloads"][0]["chunks"]
+    bp = os.path.join(B, v + ".best.chunks.json")
+    chb = load(bp)["payloads"][0]["chunks"] if os.path.exists(bp) else []
     changed_best = sum(c["storedSize"] for c in chb if c["digest"] not in old)
     s = {"changedStoredBest": changed_best, "chunks": len(ch), "changedChunks": len(new), "changedDistinct": len(distinct),
          "changedSize": sum(ch[i]["size"] for i in new), "changedStored": changed,
@@ -455,14 +578,15 @@ for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1
          "caibxSize": os.path.getsize(os.path.join(W, v + ".caibx")), "sameBoundaries": same,
          "casyncChanged": ca_changed}
     rows = [("tandem patch (`update install URL`, a patch published next to the bundle)", "patch"),
-            ("`xdelta3 -9 -e -s`: curl the patch, `xdelta3 -d -s v1.ext4`", "xdelta3"),
-            ("`zstd -19 --long=27 --patch-from`: curl the patch, `zstd -d --patch-from=v1.ext4`", "zstd"),
+            ("`xdelta3 -9 -e -s`: curl the patch, `xdelta3 -d -s %s.ext4`" % src, "xdelta3"),
+            ("`zstd -19 --long=27 --patch-from`: curl the patch, `zstd -d --patch-from=%s.ext4`" % src, "zstd"),
             ("tandem delta (`--no-patch`, default `--delta-gap`)", "delta"),
             ("tandem delta, `--no-patch --delta-gap 4096`", "gap4k"),
             ("tandem delta, `--no-patch --delta-gap -1` (adjacent ranges only)", "gap0"),
             ("tandem delta, `--no-patch --delta-gap 4096`, bundle made with `--compression best`", "best"),
-            ("casync (`extract --seed=v1.ext4`, HTTP store)", "casync"),
+            ("casync (`extract --seed=%s.ext4`, HTTP store)" % src, "casync"),
             ("tandem full (`--no-delta`: the whole bundle)", "full")]
+    rows = [r for r in rows if os.path.exists(os.path.join(R, "%s.%s.1.log" % (v, r[1])))]
     for _, m in rows:
         s[m] = runs(v, m)
     summary[v] = s
@@ -484,7 +608,7 @@ for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1
     print()
     # The patches: size on disk, creation time and memory on the build host.
     xd = os.path.getsize(os.path.join(W, v + ".xd3"))
-    print("| patch v1 → %s | file bytes | ÷ xdelta3 | creation time | creation peak RSS |" % v)
+    print("| patch %s → %s | file bytes | ÷ xdelta3 | creation time | creation peak RSS |" % (src, v))
     print("|---|---:|---:|---:|---:|")
     pdir = os.path.join(W, v + ".tandem.patches")
     for tool, f in (("tandem bundle delta", os.path.join(pdir, "version-1.0.0.tpatch")),
@@ -502,19 +626,20 @@ for v, title in (("v2", "v1 → v2: 3 % of the files changed, 0.3 % removed, 0.1
         s["patch"][-1]["body"], s["patchFile"], s["patch"][-1]["body"] - s["patchFile"] - 4096))
     print()
     # tandem's own counters must agree with nginx's log
-    bad = ["%s.%s.%d" % (v, m, i + 1) for m in ("patch", "delta", "gap4k", "gap0", "best") for i, r in enumerate(s[m])
+    bad = ["%s.%s.%d" % (v, m, i + 1) for m in ("patch", "delta", "gap4k", "gap0", "best") if m in s for i, r in enumerate(s[m])
            if not r["final"] or r["final"].get("bytesDownloaded") != r["body"] or r["final"].get("requests") != r["requests"]]
     print("- tandem's bytesDownloaded and requests equal nginx's log in every delta run." if not bad else
           "- **tandem's counters differ from nginx's log** in %s." % ", ".join(bad))
-    print("- changed chunks: %d of %d chunks of %s (%d distinct) are not among v1's; content %d bytes, "
-          "compressed (sum of their storedSize in the bundle) **%d bytes** (%d with `--compression best`)." % (
-              len(new), len(ch), v, len(distinct), s["changedSize"], changed, changed_best))
+    print("- changed chunks: %d of %d chunks of %s (%d distinct) are not among %s's; content %d bytes, "
+          "compressed (sum of their storedSize in the bundle) **%d bytes**%s." % (
+              len(new), len(ch), v, len(distinct), src, s["changedSize"], changed,
+              " (%d with `--compression best`)" % changed_best if chb else ""))
     if same:
         print("- casync cuts the same %d chunks; its store holds the changed ones in %d bytes; "
               "%s.caibx is %d bytes." % (len(idx), ca_changed, v, s["caibxSize"]))
     print("- %s.tandem: %d bytes; %d of them before the chunk data (header and signatures %d, chunk table %d)." % (
         v, bsize, meta, meta - s["table"], s["table"]))
-    for m in ("delta", "gap4k", "gap0", "best"):
+    for m in [m for m in ("delta", "gap4k", "gap0", "best") if m in s]:
         body = s[m][-1]["body"]
         c = changed_best if m == "best" else changed
         print("- %s: %d = changed chunks %d + header, signatures and table %d + other (probe beyond the "
@@ -558,6 +683,7 @@ PY
 	echo
 	echo "Images: $IMAGE_SIZE-byte ext4 (\`mkfs.ext4 -d\`) of a $TREE_MB MiB tree taken from this machine's /usr."
 	sed 's/^/- /' "$B/tree.stats"
+	echo "- $(cat "$B/ktree.stats") (k1 and k2: $K_IMAGE_SIZE-byte ext4 images)"
 	echo
 	cat "$R/summary.md"
 } >"$R/report.md"

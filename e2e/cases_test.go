@@ -304,3 +304,41 @@ func caseHTTPDelta(m *Machine, url, version string, size int64) {
 	m.Run("tandem system commit")
 	checkCommitted(m)
 }
+
+// caseHTTPPatch installs a bundle over HTTP for which a patch from the
+// active group's bundle is published next to it (docs/delta.md, "Patches"):
+// the device must find the patch by the bundle hash it installed from,
+// choose method patch, and download far fewer bytes than the dynamic path
+// (chunk reuse) takes for the same update (dynamic, measured on the host).
+// Then the trial boots and is committed.
+func caseHTTPPatch(m *Machine, url, version string, dynamic int64) {
+	m.t.Helper()
+	def := checkCommitted(m)
+	s := spare(def)
+	out := m.Run("tandem update install " + url + " --reboot set --json | tail -1")
+	var done struct {
+		Event           string `json:"event"`
+		Version         string `json:"version"`
+		Method          string `json:"method"`
+		Reason          string `json:"reason"`
+		BytesDownloaded int64  `json:"bytesDownloaded"`
+		ChunksPatched   int64  `json:"chunksPatched"`
+		Requests        int64  `json:"requests"`
+	}
+	i := strings.Index(out, "{")
+	if i < 0 || json.Unmarshal([]byte(strings.TrimSpace(out[i:])), &done) != nil || done.Event != "done" {
+		m.fatalf("install from %s: no done event:\n%s", url, out)
+	}
+	m.t.Logf("%s: patch install of %s: downloaded %d bytes in %d requests (the dynamic path: %d), %d chunks patched; %s",
+		m.Name, version, done.BytesDownloaded, done.Requests, dynamic, done.ChunksPatched, done.Reason)
+	if done.Version != version || done.Method != "patch" || done.ChunksPatched == 0 ||
+		done.BytesDownloaded <= 0 || done.BytesDownloaded*4 > dynamic {
+		m.fatalf("install from %s: %+v; want method patch and at most a quarter of the dynamic path's %d bytes", url, done, dynamic)
+	}
+	m.Reboot()
+	if g, v := m.Booted(true); g != s || v != version {
+		m.fatalf("after the patch install: group %s version %s, want %s %s", g, v, s, version)
+	}
+	m.Run("tandem system commit")
+	checkCommitted(m)
+}

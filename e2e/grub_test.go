@@ -40,7 +40,8 @@ func TestGrubFailedUpdate(t *testing.T) {
 // TestGrubPowerCuts runs case e: power cuts during an install, at each write
 // of try-next (state.json, trial.grubenv) and of commit (primary, secondary,
 // trial block, state.json). Then it installs v3 over HTTP from the host,
-// which must be a delta download.
+// which must be a delta download, and then v5 by the patch from v3
+// published next to it.
 func TestGrubPowerCuts(t *testing.T) {
 	needE2E(t, true)
 	e := x86Build(t, "grub")
@@ -54,7 +55,14 @@ func TestGrubPowerCuts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caseHTTPDelta(m, e.serve(t)+"v3.tandem", "3.0.0", st.Size())
+	base := e.serve(t)
+	caseHTTPDelta(m, base+"v3.tandem", "3.0.0", st.Size())
+	// The device now runs v3, installed from v3.tandem: it finds the patch
+	// by that bundle's hash.
+	t0 := time.Now()
+	dynamic := e.patchRelease(t, "v3", "v5", "5.0.0", strings.Replace(base, "10.0.2.2", "127.0.0.1", 1))
+	caseHTTPPatch(m, base+"v5.tandem", "5.0.0", dynamic)
+	t.Logf("the patch case took %s", time.Since(t0).Round(time.Second))
 }
 
 // grubWriteRe is GRUB's debug line of a disk write (debug=efidisk, set for

@@ -107,6 +107,21 @@ func hostTandem(t *testing.T, dir string, args ...string) {
 	}
 }
 
+// hostTandemOutput runs the host's tandem binary and returns its standard
+// output.
+func hostTandemOutput(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(tandemBinary(t, runtime.GOARCH), args...)
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tandem %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
+}
+
 func timeoutScale() float64 {
 	if v, err := strconv.ParseFloat(os.Getenv("TANDEM_E2E_TIMEOUT_SCALE"), 64); err == nil && v > 0 {
 		return v

@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +32,7 @@ type x86Env struct {
 	www    string // the bundles again, served over HTTP by serve
 	disk   string // factory disk image (template, copied per machine)
 	parts  []image.Partition
+	x      *image.X86 // the builder, for a version built later (patchRelease)
 }
 
 var (
@@ -100,7 +103,7 @@ func x86BuildVariant(t *testing.T, name, loader string, st *image.State) *x86Env
 	} else if err := x.Data(data, bundles); err != nil {
 		t.Fatal(err)
 	}
-	e := &x86Env{name: name, loader: loader, dir: dir, www: www, disk: filepath.Join(dir, "factory.img"), parts: x.Partitions(esp, v1, v1, data)}
+	e := &x86Env{name: name, loader: loader, dir: dir, www: www, disk: filepath.Join(dir, "factory.img"), parts: x.Partitions(esp, v1, v1, data), x: x}
 	if err := image.Disk(e.disk, e.parts); err != nil {
 		t.Fatal(err)
 	}
@@ -177,4 +180,49 @@ func systemBundles(t *testing.T, dir, compatible string, system func(out, versio
 		os.Remove(img)
 	}
 	return v1, bundles
+}
+
+// patchRelease builds a healthy system of version, its signed bundle
+// name.tandem in the web root, and with the real `tandem bundle delta` the
+// patch from the bundle from.tandem next to it (name.tandem.patches/), as a
+// release pipeline publishes them (docs/delta.md, "Patches"). It returns the
+// bytes the dynamic path (chunk reuse, --no-patch) downloads for the same
+// update, measured on the host: a simulated device whose active slot holds
+// from's system image installs the bundle from hostBase with --no-patch.
+func (e *x86Env) patchRelease(t *testing.T, from, name, version, hostBase string) int64 {
+	t.Helper()
+	img := filepath.Join(e.dir, "system-"+name+".ext4")
+	if err := e.x.System(img, version, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(img)
+	key := filepath.Join(e.dir, "release.key")
+	bundle := filepath.Join(e.www, name+".tandem")
+	args := []string{"bundle", "create", bundle, "--compatible", image.X86Compatible, "--version", version}
+	if slots, err := e.x.BootFiles(version); err != nil {
+		t.Fatal(err)
+	} else {
+		args = append(args, slots...)
+	}
+	hostTandem(t, e.dir, append(args, "--slot", "system="+img, "--key", key)...)
+	hostTandem(t, e.dir, "bundle", "delta", bundle, "--from", filepath.Join(e.www, from+".tandem"), "--key", key)
+
+	dev, src := filepath.Join(e.dir, "sim-"+name), filepath.Join(e.dir, "system-"+from+".ext4")
+	defer os.RemoveAll(dev)
+	defer os.Remove(src)
+	pub := filepath.Join(e.dir, "release.pub")
+	hostTandem(t, e.dir, "bundle", "extract", filepath.Join(e.www, from+".tandem"), "system", src, "--trust", pub)
+	hostTandem(t, e.dir, "sim", "new", dev, "--boot-flow", "grub", "--image", src, "--compatible", image.X86Compatible,
+		"--factory-version", "3.0.0", "--trust", pub)
+	out := hostTandemOutput(t, e.dir, "--root", dev, "update", "install", hostBase+name+".tandem", "--no-patch", "--json")
+	var done struct {
+		Event           string `json:"event"`
+		Method          string `json:"method"`
+		BytesDownloaded int64  `json:"bytesDownloaded"`
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if json.Unmarshal([]byte(lines[len(lines)-1]), &done) != nil || done.Event != "done" || done.Method != "delta" || done.BytesDownloaded <= 0 {
+		t.Fatalf("the host's --no-patch install of %s: no delta done event:\n%s", name, out)
+	}
+	return done.BytesDownloaded
 }
