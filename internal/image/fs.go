@@ -1,13 +1,8 @@
-// Package image builds the disk images of tandem's real-boot tests
-// (docs/testing.md, tier 3) from Debian packages and host tools, without root
-// mounts or loop devices: ext4 file systems with `mkfs.ext4 -d`, FAT with
-// mkfs.vfat and mtools, a GPT with sfdisk on the image file, and an initramfs
-// written as a newc cpio archive in Go. The pieces are architecture neutral;
-// the x86-64 guest is assembled in x86.go, the arm64 one in arm64*.go.
 package image
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,21 +12,41 @@ import (
 // MiB is one mebibyte.
 const MiB = 1 << 20
 
+// debPackage names the Debian package of each external tool.
+var debPackage = map[string]string{
+	"mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs", "mkfs.vfat": "dosfstools", "mcopy": "mtools", "mmd": "mtools",
+	"sfdisk": "fdisk", "grub-mkimage": "grub-common", "mkimage": "u-boot-tools",
+}
+
+// CheckTools reports the first of the external tools that is not on PATH,
+// with the Debian package that has it.
+func CheckTools(tools ...string) error {
+	for _, t := range tools {
+		if _, err := exec.LookPath(t); err != nil {
+			return fmt.Errorf("%s is not installed (hint: apt-get install %s)", t, debPackage[t])
+		}
+	}
+	return nil
+}
+
 // run runs a host tool and reports its output on failure.
 func run(name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, oneLine(out.String()))
 	}
 	return nil
 }
 
+// oneLine joins a tool's output into one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 // Ext4 makes an ext4 file system image of size bytes at out holding the tree
-// under dir (nil dir: empty), labelled label.
+// under dir ("" dir: empty), labelled label.
 func Ext4(out string, size int64, label, dir string) error {
-	if err := os.Remove(out); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	args := []string{"-q", "-F", "-t", "ext4", "-L", label, "-E", "root_owner=0:0", "-O", "^metadata_csum_seed"}
@@ -43,9 +58,9 @@ func Ext4(out string, size int64, label, dir string) error {
 }
 
 // VFAT makes a FAT32 file system image of size bytes at out holding the tree
-// under dir, copied in with mtools.
+// under dir ("" dir: empty), copied in with mtools.
 func VFAT(out string, size int64, label, dir string) error {
-	if err := os.Remove(out); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	if err := run("mkfs.vfat", "-F", "32", "-n", label, "-C", out, fmt.Sprint(size/1024)); err != nil {

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// GPT partition type GUIDs used by the test images.
+// GPT partition type GUIDs of the images.
 const (
 	TypeESP   = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 	TypeLinux = "0FC63DAF-8483-4772-8E79-3D69C47D8E4C"
