@@ -66,7 +66,7 @@ func GrubESP(tree, arch string, grubCfg []byte) error {
 		return err
 	}
 	args := append([]string{"-O", target, "-p", "/EFI/BOOT", "-o", filepath.Join(boot, name)}, GrubModules...)
-	if err := run("grub-mkimage", args...); err != nil {
+	if err := Run("grub-mkimage", args...); err != nil {
 		return fmt.Errorf("%w (hint: the %s modules are in Debian's grub-efi-%s-bin)", err, target, map[string]string{"x86_64": "amd64", "arm64": "arm64"}[arch])
 	}
 	if err := writeFile(filepath.Join(boot, "grub.cfg"), grubCfg, 0o644); err != nil {
@@ -131,7 +131,7 @@ func UBootScript(out, arch, bootCmd string) error {
 		return err
 	}
 	defer os.Remove(cmd)
-	return run("mkimage", "-A", arch, "-T", "script", "-C", "none", "-n", "tandem", "-d", cmd, out)
+	return Run("mkimage", "-A", arch, "-T", "script", "-C", "none", "-n", "tandem", "-d", cmd, out)
 }
 
 // UBootEnv returns one of tandem's env files in U-Boot's redundant layout

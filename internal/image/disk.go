@@ -24,7 +24,7 @@ type Partition struct {
 
 // Disk writes a disk image at out: a GPT (sfdisk on the file) with the
 // partitions in order, each starting on a 1 MiB boundary, and each
-// partition's image copied in. Partition i is /dev/vda<i+1> in the guest.
+// partition's image copied in: partition i is number i+1.
 func Disk(out string, parts []Partition) error {
 	var script strings.Builder
 	script.WriteString("label: gpt\nunit: sectors\n")
@@ -56,24 +56,6 @@ func Disk(out string, parts []Partition) error {
 			}
 		}
 		off += p.Size
-	}
-	return f.Sync()
-}
-
-// WritePartition overwrites partition n (1-based) of the disk image with the
-// file system image img (the rest of the partition is left as it was).
-func WritePartition(disk string, parts []Partition, n int, img string) error {
-	off := int64(MiB)
-	for i := 0; i < n-1; i++ {
-		off += parts[i].Size
-	}
-	f, err := os.OpenFile(disk, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := copyAt(f, img, off, parts[n-1].Size); err != nil {
-		return err
 	}
 	return f.Sync()
 }

@@ -29,8 +29,8 @@ func CheckTools(tools ...string) error {
 	return nil
 }
 
-// run runs a host tool and reports its output on failure.
-func run(name string, args ...string) error {
+// Run runs a host tool and reports its output, in one line, on failure.
+func Run(name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -54,7 +54,7 @@ func Ext4(out string, size int64, label, dir string) error {
 		args = append(args, "-d", dir)
 	}
 	args = append(args, out, fmt.Sprintf("%dk", size/1024))
-	return run("mkfs.ext4", args...)
+	return Run("mkfs.ext4", args...)
 }
 
 // VFAT makes a FAT32 file system image of size bytes at out holding the tree
@@ -63,7 +63,7 @@ func VFAT(out string, size int64, label, dir string) error {
 	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := run("mkfs.vfat", "-F", "32", "-n", label, "-C", out, fmt.Sprint(size/1024)); err != nil {
+	if err := Run("mkfs.vfat", "-F", "32", "-n", label, "-C", out, fmt.Sprint(size/1024)); err != nil {
 		return err
 	}
 	if dir == "" {
@@ -75,7 +75,7 @@ func VFAT(out string, size int64, label, dir string) error {
 	}
 	for _, e := range entries {
 		// mcopy -s copies directories recursively; -Q stops at the first error.
-		if err := run("mcopy", "-Q", "-s", "-i", out, dir+"/"+e.Name(), "::/"); err != nil {
+		if err := Run("mcopy", "-Q", "-s", "-i", out, dir+"/"+e.Name(), "::/"); err != nil {
 			return err
 		}
 	}

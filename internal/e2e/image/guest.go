@@ -1,3 +1,10 @@
+// Package image builds the guests of tandem's real-boot tests
+// (docs/testing.md, tier 3) from Debian packages: the kernel, busybox and
+// their initramfs (a newc cpio archive written in Go), the test systems
+// with their console command loop, and the test-specific boot settings.
+// The disk layout (partition table, FAT, ext4, GRUB, U-Boot, systemd-boot)
+// is internal/image's, the builder of `tandem image build`. The x86-64 guest
+// is assembled in x86.go, the arm64 one in arm64*.go.
 package image
 
 import (
@@ -6,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // Kernel is a Debian kernel unpacked from its package.
@@ -310,7 +319,7 @@ func SystemTree(dir string, o SystemOptions) error {
 	}
 	for _, t := range o.Trees {
 		// cp -a keeps the links; the tree's .done marker is left out.
-		if err := run("cp", "-a", "--no-preserve=ownership", t+"/.", dir); err != nil {
+		if err := diskimage.Run("cp", "-a", "--no-preserve=ownership", t+"/.", dir); err != nil {
 			return err
 		}
 		_ = os.Remove(filepath.Join(dir, ".done"))
@@ -328,28 +337,10 @@ func SystemTree(dir string, o SystemOptions) error {
 	return nil
 }
 
-// systemConfig is /etc/tandem/system.toml of a test image: two block slots,
-// partitions sysA and sysB of the virtio disk, and the [boot-flow] table's
-// body flow.
+// systemConfig is /etc/tandem/system.toml of a test image
+// (image.SystemConfig): two block slots, partitions sysA and sysB of the
+// virtio disk, and the [boot-flow] table's body flow.
 func systemConfig(compatible string, sysA, sysB int, flow string) string {
-	return fmt.Sprintf(`compatible = %q
-data-dir = "/data/tandem"
-reboot-command = ["/bin/reboot", "-f"]
-
-[slots.system-a]
-type = "block"
-device = "/dev/vda%d"
-
-[slots.system-b]
-type = "block"
-device = "/dev/vda%d"
-
-[groups.a]
-slots = { system = "system-a" }
-
-[groups.b]
-slots = { system = "system-b" }
-
-[boot-flow]
-%s`, compatible, sysA, sysB, flow)
+	return diskimage.SystemConfig{Compatible: compatible, Root: "/dev/vda", SysA: sysA, SysB: sysB, Flow: flow,
+		Top: "reboot-command = [\"/bin/reboot\", \"-f\"]\n"}.String()
 }
