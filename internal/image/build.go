@@ -2,7 +2,7 @@
 // build`, docs/image.md) and is the one disk-layout builder of tandem's
 // real-boot tests (internal/e2e/image builds their guests on it). It runs
 // host tools and needs no root rights, loop devices or mounts: ext4 file
-// systems with `mkfs.ext4 -d` (owners and device nodes set with debugfs),
+// systems with `mkfs.ext4 -d` (owners and device nodes kept by fakeroot),
 // FAT with mkfs.vfat and mtools, the GPT with sfdisk on the image file, the
 // boot loaders with grub-mkimage and mkimage. The boot scripts are the ones
 // tandem's flows pair with (package bootloader).
@@ -122,7 +122,7 @@ func (r *Result) WriteText(w io.Writer) error {
 
 // tools returns the host tools a flow needs.
 func tools(flow string) []string {
-	t := []string{"mkfs.ext4", "debugfs", "mkfs.vfat", "mcopy", "sfdisk"}
+	t := []string{"fakeroot", "tar", "mkfs.ext4", "mkfs.vfat", "mcopy", "sfdisk"}
 	switch flow {
 	case FlowGrub:
 		t = append(t, "grub-mkimage")
@@ -178,19 +178,12 @@ func Build(s *Spec, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	if err := os.Mkdir(filepath.Join(work, "root"), 0o755); err != nil {
-		return nil, err
-	}
-	t, err := newTree(filepath.Join(work, "root"))
+	t, err := unpack(o.RootFS, filepath.Join(work, "root"), filepath.Join(work, "fakeroot.db"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("root file system: %w", err)
 	}
 	defer t.root.Close()
-	n, err := t.unpack(o.RootFS)
-	if err != nil {
-		return nil, err
-	}
-	progress(fmt.Sprintf("root file system: %d entries from %s", n, o.RootFS))
+	progress("root file system: unpacked from " + o.RootFS)
 	kernel, err := t.resolve(s.Boot.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("boot.kernel: %w", err)
@@ -312,7 +305,7 @@ func (t *tree) addTandem(agent, cfg string, keys map[string][]byte, bootDir stri
 		return err
 	}
 	for _, d := range []string{"etc/tandem/keys", "data", strings.TrimPrefix(bootDir, "/")} {
-		if err := t.mkdir(d); err != nil {
+		if err := t.mkdirs(d); err != nil {
 			return err
 		}
 	}

@@ -14,7 +14,7 @@ const MiB = 1 << 20
 
 // debPackage names the Debian package of each external tool.
 var debPackage = map[string]string{
-	"mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs", "mkfs.vfat": "dosfstools", "mcopy": "mtools", "mmd": "mtools",
+	"mkfs.ext4": "e2fsprogs", "fakeroot": "fakeroot", "tar": "tar", "zstd": "zstd", "mkfs.vfat": "dosfstools", "mcopy": "mtools", "mmd": "mtools",
 	"sfdisk": "fdisk", "grub-mkimage": "grub-common", "mkimage": "u-boot-tools",
 }
 
@@ -49,12 +49,15 @@ func Ext4(out string, size int64, label, dir string) error {
 	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	return Run("mkfs.ext4", ext4Args(out, size, label, dir)...)
+}
+
+func ext4Args(out string, size int64, label, dir string) []string {
 	args := []string{"-q", "-F", "-t", "ext4", "-L", label, "-E", "root_owner=0:0", "-O", "^metadata_csum_seed"}
 	if dir != "" {
 		args = append(args, "-d", dir)
 	}
-	args = append(args, out, fmt.Sprintf("%dk", size/1024))
-	return Run("mkfs.ext4", args...)
+	return append(args, out, fmt.Sprintf("%dk", size/1024))
 }
 
 // VFAT makes a FAT32 file system image of size bytes at out holding the tree
