@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tandem-ota/tandem/bootloader"
 	"github.com/tandem-ota/tandem/internal/bootenv/grubenv"
@@ -67,7 +68,7 @@ func GrubESP(tree, arch string, grubCfg []byte) error {
 	}
 	args := append([]string{"-O", target, "-p", "/EFI/BOOT", "-o", filepath.Join(boot, name)}, GrubModules...)
 	if err := Run("grub-mkimage", args...); err != nil {
-		return fmt.Errorf("%w (hint: the %s modules are in Debian's grub-efi-%s-bin)", err, target, map[string]string{"x86_64": "amd64", "arm64": "arm64"}[arch])
+		return fmt.Errorf("%w (hint: the %s modules are in Debian's grub-efi-%s-bin)", err, target, strings.Replace(arch, "x86_64", "amd64", 1))
 	}
 	if err := writeFile(filepath.Join(boot, "grub.cfg"), grubCfg, 0o644); err != nil {
 		return err
@@ -75,16 +76,16 @@ func GrubESP(tree, arch string, grubCfg []byte) error {
 	if err := writeFile(filepath.Join(boot, "tandem.cfg"), bootloader.GrubScript, 0o644); err != nil {
 		return err
 	}
-	for name, vars := range map[string][]string{
-		"primary.grubenv":   {"tandem_default", "a"},
-		"secondary.grubenv": {"tandem_default", "a"},
-		"trial.grubenv":     {"tandem_trial", "", "tandem_trial_left", "0"},
-	} {
+	for _, name := range []string{"primary", "secondary", "trial"} {
+		vars := []string{"tandem_default", "a"}
+		if name == "trial" {
+			vars = []string{"tandem_trial", "", "tandem_trial_left", "0"}
+		}
 		b, err := grubenv.Block(vars...)
 		if err != nil {
 			return err
 		}
-		if err := writeFile(filepath.Join(tree, "tandem", name), b, 0o644); err != nil {
+		if err := writeFile(filepath.Join(tree, "tandem", name+".grubenv"), b, 0o644); err != nil {
 			return err
 		}
 	}
@@ -178,7 +179,8 @@ func SDBootESP(tree, efi, kernel, initramfs string, c BootConfig) error {
 	if err := writeFile(filepath.Join(tree, "loader", "loader.conf"), []byte("default tandem-a.conf\ntimeout 0\nconsole-mode keep\n"), 0o644); err != nil {
 		return err
 	}
-	for g, part := range map[string]int{"a": c.SysA, "b": c.SysB} {
+	for i, g := range []string{"a", "b"} {
+		part := []int{c.SysA, c.SysB}[i]
 		entry := fmt.Sprintf("title   system %[1]s\nlinux   /%[1]s/vmlinuz\n", g)
 		if initramfs != "" {
 			entry += fmt.Sprintf("initrd  /%s/initrd.img\n", g)

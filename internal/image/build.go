@@ -282,8 +282,7 @@ func agentBinary(s *Spec) (string, error) {
 		}
 		return s.Tandem.Binary, nil
 	}
-	arch := map[string]string{"amd64": "x86_64", "arm64": "arm64", "arm": "arm"}[runtime.GOARCH]
-	if arch != s.Boot.Arch {
+	if arch := strings.Replace(runtime.GOARCH, "amd64", "x86_64", 1); arch != s.Boot.Arch {
 		return "", fmt.Errorf("tandem.binary: this tandem is for %s, the image is %s; set tandem.binary to a %s build", runtime.GOARCH, s.Boot.Arch, s.Boot.Arch)
 	}
 	return os.Executable()

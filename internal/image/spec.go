@@ -157,13 +157,19 @@ func (s *Spec) check(errorf func(path []string, format string, args ...any) erro
 		*f.out = n
 	}
 	b := &s.Boot
-	if b.Arch == "" {
-		b.Arch = map[bool]string{true: "arm64", false: "x86_64"}[s.BootFlow == FlowUBoot]
-	}
-	archOK := map[string][]string{FlowGrub: {"x86_64", "arm64"}, FlowSDBoot: {"x86_64"}, FlowUBoot: {"arm64", "arm"}}
 	flow := s.Flow()
-	if !contains(archOK[flow], b.Arch) {
-		return bad("%q: the %s flow supports %s", []any{b.Arch, flow, strings.Join(archOK[flow], ", ")}, "boot", "arch")
+	archs := "x86_64 arm64" // grub
+	switch flow {
+	case FlowSDBoot:
+		archs = "x86_64"
+	case FlowUBoot:
+		archs = "arm64 arm"
+	}
+	if b.Arch == "" {
+		b.Arch, _, _ = strings.Cut(archs, " ")
+	}
+	if !contains(strings.Fields(archs), b.Arch) {
+		return bad("%q: the %s flow supports %s", []any{b.Arch, flow, archs}, "boot", "arch")
 	}
 	for _, f := range []struct{ name, val string }{{"kernel", b.Kernel}, {"initramfs", b.Initramfs}} {
 		if f.val == "" && f.name == "initramfs" {
