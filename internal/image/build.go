@@ -167,8 +167,12 @@ func Build(s *Spec, o Options) (*Result, error) {
 	if _, err := os.Stat(o.RootFS); err != nil {
 		return nil, fmt.Errorf("root file system: %w", err)
 	}
+	top := ""
+	if len(s.Tandem.RebootCommand) > 0 {
+		top = fmt.Sprintf("reboot-command = [\"%s\"]\n", strings.Join(s.Tandem.RebootCommand, `", "`))
+	}
 	cfg := SystemConfig{Compatible: s.Compatible, Root: s.Disk.PartitionPrefix, SysA: PartSysA, SysB: PartSysB,
-		Flow: FlowConfig(flow, s.Boot.Attempts)}.String()
+		Flow: FlowConfig(flow, s.Boot.Attempts), Top: top}.String()
 	if _, err := config.Parse("system.toml", []byte(cfg)); err != nil {
 		return nil, fmt.Errorf("the generated system.toml: %w", err)
 	}

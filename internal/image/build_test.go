@@ -96,6 +96,7 @@ trusted = ["release.pub"]
 
 [tandem]
 binary = "tandem-device"
+reboot-command = ["/bin/reboot", "-f"]
 `
 
 func (f *fixture) spec(t *testing.T, flow, spare, extra string) *Spec {
@@ -220,7 +221,8 @@ func TestBuildGrub(t *testing.T) {
 	if err != nil {
 		t.Fatalf("system.toml in the image: %v\n%s", err, toml)
 	}
-	if c.Compatible != "acme-gw" || !strings.Contains(toml, `device = "/dev/vda3"`) || !strings.Contains(toml, "attempts = 2") {
+	if c.Compatible != "acme-gw" || !strings.Contains(toml, `device = "/dev/vda3"`) || !strings.Contains(toml, "attempts = 2") ||
+		strings.Join(c.RebootCommand, " ") != "/bin/reboot -f" {
 		t.Errorf("system.toml:\n%s", toml)
 	}
 	pub, _ := os.ReadFile(f.pub)
@@ -424,6 +426,7 @@ func TestBadSpecs(t *testing.T) {
 		{"signing", `signing = ["release.key"]`, ``, "keys.signing: required"},
 		{"trusted", `trusted = ["release.pub"]`, `trusted = ["release.key"]`, "keys.trusted:"},
 		{"unknown key", `[tandem]`, "[tandem]\nbinaries = 1", "tandem.binaries: unknown key"},
+		{"reboot", `reboot-command = ["/bin/reboot", "-f"]`, `reboot-command = ["a\"b"]`, "tandem.reboot-command:"},
 		{"type", `attempts = 2`, `attempts = "2"`, "boot.attempts"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -66,6 +66,8 @@ type KeySpec struct {
 // TandemSpec is the [tandem] table: the agent placed in the root file system.
 type TandemSpec struct {
 	Binary string `toml:"binary"` // host path of the device's tandem binary; default: this program
+	// RebootCommand is system.toml's reboot-command (default: tandem's, ["reboot"]).
+	RebootCommand []string `toml:"reboot-command"`
 }
 
 // LoadSpec reads and checks the image spec file (ParseSpec).
@@ -196,6 +198,11 @@ func (s *Spec) check(errorf func(path []string, format string, args ...any) erro
 	}
 	if len(s.Keys.Trusted) == 0 {
 		return bad("required: the public key(s) devices trust (installed in /etc/tandem/keys)", nil, "keys", "trusted")
+	}
+	for _, a := range s.Tandem.RebootCommand {
+		if a == "" || strings.ContainsAny(a, "\n\"\\") {
+			return bad("%q: want non-empty arguments without quotes, backslashes or newlines", []any{a}, "tandem", "reboot-command")
+		}
 	}
 	seen := map[string]bool{}
 	for _, k := range s.Keys.Trusted {
