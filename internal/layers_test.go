@@ -32,7 +32,7 @@ var layers = [][]string{
 	{"internal/api"},
 	{"internal/cli"},
 	{"cmd/tandem"},
-	{"bench", "e2e", "internal", "tools/debpkg", "tools/yoctomods", "integrations"},
+	{"bench", "e2e", "internal", "tools/debpkg", "tools/yoctomods", "tools/demoqemu", "integrations"},
 }
 
 func TestImportDirection(t *testing.T) {

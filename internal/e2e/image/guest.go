@@ -190,7 +190,7 @@ func BuildInitramfs(out string, o InitramfsOptions) error {
 type SystemOptions struct {
 	Version  string            // VERSION_ID in /etc/os-release
 	Busybox  string            // host path of the static busybox
-	Tandem   string            // host path of the static tandem binary
+	Tandem   string            // host path of the static tandem binary ("": no tandem, no system.toml)
 	Config   string            // /etc/tandem/system.toml
 	Keys     []string          // host paths of trusted public keys, copied to /etc/tandem/keys
 	Boot     map[string]string // files under /boot: name → host path (kernel, initramfs)
@@ -276,11 +276,13 @@ func SystemTree(dir string, o SystemOptions) error {
 	if err := writeFile(filepath.Join(dir, "sbin", "init"), []byte(sysInit), 0o755); err != nil {
 		return err
 	}
-	if err := copyFile(o.Tandem, filepath.Join(dir, "bin", "tandem"), 0o755); err != nil {
-		return err
-	}
-	if err := writeFile(filepath.Join(dir, "etc", "tandem", "system.toml"), []byte(o.Config), 0o644); err != nil {
-		return err
+	if o.Tandem != "" { // else tandem image build adds it
+		if err := copyFile(o.Tandem, filepath.Join(dir, "bin", "tandem"), 0o755); err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(dir, "etc", "tandem", "system.toml"), []byte(o.Config), 0o644); err != nil {
+			return err
+		}
 	}
 	for _, k := range o.Keys {
 		if err := copyFile(k, filepath.Join(dir, "etc", "tandem", "keys", filepath.Base(k)), 0o644); err != nil {

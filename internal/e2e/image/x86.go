@@ -170,6 +170,19 @@ func (x *X86) System(out, version, behavior string) error {
 	return diskimage.Ext4(out, int64(x.SystemMiB)*diskimage.MiB, "system", tree)
 }
 
+// RootFS writes under dir the root file system of a guest of version for
+// `tandem image build` (docs/image.md; make demo-qemu): busybox, the console
+// init, the kernel and initramfs in /boot, the mounts of the data partition
+// and the ESP. tandem, its system.toml and the keys are the image builder's.
+func (x *X86) RootFS(dir, version string) error {
+	return SystemTree(dir, SystemOptions{Version: version, Busybox: x.busybox,
+		Mounts: []Mount{
+			{Device: fmt.Sprintf("/dev/vda%d", X86PartData), Dir: "/data", Type: "ext4"},
+			{Device: fmt.Sprintf("/dev/vda%d", X86PartESP), Dir: "/boot/efi", Type: "vfat"},
+		},
+		Boot: map[string]string{"vmlinuz": x.kernel.Image, "initrd.img": x.initrd}})
+}
+
 // grubExtra are the test lines of EFI/BOOT/grub.cfg (image.GrubCfg): a
 // test may add kernel parameters for the next boots in
 // EFI/BOOT/e2e-args.cfg (set e2e_args="..."), e.g. tandem init's test
