@@ -228,12 +228,20 @@ func (g *guest) run(cmd string) error {
 	return nil
 }
 
+// indent indents the guest's output, keeping of a progress bar (lines
+// redrawn after a carriage return) its last state.
 func indent(s string) string {
-	s = strings.TrimRight(strings.ReplaceAll(s, "\r", ""), "\n")
-	if s == "" {
-		return ""
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\r\n"), "\n") {
+		l = strings.TrimRight(l, "\r")
+		if i := strings.LastIndex(l, "\r"); i >= 0 {
+			l = l[i+1:]
+		}
+		if l = strings.TrimSpace(l); l != "" || s != "" {
+			b.WriteString("    " + l + "\n")
+		}
 	}
-	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
+	return b.String()
 }
 
 func copyFile(src, dst string) error {
