@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/tandem-ota/tandem/internal/bundle"
@@ -170,7 +171,7 @@ func (s *Spec) check(errorf func(path []string, format string, args ...any) erro
 	if b.Arch == "" {
 		b.Arch, _, _ = strings.Cut(archs, " ")
 	}
-	if !contains(strings.Fields(archs), b.Arch) {
+	if !slices.Contains(strings.Fields(archs), b.Arch) {
 		return bad("%q: the %s flow supports %s", []any{b.Arch, flow, archs}, "boot", "arch")
 	}
 	for _, f := range []struct{ name, val string }{{"kernel", b.Kernel}, {"initramfs", b.Initramfs}} {
@@ -221,13 +222,4 @@ func (s *Spec) Flow() string {
 		return FlowGrub
 	}
 	return s.BootFlow
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
