@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 )
 
@@ -45,7 +44,7 @@ func Disk(out string, parts []Partition) error {
 	if err := f.Truncate(total); err != nil {
 		return err
 	}
-	if err := runStdin(script.String(), "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out); err != nil {
+	if err := runIn(script.String(), "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out); err != nil {
 		return err
 	}
 	off := int64(MiB)
@@ -97,14 +96,4 @@ func copyAt(f *os.File, img string, off, max int64) error {
 	}
 	_, err = io.Copy(io.NewOffsetWriter(f, off), in)
 	return err
-}
-
-func runStdin(stdin, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }

@@ -12,26 +12,30 @@ import (
 // MiB is one mebibyte.
 const MiB = 1 << 20
 
-// debPackage names the Debian package of each external tool.
-var debPackage = map[string]string{
-	"mkfs.ext4": "e2fsprogs", "fakeroot": "fakeroot", "tar": "tar", "zstd": "zstd", "mkfs.vfat": "dosfstools", "mcopy": "mtools", "mmd": "mtools",
-	"sfdisk": "fdisk", "grub-mkimage": "grub-common", "mkimage": "u-boot-tools",
-}
+// debPackages names the Debian package of each external tool.
+const debPackages = "mkfs.ext4:e2fsprogs fakeroot:fakeroot tar:tar zstd:zstd mkfs.vfat:dosfstools mcopy:mtools " +
+	"sfdisk:fdisk grub-mkimage:grub-common mkimage:u-boot-tools"
 
 // CheckTools reports the first of the external tools that is not on PATH,
 // with the Debian package that has it.
 func CheckTools(tools ...string) error {
 	for _, t := range tools {
 		if _, err := exec.LookPath(t); err != nil {
-			return fmt.Errorf("%s is not installed (hint: apt-get install %s)", t, debPackage[t])
+			_, pkg, _ := strings.Cut(debPackages[strings.Index(debPackages, t+":"):], ":")
+			pkg, _, _ = strings.Cut(pkg, " ")
+			return fmt.Errorf("%s is not installed (hint: apt-get install %s)", t, pkg)
 		}
 	}
 	return nil
 }
 
 // Run runs a host tool and reports its output, in one line, on failure.
-func Run(name string, args ...string) error {
+func Run(name string, args ...string) error { return runIn("", name, args...) }
+
+// runIn runs a host tool with stdin as its input.
+func runIn(stdin, name string, args ...string) error {
 	cmd := exec.Command(name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
