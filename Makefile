@@ -4,7 +4,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 MAX_BINARY    := 12000000
 LDFLAGS       := -s -w -X github.com/tandem-ota/tandem/internal/cli.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo deps test lint unit cross deb fuzz bench bench-delta clean test-e2e e2e-ci
+.PHONY: all build demo demo-qemu deps test lint unit cross deb fuzz bench bench-delta clean test-e2e e2e-ci
 
 all: build
 
@@ -13,6 +13,11 @@ build:
 
 demo: build
 	bash scripts/demo.sh bin/tandem
+
+# A disk image built by `tandem image build` from Debian packages, booted in QEMU, updated by delta
+# over HTTP from inside the guest, rebooted into the trial and committed (tools/demoqemu; not in `make test`).
+demo-qemu: build
+	$(GO) run ./tools/demoqemu -tandem bin/tandem
 
 # Installs (idempotently) the Debian packages the tests drive: grub-editenv, casync,
 # fw_printenv/fw_setenv, mkenvimage, grub-script-check, openssl, nginx.

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tandem-ota/tandem/internal/e2e/image"
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // Power cuts during the boot loaders' own writes: GRUB's save_env of
@@ -26,7 +26,7 @@ import (
 // fsck.fat before the power comes back.
 
 // espOffset is where the ESP (partition 1 of the x86 test disks) starts.
-const espOffset = image.MiB
+const espOffset = diskimage.MiB
 
 // span is a byte range of the disk image; target marks the boot loader's
 // file (or directory), as opposed to the FAT.
@@ -190,7 +190,7 @@ func espRead(m *Machine, p string) []byte {
 func fsckESP(m *Machine) {
 	m.t.Helper()
 	esp := filepath.Join(m.t.TempDir(), "esp.img")
-	if err := image.ReadPartition(m.Disk, []image.Partition{{Size: 64 * image.MiB}}, 1, esp); err != nil {
+	if err := diskimage.ReadPartition(m.Disk, []diskimage.Partition{{Size: 64 * diskimage.MiB}}, 1, esp); err != nil {
 		m.t.Fatal(err)
 	}
 	out, _ := exec.Command("fsck.fat", "-n", esp).CombinedOutput()

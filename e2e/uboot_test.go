@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/bootenv/ubootenv"
 	"github.com/tandem-ota/tandem/internal/e2e/image"
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 	"github.com/tandem-ota/tandem/internal/sim"
 )
 
@@ -47,7 +48,7 @@ type arm64Env struct {
 	name  string
 	dir   string
 	disk  string
-	parts []image.Partition
+	parts []diskimage.Partition
 }
 
 var (
@@ -109,7 +110,7 @@ func arm64BuildWith(t *testing.T, name, loader string, st *image.State) *arm64En
 		t.Fatal(err)
 	}
 	e := &arm64Env{name: name, dir: dir, disk: filepath.Join(dir, "factory.img"), parts: a.Partitions(boot, v1, v1, data)}
-	if err := image.Disk(e.disk, e.parts); err != nil {
+	if err := diskimage.Disk(e.disk, e.parts); err != nil {
 		t.Fatal(err)
 	}
 	if st != nil {
@@ -315,11 +316,11 @@ func TestUBootScriptMatchesSim(t *testing.T) {
 				t.Fatal(err)
 			}
 			boot, disk := filepath.Join(cdir, "boot.vfat"), filepath.Join(cdir, "disk.img")
-			if err := image.VFAT(boot, 64*image.MiB, "BOOT", tree); err != nil {
+			if err := diskimage.VFAT(boot, 64*diskimage.MiB, "BOOT", tree); err != nil {
 				t.Fatal(err)
 			}
-			parts := []image.Partition{{Label: "boot", Type: image.TypeESP, Size: 64 * image.MiB, Image: boot}}
-			if err := image.Disk(disk, parts); err != nil {
+			parts := []diskimage.Partition{{Label: "boot", Type: diskimage.TypeESP, Size: 64 * diskimage.MiB, Image: boot}}
+			if err := diskimage.Disk(disk, parts); err != nil {
 				t.Fatal(err)
 			}
 			m := &Machine{t: t, Name: "uboot-script/" + strconv.Itoa(i), Log: filepath.Join(cdir, "console.log"),
@@ -339,7 +340,7 @@ func TestUBootScriptMatchesSim(t *testing.T) {
 			if g[1] != tc.group || simGroup != tc.group {
 				m.fatalf("U-Boot booted %s, the simulator %s (notes %q); want %s", g[1], simGroup, notes, tc.group)
 			}
-			if err := image.ReadPartition(disk, parts, 1, boot); err != nil {
+			if err := diskimage.ReadPartition(disk, parts, 1, boot); err != nil {
 				t.Fatal(err)
 			}
 			for _, n := range names {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/e2e/image"
 	"github.com/tandem-ota/tandem/internal/e2e/qemu"
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // OVMF firmware of Debian's ovmf package (4 MiB flash layout).
@@ -31,7 +32,7 @@ type x86Env struct {
 	dir    string
 	www    string // the bundles again, served over HTTP by serve
 	disk   string // factory disk image (template, copied per machine)
-	parts  []image.Partition
+	parts  []diskimage.Partition
 	x      *image.X86 // the builder, for a version built later (patchRelease)
 }
 
@@ -104,7 +105,7 @@ func x86BuildVariant(t *testing.T, name, loader string, st *image.State) *x86Env
 		t.Fatal(err)
 	}
 	e := &x86Env{name: name, loader: loader, dir: dir, www: www, disk: filepath.Join(dir, "factory.img"), parts: x.Partitions(esp, v1, v1, data), x: x}
-	if err := image.Disk(e.disk, e.parts); err != nil {
+	if err := diskimage.Disk(e.disk, e.parts); err != nil {
 		t.Fatal(err)
 	}
 	if st != nil {

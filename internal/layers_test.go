@@ -21,10 +21,10 @@ var layers = [][]string{
 	{"internal/cmdout", "internal/retry", "internal/rootfs", "internal/chunker", "internal/signature",
 		"internal/bootenv/autoboot", "internal/bootenv/bls", "internal/bootenv/efivar", "internal/bootenv/grubenv", "internal/bootenv/ubootenv",
 		"internal/testutil", "internal/e2e/qemu", "bootloader", "systemd"},
-	{"internal/config", "internal/fetch", "internal/bundle", "internal/e2e/image"},
+	{"internal/config", "internal/fetch", "internal/bundle"},
 	{"internal/bootflow", "internal/hooks", "internal/bundle/spec", "internal/state", "internal/patch"},
-	{"internal/device", "internal/adopt", "internal/channel"},
-	{"internal/install", "internal/health", "internal/sim", "internal/state/initsys"},
+	{"internal/device", "internal/adopt", "internal/channel", "internal/image"},
+	{"internal/install", "internal/health", "internal/sim", "internal/state/initsys", "internal/e2e/image"},
 	{"internal/fleet"},
 	{"internal/fleet/fleettest", "internal/fleet/hawkbit/ddiserver"},
 	{"internal/fleet/hawkbit", "internal/fleet/mender", "internal/fleet/tedge", "internal/fleet/watch", "internal/fleet/rugix"},
@@ -32,7 +32,7 @@ var layers = [][]string{
 	{"internal/api"},
 	{"internal/cli"},
 	{"cmd/tandem"},
-	{"bench", "e2e", "internal", "tools/debpkg", "tools/yoctomods", "integrations"},
+	{"bench", "e2e", "internal", "tools/debpkg", "tools/yoctomods", "tools/demoqemu", "integrations"},
 }
 
 func TestImportDirection(t *testing.T) {

@@ -9,6 +9,10 @@ pkgs+=(qemu-system-x86 ovmf grub-efi-amd64-bin dosfstools mtools e2fsprogs fdisk
 # State (internal/state, internal/gpt): sgdisk -v checks a grown partition table; xfs and btrfs
 # loop mounts test the copy-on-write snapshots (reflinks) and the growing of their file systems.
 pkgs+=(gdisk xfsprogs btrfs-progs)
+# tandem image build (internal/image, docs/image.md): fakeroot keeps the root filesystem's owners,
+# zstd unpacks .tar.zst, its systemd-boot layout takes the host's systemd-bootx64.efi; the other
+# tools (e2fsprogs, dosfstools, mtools, fdisk, grub, u-boot-tools) are above.
+pkgs+=(fakeroot zstd systemd-boot-efi)
 # The U-Boot test boots Debian's qemu_arm64 U-Boot; its arm64 guest packages are fetched the same
 # way (apt-get download pkg:arm64), which needs arm64 as a foreign dpkg architecture.
 pkgs+=(qemu-system-arm u-boot-qemu)

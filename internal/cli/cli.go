@@ -113,7 +113,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 refused by a safety rul
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.systemCommand(), a.simCommand(), a.updateCommand(), a.bundleCommand(), a.keyCommand(), a.slotsCommand(),
 		a.healthCommand(), a.stateCommand(), a.menderCommand(), a.tedgeCommand(), a.hawkbitCommand(), a.memfaultCommand(),
-		a.channelCommand(), a.watchCommand(), a.initCommand(), a.serveCommand(), a.adoptCommand(), a.bootCommand())
+		a.channelCommand(), a.watchCommand(), a.initCommand(), a.serveCommand(), a.adoptCommand(), a.bootCommand(), a.imageCommand())
 	return root
 }
 

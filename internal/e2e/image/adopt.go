@@ -11,6 +11,7 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/bootenv/grubenv"
 	"github.com/tandem-ota/tandem/internal/bootenv/ubootenv"
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // Boot loaders of the x86-64 images that run another update system's GRUB
@@ -153,7 +154,7 @@ func (x *X86) adoptESP(tree, boot string) error {
 		files[p] = b
 		return err
 	}
-	mods := GrubModules
+	mods := diskimage.GrubModules
 	switch x.Loader {
 	case LoaderMenderGrub:
 		cfg = menderGrubCfg
@@ -175,7 +176,7 @@ func (x *X86) adoptESP(tree, boot string) error {
 		}
 	case LoaderRugixGrub:
 		cfg = rugixGrubCfg
-		mods = append(append([]string{}, GrubModules...), "hashsum", "gcry_sha1")
+		mods = append(append([]string{}, diskimage.GrubModules...), "hashsum", "gcry_sha1")
 		for _, name := range []string{"primary.grubenv", "secondary.grubenv"} {
 			if err := block("rugpi/"+name, "rugpi_bootpart", "2"); err != nil {
 				return err
@@ -190,7 +191,7 @@ func (x *X86) adoptESP(tree, boot string) error {
 		return fmt.Errorf("unknown loader %q", x.Loader)
 	}
 	args := append([]string{"-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", filepath.Join(boot, "BOOTX64.EFI")}, mods...)
-	if err := run("grub-mkimage", args...); err != nil {
+	if err := diskimage.Run("grub-mkimage", args...); err != nil {
 		return err
 	}
 	if err := writeFile(filepath.Join(boot, "grub.cfg"), []byte(cfg), 0o644); err != nil {
@@ -399,7 +400,7 @@ func adoptBootTree(loader, tree, boot string) error {
 	if err := writeFile(src, []byte(adoptUBootScript(a, boot)), 0o644); err != nil {
 		return err
 	}
-	if err := run("mkimage", "-A", "arm64", "-T", "script", "-C", "none", "-n", loader, "-d", src, filepath.Join(tree, "boot.scr")); err != nil {
+	if err := diskimage.Run("mkimage", "-A", "arm64", "-T", "script", "-C", "none", "-n", loader, "-d", src, filepath.Join(tree, "boot.scr")); err != nil {
 		return err
 	}
 	env := &ubootenv.Env{}

@@ -8,8 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tandem-ota/tandem/bootloader"
-	"github.com/tandem-ota/tandem/internal/bootenv/ubootenv"
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // Arm64 layout: partition numbers in the guest (/dev/vdaN) and in U-Boot
@@ -23,22 +22,20 @@ const (
 	// Arm64BootDir is where the guest mounts the boot partition (boot-dir).
 	Arm64BootDir = "/boot/firmware"
 	// Arm64EnvSize is env-size: the size of each of tandem's env files.
-	Arm64EnvSize = 0x4000
+	Arm64EnvSize = diskimage.UBootEnvSize
 )
 
 // UBootQEMU is Debian's u-boot-qemu build for QEMU's arm64 virt machine.
 const UBootQEMU = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 
-// ubootBoot is tandem_boot of the arm64 images: the kernel and initramfs of
-// ${tandem_group} come from that group's system partition (ext4, read by
-// U-Boot's load), so an update replaces them; the command line carries
-// tandem.group. ${devtype} and ${devnum} are set by distro boot.
-const ubootBoot = `if test "${tandem_group}" = b; then setenv tandem_part %[2]d; else setenv tandem_part %[1]d; fi; ` +
-	`echo "UBOOT-E2E group=${tandem_group} part=${tandem_part}"; ` +
-	`setenv bootargs "console=ttyAMA0 root=/dev/vda${tandem_part} tandem.group=${tandem_group} panic=1 %[3]s"; ` +
-	`load ${devtype} ${devnum}:${tandem_part} ${kernel_addr_r} /boot/Image && ` +
-	`load ${devtype} ${devnum}:${tandem_part} ${ramdisk_addr_r} /boot/initrd.img && ` +
-	`booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}`
+// ubootBoot is tandem_boot of the arm64 images (image.UBootBoot): the
+// kernel and initramfs of ${tandem_group} come from that group's system
+// partition, so an update replaces them; U-Boot prints the group it boots.
+func ubootBoot(st *State) string {
+	return diskimage.UBootBoot(diskimage.BootConfig{SysA: Arm64PartSysA, SysB: Arm64PartSysB, Root: "/dev/vda",
+		Kernel: "/boot/Image", Initramfs: "/boot/initrd.img", Cmdline: "console=ttyAMA0 panic=1 " + cmdline(st), Arch: "arm64",
+		Extra: `echo "UBOOT-E2E group=${tandem_group} part=${tandem_part}"`})
+}
 
 // Arm64 builds the arm64 test images: GPT with a FAT boot partition
 // (boot.scr from bootloader/u-boot/boot.cmd and tandem's two env files),
@@ -107,8 +104,7 @@ func (a *Arm64) Config() string {
 	if ad, ok := adoptUBoots[a.Loader]; ok {
 		return systemConfig(Arm64Compatible, Arm64PartSysA, Arm64PartSysB, ad.flow)
 	}
-	flow := fmt.Sprintf("type = \"uboot\"\nboot-dir = %q\nattempts = %d\nenv-size = %#x\n", Arm64BootDir, max(a.Attempts, 1), Arm64EnvSize)
-	return systemConfig(Arm64Compatible, Arm64PartSysA, Arm64PartSysB, flow)
+	return systemConfig(Arm64Compatible, Arm64PartSysA, Arm64PartSysB, diskimage.FlowConfig(diskimage.FlowUBoot, max(a.Attempts, 1)))
 }
 
 // System builds the ext4 image of one system version at out, with the
@@ -142,78 +138,41 @@ func (a *Arm64) System(out, version, behavior string) error {
 	if err := SystemTree(tree, o); err != nil {
 		return err
 	}
-	return Ext4(out, int64(a.SystemMiB)*MiB, "system", tree)
+	return diskimage.Ext4(out, int64(a.SystemMiB)*diskimage.MiB, "system", tree)
 }
 
-// UBootEnv returns one of tandem's env files in U-Boot's redundant layout
-// holding tandem_default=def, with the given flag.
-func UBootEnv(def string, size int, flag byte) ([]byte, error) {
-	env := &ubootenv.Env{}
-	if err := env.Set("tandem_default", def); err != nil {
-		return nil, err
-	}
-	return ubootenv.Encode(env, size, true, flag)
-}
-
-// BootScript compiles the U-Boot script with mkimage: the settings of the
-// arm64 images, then bootloader/u-boot/boot.cmd. bootCmd "" is the images'
-// tandem_boot.
+// BootScript compiles the U-Boot script of the arm64 images at out
+// (image.UBootScript); bootCmd "" is the images' tandem_boot.
 func BootScript(out, bootCmd string) error {
 	if bootCmd == "" {
-		bootCmd = fmt.Sprintf(ubootBoot, Arm64PartSysA, Arm64PartSysB, cmdline(nil))
+		bootCmd = ubootBoot(nil)
 	}
-	src, err := bootloader.UBootCmd(bootloader.UBootSettings{
-		Groups: []string{"a", "b"}, EnvFile: "uboot.env", EnvFileRedund: "uboot-redund.env", EnvSize: Arm64EnvSize, Boot: bootCmd,
-	})
-	if err != nil {
-		return err
-	}
-	cmd := out + ".cmd"
-	if err := os.WriteFile(cmd, src, 0o644); err != nil {
-		return err
-	}
-	defer os.Remove(cmd)
-	return run("mkimage", "-A", "arm64", "-T", "script", "-C", "none", "-n", "tandem", "-d", cmd, out)
+	return diskimage.UBootScript(out, "arm64", bootCmd)
 }
 
-// BootPart builds the FAT boot partition image at out: boot.scr and both
-// env files naming group a (equal flags: the first file is current).
+// BootPart builds the FAT boot partition image at out (image.UBootPart).
 func (a *Arm64) BootPart(out string) error {
 	tree, err := os.MkdirTemp(a.Work, "boot-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tree)
-	boot := fmt.Sprintf(ubootBoot, Arm64PartSysA, Arm64PartSysB, cmdline(a.State))
+	boot := ubootBoot(a.State)
 	if a.Loader != "" {
 		if err := adoptBootTree(a.Loader, tree, boot); err != nil {
 			return err
 		}
-		return VFAT(out, 64*MiB, "BOOT", tree)
+		return diskimage.VFAT(out, 64*diskimage.MiB, "BOOT", tree)
 	}
-	if err := BootScript(filepath.Join(tree, "boot.scr"), boot); err != nil {
+	if err := diskimage.UBootPart(tree, "arm64", boot); err != nil {
 		return err
 	}
-	env, err := UBootEnv("a", Arm64EnvSize, 1)
-	if err != nil {
-		return err
-	}
-	for _, f := range []string{"uboot.env", "uboot-redund.env"} {
-		if err := writeFile(filepath.Join(tree, f), env, 0o644); err != nil {
-			return err
-		}
-	}
-	return VFAT(out, 64*MiB, "BOOT", tree)
+	return diskimage.VFAT(out, 64*diskimage.MiB, "BOOT", tree)
 }
 
 // Partitions returns the disk layout with the given partition images.
-func (a *Arm64) Partitions(boot, sysA, sysB, data string) []Partition {
-	return []Partition{
-		{Label: "boot", Type: TypeESP, Size: 64 * MiB, Image: boot},
-		{Label: "system-a", Type: TypeLinux, Size: int64(a.SystemMiB) * MiB, Image: sysA},
-		{Label: "system-b", Type: TypeLinux, Size: int64(a.SystemMiB) * MiB, Image: sysB},
-		{Label: "data", Type: TypeLinux, Size: int64(a.DataMiB) * MiB, Image: data},
-	}
+func (a *Arm64) Partitions(boot, sysA, sysB, data string) []diskimage.Partition {
+	return partitions("boot", a.SystemMiB, a.DataMiB, boot, sysA, sysB, data)
 }
 
 // Data builds the data partition: tandem's data directory and the bundles

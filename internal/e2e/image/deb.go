@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // Debs fetches Debian packages for the guest with `apt-get download` and
@@ -52,7 +54,7 @@ func (d Debs) Extract(pkg string) (string, error) {
 		cmd.Dir = dl
 		if _, err := cmd.CombinedOutput(); err != nil {
 			// A fresh machine may have no package lists yet: update once and retry.
-			if uerr := run("apt-get", "update", "-q"); uerr != nil {
+			if uerr := diskimage.Run("apt-get", "update", "-q"); uerr != nil {
 				return "", uerr
 			}
 			cmd = exec.Command("apt-get", "download", pkg)
@@ -71,7 +73,7 @@ func (d Debs) Extract(pkg string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	if err := run("dpkg-deb", "-x", debs[0], dir); err != nil {
+	if err := diskimage.Run("dpkg-deb", "-x", debs[0], dir); err != nil {
 		return "", err
 	}
 	return dir, os.WriteFile(filepath.Join(dir, ".done"), nil, 0o644)

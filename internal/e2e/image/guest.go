@@ -1,3 +1,10 @@
+// Package image builds the guests of tandem's real-boot tests
+// (docs/testing.md, tier 3) from Debian packages: the kernel, busybox and
+// their initramfs (a newc cpio archive written in Go), the test systems
+// with their console command loop, and the test-specific boot settings.
+// The disk layout (partition table, FAT, ext4, GRUB, U-Boot, systemd-boot)
+// is internal/image's, the builder of `tandem image build`. The x86-64 guest
+// is assembled in x86.go, the arm64 one in arm64*.go.
 package image
 
 import (
@@ -6,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // Kernel is a Debian kernel unpacked from its package.
@@ -185,7 +194,7 @@ func BuildInitramfs(out string, o InitramfsOptions) error {
 type SystemOptions struct {
 	Version  string            // VERSION_ID in /etc/os-release
 	Busybox  string            // host path of the static busybox
-	Tandem   string            // host path of the static tandem binary
+	Tandem   string            // host path of the static tandem binary ("": no tandem, no system.toml)
 	Config   string            // /etc/tandem/system.toml
 	Keys     []string          // host paths of trusted public keys, copied to /etc/tandem/keys
 	Boot     map[string]string // files under /boot: name → host path (kernel, initramfs)
@@ -271,11 +280,13 @@ func SystemTree(dir string, o SystemOptions) error {
 	if err := writeFile(filepath.Join(dir, "sbin", "init"), []byte(sysInit), 0o755); err != nil {
 		return err
 	}
-	if err := copyFile(o.Tandem, filepath.Join(dir, "bin", "tandem"), 0o755); err != nil {
-		return err
-	}
-	if err := writeFile(filepath.Join(dir, "etc", "tandem", "system.toml"), []byte(o.Config), 0o644); err != nil {
-		return err
+	if o.Tandem != "" { // else tandem image build adds it
+		if err := copyFile(o.Tandem, filepath.Join(dir, "bin", "tandem"), 0o755); err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(dir, "etc", "tandem", "system.toml"), []byte(o.Config), 0o644); err != nil {
+			return err
+		}
 	}
 	for _, k := range o.Keys {
 		if err := copyFile(k, filepath.Join(dir, "etc", "tandem", "keys", filepath.Base(k)), 0o644); err != nil {
@@ -314,7 +325,7 @@ func SystemTree(dir string, o SystemOptions) error {
 	}
 	for _, t := range o.Trees {
 		// cp -a keeps the links; the tree's .done marker is left out.
-		if err := run("cp", "-a", "--no-preserve=ownership", t+"/.", dir); err != nil {
+		if err := diskimage.Run("cp", "-a", "--no-preserve=ownership", t+"/.", dir); err != nil {
 			return err
 		}
 		_ = os.Remove(filepath.Join(dir, ".done"))
@@ -332,28 +343,10 @@ func SystemTree(dir string, o SystemOptions) error {
 	return nil
 }
 
-// systemConfig is /etc/tandem/system.toml of a test image: two block slots,
-// partitions sysA and sysB of the virtio disk, and the [boot-flow] table's
-// body flow.
+// systemConfig is /etc/tandem/system.toml of a test image
+// (image.SystemConfig): two block slots, partitions sysA and sysB of the
+// virtio disk, and the [boot-flow] table's body flow.
 func systemConfig(compatible string, sysA, sysB int, flow string) string {
-	return fmt.Sprintf(`compatible = %q
-data-dir = "/data/tandem"
-reboot-command = ["/bin/reboot", "-f"]
-
-[slots.system-a]
-type = "block"
-device = "/dev/vda%d"
-
-[slots.system-b]
-type = "block"
-device = "/dev/vda%d"
-
-[groups.a]
-slots = { system = "system-a" }
-
-[groups.b]
-slots = { system = "system-b" }
-
-[boot-flow]
-%s`, compatible, sysA, sysB, flow)
+	return diskimage.SystemConfig{Compatible: compatible, Root: "/dev/vda", SysA: sysA, SysB: sysB, Flow: flow,
+		Top: "reboot-command = [\"/bin/reboot\", \"-f\"]\n"}.String()
 }

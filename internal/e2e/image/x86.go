@@ -6,8 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/tandem-ota/tandem/bootloader"
-	"github.com/tandem-ota/tandem/internal/bootenv/grubenv"
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // Boot loaders of the x86-64 images.
@@ -32,12 +31,6 @@ const (
 	X86PartData   = 4
 	X86Compatible = "tandem-e2e-x86"
 )
-
-// GrubModules are built into the standalone GRUB EFI image.
-var GrubModules = []string{
-	"part_gpt", "fat", "ext2", "linux", "normal", "configfile", "loadenv", "test", "echo", "reboot",
-	"halt", "search", "search_fs_file", "search_label", "sleep", "gzio", "serial", "terminal", "efi_gop", "regexp",
-}
 
 // X86 builds the x86-64 EFI test images: GPT with ESP, system-a, system-b
 // and data, booted by OVMF and the real GRUB or systemd-boot.
@@ -144,7 +137,7 @@ func (x *X86) uki(version, initrd string) (string, error) {
 		return "", err
 	}
 	// The section addresses follow the stub's last section (below 0x20000).
-	return out, run("objcopy", "--add-section", ".osrel="+osrel, "--change-section-vma", ".osrel=0x20000",
+	return out, diskimage.Run("objcopy", "--add-section", ".osrel="+osrel, "--change-section-vma", ".osrel=0x20000",
 		"--add-section", ".cmdline="+cmdline, "--change-section-vma", ".cmdline=0x30000",
 		"--add-section", ".linux="+x.kernel.Image, "--change-section-vma", ".linux=0x2000000",
 		"--add-section", ".initrd="+initrd, "--change-section-vma", ".initrd=0x3000000",
@@ -166,9 +159,9 @@ func (x *X86) versionFiles(version string) (initrd, cmdline string, err error) {
 
 // Config returns /etc/tandem/system.toml of the images.
 func (x *X86) Config() string {
-	flow := fmt.Sprintf("type = \"grub\"\nboot-dir = \"/boot/efi\"\nattempts = %d\n", max(x.Attempts, 1))
+	flow := diskimage.FlowConfig(diskimage.FlowGrub, max(x.Attempts, 1))
 	if x.Loader == LoaderSDBoot {
-		flow = "type = \"systemd-boot\"\nboot-dir = \"/boot/efi\"\n"
+		flow = diskimage.FlowConfig(diskimage.FlowSDBoot, 0)
 	}
 	if f, ok := adoptFlows[x.Loader]; ok {
 		flow = f // adopt.go
@@ -231,29 +224,41 @@ func (x *X86) System(out, version, behavior string) error {
 	if err := SystemTree(tree, o); err != nil {
 		return err
 	}
-	return Ext4(out, int64(x.SystemMiB)*MiB, "system", tree)
+	return diskimage.Ext4(out, int64(x.SystemMiB)*diskimage.MiB, "system", tree)
 }
 
-// grubCfg is EFI/BOOT/grub.cfg: it sources the shipped tandem.cfg and boots
-// the kernel of ${tandem_group} from that group's system partition. A test
-// may add kernel parameters for the next boots in EFI/BOOT/e2e-args.cfg
-// (set e2e_args="..."), e.g. tandem init's test pause, and GRUB settings for
-// the run of tandem.cfg in EFI/BOOT/e2e-debug.cfg (set debug=efidisk: GRUB
-// prints each disk write, the timing mark of the save_env cut test).
-const grubCfg = `set timeout=0
-set default=0
-set tandem_groups="a b"
-if [ -f ${prefix}/e2e-debug.cfg ]; then source ${prefix}/e2e-debug.cfg; fi
-source ${prefix}/tandem.cfg
-unset debug
-if [ "${tandem_group}" = "b" ]; then set tandem_part=%[2]d; else set tandem_part=%[1]d; fi
-if [ -f ${prefix}/e2e-args.cfg ]; then source ${prefix}/e2e-args.cfg; fi
-echo "GRUB-E2E group=${tandem_group} part=${tandem_part}"
-menuentry "tandem ${tandem_group}" {
-  linux (hd0,gpt${tandem_part})/boot/vmlinuz root=/dev/vda${tandem_part} tandem.group=${tandem_group} console=ttyS0 panic=1 %[3]s ${e2e_args}
-  initrd (hd0,gpt${tandem_part})/boot/initrd.img
+// RootFS writes under dir the root file system of a guest of version for
+// `tandem image build` (docs/image.md; make demo-qemu): busybox, the console
+// init, the kernel and initramfs in /boot, the mounts of the data partition
+// and the ESP. tandem, its system.toml and the keys are the image builder's.
+func (x *X86) RootFS(dir, version string) error {
+	return SystemTree(dir, SystemOptions{Version: version, Busybox: x.busybox,
+		Mounts: []Mount{
+			{Device: fmt.Sprintf("/dev/vda%d", X86PartData), Dir: "/data", Type: "ext4"},
+			{Device: fmt.Sprintf("/dev/vda%d", X86PartESP), Dir: "/boot/efi", Type: "vfat"},
+		},
+		Boot: map[string]string{"vmlinuz": x.kernel.Image, "initrd.img": x.initrd}})
 }
-`
+
+// grubPre and grubExtra are the test lines of EFI/BOOT/grub.cfg
+// (image.GrubCfg): GRUB settings for the run of tandem.cfg in
+// EFI/BOOT/e2e-debug.cfg (set debug=efidisk: GRUB prints each disk write,
+// the timing mark of the save_env cut test), unset after it; kernel
+// parameters for the next boots in EFI/BOOT/e2e-args.cfg (set
+// e2e_args="..."), e.g. tandem init's test pause; and the group GRUB boots.
+const (
+	grubPre   = `if [ -f ${prefix}/e2e-debug.cfg ]; then source ${prefix}/e2e-debug.cfg; fi`
+	grubExtra = `unset debug
+if [ -f ${prefix}/e2e-args.cfg ]; then source ${prefix}/e2e-args.cfg; fi
+echo "GRUB-E2E group=${tandem_group} part=${tandem_part}"`
+)
+
+// bootConfig is what the boot loaders start: the system's /boot/vmlinuz
+// and /boot/initrd.img (GRUB) or their copies on the ESP (systemd-boot).
+func (x *X86) bootConfig(cmdline string) diskimage.BootConfig {
+	return diskimage.BootConfig{SysA: X86PartSysA, SysB: X86PartSysB, Root: "/dev/vda", Kernel: "/boot/vmlinuz",
+		Initramfs: "/boot/initrd.img", Cmdline: cmdline, Arch: "x86_64", Extra: grubExtra, Pre: grubPre}
+}
 
 // ESP builds the EFI system partition image at out.
 func (x *X86) ESP(out string) error {
@@ -268,29 +273,9 @@ func (x *X86) ESP(out string) error {
 	}
 	switch x.Loader {
 	case LoaderGrub:
-		args := append([]string{"-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", filepath.Join(boot, "BOOTX64.EFI")}, GrubModules...)
-		if err := run("grub-mkimage", args...); err != nil {
+		cfg := diskimage.GrubCfg(x.bootConfig("console=ttyS0 panic=1 " + cmdline(x.State) + " ${e2e_args}"))
+		if err := diskimage.GrubESP(tree, "x86_64", cfg); err != nil {
 			return err
-		}
-		if err := writeFile(filepath.Join(boot, "grub.cfg"), fmt.Appendf(nil, grubCfg, X86PartSysA, X86PartSysB, cmdline(x.State)), 0o644); err != nil {
-			return err
-		}
-		if err := writeFile(filepath.Join(boot, "tandem.cfg"), bootloader.GrubScript, 0o644); err != nil {
-			return err
-		}
-		// The three grubenv blocks (GRUB's save_env rewrites a file in place, it cannot create one).
-		for name, vars := range map[string][]string{
-			"primary.grubenv":   {"tandem_default", "a"},
-			"secondary.grubenv": {"tandem_default", "a"},
-			"trial.grubenv":     {"tandem_trial", "", "tandem_trial_left", "0"},
-		} {
-			b, err := grubenv.Block(vars...)
-			if err != nil {
-				return err
-			}
-			if err := writeFile(filepath.Join(tree, "tandem", name), b, 0o644); err != nil {
-				return err
-			}
 		}
 	case LoaderSDBoot:
 		d := Debs{Cache: filepath.Join(x.Cache, "debs")}
@@ -298,23 +283,9 @@ func (x *X86) ESP(out string) error {
 		if err != nil {
 			return err
 		}
-		if err := copyFile(filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), filepath.Join(boot, "BOOTX64.EFI"), 0o644); err != nil {
+		efi := filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+		if err := diskimage.SDBootESP(tree, efi, x.kernel.Image, x.initrd, x.bootConfig("console=ttyS0 panic=1 quiet")); err != nil {
 			return err
-		}
-		if err := writeFile(filepath.Join(tree, "loader", "loader.conf"), []byte("default tandem-a.conf\ntimeout 0\nconsole-mode keep\n"), 0o644); err != nil {
-			return err
-		}
-		for g, part := range map[string]int{"a": X86PartSysA, "b": X86PartSysB} {
-			entry := fmt.Sprintf("title   system %[1]s\nlinux   /%[1]s/vmlinuz\ninitrd  /%[1]s/initrd.img\noptions root=/dev/vda%[2]d tandem.group=%[1]s console=ttyS0 panic=1 quiet\n", g, part)
-			if err := writeFile(filepath.Join(tree, "loader", "entries", "tandem-"+g+".conf"), []byte(entry), 0o644); err != nil {
-				return err
-			}
-			if err := copyFile(x.kernel.Image, filepath.Join(tree, g, "vmlinuz"), 0o644); err != nil {
-				return err
-			}
-			if err := copyFile(x.initrd, filepath.Join(tree, g, "initrd.img"), 0o644); err != nil {
-				return err
-			}
 		}
 	case LoaderSDBootCount, LoaderSDBootUKI:
 		if err := x.countingESP(tree, boot); err != nil {
@@ -325,16 +296,23 @@ func (x *X86) ESP(out string) error {
 			return err
 		}
 	}
-	return VFAT(out, 64*MiB, "ESP", tree)
+	return diskimage.VFAT(out, 64*diskimage.MiB, "ESP", tree)
 }
 
 // Partitions returns the disk layout with the given partition images.
-func (x *X86) Partitions(esp, sysA, sysB, data string) []Partition {
-	return []Partition{
-		{Label: "esp", Type: TypeESP, Size: 64 * MiB, Image: esp},
-		{Label: "system-a", Type: TypeLinux, Size: int64(x.SystemMiB) * MiB, Image: sysA},
-		{Label: "system-b", Type: TypeLinux, Size: int64(x.SystemMiB) * MiB, Image: sysB},
-		{Label: "data", Type: TypeLinux, Size: int64(x.DataMiB) * MiB, Image: data},
+func (x *X86) Partitions(esp, sysA, sysB, data string) []diskimage.Partition {
+	return partitions("esp", x.SystemMiB, x.DataMiB, esp, sysA, sysB, data)
+}
+
+// partitions is the layout of the test disks: the boot partition (64 MiB),
+// system-a, system-b and data.
+func partitions(boot string, systemMiB, dataMiB int, images ...string) []diskimage.Partition {
+	const mib = diskimage.MiB
+	return []diskimage.Partition{
+		{Label: boot, Type: diskimage.TypeESP, Size: 64 * mib, Image: images[0]},
+		{Label: "system-a", Type: diskimage.TypeLinux, Size: int64(systemMiB) * mib, Image: images[1]},
+		{Label: "system-b", Type: diskimage.TypeLinux, Size: int64(systemMiB) * mib, Image: images[2]},
+		{Label: "data", Type: diskimage.TypeLinux, Size: int64(dataMiB) * mib, Image: images[3]},
 	}
 }
 
@@ -357,7 +335,7 @@ func (x *X86) Data(out string, bundles map[string]string) error {
 			return err
 		}
 	}
-	return Ext4(out, int64(x.DataMiB)*MiB, "data", tree)
+	return diskimage.Ext4(out, int64(x.DataMiB)*diskimage.MiB, "data", tree)
 }
 
 // countingESP fills the ESP tree for LoaderSDBootCount: systemd-boot,

@@ -4,11 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 )
 
-// GPT partition type GUIDs used by the test images.
+// GPT partition type GUIDs of the images.
 const (
 	TypeESP   = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 	TypeLinux = "0FC63DAF-8483-4772-8E79-3D69C47D8E4C"
@@ -24,7 +23,7 @@ type Partition struct {
 
 // Disk writes a disk image at out: a GPT (sfdisk on the file) with the
 // partitions in order, each starting on a 1 MiB boundary, and each
-// partition's image copied in. Partition i is /dev/vda<i+1> in the guest.
+// partition's image copied in: partition i is number i+1.
 func Disk(out string, parts []Partition) error {
 	var script strings.Builder
 	script.WriteString("label: gpt\nunit: sectors\n")
@@ -45,7 +44,7 @@ func Disk(out string, parts []Partition) error {
 	if err := f.Truncate(total); err != nil {
 		return err
 	}
-	if err := runStdin(script.String(), "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out); err != nil {
+	if err := runIn(script.String(), "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out); err != nil {
 		return err
 	}
 	off := int64(MiB)
@@ -56,24 +55,6 @@ func Disk(out string, parts []Partition) error {
 			}
 		}
 		off += p.Size
-	}
-	return f.Sync()
-}
-
-// WritePartition overwrites partition n (1-based) of the disk image with the
-// file system image img (the rest of the partition is left as it was).
-func WritePartition(disk string, parts []Partition, n int, img string) error {
-	off := int64(MiB)
-	for i := 0; i < n-1; i++ {
-		off += parts[i].Size
-	}
-	f, err := os.OpenFile(disk, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := copyAt(f, img, off, parts[n-1].Size); err != nil {
-		return err
 	}
 	return f.Sync()
 }
@@ -115,14 +96,4 @@ func copyAt(f *os.File, img string, off, max int64) error {
 	}
 	_, err = io.Copy(io.NewOffsetWriter(f, off), in)
 	return err
-}
-
-func runStdin(stdin, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }

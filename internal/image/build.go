@@ -1,0 +1,353 @@
+// Package image writes bootable A/B factory disk images (`tandem image
+// build`, docs/image.md) and is the one disk-layout builder of tandem's
+// real-boot tests (internal/e2e/image builds their guests on it). It runs
+// host tools and needs no root rights, loop devices or mounts: ext4 file
+// systems with `mkfs.ext4 -d` (owners and device nodes kept by fakeroot),
+// FAT with mkfs.vfat and mtools, the GPT with sfdisk on the image file, the
+// boot loaders with grub-mkimage and mkimage. The boot scripts are the ones
+// tandem's flows pair with (package bootloader).
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/bundle/spec"
+	"github.com/tandem-ota/tandem/internal/config"
+)
+
+// Partition numbers of a built image.
+const (
+	PartBoot = 1
+	PartSysA = 2
+	PartSysB = 3
+	PartData = 4
+)
+
+// Mount points of the boot partition in the root file system, by flow.
+var bootDirs = map[string]string{FlowGrub: "/boot/efi", FlowSDBoot: "/boot/efi", FlowUBoot: "/boot/firmware"}
+
+// SystemConfig is /etc/tandem/system.toml of an A/B image: two block
+// slots, partitions SysA and SysB, and the boot flow.
+type SystemConfig struct {
+	Compatible string
+	Root       string // partition prefix: slot devices are <Root><N>
+	SysA, SysB int
+	Flow       string // the body of [boot-flow] (FlowConfig)
+	Top        string // more top-level lines, e.g. reboot-command
+}
+
+// String returns the file's content.
+func (c SystemConfig) String() string {
+	return fmt.Sprintf(`compatible = %q
+data-dir = "/data/tandem"
+%s
+[slots.system-a]
+type = "block"
+device = "%s%d"
+
+[slots.system-b]
+type = "block"
+device = "%[3]s%[5]d"
+
+[groups.a]
+slots = { system = "system-a" }
+
+[groups.b]
+slots = { system = "system-b" }
+
+[boot-flow]
+%s`, c.Compatible, c.Top, c.Root, c.SysA, c.SysB, c.Flow)
+}
+
+// FlowConfig returns the body of [boot-flow] for an image's flow, with the
+// boot partition mounted at boot-dir.
+func FlowConfig(flow string, attempts int) string {
+	switch flow {
+	case FlowUBoot:
+		return fmt.Sprintf("type = \"uboot\"\nboot-dir = %q\nattempts = %d\nenv-size = %#x\n", bootDirs[flow], attempts, UBootEnvSize)
+	case FlowSDBoot:
+		return fmt.Sprintf("type = \"systemd-boot\"\nboot-dir = %q\n", bootDirs[flow])
+	}
+	return fmt.Sprintf("type = \"grub\"\nboot-dir = %q\nattempts = %d\n", bootDirs[FlowGrub], attempts)
+}
+
+// Options are the inputs of Build besides the spec.
+type Options struct {
+	RootFS   string // directory or tar archive (plain, gzip or zstd)
+	Out      string // the disk image
+	Bundle   string // the bundle of the spec's version ("": Out with the extension .tandem)
+	Created  int64  // the bundle's creation time (spec.Created)
+	Progress func(step string)
+}
+
+// Result says what Build wrote.
+type Result struct {
+	Disk       string          `json:"disk"`
+	Bundle     string          `json:"bundle"`
+	BundleHash string          `json:"bundle_hash"`
+	BootFlow   string          `json:"boot_flow"`
+	Version    string          `json:"version"`
+	Partitions []PartitionInfo `json:"partitions"`
+}
+
+// PartitionInfo is one partition of the written disk.
+type PartitionInfo struct {
+	Number int    `json:"number"`
+	Label  string `json:"label"`
+	Start  int64  `json:"start"` // bytes
+	Size   int64  `json:"size"`  // bytes
+	Empty  bool   `json:"empty,omitempty"`
+}
+
+// WriteText prints the result for humans.
+func (r *Result) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "disk    %s (%s, version %s)\n", r.Disk, r.BootFlow, r.Version)
+	for _, p := range r.Partitions {
+		empty := ""
+		if p.Empty {
+			empty = " (empty)"
+		}
+		fmt.Fprintf(w, "  %d %-9s %6d MiB at %d MiB%s\n", p.Number, p.Label, p.Size/MiB, p.Start/MiB, empty)
+	}
+	_, err := fmt.Fprintf(w, "bundle  %s\nhash    %s\n", r.Bundle, r.BundleHash)
+	return err
+}
+
+// tools returns the host tools a flow needs.
+func tools(flow string) []string {
+	t := []string{"fakeroot", "tar", "mkfs.ext4", "mkfs.vfat", "mcopy", "sfdisk"}
+	switch flow {
+	case FlowGrub:
+		t = append(t, "grub-mkimage")
+	case FlowUBoot:
+		t = append(t, "mkimage")
+	}
+	return t
+}
+
+// Build writes the disk image of s to o.Out (through a temporary file next
+// to it, renamed at the end) and the signed bundle of the same system to
+// o.Bundle. Every input is checked before anything is written.
+func Build(s *Spec, o Options) (*Result, error) {
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	flow := s.Flow()
+	if err := CheckTools(tools(flow)...); err != nil {
+		return nil, err
+	}
+	if o.Bundle == "" {
+		o.Bundle = strings.TrimSuffix(o.Out, filepath.Ext(o.Out)) + ".tandem"
+	}
+	if o.Bundle == o.Out {
+		return nil, errors.New("the bundle and the disk image are the same file; name another bundle file")
+	}
+	sign, err := spec.Signer(s.Keys.Signing)
+	if err != nil {
+		return nil, fmt.Errorf("keys.signing: %w", err)
+	}
+	keys := map[string][]byte{}
+	for _, k := range s.Keys.Trusted {
+		if keys[filepath.Base(k)], err = os.ReadFile(k); err != nil {
+			return nil, fmt.Errorf("keys.trusted: %w", err)
+		}
+	}
+	agent, err := agentBinary(s)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(o.RootFS); err != nil {
+		return nil, fmt.Errorf("root file system: %w", err)
+	}
+	top := ""
+	if len(s.Tandem.RebootCommand) > 0 {
+		top = fmt.Sprintf("reboot-command = [\"%s\"]\n", strings.Join(s.Tandem.RebootCommand, `", "`))
+	}
+	cfg := SystemConfig{Compatible: s.Compatible, Root: s.Disk.PartitionPrefix, SysA: PartSysA, SysB: PartSysB,
+		Flow: FlowConfig(flow, s.Boot.Attempts), Top: top}.String()
+	if _, err := config.Parse("system.toml", []byte(cfg)); err != nil {
+		return nil, fmt.Errorf("the generated system.toml: %w", err)
+	}
+
+	work, err := os.MkdirTemp(filepath.Dir(o.Out), "."+filepath.Base(o.Out)+".tmp-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	t, err := unpack(o.RootFS, filepath.Join(work, "root"), filepath.Join(work, "fakeroot.db"))
+	if err != nil {
+		return nil, fmt.Errorf("root file system: %w", err)
+	}
+	defer t.root.Close()
+	progress("root file system: unpacked from " + o.RootFS)
+	kernel, err := t.resolve(s.Boot.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("boot.kernel: %w", err)
+	}
+	initramfs := ""
+	if s.Boot.Initramfs != "" {
+		if initramfs, err = t.resolve(s.Boot.Initramfs); err != nil {
+			return nil, fmt.Errorf("boot.initramfs: %w", err)
+		}
+	}
+	if err := t.addTandem(agent, cfg, keys, bootDirs[flow]); err != nil {
+		return nil, err
+	}
+	sys := filepath.Join(work, "system.ext4")
+	if err := t.ext4(sys, s.Disk.system, "system"); err != nil {
+		return nil, fmt.Errorf("system partition: %w", err)
+	}
+	progress(fmt.Sprintf("system partition: %d MiB ext4 with tandem, system.toml and %d trusted key(s)", s.Disk.system/MiB, len(keys)))
+
+	bc := BootConfig{SysA: PartSysA, SysB: PartSysB, Root: s.Disk.PartitionPrefix, Kernel: s.Boot.Kernel,
+		Initramfs: s.Boot.Initramfs, Cmdline: s.Boot.Cmdline, Arch: s.Boot.Arch}
+	bootTree := filepath.Join(work, "boot")
+	switch flow {
+	case FlowGrub:
+		err = GrubESP(bootTree, s.Boot.Arch, GrubCfg(bc))
+	case FlowUBoot:
+		err = UBootPart(bootTree, s.Boot.Arch, UBootBoot(bc))
+	case FlowSDBoot:
+		ird := ""
+		if initramfs != "" {
+			ird = filepath.Join(t.dir, initramfs)
+		}
+		err = SDBootESP(bootTree, s.Boot.EFIBinary, filepath.Join(t.dir, kernel), ird, bc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boot partition: %w", err)
+	}
+	bootImg := filepath.Join(work, "boot.vfat")
+	if err := VFAT(bootImg, s.Disk.boot, "BOOT", bootTree); err != nil {
+		return nil, fmt.Errorf("boot partition: %w", err)
+	}
+	progress(fmt.Sprintf("boot partition: %d MiB FAT32 for the %s flow", s.Disk.boot/MiB, flow))
+	if err := os.MkdirAll(filepath.Join(work, "data", "tandem"), 0o755); err != nil {
+		return nil, err
+	}
+	dataImg := filepath.Join(work, "data.ext4")
+	if err := Ext4(dataImg, s.Disk.data, "data", filepath.Join(work, "data")); err != nil {
+		return nil, fmt.Errorf("data partition: %w", err)
+	}
+	spare := sys
+	if s.Spare == "empty" {
+		spare = ""
+	}
+	parts := []Partition{
+		{Label: "boot", Type: TypeESP, Size: s.Disk.boot, Image: bootImg},
+		{Label: "system-a", Type: TypeLinux, Size: s.Disk.system, Image: sys},
+		{Label: "system-b", Type: TypeLinux, Size: s.Disk.system, Image: spare},
+		{Label: "data", Type: TypeLinux, Size: s.Disk.data, Image: dataImg},
+	}
+	disk := filepath.Join(work, "disk.img")
+	if err := Disk(disk, parts); err != nil {
+		return nil, err
+	}
+	progress(fmt.Sprintf("disk: GPT with boot, system-a, system-b (%s), data", s.Spare))
+
+	b := &spec.Spec{Header: bundle.Header{Compatible: s.Compatible, Version: s.Version, Created: o.Created}, Level: bundle.LevelDefault}
+	if b.Payloads, err = spec.SlotPayloads([]string{"system=" + sys}, "64K", false); err != nil {
+		return nil, err
+	}
+	hash, err := b.Create(o.Bundle, sign)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	progress(fmt.Sprintf("bundle: %s (version %s, signed)", o.Bundle, s.Version))
+	if err := os.Rename(disk, o.Out); err != nil {
+		return nil, err
+	}
+	if err := syncDir(filepath.Dir(o.Out)); err != nil {
+		return nil, err
+	}
+	r := &Result{Disk: o.Out, Bundle: o.Bundle, BundleHash: hash.String(), BootFlow: flow, Version: s.Version}
+	start := int64(MiB)
+	for i, p := range parts {
+		r.Partitions = append(r.Partitions, PartitionInfo{Number: i + 1, Label: p.Label, Start: start, Size: p.Size, Empty: p.Image == ""})
+		start += p.Size
+	}
+	return r, nil
+}
+
+// agentBinary returns the tandem binary to place in the root file system:
+// tandem.binary, else this program when the architecture matches.
+func agentBinary(s *Spec) (string, error) {
+	if s.Tandem.Binary != "" {
+		if _, err := os.Stat(s.Tandem.Binary); err != nil {
+			return "", fmt.Errorf("tandem.binary: %w", err)
+		}
+		return s.Tandem.Binary, nil
+	}
+	if arch := strings.Replace(runtime.GOARCH, "amd64", "x86_64", 1); arch != s.Boot.Arch {
+		return "", fmt.Errorf("tandem.binary: this tandem is for %s, the image is %s; set tandem.binary to a %s build", runtime.GOARCH, s.Boot.Arch, s.Boot.Arch)
+	}
+	return os.Executable()
+}
+
+// addTandem places tandem's files in the root file system: the binary at
+// /usr/bin/tandem, system.toml, the trusted keys, the mount points of the
+// boot and data partitions and their /etc/fstab lines (by partition label;
+// lines the fstab already has for those mount points are kept).
+func (t *tree) addTandem(agent, cfg string, keys map[string][]byte, bootDir string) error {
+	bin, err := os.ReadFile(agent)
+	if err != nil {
+		return fmt.Errorf("tandem.binary: %w", err)
+	}
+	if err := t.add("usr/bin/tandem", bin, 0o755); err != nil {
+		return err
+	}
+	if err := t.add("etc/tandem/system.toml", []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	for _, d := range []string{"etc/tandem/keys", "data", strings.TrimPrefix(bootDir, "/")} {
+		if err := t.mkdirs(d); err != nil {
+			return err
+		}
+	}
+	for name, k := range keys {
+		if err := t.add("etc/tandem/keys/"+name, k, 0o644); err != nil {
+			return err
+		}
+	}
+	fstab, err := t.root.ReadFile("etc/fstab")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	mounted := map[string]bool{}
+	for _, l := range strings.Split(string(fstab), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && !strings.HasPrefix(f[0], "#") {
+			mounted[f[1]] = true
+		}
+	}
+	add := ""
+	if !mounted[bootDir] {
+		add += fmt.Sprintf("PARTLABEL=boot %s vfat defaults 0 2\n", bootDir)
+	}
+	if !mounted["/data"] {
+		add += "PARTLABEL=data /data ext4 defaults 0 2\n"
+	}
+	if add == "" {
+		return nil
+	}
+	if len(fstab) > 0 && !strings.HasSuffix(string(fstab), "\n") {
+		fstab = append(fstab, '\n')
+	}
+	return t.add("etc/fstab", append(fstab, add...), 0o644)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

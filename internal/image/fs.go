@@ -1,0 +1,90 @@
+package image
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// MiB is one mebibyte.
+const MiB = 1 << 20
+
+// debPackages names the Debian package of each external tool.
+const debPackages = "mkfs.ext4:e2fsprogs fakeroot:fakeroot tar:tar zstd:zstd mkfs.vfat:dosfstools mcopy:mtools " +
+	"sfdisk:fdisk grub-mkimage:grub-common mkimage:u-boot-tools"
+
+// CheckTools reports the first of the external tools that is not on PATH,
+// with the Debian package that has it.
+func CheckTools(tools ...string) error {
+	for _, t := range tools {
+		if _, err := exec.LookPath(t); err != nil {
+			_, pkg, _ := strings.Cut(debPackages[strings.Index(debPackages, t+":"):], ":")
+			pkg, _, _ = strings.Cut(pkg, " ")
+			return fmt.Errorf("%s is not installed (hint: apt-get install %s)", t, pkg)
+		}
+	}
+	return nil
+}
+
+// Run runs a host tool and reports its output, in one line, on failure.
+func Run(name string, args ...string) error { return runIn("", name, args...) }
+
+// runIn runs a host tool with stdin as its input.
+func runIn(stdin, name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, oneLine(out.String()))
+	}
+	return nil
+}
+
+// oneLine joins a tool's output into one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Ext4 makes an ext4 file system image of size bytes at out holding the tree
+// under dir ("" dir: empty), labelled label.
+func Ext4(out string, size int64, label, dir string) error {
+	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return Run("mkfs.ext4", ext4Args(out, size, label, dir)...)
+}
+
+func ext4Args(out string, size int64, label, dir string) []string {
+	args := []string{"-q", "-F", "-t", "ext4", "-L", label, "-E", "root_owner=0:0", "-O", "^metadata_csum_seed"}
+	if dir != "" {
+		args = append(args, "-d", dir)
+	}
+	return append(args, out, fmt.Sprintf("%dk", size/1024))
+}
+
+// VFAT makes a FAT32 file system image of size bytes at out holding the tree
+// under dir ("" dir: empty), copied in with mtools.
+func VFAT(out string, size int64, label, dir string) error {
+	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := Run("mkfs.vfat", "-F", "32", "-n", label, "-C", out, fmt.Sprint(size/1024)); err != nil {
+		return err
+	}
+	if dir == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		// mcopy -s copies directories recursively; -Q stops at the first error.
+		if err := Run("mcopy", "-Q", "-s", "-i", out, dir+"/"+e.Name(), "::/"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
