@@ -2,6 +2,9 @@
 GO            ?= go
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 MAX_BINARY    := 12000000
+# nethttpomithttp2: the device binary speaks HTTP/1.1 only (range requests and
+# their parallel connections need nothing of HTTP/2); it saves ~530 KB.
+BUILD_TAGS    := nethttpomithttp2
 LDFLAGS       := -s -w -X github.com/tandem-ota/tandem/internal/cli.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: all build demo demo-qemu deps test lint unit cross deb fuzz bench bench-delta clean test-e2e e2e-ci
@@ -9,7 +12,7 @@ LDFLAGS       := -s -w -X github.com/tandem-ota/tandem/internal/cli.Version=$(sh
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tandem ./cmd/tandem
+	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o bin/tandem ./cmd/tandem
 
 demo: build
 	bash scripts/demo.sh bin/tandem
@@ -47,7 +50,7 @@ unit:
 cross:
 	@set -e; for t in arm64: arm:7 riscv64: amd64:; do \
 		arch=$${t%%:*}; arm=$${t#*:}; out=bin/tandem-linux-$$arch; \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/tandem; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch GOARM=$$arm $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/tandem; \
 		size=$$(stat -c %s $$out); echo "$$out: $$size bytes"; \
 		if [ $$size -gt $(MAX_BINARY) ]; then echo "$$out is larger than $(MAX_BINARY) bytes" >&2; exit 1; fi; \
 	done

@@ -24,20 +24,9 @@ func (a *app) rugixCommand() *cobra.Command {
 		Use:   RugixName,
 		Short: "tandem's rugix-ctrl compatible command line",
 		Long: `This is tandem, invoked as rugix-ctrl: it accepts the commands and flags the public Rugix
-fleet integrations call, so that their scripts run unchanged on a tandem device
-(docs/integrations/rugix-ctrl.md). The bundles are tandem bundles.
-
-  update install [--reboot yes|no|set|deferred] [--bundle-hash H]
-                 [--insecure-skip-bundle-verification] BUNDLE   (path, - or http(s) URL)
-  system info [--json]           JSON with rugix-ctrl's field names
-  system commit
-  system reboot [--spare]
-  slots create-index SLOT CHUNKER HASH-ALG
-  state reset [--backup] [--backup-name NAME]   factory reset, then reboot
-  boot mark-good [GROUP] | mark-bad GROUP   commit the running trial | end GROUP's trial
-
-The device is the one tandem manages (/etc/tandem/system.toml; TANDEM_ROOT for a
-simulated device). Run "tandem --help" for tandem's own command line.`,
+fleet integrations call, so that their scripts run unchanged on a tandem device; the bundles are
+tandem bundles and the device is the one /etc/tandem/system.toml describes (TANDEM_ROOT for a
+simulated one). Every command and flag: docs/integrations/rugix-ctrl.md; tandem's own: tandem --help.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,

@@ -28,6 +28,8 @@ inherit go-mod go-mod-update-modules systemd deploy
 # dynamic loader.
 export CGO_ENABLED = "0"
 GOBUILDFLAGS:remove = "-buildmode=pie"
+# HTTP/1.1 only, as make cross builds it (docs/packages.md): ~530 KB smaller.
+GOBUILDFLAGS:append = " -tags=nethttpomithttp2"
 GO_EXTRA_LDFLAGS = "-X ${GO_IMPORT}/internal/cli.Version=${PV}"
 
 TANDEM_SRC = "${S}/src/${GO_IMPORT}"
