@@ -76,10 +76,10 @@ func GrubESP(tree, arch string, grubCfg []byte) error {
 	if err := Run("grub-mkimage", args...); err != nil {
 		return fmt.Errorf("%w (hint: the %s modules are in Debian's grub-efi-%s-bin)", err, target, strings.Replace(arch, "x86_64", "amd64", 1))
 	}
-	if err := writeFile(filepath.Join(boot, "grub.cfg"), grubCfg, 0o644); err != nil {
+	if err := WriteFile(filepath.Join(boot, "grub.cfg"), grubCfg, 0o644); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(boot, "tandem.cfg"), bootloader.GrubScript, 0o644); err != nil {
+	if err := WriteFile(filepath.Join(boot, "tandem.cfg"), bootloader.GrubScript, 0o644); err != nil {
 		return err
 	}
 	for _, name := range []string{"primary", "secondary", "trial"} {
@@ -91,7 +91,7 @@ func GrubESP(tree, arch string, grubCfg []byte) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFile(filepath.Join(tree, "tandem", name+".grubenv"), b, 0o644); err != nil {
+		if err := WriteFile(filepath.Join(tree, "tandem", name+".grubenv"), b, 0o644); err != nil {
 			return err
 		}
 	}
@@ -166,7 +166,7 @@ func UBootPart(tree, arch, bootCmd string) error {
 		return err
 	}
 	for _, f := range []string{"uboot.env", "uboot-redund.env"} {
-		if err := writeFile(filepath.Join(tree, f), env, 0o644); err != nil {
+		if err := WriteFile(filepath.Join(tree, f), env, 0o644); err != nil {
 			return err
 		}
 	}
@@ -179,10 +179,10 @@ func UBootPart(tree, arch, bootCmd string) error {
 // (loader/entries/tandem-<g>.conf) with a copy of the kernel and initramfs
 // (host paths) in /<g>/.
 func SDBootESP(tree, efi, kernel, initramfs string, c BootConfig) error {
-	if err := copyFile(efi, filepath.Join(tree, "EFI", "BOOT", "BOOTX64.EFI"), 0o644); err != nil {
+	if err := CopyFile(efi, filepath.Join(tree, "EFI", "BOOT", "BOOTX64.EFI"), 0o644); err != nil {
 		return fmt.Errorf("%w (hint: apt-get install systemd-boot-efi, or set boot.efi-binary)", err)
 	}
-	if err := writeFile(filepath.Join(tree, "loader", "loader.conf"), []byte("default tandem-a.conf\ntimeout 0\nconsole-mode keep\n"), 0o644); err != nil {
+	if err := WriteFile(filepath.Join(tree, "loader", "loader.conf"), []byte("default tandem-a.conf\ntimeout 0\nconsole-mode keep\n"), 0o644); err != nil {
 		return err
 	}
 	for i, g := range []string{"a", "b"} {
@@ -190,22 +190,24 @@ func SDBootESP(tree, efi, kernel, initramfs string, c BootConfig) error {
 		entry := fmt.Sprintf("title   system %[1]s\nlinux   /%[1]s/vmlinuz\n", g)
 		if initramfs != "" {
 			entry += fmt.Sprintf("initrd  /%s/initrd.img\n", g)
-			if err := copyFile(initramfs, filepath.Join(tree, g, "initrd.img"), 0o644); err != nil {
+			if err := CopyFile(initramfs, filepath.Join(tree, g, "initrd.img"), 0o644); err != nil {
 				return err
 			}
 		}
 		entry += fmt.Sprintf("options root=%s%d tandem.group=%s %s\n", c.Root, part, g, c.Cmdline)
-		if err := writeFile(filepath.Join(tree, "loader", "entries", "tandem-"+g+".conf"), []byte(entry), 0o644); err != nil {
+		if err := WriteFile(filepath.Join(tree, "loader", "entries", "tandem-"+g+".conf"), []byte(entry), 0o644); err != nil {
 			return err
 		}
-		if err := copyFile(kernel, filepath.Join(tree, g, "vmlinuz"), 0o644); err != nil {
+		if err := CopyFile(kernel, filepath.Join(tree, g, "vmlinuz"), 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func writeFile(p string, data []byte, mode os.FileMode) error {
+// WriteFile writes data to p with mode (exactly, whatever the umask),
+// making p's directory first.
+func WriteFile(p string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
@@ -215,10 +217,11 @@ func writeFile(p string, data []byte, mode os.FileMode) error {
 	return os.Chmod(p, mode)
 }
 
-func copyFile(src, dst string, mode os.FileMode) error {
+// CopyFile copies src to dst as WriteFile writes.
+func CopyFile(src, dst string, mode os.FileMode) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return err
 	}
-	return writeFile(dst, b, mode)
+	return WriteFile(dst, b, mode)
 }

@@ -54,7 +54,7 @@ func newFixture(t *testing.T) *fixture {
 		"etc/os-release": "VERSION_ID=1.0.0\n", "usr/bin/sh": "#!shell",
 	}
 	for p, c := range files {
-		if err := writeFile(filepath.Join(f.rootfs, p), []byte(c), 0o644); err != nil {
+		if err := WriteFile(filepath.Join(f.rootfs, p), []byte(c), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,7 +66,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := os.Chmod(filepath.Join(f.rootfs, "usr/bin/sh"), 0o755|os.ModeSetuid); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFile(filepath.Join(dir, "tandem-device"), []byte("#!/bin/sh\necho tandem\n"), 0o755); err != nil {
+	if err := WriteFile(filepath.Join(dir, "tandem-device"), []byte("#!/bin/sh\necho tandem\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return f

@@ -194,11 +194,11 @@ func (x *X86) adoptESP(tree, boot string) error {
 	if err := diskimage.Run("grub-mkimage", args...); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(boot, "grub.cfg"), []byte(cfg), 0o644); err != nil {
+	if err := diskimage.WriteFile(filepath.Join(boot, "grub.cfg"), []byte(cfg), 0o644); err != nil {
 		return err
 	}
 	for p, b := range files {
-		if err := writeFile(filepath.Join(tree, p), b, 0o644); err != nil {
+		if err := diskimage.WriteFile(filepath.Join(tree, p), b, 0o644); err != nil {
 			return err
 		}
 	}
@@ -397,7 +397,7 @@ func adoptBootTree(loader, tree, boot string) error {
 		return fmt.Errorf("unknown arm64 loader %q", loader)
 	}
 	src := filepath.Join(tree, "boot.cmd")
-	if err := writeFile(src, []byte(adoptUBootScript(a, boot)), 0o644); err != nil {
+	if err := diskimage.WriteFile(src, []byte(adoptUBootScript(a, boot)), 0o644); err != nil {
 		return err
 	}
 	if err := diskimage.Run("mkimage", "-A", "arm64", "-T", "script", "-C", "none", "-n", loader, "-d", src, filepath.Join(tree, "boot.scr")); err != nil {
@@ -414,7 +414,7 @@ func adoptBootTree(loader, tree, boot string) error {
 		return err
 	}
 	for _, f := range []string{"uboot.env", "uboot-redund.env"} {
-		if err := writeFile(filepath.Join(tree, f), img, 0o644); err != nil {
+		if err := diskimage.WriteFile(filepath.Join(tree, f), img, 0o644); err != nil {
 			return err
 		}
 	}
@@ -459,7 +459,7 @@ func UBootTools(d Debs) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("libubootenv: %s:arm64: %w", w.pkg, err)
 			}
-			if err := copyFile(src, filepath.Join(tree, f[1]), 0o755); err != nil {
+			if err := diskimage.CopyFile(src, filepath.Join(tree, f[1]), 0o755); err != nil {
 				return "", err
 			}
 		}

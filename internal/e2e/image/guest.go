@@ -66,27 +66,9 @@ var Applets = []string{
 	"uname", "wc", "cmp", "ifconfig", "route", "dmesg", "chattr", "lsattr", "find", "seq", "date", "kill", "watchdog", "[",
 }
 
-func writeFile(p string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(p, data, mode); err != nil {
-		return err
-	}
-	return os.Chmod(p, mode)
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return writeFile(dst, b, mode)
-}
-
 // installBusybox puts busybox at <root>/bin/busybox with applet symlinks.
 func installBusybox(root, busybox string) error {
-	if err := copyFile(busybox, filepath.Join(root, "bin", "busybox"), 0o755); err != nil {
+	if err := diskimage.CopyFile(busybox, filepath.Join(root, "bin", "busybox"), 0o755); err != nil {
 		return err
 	}
 	for _, a := range Applets {
@@ -171,19 +153,19 @@ func BuildInitramfs(out string, o InitramfsOptions) error {
 	var sh strings.Builder
 	for _, p := range order {
 		base := filepath.Base(p)
-		if err := copyFile(p, filepath.Join(tmp, "lib", "modules", base), 0o644); err != nil {
+		if err := diskimage.CopyFile(p, filepath.Join(tmp, "lib", "modules", base), 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(&sh, "insmod /lib/modules/%s %s\n", base, params[modName(base)])
 	}
-	if err := writeFile(filepath.Join(tmp, "modules.sh"), []byte(sh.String()), 0o644); err != nil {
+	if err := diskimage.WriteFile(filepath.Join(tmp, "modules.sh"), []byte(sh.String()), 0o644); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(tmp, "init"), []byte(initScript), 0o755); err != nil {
+	if err := diskimage.WriteFile(filepath.Join(tmp, "init"), []byte(initScript), 0o755); err != nil {
 		return err
 	}
 	if o.Version != "" {
-		if err := writeFile(filepath.Join(tmp, "version"), []byte(o.Version+"\n"), 0o644); err != nil {
+		if err := diskimage.WriteFile(filepath.Join(tmp, "version"), []byte(o.Version+"\n"), 0o644); err != nil {
 			return err
 		}
 	}
@@ -277,24 +259,24 @@ func SystemTree(dir string, o SystemOptions) error {
 			return err
 		}
 	}
-	if err := writeFile(filepath.Join(dir, "sbin", "init"), []byte(sysInit), 0o755); err != nil {
+	if err := diskimage.WriteFile(filepath.Join(dir, "sbin", "init"), []byte(sysInit), 0o755); err != nil {
 		return err
 	}
 	if o.Tandem != "" { // else tandem image build adds it
-		if err := copyFile(o.Tandem, filepath.Join(dir, "bin", "tandem"), 0o755); err != nil {
+		if err := diskimage.CopyFile(o.Tandem, filepath.Join(dir, "bin", "tandem"), 0o755); err != nil {
 			return err
 		}
-		if err := writeFile(filepath.Join(dir, "etc", "tandem", "system.toml"), []byte(o.Config), 0o644); err != nil {
+		if err := diskimage.WriteFile(filepath.Join(dir, "etc", "tandem", "system.toml"), []byte(o.Config), 0o644); err != nil {
 			return err
 		}
 	}
 	for _, k := range o.Keys {
-		if err := copyFile(k, filepath.Join(dir, "etc", "tandem", "keys", filepath.Base(k)), 0o644); err != nil {
+		if err := diskimage.CopyFile(k, filepath.Join(dir, "etc", "tandem", "keys", filepath.Base(k)), 0o644); err != nil {
 			return err
 		}
 	}
 	osr := fmt.Sprintf("ID=tandem-e2e\nNAME=\"tandem e2e\"\nVERSION_ID=%s\n", o.Version)
-	if err := writeFile(filepath.Join(dir, "etc", "os-release"), []byte(osr), 0o644); err != nil {
+	if err := diskimage.WriteFile(filepath.Join(dir, "etc", "os-release"), []byte(osr), 0o644); err != nil {
 		return err
 	}
 	var mounts strings.Builder
@@ -304,14 +286,14 @@ func SystemTree(dir string, o SystemOptions) error {
 		}
 		fmt.Fprintf(&mounts, "mount -t %s %s %s || echo \"TANDEM-E2E cannot mount %s\"\n", m.Type, m.Device, m.Dir, m.Dir)
 	}
-	if err := writeFile(filepath.Join(dir, "etc", "e2e", "mounts.sh"), []byte(mounts.String()), 0o644); err != nil {
+	if err := diskimage.WriteFile(filepath.Join(dir, "etc", "e2e", "mounts.sh"), []byte(mounts.String()), 0o644); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, "etc", "e2e", "behavior"), []byte(o.Behavior+"\n"), 0o644); err != nil {
+	if err := diskimage.WriteFile(filepath.Join(dir, "etc", "e2e", "behavior"), []byte(o.Behavior+"\n"), 0o644); err != nil {
 		return err
 	}
 	for p, c := range o.Files {
-		if err := writeFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+		if err := diskimage.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
 			return err
 		}
 	}
@@ -336,7 +318,7 @@ func SystemTree(dir string, o SystemOptions) error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := copyFile(o.Boot[n], filepath.Join(dir, "boot", n), 0o644); err != nil {
+		if err := diskimage.CopyFile(o.Boot[n], filepath.Join(dir, "boot", n), 0o644); err != nil {
 			return err
 		}
 	}

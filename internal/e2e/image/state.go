@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // State makes a system image boot through `tandem init` with managed state
@@ -84,7 +86,7 @@ func E2fsprogs(d Debs, arch string) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("e2fsprogs: %s: %w", p+suffix, err)
 			}
-			if err := copyFile(src, filepath.Join(tree, f), 0o755); err != nil {
+			if err := diskimage.CopyFile(src, filepath.Join(tree, f), 0o755); err != nil {
 				return "", err
 			}
 		}

@@ -130,10 +130,10 @@ func (x *X86) uki(version, initrd string) (string, error) {
 		return "", err
 	}
 	osrel, cmdline := filepath.Join(x.Work, "osrel-"+version), filepath.Join(x.Work, "uki-cmdline-"+version)
-	if err := writeFile(osrel, fmt.Appendf(nil, "ID=tandem-e2e\nVERSION_ID=%s\n", version), 0o644); err != nil {
+	if err := diskimage.WriteFile(osrel, fmt.Appendf(nil, "ID=tandem-e2e\nVERSION_ID=%s\n", version), 0o644); err != nil {
 		return "", err
 	}
-	if err := writeFile(cmdline, []byte("console=ttyS0 panic=1 quiet"), 0o644); err != nil {
+	if err := diskimage.WriteFile(cmdline, []byte("console=ttyS0 panic=1 quiet"), 0o644); err != nil {
 		return "", err
 	}
 	// The section addresses follow the stub's last section (below 0x20000).
@@ -151,7 +151,7 @@ func (x *X86) versionFiles(version string) (initrd, cmdline string, err error) {
 	if _, err := os.Stat(initrd); err == nil {
 		return initrd, cmdline, nil
 	}
-	if err := writeFile(cmdline, []byte("quiet tandem.e2e_cmdline="+version+"\n"), 0o644); err != nil {
+	if err := diskimage.WriteFile(cmdline, []byte("quiet tandem.e2e_cmdline="+version+"\n"), 0o644); err != nil {
 		return "", "", err
 	}
 	return initrd, cmdline, BuildInitramfs(initrd, InitramfsOptions{Busybox: x.busybox, Kernel: x.kernel, Modules: x.modules, Version: version})
@@ -331,7 +331,7 @@ func (x *X86) Data(out string, bundles map[string]string) error {
 		if strings.Contains(name, "/") {
 			return fmt.Errorf("bundle name %q has a slash", name)
 		}
-		if err := copyFile(p, filepath.Join(tree, "bundles", name), 0o644); err != nil {
+		if err := diskimage.CopyFile(p, filepath.Join(tree, "bundles", name), 0o644); err != nil {
 			return err
 		}
 	}
@@ -347,10 +347,10 @@ func (x *X86) countingESP(tree, boot string) error {
 	if err != nil {
 		return err
 	}
-	if err := copyFile(filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), filepath.Join(boot, "BOOTX64.EFI"), 0o644); err != nil {
+	if err := diskimage.CopyFile(filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), filepath.Join(boot, "BOOTX64.EFI"), 0o644); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(tree, "loader", "loader.conf"), []byte("default tandem-*\ntimeout 0\nconsole-mode keep\n"), 0o644); err != nil {
+	if err := diskimage.WriteFile(filepath.Join(tree, "loader", "loader.conf"), []byte("default tandem-*\ntimeout 0\nconsole-mode keep\n"), 0o644); err != nil {
 		return err
 	}
 	files, err := x.bootFiles("1.0.0")
@@ -359,7 +359,7 @@ func (x *X86) countingESP(tree, boot string) error {
 	}
 	for _, g := range []string{"a", "b"} {
 		for _, f := range files {
-			if err := copyFile(f.src, filepath.Join(tree, "tandem", g, f.name), 0o644); err != nil {
+			if err := diskimage.CopyFile(f.src, filepath.Join(tree, "tandem", g, f.name), 0o644); err != nil {
 				return err
 			}
 		}
@@ -369,5 +369,5 @@ func (x *X86) countingESP(tree, boot string) error {
 		prog = "efi /tandem/a/linux.efi"
 	}
 	entry := fmt.Sprintf("title tandem a\n%s\noptions root=/dev/vda%d console=ttyS0 panic=1 quiet tandem.e2e_cmdline=1.0.0 tandem.group=a\n", prog, X86PartSysA)
-	return writeFile(filepath.Join(tree, "loader", "entries", "tandem-1-a.conf"), []byte(entry), 0o644)
+	return diskimage.WriteFile(filepath.Join(tree, "loader", "entries", "tandem-1-a.conf"), []byte(entry), 0o644)
 }
