@@ -272,6 +272,40 @@ func caseCutCommit(m *Machine, points []string, grub bool) {
 	}
 }
 
+// installDone is the final JSON line of `tandem update install --json`.
+type installDone struct {
+	Event           string `json:"event"`
+	Version         string `json:"version"`
+	Method          string `json:"method"`
+	Reason          string `json:"reason"`
+	BytesDownloaded int64  `json:"bytesDownloaded"`
+	BytesReused     int64  `json:"bytesReused"`
+	ChunksPatched   int64  `json:"chunksPatched"`
+	Requests        int64  `json:"requests"`
+}
+
+// parseDone reads the done event from the last line of out.
+func parseDone(out string) (installDone, bool) {
+	var done installDone
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := lines[len(lines)-1]
+	i := strings.Index(last, "{")
+	ok := i >= 0 && json.Unmarshal([]byte(last[i:]), &done) == nil && done.Event == "done"
+	return done, ok
+}
+
+// guestInstall installs url in the guest into the spare group with a trial
+// set, and returns the done event.
+func guestInstall(m *Machine, url string) installDone {
+	m.t.Helper()
+	out := m.Run("tandem update install " + url + " --reboot set --json | tail -1")
+	done, ok := parseDone(out)
+	if !ok {
+		m.fatalf("install from %s: no done event:\n%s", url, out)
+	}
+	return done
+}
+
 // caseHTTPDelta installs a bundle from an HTTP server on the host (QEMU
 // user-mode network) into the spare group: the slots already hold most of
 // its chunks, so tandem downloads only part of it (docs/delta.md). Then the
@@ -280,18 +314,7 @@ func caseHTTPDelta(m *Machine, url, version string, size int64) {
 	m.t.Helper()
 	def := checkCommitted(m)
 	s := spare(def)
-	out := m.Run("tandem update install " + url + " --reboot set --json | tail -1")
-	var done struct {
-		Event           string `json:"event"`
-		Version         string `json:"version"`
-		BytesDownloaded int64  `json:"bytesDownloaded"`
-		BytesReused     int64  `json:"bytesReused"`
-		Requests        int64  `json:"requests"`
-	}
-	i := strings.Index(out, "{")
-	if i < 0 || json.Unmarshal([]byte(strings.TrimSpace(out[i:])), &done) != nil || done.Event != "done" {
-		m.fatalf("install from %s: no done event:\n%s", url, out)
-	}
+	done := guestInstall(m, url)
 	m.t.Logf("%s: delta install of %s: downloaded %d of %d bundle bytes in %d requests, reused %d bytes",
 		m.Name, version, done.BytesDownloaded, size, done.Requests, done.BytesReused)
 	if done.Version != version || done.Requests == 0 || done.BytesDownloaded <= 0 || done.BytesDownloaded >= size/2 || done.BytesReused == 0 {
@@ -315,20 +338,7 @@ func caseHTTPPatch(m *Machine, url, version string, dynamic int64) {
 	m.t.Helper()
 	def := checkCommitted(m)
 	s := spare(def)
-	out := m.Run("tandem update install " + url + " --reboot set --json | tail -1")
-	var done struct {
-		Event           string `json:"event"`
-		Version         string `json:"version"`
-		Method          string `json:"method"`
-		Reason          string `json:"reason"`
-		BytesDownloaded int64  `json:"bytesDownloaded"`
-		ChunksPatched   int64  `json:"chunksPatched"`
-		Requests        int64  `json:"requests"`
-	}
-	i := strings.Index(out, "{")
-	if i < 0 || json.Unmarshal([]byte(strings.TrimSpace(out[i:])), &done) != nil || done.Event != "done" {
-		m.fatalf("install from %s: no done event:\n%s", url, out)
-	}
+	done := guestInstall(m, url)
 	m.t.Logf("%s: patch install of %s: downloaded %d bytes in %d requests (the dynamic path: %d), %d chunks patched; %s",
 		m.Name, version, done.BytesDownloaded, done.Requests, dynamic, done.ChunksPatched, done.Reason)
 	if done.Version != version || done.Method != "patch" || done.ChunksPatched == 0 ||

@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -216,13 +214,8 @@ func (e *x86Env) patchRelease(t *testing.T, from, name, version, hostBase string
 	hostTandem(t, e.dir, "sim", "new", dev, "--boot-flow", "grub", "--image", src, "--compatible", image.X86Compatible,
 		"--factory-version", "3.0.0", "--trust", pub)
 	out := hostTandemOutput(t, e.dir, "--root", dev, "update", "install", hostBase+name+".tandem", "--no-patch", "--json")
-	var done struct {
-		Event           string `json:"event"`
-		Method          string `json:"method"`
-		BytesDownloaded int64  `json:"bytesDownloaded"`
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if json.Unmarshal([]byte(lines[len(lines)-1]), &done) != nil || done.Event != "done" || done.Method != "delta" || done.BytesDownloaded <= 0 {
+	done, ok := parseDone(out)
+	if !ok || done.Method != "delta" || done.BytesDownloaded <= 0 {
 		t.Fatalf("the host's --no-patch install of %s: no delta done event:\n%s", name, out)
 	}
 	return done.BytesDownloaded
