@@ -87,6 +87,35 @@ func CheckPatchRefs(refs []PatchRef) error {
 	return nil
 }
 
+// NamedPatches is the offer a fleet side makes by naming artifacts as
+// `tandem bundle delta` names patches (<bundle hash>.tpatch,
+// version-<version>.tpatch; hawkBit chunks, Memfault releases): the
+// artifacts (file name and URL, in pairs) with such a name that pass
+// CheckPatchRefs, at most MaxPatchOffers. skip, when not nil, hears why a
+// patch-named artifact is left out.
+func NamedPatches(artifacts [][2]string, skip func(string)) []PatchRef {
+	var refs []PatchRef
+	for _, a := range artifacts {
+		from, version, ok := patch.ParseName(a[0])
+		if !ok {
+			continue
+		}
+		r := PatchRef{URL: a[1], FromBundle: from, FromVersion: version}
+		err := CheckPatchRefs([]PatchRef{r})
+		if err == nil && len(refs) == MaxPatchOffers {
+			err = fmt.Errorf("more than %d patches offered", MaxPatchOffers)
+		}
+		if err != nil {
+			if skip != nil {
+				skip(fmt.Sprintf("artifact %.64q is not used as a patch: %v", a[0], err))
+			}
+			continue
+		}
+		refs = append(refs, r)
+	}
+	return refs
+}
+
 // patchCandidates returns the patches to try, in order, for a source
 // group installed from bundle hash (or at version, for a group tandem
 // never installed), and why there are none. Without an offer the device

@@ -399,27 +399,15 @@ func (a *Adapter) jobOf(d *Deployment, c *Chunk, art *Artifact) fleet.Job {
 }
 
 // patches returns the patches the bundle's chunk carries: its artifacts
-// named as `tandem bundle delta` names patches (<bundle hash>.tpatch,
-// version-<version>.tpatch), at most install.MaxPatchOffers of them.
+// named as `tandem bundle delta` names patches (install.NamedPatches).
 func (a *Adapter) patches(d *Deployment, c *Chunk) []install.PatchRef {
-	var refs []install.PatchRef
+	var arts [][2]string
 	for _, art := range c.Artifacts {
-		from, version, ok := patch.ParseName(art.Filename)
-		if !ok || art.URL() == "" {
-			continue
+		if art.URL() != "" {
+			arts = append(arts, [2]string{art.Filename, art.URL()})
 		}
-		r := install.PatchRef{URL: art.URL(), FromBundle: from, FromVersion: version}
-		if err := install.CheckPatchRefs([]install.PatchRef{r}); err != nil {
-			a.log().Warn(fmt.Sprintf("action %s: artifact %.64q is not used as a patch: %v", d.ID, art.Filename, err))
-			continue
-		}
-		if len(refs) == install.MaxPatchOffers {
-			a.log().Warn(fmt.Sprintf("action %s: more than %d patch artifacts; the others are not used", d.ID, install.MaxPatchOffers))
-			break
-		}
-		refs = append(refs, r)
 	}
-	return refs
+	return install.NamedPatches(arts, func(s string) { a.log().Warn(fmt.Sprintf("action %s: %s", d.ID, s)) })
 }
 
 // start begins a new deployment action.

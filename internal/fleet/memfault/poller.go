@@ -94,18 +94,14 @@ func ParseRelease(r io.Reader) (*Release, *Artifact, error) {
 
 // Patches returns the patches of the release's bundle: its artifacts named
 // as `tandem bundle delta` names patches (<bundle hash>.tpatch,
-// version-<version>.tpatch), at most install.MaxPatchOffers. Their URLs,
+// version-<version>.tpatch; install.NamedPatches). Their URLs,
 // like the bundle's, expire: a resumed install takes them afresh.
 func (r *Release) Patches() []install.PatchRef {
-	var refs []install.PatchRef
-	for _, a := range r.Artifacts {
-		from, version, ok := patch.ParseName(a.Filename)
-		ref := install.PatchRef{URL: a.URL, FromBundle: from, FromVersion: version}
-		if ok && len(refs) < install.MaxPatchOffers && install.CheckPatchRefs([]install.PatchRef{ref}) == nil {
-			refs = append(refs, ref)
-		}
+	arts := make([][2]string, len(r.Artifacts))
+	for i, a := range r.Artifacts {
+		arts[i] = [2]string{a.Filename, a.URL}
 	}
-	return refs
+	return install.NamedPatches(arts, nil)
 }
 
 // Poller installs the releases Memfault's releases API offers. It has no
