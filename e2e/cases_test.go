@@ -272,6 +272,18 @@ func caseCutCommit(m *Machine, points []string, grub bool) {
 	}
 }
 
+// commitTrial reboots into the trial that group s of version must be, then
+// commits it; what names the step in a failure.
+func commitTrial(m *Machine, s, version, what string) {
+	m.t.Helper()
+	m.Reboot()
+	if g, v := m.Booted(true); g != s || v != version {
+		m.fatalf("%s: group %s version %s, want %s %s", what, g, v, s, version)
+	}
+	m.Run("tandem system commit")
+	checkCommitted(m)
+}
+
 // installDone is the final JSON line of `tandem update install --json`.
 type installDone struct {
 	Event           string `json:"event"`
@@ -320,12 +332,7 @@ func caseHTTPDelta(m *Machine, url, version string, size int64) {
 	if done.Version != version || done.Requests == 0 || done.BytesDownloaded <= 0 || done.BytesDownloaded >= size/2 || done.BytesReused == 0 {
 		m.fatalf("install from %s: %+v; want a delta download of less than half of %d bytes", url, done, size)
 	}
-	m.Reboot()
-	if g, v := m.Booted(true); g != s || v != version {
-		m.fatalf("after the delta install: group %s version %s, want %s %s", g, v, s, version)
-	}
-	m.Run("tandem system commit")
-	checkCommitted(m)
+	commitTrial(m, s, version, "after the delta install")
 }
 
 // caseHTTPPatch installs a bundle over HTTP for which a patch from the
@@ -345,10 +352,5 @@ func caseHTTPPatch(m *Machine, url, version string, dynamic int64) {
 		done.BytesDownloaded <= 0 || done.BytesDownloaded*4 > dynamic {
 		m.fatalf("install from %s: %+v; want method patch and at most a quarter of the dynamic path's %d bytes", url, done, dynamic)
 	}
-	m.Reboot()
-	if g, v := m.Booted(true); g != s || v != version {
-		m.fatalf("after the patch install: group %s version %s, want %s %s", g, v, s, version)
-	}
-	m.Run("tandem system commit")
-	checkCommitted(m)
+	commitTrial(m, s, version, "after the patch install")
 }

@@ -118,12 +118,7 @@ func caseCutInstallAt(m *Machine, bundle, version string, points []string) {
 	}
 	s := spare(checkCommitted(m))
 	m.Run(cmd)
-	m.Reboot()
-	if g, v := m.Booted(true); g != s || v != version {
-		m.fatalf("install after the cuts: group %s version %s, want %s %s", g, v, s, version)
-	}
-	m.Run("tandem system commit")
-	checkCommitted(m)
+	commitTrial(m, s, version, "install after the cuts")
 }
 
 // TestSDBootCountCut cuts the power while systemd-boot counts a trial
