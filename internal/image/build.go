@@ -20,6 +20,7 @@ import (
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/config"
+	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
 // Partition numbers of a built image.
@@ -265,7 +266,7 @@ func Build(s *Spec, o Options) (*Result, error) {
 	if err := os.Rename(disk, o.Out); err != nil {
 		return nil, err
 	}
-	if err := syncDir(filepath.Dir(o.Out)); err != nil {
+	if err := rootfs.NewOS("").SyncDir(filepath.Dir(o.Out)); err != nil {
 		return nil, err
 	}
 	r := &Result{Disk: o.Out, Bundle: o.Bundle, BundleHash: hash.String(), BootFlow: flow, Version: s.Version}
@@ -341,13 +342,4 @@ func (t *tree) addTandem(agent, cfg string, keys map[string][]byte, bootDir stri
 		fstab = append(fstab, '\n')
 	}
 	return t.add("etc/fstab", append(fstab, add...), 0o644)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

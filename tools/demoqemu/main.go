@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	diskimage "github.com/tandem-ota/tandem/internal/image"
+
 	"github.com/tandem-ota/tandem/internal/e2e/image"
 	"github.com/tandem-ota/tandem/internal/e2e/qemu"
 )
@@ -88,7 +90,7 @@ func run(tandemBin, work, cache string) error {
 	if err != nil {
 		return err
 	}
-	if err := copyFile(bin, filepath.Join(work, "tandem")); err != nil {
+	if err := diskimage.CopyFile(bin, filepath.Join(work, "tandem"), 0o755); err != nil {
 		return fmt.Errorf("%w (hint: make build)", err)
 	}
 	tandem := filepath.Join(work, "tandem")
@@ -142,7 +144,7 @@ func run(tandemBin, work, cache string) error {
 
 	step("4. boot the disk in QEMU (OVMF, the real GRUB with tandem's script)")
 	vars := filepath.Join(work, "OVMF_VARS.fd")
-	if err := copyFile(ovmfVars, vars); err != nil {
+	if err := diskimage.CopyFile(ovmfVars, vars, 0o644); err != nil {
 		return err
 	}
 	log := filepath.Join(work, "console.log")
@@ -242,12 +244,4 @@ func indent(s string) string {
 		}
 	}
 	return b.String()
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, 0o755)
 }
