@@ -88,7 +88,9 @@ func tandemBinary(t *testing.T, goarch string) string {
 		return p
 	}
 	out := filepath.Join(work(t), "tandem-"+goarch)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "../cmd/tandem")
+	// The build tags of the shipped binary (Makefile BUILD_TAGS): the guests
+	// run what a device runs.
+	cmd := exec.Command("go", "build", "-tags", "nethttpomithttp2", "-trimpath", "-ldflags", "-s -w", "-o", out, "../cmd/tandem")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build tandem for %s: %v\n%s", goarch, err, b)
