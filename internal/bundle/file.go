@@ -33,6 +33,17 @@ func TrustVerifier(trust *signature.TrustStore, now time.Time, signer *signature
 	}
 }
 
+// TrustFiles is TrustVerifier for the trusted public keys and root
+// certificates in files (PEM) and the clock of now: how the build-host tools
+// (bundle verify, bundle extract) check a bundle as a device would.
+func TrustFiles(files []string, signer *signature.Signer) (Verifier, error) {
+	trust, err := signature.LoadTrust("", files)
+	if err != nil {
+		return nil, err
+	}
+	return TrustVerifier(trust, time.Now(), signer), nil
+}
+
 // acceptAny accepts every signature section: for showing a bundle's chunk
 // tables, never for using its content.
 func acceptAny(*Header, Hash, []signature.Signature) error { return nil }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/bundle"
@@ -39,12 +38,12 @@ func (a *app) bundleVerifyCommand() *cobra.Command {
 		Short: "Verify a bundle's signature and every chunk, as a device would",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ts, err := signature.LoadTrust("", trust)
+			var who signature.Signer
+			verify, err := bundle.TrustFiles(trust, &who)
 			if err != nil {
 				return err
 			}
-			var who signature.Signer
-			_, hash, err := bundle.VerifyFile(args[0], bundle.TrustVerifier(ts, time.Now(), &who))
+			_, hash, err := bundle.VerifyFile(args[0], verify)
 			if err != nil {
 				return err
 			}
@@ -150,13 +149,12 @@ func (a *app) bundleExtractCommand() *cobra.Command {
 		Short: "Write one payload's verified content to a file",
 		Args:  exactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ts, err := signature.LoadTrust("", trust)
+			if insecure {
+				return bundle.ExtractFile(args[0], args[1], args[2], bundle.Unverified)
+			}
+			verify, err := bundle.TrustFiles(trust, nil)
 			if err != nil {
 				return err
-			}
-			verify := bundle.TrustVerifier(ts, time.Now(), nil)
-			if insecure {
-				verify = bundle.Unverified
 			}
 			return bundle.ExtractFile(args[0], args[1], args[2], verify)
 		},

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/tandem-ota/tandem/internal/bundle/spec"
 	"github.com/tandem-ota/tandem/internal/channel"
 	"github.com/tandem-ota/tandem/internal/signature"
 )
@@ -26,8 +25,6 @@ Devices follow it with "tandem watch URL". Format and workflow: docs/integration
 
 func (a *app) channelPublishCommand() *cobra.Command {
 	var fl channel.PublishFlags
-	var cert string
-	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "publish --channel NAME --bundle FILE --key KEY -o CHANNEL.json",
 		Short: "Write a signed channel file naming a bundle as the channel's current release",
@@ -58,40 +55,21 @@ then the channel file.
 			if err != nil {
 				return usageError{err}
 			}
-			keys, err := spec.WithCert(fl.Keys, cert)
-			if err != nil {
-				return usageError{err}
-			}
-			if err := p.Load(keys, fl.Trust); err != nil {
+			if err := p.Load(fl.Keys, fl.Trust); err != nil {
 				return err
 			}
 			pub, err := channel.Publish(p)
 			if err != nil {
 				return err
 			}
-			if jsonOut {
+			if fl.JSON {
 				return a.printJSON(pub.File.Info(""))
 			}
 			a.printf("%s\n", pub.Summary(fl.Out))
 			return nil
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&fl.Channel, "channel", "", "channel name (a-z 0-9 . _ -; devices check it)")
-	f.StringVar(&fl.Bundle, "bundle", "", "the bundle file to publish (verified first)")
-	f.StringVar(&fl.URL, "url", "", "absolute http(s) URL of the bundle")
-	f.StringVar(&fl.Relative, "relative", "", "bundle URL relative to the channel file's URL (default: the bundle's file name)")
-	f.StringArrayVar(&fl.Keys, "key", nil, "signing key PATH[:CHAIN] (PEM; repeatable)")
-	f.StringVar(&cert, "cert", "", "X.509 chain (PEM, leaf first) of the single --key")
-	f.StringArrayVar(&fl.Trust, "trust", nil, "public key or certificate that must verify the bundle (default: the --key public keys)")
-	f.StringVar(&fl.Rollout, "rollout", "", "share of selected devices that install it, in percent (e.g. 10 or 2.5; default 100)")
-	f.StringArrayVar(&fl.Selects, "select", nil, "only devices with label LABEL=VALUE (repeatable: all must match)")
-	f.StringArrayVar(&fl.Devices, "select-device", nil, "only this device id (repeatable: any of them)")
-	f.Uint64Var(&fl.Sequence, "sequence", 0, "sequence number (default: automatic, see above)")
-	f.StringVar(&fl.Expires, "expires", "30d", "validity: devices refuse the file after this long (e.g. 30d, 12h)")
-	f.StringVarP(&fl.Out, "output", "o", "", "the channel file to write")
-	f.StringVar(&fl.Patches, "patches", "", "directory of the bundle's patches to list (default: BUNDLE.patches if it exists; - for none)")
-	f.BoolVar(&jsonOut, "json", false, "print the written file's contents as JSON")
+	fl.Define(cmd.Flags())
 	return cmd
 }
 

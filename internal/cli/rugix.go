@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tandem-ota/tandem/internal/device"
 	rugixctrl "github.com/tandem-ota/tandem/internal/fleet/rugix"
-	"github.com/tandem-ota/tandem/internal/install"
 )
 
 // RugixName is the program name (argv[0] base name) that selects the
@@ -42,8 +41,7 @@ simulated one). Every command and flag: docs/integrations/rugix-ctrl.md; tandem'
 }
 
 func (a *app) rugixInstallCommand() *cobra.Command {
-	var o install.Options
-	var reboot, hash, verifyBundle string
+	var fl rugixctrl.InstallFlags
 	cmd := &cobra.Command{
 		Use:   "install BUNDLE",
 		Short: "Install a tandem bundle (path, - for stdin, or http(s) URL) into the spare group",
@@ -58,7 +56,7 @@ must be signed by a key the device trusts, unless --insecure-skip-bundle-verific
 Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","progress":P}.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mode, bundleHash, err := rugixctrl.ParseInstallFlags(reboot, hash, verifyBundle)
+			mode, err := fl.Parse()
 			if err != nil {
 				return usageError{err}
 			}
@@ -66,18 +64,12 @@ Progress: when stdout is not a terminal, JSON lines {"event":"UpdateProgress","p
 			if err != nil {
 				return err
 			}
-			o.Source, o.Stdin, o.Trust.BundleHash = args[0], a.env.Stdin, bundleHash
+			o := fl.Options
+			o.Source, o.Stdin = args[0], a.env.Stdin
 			return rugixctrl.RunInstall(cmd.Context(), d, o, mode, a.env.Stdout, a.rugixSay)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&reboot, "reboot", string(install.RebootYes), "yes, no, set or deferred (= set)")
-	f.StringVar(&hash, "bundle-hash", "", "accept the bundle with this tandem bundle hash instead of a signature")
-	f.StringVar(&verifyBundle, "verify-bundle", "", "the same as --bundle-hash (rugix-ctrl 0.8 name)")
-	f.BoolVar(&o.Trust.Insecure, "insecure-skip-bundle-verification", false, "install without verifying the bundle (never in production)")
-	f.StringVar(&o.Group, "boot-group", "", "target group (default: the only spare group)")
-	f.StringArrayVar(&o.Trust.Files, "root-cert", nil, "extra trusted public key or root certificate (PEM, repeatable)")
-	f.BoolVar(&o.HTTP.NoDelta, "disable-range-queries", false, "download the whole bundle even when the server supports ranges")
+	fl.Define(cmd.Flags())
 	return cmd
 }
 
