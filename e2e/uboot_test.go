@@ -45,10 +45,9 @@ func needArm64Tools(t *testing.T) {
 // arm64Env is the built arm64 image set: the factory disk and the signed
 // bundles on its data partition (/data/bundles/<name>.tandem).
 type arm64Env struct {
-	name  string
-	dir   string
-	disk  string
-	parts []diskimage.Partition
+	name string
+	dir  string
+	disk string
 }
 
 var (
@@ -95,29 +94,19 @@ func arm64BuildWith(t *testing.T, name, loader string, st *image.State) *arm64En
 	}
 	hostTandem(t, dir, "key", "generate", "release")
 	a := &image.Arm64{Work: dir, Cache: Cache, Tandem: tandemBinary(t, "arm64"),
-		PubKey: filepath.Join(dir, "release.pub"), Attempts: arm64Attempts, State: st, Loader: loader}
+		PubKey: filepath.Join(dir, "release.pub"), Key: filepath.Join(dir, "release.key"), Attempts: arm64Attempts, State: st, Loader: loader}
 	if err := a.Prepare(); err != nil {
 		t.Fatal(err)
 	}
-	v1, bundles := systemBundles(t, dir, image.Arm64Compatible, a.System)
-	boot, data := filepath.Join(dir, "boot.vfat"), filepath.Join(dir, "data.ext4")
-	if err := a.BootPart(boot); err != nil {
-		t.Fatal(err)
-	}
-	if st != nil {
-		data = "" // blank: tandem init makes the file system at the first boot
-	} else if err := a.Data(data, bundles); err != nil {
-		t.Fatal(err)
-	}
-	e := &arm64Env{name: name, dir: dir, disk: filepath.Join(dir, "factory.img"), parts: a.Partitions(boot, v1, v1, data)}
-	if err := diskimage.Disk(e.disk, e.parts); err != nil {
+	bundles := systemBundles(t, dir, image.Arm64Compatible, a.System)
+	// The factory disk comes from the image builder (tandem image build);
+	// with state its data partition is blank.
+	e := &arm64Env{name: name, dir: dir, disk: filepath.Join(dir, "factory.img")}
+	if _, err := a.Factory(e.disk, bundles); err != nil {
 		t.Fatal(err)
 	}
 	if st != nil {
 		growDisk(t, e.disk)
-	}
-	for _, f := range []string{boot, data, v1} {
-		os.Remove(f)
 	}
 	arm64Envs[name] = e
 	return e

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/e2e/image"
 	"github.com/tandem-ota/tandem/internal/e2e/qemu"
-	diskimage "github.com/tandem-ota/tandem/internal/image"
 )
 
 // OVMF firmware of Debian's ovmf package (4 MiB flash layout).
@@ -28,9 +27,8 @@ type x86Env struct {
 	name   string // the variant: the loader, or "grub-state"
 	loader string
 	dir    string
-	www    string // the bundles again, served over HTTP by serve
-	disk   string // factory disk image (template, copied per machine)
-	parts  []diskimage.Partition
+	www    string     // the bundles again, served over HTTP by serve
+	disk   string     // factory disk image (template, copied per machine)
 	x      *image.X86 // the builder, for a version built later (patchRelease)
 }
 
@@ -79,11 +77,11 @@ func x86BuildVariant(t *testing.T, name, loader string, st *image.State) *x86Env
 	}
 	hostTandem(t, dir, "key", "generate", "release")
 	x := &image.X86{Loader: loader, Work: dir, Cache: Cache, Tandem: tandemBinary(t, "amd64"),
-		PubKey: filepath.Join(dir, "release.pub"), Attempts: 2, State: st}
+		PubKey: filepath.Join(dir, "release.pub"), Key: filepath.Join(dir, "release.key"), Attempts: 2, State: st}
 	if err := x.Prepare(); err != nil {
 		t.Fatal(err)
 	}
-	v1, bundles := systemBundles(t, dir, image.X86Compatible, x.System, x.BootFiles)
+	bundles := systemBundles(t, dir, image.X86Compatible, x.System, x.BootFiles)
 	www := filepath.Join(dir, "www")
 	if err := os.MkdirAll(www, 0o755); err != nil {
 		t.Fatal(err)
@@ -93,24 +91,14 @@ func x86BuildVariant(t *testing.T, name, loader string, st *image.State) *x86Env
 			t.Fatal(err)
 		}
 	}
-	esp, data := filepath.Join(dir, "esp.vfat"), filepath.Join(dir, "data.ext4")
-	if err := x.ESP(esp); err != nil {
-		t.Fatal(err)
-	}
-	if st != nil {
-		data = "" // blank: tandem init makes the file system at the first boot
-	} else if err := x.Data(data, bundles); err != nil {
-		t.Fatal(err)
-	}
-	e := &x86Env{name: name, loader: loader, dir: dir, www: www, disk: filepath.Join(dir, "factory.img"), parts: x.Partitions(esp, v1, v1, data), x: x}
-	if err := diskimage.Disk(e.disk, e.parts); err != nil {
+	// The factory disk comes from the image builder (tandem image build);
+	// with state its data partition is blank.
+	e := &x86Env{name: name, loader: loader, dir: dir, www: www, disk: filepath.Join(dir, "factory.img"), x: x}
+	if _, err := x.Factory(e.disk, bundles); err != nil {
 		t.Fatal(err)
 	}
 	if st != nil {
 		growDisk(t, e.disk)
-	}
-	for _, f := range []string{esp, data, v1} {
-		os.Remove(f)
 	}
 	x86Envs[name] = e
 	return e
@@ -148,17 +136,13 @@ func (e *x86Env) serve(t *testing.T) string {
 	return fmt.Sprintf("http://10.0.2.2:%d/", l.Addr().(*net.TCPAddr).Port)
 }
 
-// systemBundles builds the factory system image (v1) with system, an image
-// builder's System, and a signed bundle of every version in x86Bundles. It
-// returns the v1 image and the bundles by file name. bootFiles, when given,
-// returns more slot arguments of a version (boot files), put first.
+// systemBundles builds with system, a guest's System (the image builder's
+// system partition), a signed bundle of every version in x86Bundles, and
+// returns them by file name. bootFiles, when given, returns more slot
+// arguments of a version (boot files), put first.
 func systemBundles(t *testing.T, dir, compatible string, system func(out, version, behavior string) error,
-	bootFiles ...func(version string) ([]string, error)) (string, map[string]string) {
+	bootFiles ...func(version string) ([]string, error)) map[string]string {
 	t.Helper()
-	v1 := filepath.Join(dir, "system-v1.ext4")
-	if err := system(v1, "1.0.0", ""); err != nil {
-		t.Fatal(err)
-	}
 	bundles := map[string]string{}
 	for _, b := range x86Bundles {
 		img := filepath.Join(dir, "system-"+b.name+".ext4")
@@ -178,7 +162,7 @@ func systemBundles(t *testing.T, dir, compatible string, system func(out, versio
 		bundles[b.name+".tandem"] = out
 		os.Remove(img)
 	}
-	return v1, bundles
+	return bundles
 }
 
 // patchRelease builds a healthy system of version, its signed bundle

@@ -86,6 +86,32 @@ type Options struct {
 	Bundle   string // the bundle of the spec's version ("": Out with the extension .tandem)
 	Created  int64  // the bundle's creation time (spec.Created)
 	Progress func(step string)
+
+	// The fields below are for Go callers whose images the spec cannot
+	// describe (tandem's real-boot tests build their guests with them).
+	// They are not checked like the spec's fields.
+
+	// SystemConfig replaces the generated /etc/tandem/system.toml (it must
+	// still parse), e.g. for other slots or an adopted boot flow.
+	SystemConfig string
+	// BootTree, when set, fills the boot partition's tree instead of the
+	// flow's files (a boot loader set-up the builder does not know).
+	BootTree func(dir string) error
+	// Loader adds lines to the flow's boot loader configuration.
+	Loader LoaderHooks
+	// DataTree is a host directory copied into the data partition's root
+	// (next to /tandem), e.g. bundles a test installs from.
+	DataTree string
+	// DataEmpty leaves the data partition zero: tandem init makes its file
+	// system at the first boot (docs/state.md).
+	DataEmpty bool
+}
+
+// LoaderHooks are verbatim additions to the generated boot configuration
+// (BootConfig's Pre and Extra; Cmdline is appended to the kernel
+// parameters, unlike boot.cmdline it may hold GRUB variables).
+type LoaderHooks struct {
+	Pre, Extra, Cmdline string
 }
 
 // Result says what Build wrote.
@@ -133,36 +159,31 @@ func tools(flow string) []string {
 	return t
 }
 
-// Build writes the disk image of s to o.Out (through a temporary file next
-// to it, renamed at the end) and the signed bundle of the same system to
-// o.Bundle. Every input is checked before anything is written.
-func Build(s *Spec, o Options) (*Result, error) {
-	progress := o.Progress
-	if progress == nil {
-		progress = func(string) {}
-	}
-	flow := s.Flow()
-	if err := CheckTools(tools(flow)...); err != nil {
+// job is a checked build: the spec, the options and what was read from
+// them before anything is written.
+type job struct {
+	s     *Spec
+	o     Options
+	flow  string
+	cfg   string            // system.toml
+	keys  map[string][]byte // trusted keys by file name
+	agent string            // host path of the device's tandem
+}
+
+// prepare checks the tools, the keys, the agent binary, the root file
+// system and system.toml.
+func prepare(s *Spec, o Options) (*job, error) {
+	j := &job{s: s, o: o, flow: s.Flow(), keys: map[string][]byte{}}
+	if err := CheckTools(tools(j.flow)...); err != nil {
 		return nil, err
 	}
-	if o.Bundle == "" {
-		o.Bundle = strings.TrimSuffix(o.Out, filepath.Ext(o.Out)) + ".tandem"
-	}
-	if o.Bundle == o.Out {
-		return nil, errors.New("the bundle and the disk image are the same file; name another bundle file")
-	}
-	sign, err := spec.Signer(s.Keys.Signing)
-	if err != nil {
-		return nil, fmt.Errorf("keys.signing: %w", err)
-	}
-	keys := map[string][]byte{}
+	var err error
 	for _, k := range s.Keys.Trusted {
-		if keys[filepath.Base(k)], err = os.ReadFile(k); err != nil {
+		if j.keys[filepath.Base(k)], err = os.ReadFile(k); err != nil {
 			return nil, fmt.Errorf("keys.trusted: %w", err)
 		}
 	}
-	agent, err := agentBinary(s)
-	if err != nil {
+	if j.agent, err = agentBinary(s); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(o.RootFS); err != nil {
@@ -172,10 +193,89 @@ func Build(s *Spec, o Options) (*Result, error) {
 	if len(s.Tandem.RebootCommand) > 0 {
 		top = fmt.Sprintf("reboot-command = [\"%s\"]\n", strings.Join(s.Tandem.RebootCommand, `", "`))
 	}
-	cfg := SystemConfig{Compatible: s.Compatible, Root: s.Disk.PartitionPrefix, SysA: PartSysA, SysB: PartSysB,
-		Flow: FlowConfig(flow, s.Boot.Attempts), Top: top}.String()
-	if _, err := config.Parse("system.toml", []byte(cfg)); err != nil {
+	j.cfg = o.SystemConfig
+	if j.cfg == "" {
+		j.cfg = SystemConfig{Compatible: s.Compatible, Root: s.Disk.PartitionPrefix, SysA: PartSysA, SysB: PartSysB,
+			Flow: FlowConfig(j.flow, s.Boot.Attempts), Top: top}.String()
+	}
+	if _, err := config.Parse("system.toml", []byte(j.cfg)); err != nil {
 		return nil, fmt.Errorf("the generated system.toml: %w", err)
+	}
+	return j, nil
+}
+
+// system unpacks the root file system under work, adds tandem's files and
+// writes the system partition's ext4 image to out. The caller closes the
+// returned tree; kernel and initramfs are paths in it.
+func (j *job) system(work, out string) (_ *tree, kernel, initramfs string, err error) {
+	s := j.s
+	t, err := unpack(j.o.RootFS, filepath.Join(work, "root"), filepath.Join(work, "fakeroot.db"))
+	if err != nil {
+		return nil, "", "", fmt.Errorf("root file system: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			t.root.Close()
+		}
+	}()
+	if kernel, err = t.resolve(s.Boot.Kernel); err != nil {
+		return nil, "", "", fmt.Errorf("boot.kernel: %w", err)
+	}
+	if s.Boot.Initramfs != "" {
+		if initramfs, err = t.resolve(s.Boot.Initramfs); err != nil {
+			return nil, "", "", fmt.Errorf("boot.initramfs: %w", err)
+		}
+	}
+	if err = t.addTandem(j.agent, j.cfg, j.keys, bootDirs[j.flow]); err != nil {
+		return nil, "", "", err
+	}
+	if err = t.ext4(out, s.Disk.system, "system"); err != nil {
+		return nil, "", "", fmt.Errorf("system partition: %w", err)
+	}
+	return t, kernel, initramfs, nil
+}
+
+// System writes only the system partition's ext4 image of s to out, as
+// Build writes partition 2: the image a later version's bundle carries.
+func System(s *Spec, o Options, out string) error {
+	j, err := prepare(s, o)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	t, _, _, err := j.system(work, out)
+	if err != nil {
+		return err
+	}
+	return t.root.Close()
+}
+
+// Build writes the disk image of s to o.Out (through a temporary file next
+// to it, renamed at the end) and the signed bundle of the same system to
+// o.Bundle. Every input is checked before anything is written.
+func Build(s *Spec, o Options) (*Result, error) {
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if o.Bundle == "" {
+		o.Bundle = strings.TrimSuffix(o.Out, filepath.Ext(o.Out)) + ".tandem"
+	}
+	if o.Bundle == o.Out {
+		return nil, errors.New("the bundle and the disk image are the same file; name another bundle file")
+	}
+	j, err := prepare(s, o)
+	if err != nil {
+		return nil, err
+	}
+	flow := j.flow
+	sign, err := spec.Signer(s.Keys.Signing)
+	if err != nil {
+		return nil, fmt.Errorf("keys.signing: %w", err)
 	}
 
 	work, err := os.MkdirTemp(filepath.Dir(o.Out), "."+filepath.Base(o.Out)+".tmp-")
@@ -183,40 +283,29 @@ func Build(s *Spec, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	t, err := unpack(o.RootFS, filepath.Join(work, "root"), filepath.Join(work, "fakeroot.db"))
+	sys := filepath.Join(work, "system.ext4")
+	t, kernel, initramfs, err := j.system(work, sys)
 	if err != nil {
-		return nil, fmt.Errorf("root file system: %w", err)
+		return nil, err
 	}
 	defer t.root.Close()
 	progress("root file system: unpacked from " + o.RootFS)
-	kernel, err := t.resolve(s.Boot.Kernel)
-	if err != nil {
-		return nil, fmt.Errorf("boot.kernel: %w", err)
-	}
-	initramfs := ""
-	if s.Boot.Initramfs != "" {
-		if initramfs, err = t.resolve(s.Boot.Initramfs); err != nil {
-			return nil, fmt.Errorf("boot.initramfs: %w", err)
-		}
-	}
-	if err := t.addTandem(agent, cfg, keys, bootDirs[flow]); err != nil {
-		return nil, err
-	}
-	sys := filepath.Join(work, "system.ext4")
-	if err := t.ext4(sys, s.Disk.system, "system"); err != nil {
-		return nil, fmt.Errorf("system partition: %w", err)
-	}
-	progress(fmt.Sprintf("system partition: %d MiB ext4 with tandem, system.toml and %d trusted key(s)", s.Disk.system/MiB, len(keys)))
+	progress(fmt.Sprintf("system partition: %d MiB ext4 with tandem, system.toml and %d trusted key(s)", s.Disk.system/MiB, len(j.keys)))
 
 	bc := BootConfig{SysA: PartSysA, SysB: PartSysB, Root: s.Disk.PartitionPrefix, Kernel: s.Boot.Kernel,
-		Initramfs: s.Boot.Initramfs, Cmdline: s.Boot.Cmdline, Arch: s.Boot.Arch}
+		Initramfs: s.Boot.Initramfs, Cmdline: strings.TrimSpace(s.Boot.Cmdline + " " + o.Loader.Cmdline), Arch: s.Boot.Arch,
+		Pre: o.Loader.Pre, Extra: o.Loader.Extra}
 	bootTree := filepath.Join(work, "boot")
-	switch flow {
-	case FlowGrub:
+	switch {
+	case o.BootTree != nil:
+		if err = os.Mkdir(bootTree, 0o755); err == nil {
+			err = o.BootTree(bootTree)
+		}
+	case flow == FlowGrub:
 		err = GrubESP(bootTree, s.Boot.Arch, GrubCfg(bc))
-	case FlowUBoot:
+	case flow == FlowUBoot:
 		err = UBootPart(bootTree, s.Boot.Arch, UBootBoot(bc))
-	case FlowSDBoot:
+	case flow == FlowSDBoot:
 		ird := ""
 		if initramfs != "" {
 			ird = filepath.Join(t.dir, initramfs)
@@ -231,11 +320,8 @@ func Build(s *Spec, o Options) (*Result, error) {
 		return nil, fmt.Errorf("boot partition: %w", err)
 	}
 	progress(fmt.Sprintf("boot partition: %d MiB FAT32 for the %s flow", s.Disk.boot/MiB, flow))
-	if err := os.MkdirAll(filepath.Join(work, "data", "tandem"), 0o755); err != nil {
-		return nil, err
-	}
-	dataImg := filepath.Join(work, "data.ext4")
-	if err := Ext4(dataImg, s.Disk.data, "data", filepath.Join(work, "data")); err != nil {
+	dataImg, err := j.data(work)
+	if err != nil {
 		return nil, fmt.Errorf("data partition: %w", err)
 	}
 	spare := sys
@@ -276,6 +362,25 @@ func Build(s *Spec, o Options) (*Result, error) {
 		start += p.Size
 	}
 	return r, nil
+}
+
+// data writes the data partition's image under work (tandem's data-dir and
+// Options.DataTree) and returns its path ("" for DataEmpty).
+func (j *job) data(work string) (string, error) {
+	if j.o.DataEmpty {
+		return "", nil
+	}
+	dir := filepath.Join(work, "data")
+	if err := os.MkdirAll(filepath.Join(dir, "tandem"), 0o755); err != nil {
+		return "", err
+	}
+	if j.o.DataTree != "" {
+		if err := Run("cp", "-a", "--no-preserve=ownership", j.o.DataTree+"/.", dir); err != nil {
+			return "", err
+		}
+	}
+	img := filepath.Join(work, "data.ext4")
+	return img, Ext4(img, j.s.Disk.data, "data", dir)
 }
 
 // agentBinary returns the tandem binary to place in the root file system:

@@ -115,6 +115,14 @@ func ParseSpec(file string, data []byte, bootFlow string) (*Spec, error) {
 	return &s, nil
 }
 
+// Check validates a spec made in Go (not read from a file) and fills its
+// defaults, as ParseSpec does; paths in it are used as they are.
+func (s *Spec) Check() error {
+	return s.check(func(path []string, format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", strings.Join(path, "."), config.ErrInvalid, fmt.Sprintf(format, args...))
+	})
+}
+
 // check validates s and fills defaults; errorf names the field.
 func (s *Spec) check(errorf func(path []string, format string, args ...any) error) error {
 	bad := func(format string, args []any, path ...string) error { return errorf(path, format, args...) }

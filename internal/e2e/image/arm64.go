@@ -2,7 +2,6 @@ package image
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -34,8 +33,11 @@ const UBootQEMU = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 func ubootBoot(st *State) string {
 	return diskimage.UBootBoot(diskimage.BootConfig{SysA: Arm64PartSysA, SysB: Arm64PartSysB, Root: "/dev/vda",
 		Kernel: "/boot/Image", Initramfs: "/boot/initrd.img", Cmdline: "console=ttyAMA0 panic=1 " + cmdline(st), Arch: "arm64",
-		Extra: `echo "UBOOT-E2E group=${tandem_group} part=${tandem_part}"`})
+		Extra: ubootEcho})
 }
+
+// ubootEcho is the U-Boot command of the images that prints the group it boots.
+const ubootEcho = `echo "UBOOT-E2E group=${tandem_group} part=${tandem_part}"`
 
 // Arm64 builds the arm64 test images: GPT with a FAT boot partition
 // (boot.scr from bootloader/u-boot/boot.cmd and tandem's two env files),
@@ -45,6 +47,7 @@ type Arm64 struct {
 	Cache    string // download cache (kept across runs), e.g. /var/tmp/tandem-e2e
 	Tandem   string // static tandem binary for arm64 (CGO_ENABLED=0 GOARCH=arm64)
 	PubKey   string // trusted public key placed in /etc/tandem/keys
+	Key      string // private key that signs the factory image's bundle
 	Attempts int    // boot-flow attempts
 	// Sizes in MiB (0: defaults).
 	SystemMiB, DataMiB int
@@ -107,17 +110,33 @@ func (a *Arm64) Config() string {
 	return systemConfig(Arm64Compatible, Arm64PartSysA, Arm64PartSysB, diskimage.FlowConfig(diskimage.FlowUBoot, max(a.Attempts, 1)))
 }
 
-// System builds the ext4 image of one system version at out, with the
-// kernel (/boot/Image) and initramfs (/boot/initrd.img) U-Boot loads.
-// behavior is "", "exit" or "hang" (SystemOptions.Behavior).
-func (a *Arm64) System(out, version, behavior string) error {
-	tree, err := os.MkdirTemp(a.Work, "system-")
-	if err != nil {
-		return err
+// spec returns the image spec and the builder's options of version's
+// images (internal/image, as `tandem image build`): the uboot flow, the
+// guest's sizes and boot settings, U-Boot's test line, and for an adopted
+// integration its system.toml and boot partition.
+func (a *Arm64) spec(version string) (*diskimage.Spec, diskimage.Options, error) {
+	s := &diskimage.Spec{Compatible: Arm64Compatible, Version: version, BootFlow: diskimage.FlowUBoot,
+		Disk: diskimage.DiskSpec{PartitionPrefix: "/dev/vda", BootSize: "64M", SystemSize: fmt.Sprintf("%dM", a.SystemMiB),
+			DataSize: fmt.Sprintf("%dM", a.DataMiB)},
+		Boot: diskimage.BootSpec{Arch: "arm64", Kernel: "/boot/Image", Initramfs: "/boot/initrd.img",
+			Cmdline: "console=ttyAMA0 panic=1 " + cmdline(a.State), Attempts: max(a.Attempts, 1)},
+		Keys:   diskimage.KeySpec{Signing: []string{a.Key}, Trusted: []string{a.PubKey}},
+		Tandem: diskimage.TandemSpec{Binary: a.Tandem, RebootCommand: []string{"/bin/reboot", "-f"}},
 	}
-	defer os.RemoveAll(tree)
+	o := diskimage.Options{Loader: diskimage.LoaderHooks{Extra: ubootEcho}}
+	if a.Loader != "" {
+		o.SystemConfig = a.Config()
+		o.BootTree = func(tree string) error { return adoptBootTree(a.Loader, tree, ubootBoot(a.State)) }
+	}
+	return s, o, s.Check()
+}
+
+// rootTree writes the root file system of one system version under dir,
+// with the kernel (/boot/Image) and initramfs (/boot/initrd.img) U-Boot
+// loads; tandem, system.toml and the keys are the image builder's.
+func (a *Arm64) rootTree(dir, version, behavior string) error {
 	o := SystemOptions{
-		Version: version, Busybox: a.busybox, Tandem: a.Tandem, Config: a.Config(), Keys: []string{a.PubKey},
+		Version: version, Busybox: a.busybox,
 		Mounts: []Mount{
 			{Device: fmt.Sprintf("/dev/vda%d", Arm64PartData), Dir: "/data", Type: "ext4"},
 			{Device: fmt.Sprintf("/dev/vda%d", Arm64PartBoot), Dir: Arm64BootDir, Type: "vfat"},
@@ -129,16 +148,39 @@ func (a *Arm64) System(out, version, behavior string) error {
 		a.State.apply(&o, a.e2fs, fmt.Sprintf("/dev/vda%d", Arm64PartData))
 	}
 	if ad, ok := adoptUBoots[a.Loader]; ok {
-		o.Files = map[string]string{"/etc/fw_env.config": FwEnvConfig}
+		if o.Files == nil {
+			o.Files = map[string]string{}
+		}
+		o.Files["/etc/fw_env.config"] = FwEnvConfig
 		for p, c := range ad.files {
 			o.Files[p] = c
 		}
 		o.Trees = append(o.Trees, a.fwenv)
 	}
-	if err := SystemTree(tree, o); err != nil {
+	return SystemTree(dir, o)
+}
+
+// System builds the ext4 image of one system version at out with the image
+// builder (internal/image.System). behavior is "", "exit" or "hang"
+// (SystemOptions.Behavior).
+func (a *Arm64) System(out, version, behavior string) error {
+	s, o, err := a.spec(version)
+	if err != nil {
 		return err
 	}
-	return diskimage.Ext4(out, int64(a.SystemMiB)*diskimage.MiB, "system", tree)
+	return buildSystem(a.Work, s, o, out, func(dir string) error { return a.rootTree(dir, version, behavior) })
+}
+
+// Factory builds the factory disk of version 1.0.0 at out with the image
+// builder (internal/image.Build, as `tandem image build`), with the files
+// (name → host path) under /data/bundles, or a blank data partition with
+// State.
+func (a *Arm64) Factory(out string, bundles map[string]string) (*diskimage.Result, error) {
+	s, o, err := a.spec("1.0.0")
+	if err != nil {
+		return nil, err
+	}
+	return buildFactory(a.Work, s, o, out, bundles, a.State != nil, func(dir string) error { return a.rootTree(dir, "1.0.0", "") })
 }
 
 // BootScript compiles the U-Boot script of the arm64 images at out
@@ -148,36 +190,4 @@ func BootScript(out, bootCmd string) error {
 		bootCmd = ubootBoot(nil)
 	}
 	return diskimage.UBootScript(out, "arm64", bootCmd)
-}
-
-// BootPart builds the FAT boot partition image at out (image.UBootPart).
-func (a *Arm64) BootPart(out string) error {
-	tree, err := os.MkdirTemp(a.Work, "boot-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tree)
-	boot := ubootBoot(a.State)
-	if a.Loader != "" {
-		if err := adoptBootTree(a.Loader, tree, boot); err != nil {
-			return err
-		}
-		return diskimage.VFAT(out, 64*diskimage.MiB, "BOOT", tree)
-	}
-	if err := diskimage.UBootPart(tree, "arm64", boot); err != nil {
-		return err
-	}
-	return diskimage.VFAT(out, 64*diskimage.MiB, "BOOT", tree)
-}
-
-// Partitions returns the disk layout with the given partition images.
-func (a *Arm64) Partitions(boot, sysA, sysB, data string) []diskimage.Partition {
-	return partitions("boot", a.SystemMiB, a.DataMiB, boot, sysA, sysB, data)
-}
-
-// Data builds the data partition: tandem's data directory and the bundles
-// under /data/bundles (the same layout as the x86-64 images).
-func (a *Arm64) Data(out string, bundles map[string]string) error {
-	x := X86{Work: a.Work, DataMiB: a.DataMiB}
-	return x.Data(out, bundles)
 }

@@ -172,13 +172,11 @@ func BuildInitramfs(out string, o InitramfsOptions) error {
 	return Initramfs(out, tmp)
 }
 
-// SystemOptions describe one system image (the root file system of a group).
+// SystemOptions describe one system's root file system (the image builder,
+// internal/image, adds tandem, its system.toml and the trusted keys).
 type SystemOptions struct {
 	Version  string            // VERSION_ID in /etc/os-release
 	Busybox  string            // host path of the static busybox
-	Tandem   string            // host path of the static tandem binary ("": no tandem, no system.toml)
-	Config   string            // /etc/tandem/system.toml
-	Keys     []string          // host paths of trusted public keys, copied to /etc/tandem/keys
 	Boot     map[string]string // files under /boot: name → host path (kernel, initramfs)
 	Mounts   []Mount           // mounted by /sbin/init, in order
 	Behavior string            // "" (healthy), "exit" (init exits: kernel panic) or "hang" (arms the watchdog and hangs)
@@ -262,18 +260,9 @@ func SystemTree(dir string, o SystemOptions) error {
 	if err := diskimage.WriteFile(filepath.Join(dir, "sbin", "init"), []byte(sysInit), 0o755); err != nil {
 		return err
 	}
-	if o.Tandem != "" { // else tandem image build adds it
-		if err := diskimage.CopyFile(o.Tandem, filepath.Join(dir, "bin", "tandem"), 0o755); err != nil {
-			return err
-		}
-		if err := diskimage.WriteFile(filepath.Join(dir, "etc", "tandem", "system.toml"), []byte(o.Config), 0o644); err != nil {
-			return err
-		}
-	}
-	for _, k := range o.Keys {
-		if err := diskimage.CopyFile(k, filepath.Join(dir, "etc", "tandem", "keys", filepath.Base(k)), 0o644); err != nil {
-			return err
-		}
+	// The image builder puts tandem at /usr/bin/tandem; the guest's PATH is /bin.
+	if err := os.Symlink("/usr/bin/tandem", filepath.Join(dir, "bin", "tandem")); err != nil {
+		return err
 	}
 	osr := fmt.Sprintf("ID=tandem-e2e\nNAME=\"tandem e2e\"\nVERSION_ID=%s\n", o.Version)
 	if err := diskimage.WriteFile(filepath.Join(dir, "etc", "os-release"), []byte(osr), 0o644); err != nil {
@@ -331,4 +320,50 @@ func SystemTree(dir string, o SystemOptions) error {
 func systemConfig(compatible string, sysA, sysB int, flow string) string {
 	return diskimage.SystemConfig{Compatible: compatible, Root: "/dev/vda", SysA: sysA, SysB: sysB, Flow: flow,
 		Top: "reboot-command = [\"/bin/reboot\", \"-f\"]\n"}.String()
+}
+
+// buildSystem writes the system partition image of a guest version at out
+// with the image builder (image.System) from the root file system that
+// root writes under a temporary directory in work.
+func buildSystem(work string, s *diskimage.Spec, o diskimage.Options, out string, root func(dir string) error) error {
+	tree, err := os.MkdirTemp(work, "rootfs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tree)
+	if err := root(tree); err != nil {
+		return err
+	}
+	o.RootFS = tree
+	return diskimage.System(s, o, out)
+}
+
+// buildFactory writes a guest's factory disk at out with the image builder
+// (image.Build, as `tandem image build`; its bundle of the factory version
+// next to it as <out>.tandem) from the root file system that root writes.
+// The data partition holds the bundles (name → host path) under /bundles,
+// or is left blank (tandem init makes it at the first boot).
+func buildFactory(work string, s *diskimage.Spec, o diskimage.Options, out string, bundles map[string]string, blank bool, root func(dir string) error) (*diskimage.Result, error) {
+	tmp, err := os.MkdirTemp(work, "factory-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	tree := filepath.Join(tmp, "rootfs")
+	if err := root(tree); err != nil {
+		return nil, err
+	}
+	o.RootFS, o.Out, o.Bundle, o.DataEmpty = tree, out, out+".tandem", blank
+	if !blank {
+		o.DataTree = filepath.Join(tmp, "data")
+		for name, p := range bundles {
+			if strings.Contains(name, "/") {
+				return nil, fmt.Errorf("bundle name %q has a slash", name)
+			}
+			if err := diskimage.CopyFile(p, filepath.Join(o.DataTree, "bundles", name), 0o644); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return diskimage.Build(s, o)
 }

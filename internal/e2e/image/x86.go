@@ -40,6 +40,7 @@ type X86 struct {
 	Cache    string // download cache (kept across runs), e.g. /var/tmp/tandem-e2e
 	Tandem   string // static tandem binary (CGO_ENABLED=0)
 	PubKey   string // trusted public key placed in /etc/tandem/keys
+	Key      string // private key that signs the factory image's bundle
 	Attempts int    // boot-flow attempts (grub)
 	// Sizes in MiB (0: defaults).
 	SystemMiB, DataMiB int
@@ -198,33 +199,90 @@ func (x *X86) countingConfig() string {
 	return b.String()
 }
 
-// System builds the ext4 image of one system version at out. behavior is
-// "", "exit" or "hang" (SystemOptions.Behavior). With GRUB the kernel and
-// initramfs live in the system's /boot, so an update replaces them.
-func (x *X86) System(out, version, behavior string) error {
-	tree, err := os.MkdirTemp(x.Work, "system-")
-	if err != nil {
-		return err
+// spec returns the image spec and the builder's options of version's
+// images (internal/image, as `tandem image build`): the guest's sizes, boot
+// settings and test hooks, and for the boot set-ups the builder does not
+// know (boot counting, adopted integrations) their system.toml and ESP.
+func (x *X86) spec(version string) (*diskimage.Spec, diskimage.Options, error) {
+	s := &diskimage.Spec{Compatible: X86Compatible, Version: version, BootFlow: diskimage.FlowGrub,
+		Disk: diskimage.DiskSpec{PartitionPrefix: "/dev/vda", BootSize: "64M", SystemSize: fmt.Sprintf("%dM", x.SystemMiB),
+			DataSize: fmt.Sprintf("%dM", x.DataMiB)},
+		Boot: diskimage.BootSpec{Arch: "x86_64", Kernel: "/boot/vmlinuz", Initramfs: "/boot/initrd.img",
+			Cmdline: "console=ttyS0 panic=1 " + cmdline(x.State), Attempts: max(x.Attempts, 1)},
+		Keys:   diskimage.KeySpec{Signing: []string{x.Key}, Trusted: []string{x.PubKey}},
+		Tandem: diskimage.TandemSpec{Binary: x.Tandem, RebootCommand: []string{"/bin/reboot", "-f"}},
 	}
-	defer os.RemoveAll(tree)
+	var o diskimage.Options
+	switch x.Loader {
+	case LoaderGrub:
+		o.Loader = diskimage.LoaderHooks{Pre: grubPre, Extra: grubExtra, Cmdline: "${e2e_args}"}
+	case LoaderSDBoot:
+		s.BootFlow = diskimage.FlowSDBoot
+		dir, err := Debs{Cache: filepath.Join(x.Cache, "debs")}.Extract("systemd-boot-efi")
+		if err != nil {
+			return nil, o, err
+		}
+		s.Boot.EFIBinary = filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+	case LoaderSDBootCount, LoaderSDBootUKI:
+		s.BootFlow = diskimage.FlowSDBoot
+		o.SystemConfig = x.countingConfig()
+		o.BootTree = func(tree string) error { return x.countingESP(tree, filepath.Join(tree, "EFI", "BOOT")) }
+	default: // adopt.go
+		o.SystemConfig = x.Config()
+		o.BootTree = func(tree string) error {
+			boot := filepath.Join(tree, "EFI", "BOOT")
+			if err := os.MkdirAll(boot, 0o755); err != nil {
+				return err
+			}
+			return x.adoptESP(tree, boot)
+		}
+	}
+	return s, o, s.Check()
+}
+
+// rootTree writes the root file system of one system version under dir:
+// busybox, the console init (behavior: SystemOptions.Behavior), the
+// kernel and initramfs in /boot, the mounts of the data partition and the
+// ESP, and with State tandem init's parts. tandem, its system.toml and the
+// keys are the image builder's.
+func (x *X86) rootTree(dir, version, behavior string) error {
 	o := SystemOptions{
-		Version: version, Busybox: x.busybox, Tandem: x.Tandem, Config: x.Config(), Keys: []string{x.PubKey},
+		Version: version, Busybox: x.busybox,
 		Mounts: []Mount{
 			{Device: fmt.Sprintf("/dev/vda%d", X86PartData), Dir: "/data", Type: "ext4"},
 			{Device: fmt.Sprintf("/dev/vda%d", X86PartESP), Dir: "/boot/efi", Type: "vfat"},
 		},
 		Behavior: behavior,
-	}
-	if _, adopted := adoptFlows[x.Loader]; x.Loader == LoaderGrub || adopted {
-		o.Boot = map[string]string{"vmlinuz": x.kernel.Image, "initrd.img": x.initrd}
+		Boot:     map[string]string{"vmlinuz": x.kernel.Image, "initrd.img": x.initrd},
 	}
 	if x.State != nil {
 		x.State.apply(&o, x.e2fs, fmt.Sprintf("/dev/vda%d", X86PartData))
 	}
-	if err := SystemTree(tree, o); err != nil {
+	return SystemTree(dir, o)
+}
+
+// System builds the ext4 image of one system version at out with the image
+// builder (internal/image.System). behavior is "", "exit" or "hang"
+// (SystemOptions.Behavior). The kernel and initramfs live in the system's
+// /boot, so an update replaces them (GRUB).
+func (x *X86) System(out, version, behavior string) error {
+	s, o, err := x.spec(version)
+	if err != nil {
 		return err
 	}
-	return diskimage.Ext4(out, int64(x.SystemMiB)*diskimage.MiB, "system", tree)
+	return buildSystem(x.Work, s, o, out, func(dir string) error { return x.rootTree(dir, version, behavior) })
+}
+
+// Factory builds the factory disk of version 1.0.0 at out with the image
+// builder (internal/image.Build, as `tandem image build`), with the files
+// (name → host path) under /data/bundles, or a blank data partition with
+// State.
+func (x *X86) Factory(out string, bundles map[string]string) (*diskimage.Result, error) {
+	s, o, err := x.spec("1.0.0")
+	if err != nil {
+		return nil, err
+	}
+	return buildFactory(x.Work, s, o, out, bundles, x.State != nil, func(dir string) error { return x.rootTree(dir, "1.0.0", "") })
 }
 
 // RootFS writes under dir the root file system of a guest of version for
@@ -253,95 +311,13 @@ if [ -f ${prefix}/e2e-args.cfg ]; then source ${prefix}/e2e-args.cfg; fi
 echo "GRUB-E2E group=${tandem_group} part=${tandem_part}"`
 )
 
-// bootConfig is what the boot loaders start: the system's /boot/vmlinuz
-// and /boot/initrd.img (GRUB) or their copies on the ESP (systemd-boot).
-func (x *X86) bootConfig(cmdline string) diskimage.BootConfig {
-	return diskimage.BootConfig{SysA: X86PartSysA, SysB: X86PartSysB, Root: "/dev/vda", Kernel: "/boot/vmlinuz",
-		Initramfs: "/boot/initrd.img", Cmdline: cmdline, Arch: "x86_64", Extra: grubExtra, Pre: grubPre}
-}
-
-// ESP builds the EFI system partition image at out.
-func (x *X86) ESP(out string) error {
-	tree, err := os.MkdirTemp(x.Work, "esp-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tree)
-	boot := filepath.Join(tree, "EFI", "BOOT")
-	if err := os.MkdirAll(boot, 0o755); err != nil {
-		return err
-	}
-	switch x.Loader {
-	case LoaderGrub:
-		cfg := diskimage.GrubCfg(x.bootConfig("console=ttyS0 panic=1 " + cmdline(x.State) + " ${e2e_args}"))
-		if err := diskimage.GrubESP(tree, "x86_64", cfg); err != nil {
-			return err
-		}
-	case LoaderSDBoot:
-		d := Debs{Cache: filepath.Join(x.Cache, "debs")}
-		dir, err := d.Extract("systemd-boot-efi")
-		if err != nil {
-			return err
-		}
-		efi := filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi")
-		if err := diskimage.SDBootESP(tree, efi, x.kernel.Image, x.initrd, x.bootConfig("console=ttyS0 panic=1 quiet")); err != nil {
-			return err
-		}
-	case LoaderSDBootCount, LoaderSDBootUKI:
-		if err := x.countingESP(tree, boot); err != nil {
-			return err
-		}
-	default:
-		if err := x.adoptESP(tree, boot); err != nil { // adopt.go
-			return err
-		}
-	}
-	return diskimage.VFAT(out, 64*diskimage.MiB, "ESP", tree)
-}
-
-// Partitions returns the disk layout with the given partition images.
-func (x *X86) Partitions(esp, sysA, sysB, data string) []diskimage.Partition {
-	return partitions("esp", x.SystemMiB, x.DataMiB, esp, sysA, sysB, data)
-}
-
-// partitions is the layout of the test disks: the boot partition (64 MiB),
-// system-a, system-b and data.
-func partitions(boot string, systemMiB, dataMiB int, images ...string) []diskimage.Partition {
-	const mib = diskimage.MiB
-	return []diskimage.Partition{
-		{Label: boot, Type: diskimage.TypeESP, Size: 64 * mib, Image: images[0]},
-		{Label: "system-a", Type: diskimage.TypeLinux, Size: int64(systemMiB) * mib, Image: images[1]},
-		{Label: "system-b", Type: diskimage.TypeLinux, Size: int64(systemMiB) * mib, Image: images[2]},
-		{Label: "data", Type: diskimage.TypeLinux, Size: int64(dataMiB) * mib, Image: images[3]},
-	}
-}
-
-// Data builds the data partition: tandem's data directory and the files
-// (name → host path) under /data/bundles.
-func (x *X86) Data(out string, bundles map[string]string) error {
-	tree, err := os.MkdirTemp(x.Work, "data-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tree)
-	if err := os.MkdirAll(filepath.Join(tree, "tandem"), 0o755); err != nil {
-		return err
-	}
-	for name, p := range bundles {
-		if strings.Contains(name, "/") {
-			return fmt.Errorf("bundle name %q has a slash", name)
-		}
-		if err := diskimage.CopyFile(p, filepath.Join(tree, "bundles", name), 0o644); err != nil {
-			return err
-		}
-	}
-	return diskimage.Ext4(out, int64(x.DataMiB)*diskimage.MiB, "data", tree)
-}
-
 // countingESP fills the ESP tree for LoaderSDBootCount: systemd-boot,
 // loader.conf choosing the newest tandem entry (default tandem-*), both
 // groups' version 1.0.0 boot files and the good entry of group a.
 func (x *X86) countingESP(tree, boot string) error {
+	if err := os.MkdirAll(boot, 0o755); err != nil {
+		return err
+	}
 	d := Debs{Cache: filepath.Join(x.Cache, "debs")}
 	dir, err := d.Extract("systemd-boot-efi")
 	if err != nil {
