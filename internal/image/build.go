@@ -31,8 +31,19 @@ const (
 	PartData = 4
 )
 
+// Partition numbers of an rpi-tryboot image (MBR; 4 is the extended
+// partition holding 5-7).
+const (
+	RPiPartConfig = 1
+	RPiPartBootA  = 2
+	RPiPartBootB  = 3
+	RPiPartSysA   = 5
+	RPiPartSysB   = 6
+	RPiPartData   = 7
+)
+
 // Mount points of the boot partition in the root file system, by flow.
-var bootDirs = map[string]string{FlowGrub: "/boot/efi", FlowSDBoot: "/boot/efi", FlowUBoot: "/boot/firmware"}
+var bootDirs = map[string]string{FlowGrub: "/boot/efi", FlowSDBoot: "/boot/efi", FlowUBoot: "/boot/firmware", FlowRPiTryboot: "/boot/config"}
 
 // SystemConfig is /etc/tandem/system.toml of an A/B image: two block
 // slots, partitions SysA and SysB, and the boot flow.
@@ -75,6 +86,8 @@ func FlowConfig(flow string, attempts int) string {
 		return fmt.Sprintf("type = \"uboot\"\nboot-dir = %q\nattempts = %d\nenv-size = %#x\n", bootDirs[flow], attempts, UBootEnvSize)
 	case FlowSDBoot:
 		return fmt.Sprintf("type = \"systemd-boot\"\nboot-dir = %q\n", bootDirs[flow])
+	case FlowRPiTryboot:
+		return fmt.Sprintf("type = \"rpi-tryboot\"\nboot-dir = %q\npartitions = { a = %d, b = %d }\n", bootDirs[flow], RPiPartBootA, RPiPartBootB)
 	}
 	return fmt.Sprintf("type = \"grub\"\nboot-dir = %q\nattempts = %d\n", bootDirs[FlowGrub], attempts)
 }
@@ -195,7 +208,11 @@ func prepare(s *Spec, o Options) (*job, error) {
 	}
 	j.cfg = o.SystemConfig
 	if j.cfg == "" {
-		j.cfg = SystemConfig{Compatible: s.Compatible, Root: s.Disk.PartitionPrefix, SysA: PartSysA, SysB: PartSysB,
+		sysA, sysB := PartSysA, PartSysB
+		if j.flow == FlowRPiTryboot {
+			sysA, sysB = RPiPartSysA, RPiPartSysB
+		}
+		j.cfg = SystemConfig{Compatible: s.Compatible, Root: s.Disk.PartitionPrefix, SysA: sysA, SysB: sysB,
 			Flow: FlowConfig(j.flow, s.Boot.Attempts), Top: top}.String()
 	}
 	if _, err := config.Parse("system.toml", []byte(j.cfg)); err != nil {
@@ -218,15 +235,22 @@ func (j *job) system(work, out string) (_ *tree, kernel, initramfs string, err e
 			t.root.Close()
 		}
 	}()
-	if kernel, err = t.resolve(s.Boot.Kernel); err != nil {
-		return nil, "", "", fmt.Errorf("boot.kernel: %w", err)
+	if s.Boot.Kernel != "" { // rpi-tryboot: config.txt names it
+		if kernel, err = t.resolve(s.Boot.Kernel); err != nil {
+			return nil, "", "", fmt.Errorf("boot.kernel: %w", err)
+		}
 	}
 	if s.Boot.Initramfs != "" {
 		if initramfs, err = t.resolve(s.Boot.Initramfs); err != nil {
 			return nil, "", "", fmt.Errorf("boot.initramfs: %w", err)
 		}
 	}
-	if err = t.addTandem(j.agent, j.cfg, j.keys, bootDirs[j.flow]); err != nil {
+	mounts := []mount{{"PARTLABEL=boot", bootDirs[j.flow], "vfat"}, {"PARTLABEL=data", "/data", "ext4"}}
+	if j.flow == FlowRPiTryboot { // an MBR has no partition labels
+		p := s.Disk.PartitionPrefix
+		mounts = []mount{{fmt.Sprint(p, RPiPartConfig), bootDirs[j.flow], "vfat"}, {fmt.Sprint(p, RPiPartData), "/data", "ext4"}}
+	}
+	if err = t.addTandem(j.agent, j.cfg, j.keys, mounts); err != nil {
 		return nil, "", "", err
 	}
 	if err = t.ext4(out, s.Disk.system, "system"); err != nil {
@@ -258,10 +282,6 @@ func System(s *Spec, o Options, out string) error {
 // to it, renamed at the end) and the signed bundle of the same system to
 // o.Bundle. Every input is checked before anything is written.
 func Build(s *Spec, o Options) (*Result, error) {
-	progress := o.Progress
-	if progress == nil {
-		progress = func(string) {}
-	}
 	if o.Bundle == "" {
 		o.Bundle = strings.TrimSuffix(o.Out, filepath.Ext(o.Out)) + ".tandem"
 	}
@@ -289,13 +309,71 @@ func Build(s *Spec, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer t.root.Close()
+	progress := j.progress
 	progress("root file system: unpacked from " + o.RootFS)
 	progress(fmt.Sprintf("system partition: %d MiB ext4 with tandem, system.toml and %d trusted key(s)", s.Disk.system/MiB, len(j.keys)))
 
+	var parts []Partition
+	mbr := flow == FlowRPiTryboot
+	if mbr {
+		parts, err = j.rpiParts(work, t, sys)
+	} else {
+		parts, err = j.parts(work, t, sys, kernel, initramfs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	disk := filepath.Join(work, "disk.img")
+	if err := writeDisk(disk, parts, mbr); err != nil {
+		return nil, err
+	}
+	progress(fmt.Sprintf("disk: %s with %s (spare %s)", map[bool]string{false: "GPT", true: "MBR"}[mbr], labels(parts), s.Spare))
+
+	b := &spec.Spec{Header: bundle.Header{Compatible: s.Compatible, Version: s.Version, Created: o.Created}, Level: bundle.LevelDefault}
+	if b.Payloads, err = spec.SlotPayloads([]string{"system=" + sys}, "64K", false); err != nil {
+		return nil, err
+	}
+	hash, err := b.Create(o.Bundle, sign)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	progress(fmt.Sprintf("bundle: %s (version %s, signed)", o.Bundle, s.Version))
+	if err := os.Rename(disk, o.Out); err != nil {
+		return nil, err
+	}
+	if err := rootfs.NewOS("").SyncDir(filepath.Dir(o.Out)); err != nil {
+		return nil, err
+	}
+	r := &Result{Disk: o.Out, Bundle: o.Bundle, BundleHash: hash.String(), BootFlow: flow, Version: s.Version}
+	starts, _ := Offsets(parts, mbr)
+	for i, p := range parts {
+		n := i + 1
+		if mbr && i >= 3 {
+			n++ // 4 is the extended partition
+		}
+		r.Partitions = append(r.Partitions, PartitionInfo{Number: n, Label: p.Label, Start: starts[i], Size: p.Size, Empty: p.Image == ""})
+	}
+	return r, nil
+}
+
+// labels lists the partitions' labels.
+func labels(parts []Partition) string {
+	var l []string
+	for _, p := range parts {
+		l = append(l, p.Label)
+	}
+	return strings.Join(l, ", ")
+}
+
+// parts writes the boot and data partitions' images of the GPT flows under
+// work and returns the disk's partitions.
+func (j *job) parts(work string, t *tree, sys, kernel, initramfs string) ([]Partition, error) {
+	s, o, flow := j.s, j.o, j.flow
 	bc := BootConfig{SysA: PartSysA, SysB: PartSysB, Root: s.Disk.PartitionPrefix, Kernel: s.Boot.Kernel,
 		Initramfs: s.Boot.Initramfs, Cmdline: strings.TrimSpace(s.Boot.Cmdline + " " + o.Loader.Cmdline), Arch: s.Boot.Arch,
 		Pre: o.Loader.Pre, Extra: o.Loader.Extra}
 	bootTree := filepath.Join(work, "boot")
+	var err error
 	switch {
 	case o.BootTree != nil:
 		if err = os.Mkdir(bootTree, 0o755); err == nil {
@@ -319,49 +397,33 @@ func Build(s *Spec, o Options) (*Result, error) {
 	if err := VFAT(bootImg, s.Disk.boot, "BOOT", bootTree); err != nil {
 		return nil, fmt.Errorf("boot partition: %w", err)
 	}
-	progress(fmt.Sprintf("boot partition: %d MiB FAT32 for the %s flow", s.Disk.boot/MiB, flow))
+	j.progress(fmt.Sprintf("boot partition: %d MiB FAT32 for the %s flow", s.Disk.boot/MiB, flow))
 	dataImg, err := j.data(work)
 	if err != nil {
 		return nil, fmt.Errorf("data partition: %w", err)
 	}
-	spare := sys
-	if s.Spare == "empty" {
-		spare = ""
-	}
-	parts := []Partition{
+	return []Partition{
 		{Label: "boot", Type: TypeESP, Size: s.Disk.boot, Image: bootImg},
 		{Label: "system-a", Type: TypeLinux, Size: s.Disk.system, Image: sys},
-		{Label: "system-b", Type: TypeLinux, Size: s.Disk.system, Image: spare},
+		{Label: "system-b", Type: TypeLinux, Size: s.Disk.system, Image: j.spare(sys)},
 		{Label: "data", Type: TypeLinux, Size: s.Disk.data, Image: dataImg},
-	}
-	disk := filepath.Join(work, "disk.img")
-	if err := Disk(disk, parts); err != nil {
-		return nil, err
-	}
-	progress(fmt.Sprintf("disk: GPT with boot, system-a, system-b (%s), data", s.Spare))
+	}, nil
+}
 
-	b := &spec.Spec{Header: bundle.Header{Compatible: s.Compatible, Version: s.Version, Created: o.Created}, Level: bundle.LevelDefault}
-	if b.Payloads, err = spec.SlotPayloads([]string{"system=" + sys}, "64K", false); err != nil {
-		return nil, err
+// spare is the image of group b's partition whose group a image is img:
+// the same, or none (zeros) with spare = "empty".
+func (j *job) spare(img string) string {
+	if j.s.Spare == "empty" {
+		return ""
 	}
-	hash, err := b.Create(o.Bundle, sign)
-	if err != nil {
-		return nil, fmt.Errorf("bundle: %w", err)
+	return img
+}
+
+// progress reports a step.
+func (j *job) progress(step string) {
+	if j.o.Progress != nil {
+		j.o.Progress(step)
 	}
-	progress(fmt.Sprintf("bundle: %s (version %s, signed)", o.Bundle, s.Version))
-	if err := os.Rename(disk, o.Out); err != nil {
-		return nil, err
-	}
-	if err := rootfs.NewOS("").SyncDir(filepath.Dir(o.Out)); err != nil {
-		return nil, err
-	}
-	r := &Result{Disk: o.Out, Bundle: o.Bundle, BundleHash: hash.String(), BootFlow: flow, Version: s.Version}
-	start := int64(MiB)
-	for i, p := range parts {
-		r.Partitions = append(r.Partitions, PartitionInfo{Number: i + 1, Label: p.Label, Start: start, Size: p.Size, Empty: p.Image == ""})
-		start += p.Size
-	}
-	return r, nil
 }
 
 // data writes the data partition's image under work (tandem's data-dir and
@@ -398,11 +460,14 @@ func agentBinary(s *Spec) (string, error) {
 	return os.Executable()
 }
 
+// mount is an /etc/fstab line tandem adds: source, directory, type.
+type mount struct{ src, dir, typ string }
+
 // addTandem places tandem's files in the root file system: the binary at
 // /usr/bin/tandem, system.toml, the trusted keys, the mount points of the
-// boot and data partitions and their /etc/fstab lines (by partition label;
-// lines the fstab already has for those mount points are kept).
-func (t *tree) addTandem(agent, cfg string, keys map[string][]byte, bootDir string) error {
+// boot and data partitions and their /etc/fstab lines (lines the fstab
+// already has for those mount points are kept).
+func (t *tree) addTandem(agent, cfg string, keys map[string][]byte, mounts []mount) error {
 	bin, err := os.ReadFile(agent)
 	if err != nil {
 		return fmt.Errorf("tandem.binary: %w", err)
@@ -413,7 +478,7 @@ func (t *tree) addTandem(agent, cfg string, keys map[string][]byte, bootDir stri
 	if err := t.add("etc/tandem/system.toml", []byte(cfg), 0o644); err != nil {
 		return err
 	}
-	for _, d := range []string{"etc/tandem/keys", "data", strings.TrimPrefix(bootDir, "/")} {
+	for _, d := range []string{"etc/tandem/keys", strings.TrimPrefix(mounts[0].dir, "/"), strings.TrimPrefix(mounts[1].dir, "/")} {
 		if err := t.mkdirs(d); err != nil {
 			return err
 		}
@@ -434,11 +499,10 @@ func (t *tree) addTandem(agent, cfg string, keys map[string][]byte, bootDir stri
 		}
 	}
 	add := ""
-	if !mounted[bootDir] {
-		add += fmt.Sprintf("PARTLABEL=boot %s vfat defaults 0 2\n", bootDir)
-	}
-	if !mounted["/data"] {
-		add += "PARTLABEL=data /data ext4 defaults 0 2\n"
+	for _, m := range mounts {
+		if !mounted[m.dir] {
+			add += fmt.Sprintf("%s %s %s defaults 0 2\n", m.src, m.dir, m.typ)
+		}
 	}
 	if add == "" {
 		return nil

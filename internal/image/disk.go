@@ -13,6 +13,13 @@ const (
 	TypeLinux = "0FC63DAF-8483-4772-8E79-3D69C47D8E4C"
 )
 
+// MBR partition types (DiskMBR).
+const (
+	TypeMBRFAT32    = "c"  // FAT32 (LBA)
+	TypeMBRLinux    = "83" // Linux
+	typeMBRExtended = "5"
+)
+
 // Partition is one GPT partition of a disk image.
 type Partition struct {
 	Label string // GPT partition name (PARTLABEL)
@@ -24,18 +31,51 @@ type Partition struct {
 // Disk writes a disk image at out: a GPT (sfdisk on the file) with the
 // partitions in order, each starting on a 1 MiB boundary, and each
 // partition's image copied in: partition i is number i+1.
-func Disk(out string, parts []Partition) error {
+func Disk(out string, parts []Partition) error { return writeDisk(out, parts, false) }
+
+// DiskMBR writes a disk image at out with an MBR (DOS) partition table:
+// the first three partitions are primary (numbers 1-3), number 4 is an
+// extended partition holding the others as logical partitions 5, 6, ...
+// (each after a 1 MiB gap for its extended boot record). Types are MBR
+// type codes (TypeMBRFAT32, TypeMBRLinux); labels name errors only.
+func DiskMBR(out string, parts []Partition) error { return writeDisk(out, parts, true) }
+
+// Offsets returns each partition's start in bytes on a disk that Disk
+// (mbr false) or DiskMBR writes, and the disk's size.
+func Offsets(parts []Partition, mbr bool) (starts []int64, total int64) {
+	off := int64(MiB)
+	for i, p := range parts {
+		if mbr && i >= 3 {
+			off += MiB // the logical partition's extended boot record
+		}
+		starts = append(starts, off)
+		off += p.Size
+	}
+	return starts, off + MiB // room for the backup GPT
+}
+
+func writeDisk(out string, parts []Partition, mbr bool) error {
 	var script strings.Builder
-	script.WriteString("label: gpt\nunit: sectors\n")
-	start := int64(MiB)
-	for _, p := range parts {
+	label := "gpt"
+	if mbr {
+		label = "dos"
+	}
+	fmt.Fprintf(&script, "label: %s\nunit: sectors\n", label)
+	starts, total := Offsets(parts, mbr)
+	for i, p := range parts {
 		if p.Size%MiB != 0 || p.Size <= 0 {
 			return fmt.Errorf("partition %s: size %d is not a positive multiple of 1 MiB", p.Label, p.Size)
 		}
-		fmt.Fprintf(&script, "start=%d, size=%d, type=%s, name=%q\n", start/512, p.Size/512, p.Type, p.Label)
-		start += p.Size
+		if mbr && i == 3 {
+			ext := starts[3] - MiB
+			fmt.Fprintf(&script, "start=%d, size=%d, type=%s\n", ext/512, (total-MiB-ext)/512, typeMBRExtended)
+		}
+		if mbr {
+			fmt.Fprintf(&script, "start=%d, size=%d, type=%s\n", starts[i]/512, p.Size/512, p.Type)
+		} else {
+			fmt.Fprintf(&script, "start=%d, size=%d, type=%s, name=%q\n", starts[i]/512, p.Size/512, p.Type, p.Label)
+		}
 	}
-	total := start + MiB // room for the backup GPT
 	f, err := os.Create(out)
 	if err != nil {
 		return err
@@ -47,14 +87,12 @@ func Disk(out string, parts []Partition) error {
 	if err := runIn(script.String(), "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out); err != nil {
 		return err
 	}
-	off := int64(MiB)
-	for _, p := range parts {
+	for i, p := range parts {
 		if p.Image != "" {
-			if err := copyAt(f, p.Image, off, p.Size); err != nil {
+			if err := copyAt(f, p.Image, starts[i], p.Size); err != nil {
 				return fmt.Errorf("partition %s: %w", p.Label, err)
 			}
 		}
-		off += p.Size
 	}
 	return f.Sync()
 }

@@ -20,7 +20,7 @@ func (f *Flags) Define(fs *pflag.FlagSet) {
 	fs.StringVar(&f.RootFS, "rootfs", "", "the root file system: a directory or a .tar, .tar.gz or .tar.zst")
 	fs.StringVar(&f.Out, "out", "", "the disk image to write")
 	fs.StringVar(&f.Bundle, "bundle", "", "the bundle to write (default: --out with the extension .tandem)")
-	fs.StringVar(&f.BootFlow, "boot-flow", "", "grub, uboot or systemd-boot (replaces the spec's boot-flow)")
+	fs.StringVar(&f.BootFlow, "boot-flow", "", "grub, uboot, systemd-boot or rpi-tryboot (replaces the spec's boot-flow)")
 	fs.BoolVar(&f.JSON, "json", false, "print one JSON document")
 }
 

@@ -64,13 +64,18 @@ func ext4Args(out string, size int64, label, dir string) []string {
 	return append(args, out, fmt.Sprintf("%dk", size/1024))
 }
 
-// VFAT makes a FAT32 file system image of size bytes at out holding the tree
-// under dir ("" dir: empty), copied in with mtools.
+// VFAT makes a FAT file system image of size bytes at out holding the tree
+// under dir ("" dir: empty), copied in with mtools: FAT32 from 33 MiB on
+// (a boot partition), FAT16 below (an rpi-tryboot config partition).
 func VFAT(out string, size int64, label, dir string) error {
 	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := Run("mkfs.vfat", "-F", "32", "-n", label, "-C", out, fmt.Sprint(size/1024)); err != nil {
+	bits := "32"
+	if size < 33*MiB {
+		bits = "16"
+	}
+	if err := Run("mkfs.vfat", "-F", bits, "-n", label, "-C", out, fmt.Sprint(size/1024)); err != nil {
 		return err
 	}
 	if dir == "" {

@@ -27,7 +27,7 @@ const (
 type Spec struct {
 	Compatible string     `toml:"compatible"`
 	Version    string     `toml:"version"`
-	BootFlow   string     `toml:"boot-flow"` // grub, uboot or systemd-boot
+	BootFlow   string     `toml:"boot-flow"` // grub, uboot, systemd-boot or rpi-tryboot
 	Spare      string     `toml:"spare"`     // "copy" (default) or "empty"
 	Disk       DiskSpec   `toml:"disk"`
 	Boot       BootSpec   `toml:"boot"`
@@ -56,6 +56,11 @@ type BootSpec struct {
 	Attempts  int    `toml:"attempts"`  // boot attempts of a trial (grub, uboot); default 1
 	// EFIBinary is the host path of systemd-boot's EFI binary (systemd-boot).
 	EFIBinary string `toml:"efi-binary"`
+	// Firmware is the Raspberry Pi firmware directory inside the root file
+	// system (rpi-tryboot; default /boot/firmware, as Debian's
+	// raspi-firmware lays it out); FirmwareDir, a host directory, replaces it.
+	Firmware    string `toml:"firmware"`
+	FirmwareDir string `toml:"firmware-dir"`
 }
 
 // KeySpec is the [keys] table.
@@ -100,7 +105,7 @@ func ParseSpec(file string, data []byte, bootFlow string) (*Spec, error) {
 		return nil, err
 	}
 	dir := filepath.Dir(file)
-	for _, p := range []*string{&s.Boot.EFIBinary, &s.Tandem.Binary} {
+	for _, p := range []*string{&s.Boot.EFIBinary, &s.Boot.FirmwareDir, &s.Tandem.Binary} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -133,11 +138,9 @@ func (s *Spec) check(errorf func(path []string, format string, args ...any) erro
 		return bad("%v", []any{err}, "version")
 	}
 	switch s.BootFlow {
-	case FlowGrub, FlowUBoot, FlowSDBoot, "":
-	case FlowRPiTryboot:
-		return bad("rpi-tryboot images are not supported by tandem image yet (an MBR with the firmware's files); use grub, uboot or systemd-boot", nil, "boot-flow")
+	case FlowGrub, FlowUBoot, FlowSDBoot, FlowRPiTryboot, "":
 	default:
-		return bad("%q: want grub, uboot or systemd-boot", []any{s.BootFlow}, "boot-flow")
+		return bad("%q: want grub, uboot, systemd-boot or rpi-tryboot", []any{s.BootFlow}, "boot-flow")
 	}
 	switch s.Spare {
 	case "":
@@ -173,7 +176,7 @@ func (s *Spec) check(errorf func(path []string, format string, args ...any) erro
 	switch flow {
 	case FlowSDBoot:
 		archs = "x86_64"
-	case FlowUBoot:
+	case FlowUBoot, FlowRPiTryboot:
 		archs = "arm64 arm"
 	}
 	if b.Arch == "" {
@@ -182,8 +185,22 @@ func (s *Spec) check(errorf func(path []string, format string, args ...any) erro
 	if !slices.Contains(strings.Fields(archs), b.Arch) {
 		return bad("%q: the %s flow supports %s", []any{b.Arch, flow, archs}, "boot", "arch")
 	}
+	if flow == FlowRPiTryboot {
+		// The firmware's config.txt names the kernel and initramfs.
+		if b.Kernel != "" || b.Initramfs != "" {
+			return bad("not used by rpi-tryboot: the firmware directory's config.txt names the kernel and initramfs", nil, "boot", "kernel")
+		}
+		if b.Firmware == "" {
+			b.Firmware = "/boot/firmware"
+		}
+		if !path.IsAbs(b.Firmware) || path.Clean(b.Firmware) != b.Firmware {
+			return bad("%q: want an absolute, clean path inside the root file system", []any{b.Firmware}, "boot", "firmware")
+		}
+	} else if b.Firmware != "" || b.FirmwareDir != "" {
+		return bad("only for rpi-tryboot", nil, "boot", "firmware")
+	}
 	for _, f := range []struct{ name, val string }{{"kernel", b.Kernel}, {"initramfs", b.Initramfs}} {
-		if f.val == "" && f.name == "initramfs" {
+		if f.val == "" && (f.name == "initramfs" || flow == FlowRPiTryboot) {
 			continue
 		}
 		if !path.IsAbs(f.val) || path.Clean(f.val) != f.val || strings.ContainsAny(f.val, " \"'$;\\\n") {
