@@ -226,6 +226,10 @@ func prepare(s *Spec, o Options) (*job, error) {
 // returned tree; kernel and initramfs are paths in it.
 func (j *job) system(work, out string) (_ *tree, kernel, initramfs string, err error) {
 	s := j.s
+	xs, err := readXattrs(j.o.RootFS)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("root file system: %w", err)
+	}
 	t, err := unpack(j.o.RootFS, filepath.Join(work, "root"), filepath.Join(work, "fakeroot.db"))
 	if err != nil {
 		return nil, "", "", fmt.Errorf("root file system: %w", err)
@@ -254,6 +258,13 @@ func (j *job) system(work, out string) (_ *tree, kernel, initramfs string, err e
 		return nil, "", "", err
 	}
 	if err = t.ext4(out, s.Disk.system, "system"); err != nil {
+		return nil, "", "", fmt.Errorf("system partition: %w", err)
+	}
+	ours := map[string]bool{}
+	for i := 1; i < len(t.added); i += 2 {
+		ours[t.added[i]] = true
+	}
+	if err = setXattrs(out, work, xs, ours); err != nil {
 		return nil, "", "", fmt.Errorf("system partition: %w", err)
 	}
 	return t, kernel, initramfs, nil

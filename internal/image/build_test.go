@@ -347,8 +347,13 @@ func TestBuildSystemdBootFromTar(t *testing.T) {
 	}
 }
 
-// writeTar archives dir (owned by root) with a file owned by 1000:1001 and
-// a character device added, compressed as comp says.
+// capNetRaw is the security.capability value of cap_net_raw=ep (VFS
+// capability revision 2), as `setcap cap_net_raw+ep` writes it.
+const capNetRaw = "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+
+// writeTar archives dir (owned by root) with a file owned by 1000:1001, a
+// character device and /usr/bin/ping with capNetRaw added, compressed as
+// comp says.
 func writeTar(t *testing.T, out, dir, comp string) {
 	t.Helper()
 	var raw bytes.Buffer
@@ -381,6 +386,9 @@ func writeTar(t *testing.T, out, dir, comp string) {
 		{Name: "./home/user/", Typeflag: tar.TypeDir, Mode: 0o755, Uid: 1000, Gid: 1001},
 		{Name: "./home/user/notes", Typeflag: tar.TypeReg, Mode: 0o600, Uid: 1000, Gid: 1001, Size: 5},
 		{Name: "dev/console", Typeflag: tar.TypeChar, Mode: 0o600, Devmajor: 5, Devminor: 1},
+		// ping with its file capability, as GNU tar --xattrs writes it.
+		{Name: "./usr/bin/ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 5, Format: tar.FormatPAX,
+			PAXRecords: map[string]string{"SCHILY.xattr.security.capability": capNetRaw}},
 	} {
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
@@ -412,8 +420,9 @@ func TestBadSpecs(t *testing.T) {
 	for _, c := range []struct{ name, from, to, want string }{
 		{"no compatible", `compatible = "acme-gw"`, ``, "compatible: required"},
 		{"bad version", `version = "1.2.0"`, `version = "one"`, "version:"},
-		{"unknown flow", `boot-flow = "grub"`, `boot-flow = "lilo"`, `boot-flow: "lilo": want grub, uboot or systemd-boot`},
-		{"rpi", `boot-flow = "grub"`, `boot-flow = "rpi-tryboot"`, "boot-flow: rpi-tryboot images are not supported"},
+		{"unknown flow", `boot-flow = "grub"`, `boot-flow = "lilo"`, `boot-flow: "lilo": want grub, uboot, systemd-boot or rpi-tryboot`},
+		{"rpi kernel", `boot-flow = "grub"`, `boot-flow = "rpi-tryboot"`, "boot.kernel: not used by rpi-tryboot"},
+		{"firmware", `attempts = 2`, "attempts = 2\nfirmware = \"/boot/fw\"", "boot.firmware: only for rpi-tryboot"},
 		{"spare", `spare = "copy"`, `spare = "mirror"`, `spare: "mirror"`},
 		{"prefix", `partition-prefix = "/dev/vda"`, `partition-prefix = "vda"`, "disk.partition-prefix: required"},
 		{"size", `system-size = "16M"`, `system-size = "16K"`, `disk.system-size: "16K"`},

@@ -13,7 +13,7 @@ import (
 const MiB = 1 << 20
 
 // debPackages names the Debian package of each external tool.
-const debPackages = "mkfs.ext4:e2fsprogs fakeroot:fakeroot tar:tar zstd:zstd mkfs.vfat:dosfstools mcopy:mtools " +
+const debPackages = "mkfs.ext4:e2fsprogs debugfs:e2fsprogs fakeroot:fakeroot tar:tar zstd:zstd mkfs.vfat:dosfstools mcopy:mtools " +
 	"sfdisk:fdisk grub-mkimage:grub-common mkimage:u-boot-tools"
 
 // CheckTools reports the first of the external tools that is not on PATH,

@@ -22,9 +22,10 @@ type tree struct {
 }
 
 // unpackScript copies a directory or extracts a tar archive (GNU tar tells
-// gzip and zstd by their first bytes) into the tree, keeping owners.
+// gzip and zstd by their first bytes) into the tree, keeping owners but no
+// extended attributes (xattr.go sets those in the image).
 const unpackScript = `set -e
-if [ -d "$1" ]; then cp -a "$1/." "$2"; else tar -x -p --numeric-owner -f "$1" -C "$2"; fi`
+if [ -d "$1" ]; then cp -dR --preserve=mode,ownership,timestamps,links "$1/." "$2"; else tar -x -p --numeric-owner --no-xattrs -f "$1" -C "$2"; fi`
 
 // ownScript gives tandem's files (mode, path pairs) to root and makes the
 // file system, in the session that holds the root file system's owners.
