@@ -36,11 +36,13 @@ var GrubModules = []string{
 
 // GrubCfg returns EFI/BOOT/grub.cfg: it sources the shipped tandem.cfg
 // (which sets ${tandem_group}) and boots that group's kernel from its
-// system partition on the first disk.
+// system partition on the disk GRUB was loaded from: ${root}, set by GRUB
+// to the ESP it started from (e.g. hd1,gpt1), names the disk, so the boot
+// disk need not be the firmware's first.
 func GrubCfg(c BootConfig) []byte {
 	initrd := ""
 	if c.Initramfs != "" {
-		initrd = fmt.Sprintf("  initrd (hd0,gpt${tandem_part})%s\n", c.Initramfs)
+		initrd = fmt.Sprintf("  initrd (${tandem_disk},gpt${tandem_part})%s\n", c.Initramfs)
 	}
 	pre := ""
 	if c.Pre != "" {
@@ -49,11 +51,13 @@ func GrubCfg(c BootConfig) []byte {
 	return fmt.Appendf(nil, `set timeout=0
 set default=0
 set tandem_groups="a b"
+set tandem_disk=hd0
+regexp --set=1 tandem_disk '^([^,]+),' "${root}"
 %ssource ${prefix}/tandem.cfg
 if [ "${tandem_group}" = "b" ]; then set tandem_part=%d; else set tandem_part=%d; fi
 %s
 menuentry "tandem ${tandem_group}" {
-  linux (hd0,gpt${tandem_part})%s root=%s${tandem_part} tandem.group=${tandem_group} %s
+  linux (${tandem_disk},gpt${tandem_part})%s root=%s${tandem_part} tandem.group=${tandem_group} %s
 %s}
 `, pre, c.SysB, c.SysA, c.Extra, c.Kernel, c.Root, c.Cmdline, initrd)
 }

@@ -205,7 +205,7 @@ func TestBuildGrub(t *testing.T) {
 		}
 	}
 	cfg := tool(t, "mtype", "-i", boot, "::/EFI/BOOT/grub.cfg")
-	if want := "linux (hd0,gpt${tandem_part})/boot/vmlinuz root=/dev/vda${tandem_part} tandem.group=${tandem_group} console=ttyS0 quiet"; !strings.Contains(cfg, want) {
+	if want := "linux (${tandem_disk},gpt${tandem_part})/boot/vmlinuz root=/dev/vda${tandem_part} tandem.group=${tandem_group} console=ttyS0 quiet"; !strings.Contains(cfg, want) {
 		t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
 	}
 	if got := tool(t, "mtype", "-i", boot, "::/EFI/BOOT/tandem.cfg"); !strings.Contains(got, "tandem_trial") {
