@@ -2,9 +2,11 @@
 // (docs/testing.md, tier 3) from Debian packages: the kernel, busybox and
 // their initramfs (a newc cpio archive written in Go), the test systems
 // with their console command loop, and the test-specific boot settings.
-// The disk layout (partition table, FAT, ext4, GRUB, U-Boot, systemd-boot)
-// is internal/image's, the builder of `tandem image build`. The x86-64 guest
-// is assembled in x86.go, the arm64 one in arm64*.go.
+// The disks themselves come from internal/image's Build and System, the
+// code `tandem image build` runs, fed with the guests' root file systems,
+// specs and test hooks (image.Options), so every real-boot test also tests
+// the shipped builder. The x86-64 guest is assembled in x86.go, the arm64
+// one in arm64.go.
 package image
 
 import (
