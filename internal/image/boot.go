@@ -52,7 +52,7 @@ func GrubCfg(c BootConfig) []byte {
 set default=0
 set tandem_groups="a b"
 set tandem_disk=hd0
-regexp --set=1 tandem_disk '^([^,]+),' "${root}"
+regexp --set=1:tandem_disk '^([^,]+),' "${root}"
 %ssource ${prefix}/tandem.cfg
 if [ "${tandem_group}" = "b" ]; then set tandem_part=%d; else set tandem_part=%d; fi
 %s

@@ -208,6 +208,10 @@ func TestBuildGrub(t *testing.T) {
 	if want := "linux (${tandem_disk},gpt${tandem_part})/boot/vmlinuz root=/dev/vda${tandem_part} tandem.group=${tandem_group} console=ttyS0 quiet"; !strings.Contains(cfg, want) {
 		t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
 	}
+	// GRUB's regexp takes --set=<group>:<variable> (a space makes three arguments).
+	if want := `regexp --set=1:tandem_disk '^([^,]+),' "${root}"`; !strings.Contains(cfg, want) {
+		t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
+	}
 	if got := tool(t, "mtype", "-i", boot, "::/EFI/BOOT/tandem.cfg"); !strings.Contains(got, "tandem_trial") {
 		t.Errorf("tandem.cfg is not the shipped script:\n%s", got)
 	}
