@@ -358,6 +358,9 @@ func buildFactory(work string, s *diskimage.Spec, o diskimage.Options, out strin
 	o.RootFS, o.Out, o.Bundle, o.DataEmpty = tree, out, out+".tandem", blank
 	if !blank {
 		o.DataTree = filepath.Join(tmp, "data")
+		if err := os.MkdirAll(o.DataTree, 0o755); err != nil {
+			return nil, err
+		}
 		for name, p := range bundles {
 			if strings.Contains(name, "/") {
 				return nil, fmt.Errorf("bundle name %q has a slash", name)
