@@ -296,11 +296,12 @@ func mkBundle(t testing.TB, s spec) ([]byte, bundle.Hash) {
 	return b, h
 }
 
-// sections is a bundle taken apart.
+// sections is a bundle taken apart. stored holds each payload's stored
+// table (format 3; empty in format 2), which join makes again.
 type sections struct {
-	h            *bundle.Header
-	hb, sb       []byte
-	tables, data [][]byte
+	h                    *bundle.Header
+	hb, sb               []byte
+	tables, stored, data [][]byte
 }
 
 func split(t testing.TB, b []byte) *sections {
@@ -315,6 +316,9 @@ func split(t testing.TB, b []byte) *sections {
 		n := int(p.TableSize())
 		s.tables = append(s.tables, slices.Clone(b[off:off+n]))
 		off += n
+		n = int(r.Header.StoredTableSize(&p))
+		s.stored = append(s.stored, slices.Clone(b[off:off+n]))
+		off += n
 		s.data = append(s.data, slices.Clone(b[off:off+int(p.StoredSize)]))
 		off += int(p.StoredSize)
 	}
@@ -324,14 +328,14 @@ func split(t testing.TB, b []byte) *sections {
 	return s
 }
 
-// tableEnd and dataEnd are the offsets where payload i's chunk table and
-// data end.
-func (s *sections) tableEnd(i int) int { return s.dataEnd(i-1) + len(s.tables[i]) }
+// tableEnd and dataEnd are the offsets where payload i's tables (chunk
+// table and, in format 3, stored table) and data end.
+func (s *sections) tableEnd(i int) int { return s.dataEnd(i-1) + len(s.tables[i]) + len(s.stored[i]) }
 
 func (s *sections) dataEnd(i int) int {
 	off := len(s.hb) + len(s.sb)
 	for j := 0; j <= i; j++ {
-		off += len(s.tables[j]) + len(s.data[j])
+		off += len(s.tables[j]) + len(s.stored[j]) + len(s.data[j])
 	}
 	return off
 }
@@ -339,6 +343,21 @@ func (s *sections) dataEnd(i int) int {
 // join marshals the (possibly changed) header again and signs it with sign.
 func (s *sections) join(t testing.TB, sign signFunc) []byte {
 	t.Helper()
+	s.stored = make([][]byte, len(s.tables))
+	if s.h.HasStoredTable() {
+		// The stored table of each payload, from its (possibly changed)
+		// chunk table and data.
+		for i := range s.tables {
+			off := 0
+			for raw := s.tables[i]; len(raw) >= bundle.EntrySize; raw = raw[bundle.EntrySize:] {
+				n := int(bundle.UnmarshalEntry(raw).StoredSize)
+				sd := sha256.Sum256(s.data[i][off : off+n])
+				s.stored[i] = append(s.stored[i], sd[:]...)
+				off += n
+			}
+			s.h.Payloads[i].StoredTableDigest = bundle.TableDigest(s.stored[i])
+		}
+	}
 	hb, err := bundle.MarshalHeader(s.h)
 	if err != nil {
 		t.Fatalf("marshal header: %v", err)
@@ -353,7 +372,7 @@ func (s *sections) join(t testing.TB, sign signFunc) []byte {
 	}
 	out := slices.Concat(hb, sb)
 	for i := range s.tables {
-		out = slices.Concat(out, s.tables[i], s.data[i])
+		out = slices.Concat(out, s.tables[i], s.stored[i], s.data[i])
 	}
 	return out
 }
@@ -1061,7 +1080,7 @@ func TestInstallBadInput(t *testing.T) {
 			return flip(fx.full, len(s.hb)+len(s.sb)-5)
 		}), want: signature.ErrBadSignature, preWrite: true},
 		{name: "changed/chunk-table", dev: devOpts{app: true}, bundle: fromFull(func(t *testing.T, s *sections) []byte {
-			return flip(fx.full, s.tableEnd(0)-len(s.tables[0])/2)
+			return flip(fx.full, s.tableEnd(0)-len(s.stored[0])-len(s.tables[0])/2)
 		}), want: bundle.ErrDigest},
 		// A changed byte of a zstd chunk breaks its frame (ErrChunk), its
 		// content (ErrDigest) or, when the frame still gives the same content,
