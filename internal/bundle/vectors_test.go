@@ -367,8 +367,6 @@ func firstStored(t *testing.T, r *Reader, b []byte) uint32 {
 	return UnmarshalEntry(b[off:]).StoredSize
 }
 
-func encode(t *testing.T, data []byte) []byte { return encodeCRC(t, data, false) }
-
 // encodeCRC compresses data at the fastest level, with or without zstd's
 // content checksum.
 func encodeCRC(t *testing.T, data []byte, crc bool) []byte {
