@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -198,8 +199,13 @@ func writePayload(spool io.Writer, ps PayloadSpec, opts Options, stored bool) (p
 					zstd.WithEncoderCRC(stored), zstd.WithZeroFrames(true), zstd.WithWindowSize(windowFor(int(p.ChunkMax))))
 				defer enc.Close()
 			}
+			var dec *zstd.Decoder
+			if compress && stored {
+				dec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxChunk))
+				defer dec.Close()
+			}
 			for j := range jobs {
-				r := compressChunk(enc, j)
+				r := compressChunk(enc, dec, j)
 				select {
 				case results <- r:
 				case <-done:
@@ -288,7 +294,12 @@ func windowFor(maxChunk int) int {
 	return w
 }
 
-func compressChunk(enc *zstd.Encoder, j chunkJob) chunkResult {
+// compressChunk compresses one chunk. With dec (format 3), it decodes each
+// frame it keeps and compares it with the chunk: a format 3 install checks
+// a chunk by its stored bytes, zstd's checksum and its size, not by its
+// content digest (docs/bundle-format.md, "An install"), so the writer makes
+// sure that what it signs decodes to the content it hashed.
+func compressChunk(enc *zstd.Encoder, dec *zstd.Decoder, j chunkJob) chunkResult {
 	r := chunkResult{seq: j.seq}
 	e := &r.entry
 	e.Digest = sha256.Sum256(j.data)
@@ -299,6 +310,11 @@ func compressChunk(enc *zstd.Encoder, j chunkJob) chunkResult {
 	if enc != nil {
 		if c := enc.EncodeAll(j.data, make([]byte, 0, len(j.data)/2)); len(c) < len(j.data) {
 			r.stored = c
+			if dec != nil {
+				if back, err := dec.DecodeAll(c, make([]byte, 0, len(j.data))); err != nil || !bytes.Equal(back, j.data) {
+					r.err = fmt.Errorf("internal error: the zstd frame of chunk %d does not decode to its content (%v)", j.seq, err)
+				}
+			}
 		}
 	}
 	e.StoredSize = uint32(len(r.stored))
