@@ -292,13 +292,13 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 med() { awk -v c="$2" '{print $c}' "$R/$1".* | median; }
 range() { awk -v c="$2" '{print $c}' "$R/$1".* | sort -g | awk 'NR==1 {a=$1} {b=$1} END {print a "–" b}'; }
 declare -A what=(
-	[tandem]="signature over the header before any payload byte; every chunk's SHA-256 before it is written (each installed byte hashed once)"
+	[tandem]="signature over the header before any payload byte; every chunk's stored bytes against their signed SHA-256 before they are decoded, the decoded size and zstd checksum before it is written"
 	[mender]="signature over the manifest; the payload's SHA-256 at the end of the stream, after the module wrote it"
 	[rauc]="CMS signature over the whole bundle before mounting it; the image is not hashed again while copied"
 	[swupdate]="CMS signature over sw-description; the artifact's SHA-256 (of its compressed bytes) at the end, after writing"
 	[baseline]="nothing (sha256sum computes a digest nobody compares)")
 declare -A label=(
-	[tandem]="**tandem** (\`update install\`, bundle format 2)"
+	[tandem]="**tandem** (\`update install\`, bundle format 3)"
 	[mender]="mender-client $(dpkg-query -W -f='${Version}' mender-client 2>/dev/null | cut -d+ -f1), module artifact, uncompressed"
 	[rauc]="RAUC $(dpkg-query -W -f='${Version}' rauc 2>/dev/null | cut -d- -f1), plain bundle, squashfs zstd"
 	[swupdate]="SWUpdate $(dpkg-query -W -f='${Version}' swupdate 2>/dev/null | cut -d+ -f1), zstd, streamed"

@@ -50,6 +50,12 @@ type testPayload struct {
 
 func makeBundle(t testing.TB, level Level, signed bool, payloads ...testPayload) ([]byte, Hash) {
 	t.Helper()
+	return makeBundleFormat(t, FormatVersion, level, signed, payloads...)
+}
+
+// makeBundleFormat is makeBundle in another format version.
+func makeBundleFormat(t testing.TB, format uint16, level Level, signed bool, payloads ...testPayload) ([]byte, Hash) {
+	t.Helper()
 	var specs []PayloadSpec
 	for _, p := range payloads {
 		ps := PayloadSpec{Name: p.name, Kind: p.kind, Target: p.name, Chunker: ChunkerBuzhash, ChunkSize: 4096, Source: bytes.NewReader(p.data)}
@@ -63,7 +69,7 @@ func makeBundle(t testing.TB, level Level, signed bool, payloads ...testPayload)
 		opts.Sign = sign
 	}
 	var buf bytes.Buffer
-	h, err := Write(&buf, Header{Compatible: "test-device", Version: "2.0.0", Name: "test", Created: 1700000000}, specs, opts)
+	h, err := Write(&buf, Header{Format: format, Compatible: "test-device", Version: "2.0.0", Name: "test", Created: 1700000000}, specs, opts)
 	if err != nil {
 		t.Fatalf("write: %v", err)
 	}
@@ -146,7 +152,24 @@ func TestReproducible(t *testing.T) {
 // file fail, and an install either fail or read exactly the signed content
 // (a stored byte of a zstd frame that changes nothing it decompresses to).
 func TestEveryByteIsAuthenticated(t *testing.T) {
-	b, _ := makeBundle(t, LevelDefault, true, testPayload{"system", KindSlot, testData(40_000, 4)}, testPayload{"x", KindExecute, testData(3000, 5)})
+	for _, tc := range []struct {
+		format uint16
+		level  Level
+	}{{3, LevelDefault}, {3, LevelStored}, {2, LevelDefault}} {
+		t.Run(fmt.Sprintf("format %d %s", tc.format, tc.level), func(t *testing.T) { everyByteIsAuthenticated(t, tc.format, tc.level) })
+	}
+}
+
+// everyByteIsAuthenticated changes every byte of a bundle in turn: a check
+// of the file refuses each change, and so does an install of a format 3
+// bundle; an install of a format 2 bundle either refuses it or reads the
+// signed content.
+func everyByteIsAuthenticated(t *testing.T, format uint16, level Level) {
+	size := 40_000
+	if level == LevelStored {
+		size = 12_000 // raw chunks: every changed byte costs a full read
+	}
+	b, _ := makeBundleFormat(t, format, level, true, testPayload{"system", KindSlot, testData(size, 4)}, testPayload{"x", KindExecute, testData(3000, 5)})
 	trust := trustTestKey(t)
 	verify := func(h *Header, hash Hash, sigs []signature.Signature) error {
 		_, err := signature.Verify(sigs, trust, hash, signature.TimePolicy{})
@@ -169,6 +192,9 @@ func TestEveryByteIsAuthenticated(t *testing.T) {
 		got, _, err := readAllAs(mod, verify, false)
 		if err != nil {
 			continue
+		}
+		if format >= 3 {
+			t.Fatalf("changing byte %d of %d: an install of format %d accepted it", i, len(b), format)
 		}
 		same++
 		for name, d := range want {
@@ -335,10 +361,10 @@ func TestStoredLargerThanSize(t *testing.T) {
 }
 
 // Format version 1 is refused as a version error with a hint to re-create
-// the bundle; a newer version with a hint to update tandem.
+// the bundle; a newer version (4) with a hint to update tandem.
 func TestOtherFormatVersion(t *testing.T) {
 	b, _ := makeBundle(t, LevelDefault, false, testPayload{"system", KindSlot, testData(1000, 23)})
-	for v, want := range map[uint16]string{1: "re-create it", 3: "update tandem"} {
+	for v, want := range map[uint16]string{1: "re-create it", 4: "update tandem"} {
 		mod := bytes.Clone(b)
 		binary.LittleEndian.PutUint16(mod[8:], v)
 		_, err := NewReader(bytes.NewReader(mod))
@@ -346,7 +372,7 @@ func TestOtherFormatVersion(t *testing.T) {
 		if !errors.Is(err, ErrVersion) || !errors.As(err, &ve) || ve.Version != v || !strings.Contains(ve.Hint(), want) {
 			t.Fatalf("version %d: %v", v, err)
 		}
-		if got := err.Error(); !strings.Contains(got, fmt.Sprintf("format version %d (this tandem reads 2)", v)) {
+		if got := err.Error(); !strings.Contains(got, fmt.Sprintf("format version %d (this tandem reads 2 and 3)", v)) {
 			t.Fatalf("version %d: message %q", v, got)
 		}
 	}
@@ -403,7 +429,7 @@ func TestDecodeSlackStillBounds(t *testing.T) {
 		}
 		e.StoredSize = uint32(len(frame))
 		buf := make([]byte, 0, int(e.Size)+decodeSlack)
-		if _, err := verifyChunk(mustDecoder(t), e, frame, buf); !errors.Is(err, ErrChunk) {
+		if _, err := verifyChunk(mustDecoder(t), e, nil, false, frame, buf); !errors.Is(err, ErrChunk) {
 			t.Errorf("%s: a frame one byte longer than the chunk: %v, want ErrChunk", name, err)
 		}
 	}

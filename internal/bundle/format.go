@@ -21,9 +21,14 @@ import (
 
 // Format constants (docs/bundle-format.md, "Header").
 const (
-	Magic         = "TANDEMBN"
-	FormatVersion = 2
-	fixedSize     = 32
+	Magic = "TANDEMBN"
+	// FormatVersion is the version a writer makes: 3, whose payloads carry
+	// a stored table (the SHA-256 of each chunk's stored bytes).
+	FormatVersion = 3
+	// MinFormatVersion is the oldest version a reader accepts: 2, whose
+	// chunks are checked by their content digest only.
+	MinFormatVersion = 2
+	fixedSize        = 32
 
 	// MaxHeaderSize bounds the header; it is checked before the rest is read.
 	MaxHeaderSize = 1 << 20
@@ -37,6 +42,8 @@ const (
 	MaxArgs = 64
 	// EntrySize is the size of one chunk table entry.
 	EntrySize = 40
+	// StoredEntrySize is the size of one stored table entry (format 3).
+	StoredEntrySize = 32
 	// MaxTableSize bounds one chunk table (its entries are held in memory):
 	// 419 430 entries.
 	MaxTableSize = 16 << 20
@@ -97,14 +104,14 @@ var (
 type VersionError struct{ Version uint16 }
 
 func (e *VersionError) Error() string {
-	return fmt.Sprintf("%s: format version %d (this tandem reads %d)", ErrVersion, e.Version, FormatVersion)
+	return fmt.Sprintf("%s: format version %d (this tandem reads %d and %d)", ErrVersion, e.Version, MinFormatVersion, FormatVersion)
 }
 
 func (e *VersionError) Unwrap() error { return ErrVersion }
 
 // Hint tells the user how to get a bundle this tandem reads.
 func (e *VersionError) Hint() string {
-	if e.Version < FormatVersion {
+	if e.Version < MinFormatVersion {
 		return fmt.Sprintf("the bundle was made by an older tandem; re-create it with `tandem bundle create` of this release (format version %d)", FormatVersion)
 	}
 	return "the bundle was made by a newer tandem; update tandem on this machine first"
@@ -112,6 +119,9 @@ func (e *VersionError) Hint() string {
 
 // Header is the hashed, signed part of a bundle.
 type Header struct {
+	// Format is the format version: 2 or 3 (0 when marshalling: the
+	// current FormatVersion).
+	Format     uint16
 	Created    int64 // seconds since the Unix epoch (SOURCE_DATE_EPOCH when reproducible)
 	Flags      uint32
 	Compatible string
@@ -135,15 +145,37 @@ type Payload struct {
 	StoredSize   uint64   // bytes of chunk data in the bundle: the sum of stored sizes
 	Chunks       uint32   // number of chunk table entries
 	TableDigest  [32]byte // SHA-256 of the chunk table
-	StoredDigest [32]byte // SHA-256 of the payload's chunk data, as stored
-	Digest       [32]byte // SHA-256 of the whole uncompressed payload
-	Name         string
-	Target       string   // slot alias for slot and tree payloads; "" for execute
-	Handler      []string // execute: argv of the handler program
+	StoredDigest [32]byte // format 2: SHA-256 of the payload's chunk data, as stored
+	// StoredTableDigest (format 3, in the place of StoredDigest) is the
+	// SHA-256 of the stored table: the SHA-256 of each chunk's stored bytes.
+	StoredTableDigest [32]byte
+	Digest            [32]byte // SHA-256 of the whole uncompressed payload
+	Name              string
+	Target            string   // slot alias for slot and tree payloads; "" for execute
+	Handler           []string // execute: argv of the handler program
 }
 
 // TableSize is the byte size of the payload's chunk table.
 func (p *Payload) TableSize() uint64 { return uint64(p.Chunks) * EntrySize }
+
+// HasStoredTable reports whether the bundle's payloads carry a stored table
+// after their chunk table (format 3).
+func (h *Header) HasStoredTable() bool { return h.format() >= 3 }
+
+// StoredTableSize is the byte size of payload p's stored table: 0 in format 2.
+func (h *Header) StoredTableSize(p *Payload) uint64 {
+	if !h.HasStoredTable() {
+		return 0
+	}
+	return uint64(p.Chunks) * StoredEntrySize
+}
+
+func (h *Header) format() uint16 {
+	if h.Format == 0 {
+		return FormatVersion
+	}
+	return h.Format
+}
 
 // Entry is one chunk table entry.
 type Entry struct {
@@ -199,7 +231,7 @@ func MarshalHeader(h *Header) ([]byte, error) {
 func encodeHeader(h *Header) ([]byte, error) {
 	e := &encoder{b: make([]byte, 0, 512)}
 	e.b = append(e.b, Magic...)
-	e.u16(FormatVersion)
+	e.u16(h.format())
 	e.u16(0)
 	e.u32(0) // header size, patched below
 	e.u64(uint64(h.Created))
@@ -223,7 +255,11 @@ func encodeHeader(h *Header) ([]byte, error) {
 		e.u32(p.Chunks)
 		e.u32(0)
 		e.b = append(e.b, p.TableDigest[:]...)
-		e.b = append(e.b, p.StoredDigest[:]...)
+		if h.HasStoredTable() {
+			e.b = append(e.b, p.StoredTableDigest[:]...)
+		} else {
+			e.b = append(e.b, p.StoredDigest[:]...)
+		}
 		e.b = append(e.b, p.Digest[:]...)
 		e.str(p.Name)
 		e.str(p.Target)
@@ -256,7 +292,7 @@ func HeaderSize(prefix []byte) (int, error) {
 	if string(prefix[:8]) != Magic {
 		return 0, fmt.Errorf("%w: not a tandem bundle (it does not start with %q)", ErrVersion, Magic)
 	}
-	if v := binary.LittleEndian.Uint16(prefix[8:]); v != FormatVersion {
+	if v := binary.LittleEndian.Uint16(prefix[8:]); v < MinFormatVersion || v > FormatVersion {
 		return 0, &VersionError{Version: v}
 	}
 	if binary.LittleEndian.Uint16(prefix[10:]) != 0 {
@@ -282,7 +318,7 @@ func ParseHeader(b []byte) (*Header, error) {
 		return nil, fmt.Errorf("%w: header is %d bytes, its size field says %d", ErrFormat, len(b), n)
 	}
 	d := newDecoder(b, 16)
-	h := &Header{Created: int64(d.U64()), Flags: d.U32()}
+	h := &Header{Format: binary.LittleEndian.Uint16(b[8:]), Created: int64(d.U64()), Flags: d.U32()}
 	np := int(d.U16())
 	d.Zero(2, "header.reserved2")
 	h.Compatible, h.Name, h.Version, h.MinVersion = d.Str(MaxString), d.Str(MaxString), d.Str(MaxString), d.Str(MaxString)
@@ -297,7 +333,11 @@ func ParseHeader(b []byte) (*Header, error) {
 		p.Size, p.StoredSize, p.Chunks = d.U64(), d.U64(), d.U32()
 		d.Zero(4, "payload.reserved2")
 		copy(p.TableDigest[:], d.Take(32))
-		copy(p.StoredDigest[:], d.Take(32))
+		if h.HasStoredTable() {
+			copy(p.StoredTableDigest[:], d.Take(32))
+		} else {
+			copy(p.StoredDigest[:], d.Take(32))
+		}
 		copy(p.Digest[:], d.Take(32))
 		p.Name, p.Target = d.Str(MaxString), d.Str(MaxString)
 		argc := int(d.U16())
@@ -335,6 +375,9 @@ func validString(what, s string, required bool) error {
 
 // validate checks every rule of the spec that needs no other data.
 func (h *Header) validate() error {
+	if f := h.format(); f < MinFormatVersion || f > FormatVersion {
+		return &VersionError{Version: f}
+	}
 	if h.Flags&^knownFlags != 0 {
 		return fmt.Errorf("%w: unknown header flags %#x", ErrFormat, h.Flags&^knownFlags)
 	}

@@ -16,6 +16,9 @@ func FuzzParseHeader(f *testing.F) {
 	b, _ := makeBundle(f, LevelDefault, true, testPayload{"system", KindSlot, testData(5000, 1)}, testPayload{"x", KindExecute, testData(100, 2)})
 	r, _ := NewReader(bytes.NewReader(b))
 	f.Add(r.HeaderBytes)
+	b2, _ := makeBundleFormat(f, 2, LevelDefault, true, testPayload{"system", KindSlot, testData(5000, 1)})
+	r2, _ := NewReader(bytes.NewReader(b2))
+	f.Add(r2.HeaderBytes)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ParseHeader(data)
 		if err != nil {
@@ -68,6 +71,8 @@ func FuzzReader(f *testing.F) {
 	b, _ := makeBundle(f, LevelDefault, true, testPayload{"system", KindSlot, testData(3000, 4)})
 	f.Add(b)
 	f.Add(b[:100])
+	b2, _ := makeBundleFormat(f, 2, LevelDefault, true, testPayload{"system", KindSlot, testData(3000, 4)})
+	f.Add(b2)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := NewReader(bytes.NewReader(data))
 		if err != nil {
@@ -118,6 +123,60 @@ func FuzzVerifyChunk(f *testing.F) {
 		}
 		if !bytes.Equal(data, content) {
 			t.Fatalf("verifyChunk returned %d bytes that are not the content", len(data))
+		}
+	})
+}
+
+// FuzzVerifyStoredChunk: checked by its stored digest (format 3), a chunk's
+// stored bytes yield either an error or, only when they are exactly the
+// signed frame, exactly its content; a frame without its checksum is
+// refused, and nothing panics.
+func FuzzVerifyStoredChunk(f *testing.F) {
+	content := testData(9000, 6)
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	frame := enc.EncodeAll(content, nil)
+	enc.Close()
+	noCRC, _ := zstd.NewWriter(nil, zstd.WithEncoderCRC(false))
+	bare := noCRC.EncodeAll(content, nil)
+	noCRC.Close()
+	f.Add(frame, uint32(len(content)), false)
+	f.Add(bare, uint32(len(content)), true)
+	f.Add(bytes.Clone(content), uint32(len(content)), true)
+	digest := sha256.Sum256(content)
+	dec, err := zstdDecoder()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, stored []byte, size uint32, signStored bool) {
+		size = size%(2*uint32(len(content))) + 1
+		if uint32(len(stored)) > size {
+			return // a format error: ParseTable refuses the entry
+		}
+		// The signed stored digest: of the fuzzed bytes themselves (as a
+		// signer that wrote them would) or of the real frame.
+		sd := sha256.Sum256(frame)
+		if signStored {
+			sd = sha256.Sum256(stored)
+		}
+		e := Entry{Digest: digest, Size: size, StoredSize: uint32(len(stored))}
+		data, err := verifyChunk(dec, &e, &sd, false, stored, nil)
+		if err != nil {
+			if data != nil {
+				t.Fatal("data with an error")
+			}
+			return
+		}
+		if sha256.Sum256(stored) != sd || len(data) != int(size) {
+			t.Fatal("released a chunk whose stored bytes or size do not match")
+		}
+		if e.Compressed() {
+			var h zstd.Header
+			if h.Decode(stored) != nil || !h.HasCheckSum {
+				t.Fatal("released a frame without its content checksum")
+			}
+		}
+		if bytes.Equal(stored, frame) && !bytes.Equal(data, content) {
+			t.Fatal("the signed frame decoded to other content")
 		}
 	})
 }

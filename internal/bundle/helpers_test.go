@@ -31,5 +31,5 @@ func checkChunk(e *Entry, stored, buf []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return verifyChunk(dec, e, stored, buf)
+	return verifyChunk(dec, e, nil, false, stored, buf)
 }

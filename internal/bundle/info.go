@@ -45,9 +45,13 @@ type PayloadInfo struct {
 	ChunkCount  uint32   `json:"chunkCount"`
 	Digest      string   `json:"digest"`
 	TableDigest string   `json:"tableDigest"`
-	// StoredDigest is the SHA-256 of the payload's chunk data as stored.
-	StoredDigest string      `json:"storedDigest"`
-	Chunks       []ChunkInfo `json:"chunks,omitempty"`
+	// StoredDigest is the SHA-256 of the payload's chunk data as stored
+	// (format 2).
+	StoredDigest string `json:"storedDigest,omitempty"`
+	// StoredTableDigest is the SHA-256 of the payload's stored table
+	// (format 3).
+	StoredTableDigest string      `json:"storedTableDigest,omitempty"`
+	Chunks            []ChunkInfo `json:"chunks,omitempty"`
 }
 
 // ChunkInfo is one chunk table entry. Compression is derived from the
@@ -63,7 +67,7 @@ type ChunkInfo struct {
 // Describe describes the header and signatures r has read.
 func Describe(r *Reader) *Info {
 	h := r.Header
-	info := &Info{Hash: r.Hash.String(), FormatVersion: FormatVersion, Compatible: h.Compatible,
+	info := &Info{Hash: r.Hash.String(), FormatVersion: int(h.Format), Compatible: h.Compatible,
 		Name: h.Name, Version: h.Version, MinVersion: h.MinVersion, Incremental: h.Incremental(),
 		Created: time.Unix(h.Created, 0).UTC(), Signers: []SignerInfo{}}
 	for _, s := range r.Signatures {
@@ -82,7 +86,13 @@ func Describe(r *Reader) *Info {
 			Handler: p.Handler, Chunker: ch, ChunkMin: p.ChunkMin, ChunkAvg: p.ChunkAvg, ChunkMax: p.ChunkMax,
 			Size: p.Size, StoredSize: p.StoredSize, ChunkCount: p.Chunks,
 			Digest: hex.EncodeToString(p.Digest[:]), TableDigest: hex.EncodeToString(p.TableDigest[:]),
-			StoredDigest: hex.EncodeToString(p.StoredDigest[:])})
+		})
+		pi := &info.Payloads[len(info.Payloads)-1]
+		if h.HasStoredTable() {
+			pi.StoredTableDigest = hex.EncodeToString(p.StoredTableDigest[:])
+		} else {
+			pi.StoredDigest = hex.EncodeToString(p.StoredDigest[:])
+		}
 	}
 	return info
 }

@@ -44,6 +44,9 @@ type Refetcher interface {
 type Table struct {
 	Payload *Payload
 	Entries []Entry
+	// Stored holds the digest of each chunk's stored bytes, from a format 3
+	// payload's stored table (AddStoredTable); nil when not read.
+	Stored [][32]byte
 
 	r *Reader // the verified bundle it belongs to
 }
@@ -68,13 +71,36 @@ func (r *Reader) Table(i int, table []byte) (*Table, error) {
 	return &Table{Payload: p, Entries: entries, r: r}, nil
 }
 
+// AddStoredTable checks a format 3 payload's stored table bytes against
+// the verified header and keeps them: from then on, a chunk whose stored
+// bytes the source gives is checked by their digest before it is
+// decompressed, and its content is not hashed again (docs/bundle-format.md,
+// "Reading a chunk").
+func (t *Table) AddStoredTable(b []byte) error {
+	p := t.Payload
+	if !t.r.Header.HasStoredTable() {
+		return fmt.Errorf("bundle: payload %s has no stored table (format %d)", p.Name, t.r.Header.Format)
+	}
+	if uint64(len(b)) != t.r.Header.StoredTableSize(p) {
+		return fmt.Errorf("%w: stored table of %d bytes, want %d", ErrFormat, len(b), t.r.Header.StoredTableSize(p))
+	}
+	if TableDigest(b) != p.StoredTableDigest {
+		return fmt.Errorf("%w: stored table of payload %s", ErrDigest, p.Name)
+	}
+	t.Stored = make([][32]byte, p.Chunks)
+	for i := range t.Stored {
+		copy(t.Stored[i][:], b[i*StoredEntrySize:])
+	}
+	return nil
+}
+
 // Chunks returns a reader of the payload's verified chunks, whose bytes
 // src supplies.
 func (t *Table) Chunks(src ChunkSource) (*PayloadReader, error) {
 	if t.r == nil || !t.r.verified {
 		return nil, ErrVerify
 	}
-	return &PayloadReader{Payload: t.Payload, Entries: t.Entries, src: src, dec: t.r.dec, check: t.r.CheckPayloadDigests}, nil
+	return &PayloadReader{Payload: t.Payload, Entries: t.Entries, stored: t.Stored, src: src, dec: t.r.dec, check: t.r.CheckPayloadDigests}, nil
 }
 
 // streamSource reads the chunks of the payload at the stream's position,
@@ -121,6 +147,7 @@ type PayloadReader struct {
 	Payload *Payload
 	Entries []Entry
 
+	stored  [][32]byte // digests of the stored bytes (format 3), or nil
 	src     ChunkSource
 	dec     *zstd.Decoder
 	check   bool   // recompute the payload's digests (Reader.CheckPayloadDigests)
@@ -212,13 +239,13 @@ func (p *PayloadReader) finish() error {
 		close(p.pl.hashQ)
 		if p.check {
 			sum = <-p.pl.sum
-			if stream {
+			if p.pl.storedSum != nil {
 				stored = <-p.pl.storedSum
 			}
 		}
 		p.pl = nil
 	}
-	if p.check && stream && stored != p.Payload.StoredDigest {
+	if p.check && stream && p.stored == nil && stored != p.Payload.StoredDigest {
 		return fmt.Errorf("%w: stored bytes of payload %s", ErrDigest, p.Payload.Name)
 	}
 	if p.check && sum != p.Payload.Digest {
@@ -265,16 +292,24 @@ func (p *PayloadReader) stop() {
 // size is refused, so the output bound stays size + decodeSlack.
 const decodeSlack = 64
 
-// verifyChunk decompresses a chunk's stored bytes into buf when they are a
-// zstd frame (never producing more than the declared size plus decodeSlack,
-// which is an error) and checks the content digest.
-func verifyChunk(dec *zstd.Decoder, e *Entry, stored, buf []byte) ([]byte, error) {
+// verifyChunk checks a chunk's stored bytes and decompresses them into buf
+// when they are a zstd frame (never producing more than the declared size
+// plus decodeSlack, which is an error). With sd, the digest of the stored
+// bytes from a format 3 stored table, the stored bytes are checked against
+// it before anything else, the frame must carry its content checksum (which
+// the decoder checks), and the content is released after its size matched
+// without being hashed again, unless both asks for the content digest too
+// (a check of the bundle file). Without sd, the content digest is checked.
+func verifyChunk(dec *zstd.Decoder, e *Entry, sd *[32]byte, both bool, stored, buf []byte) ([]byte, error) {
 	if len(stored) != int(e.StoredSize) {
 		return nil, fmt.Errorf("%w: %d stored bytes, the table says %d", ErrChunk, len(stored), e.StoredSize)
 	}
+	if sd != nil && sha256.Sum256(stored) != *sd {
+		return nil, fmt.Errorf("%w: stored bytes", ErrDigest)
+	}
 	data := stored
 	if e.Compressed() {
-		if err := oneFrame(stored, e.Size); err != nil {
+		if err := oneFrame(stored, e.Size, sd != nil); err != nil {
 			return nil, fmt.Errorf("%w: not one zstd frame: %w", ErrChunk, err)
 		}
 		if n := int(e.Size) + decodeSlack; cap(buf) < n {
@@ -285,6 +320,12 @@ func verifyChunk(dec *zstd.Decoder, e *Entry, stored, buf []byte) ([]byte, error
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrChunk, err)
 		}
+	}
+	if sd != nil && !both {
+		if len(data) != int(e.Size) {
+			return nil, fmt.Errorf("%w: %d bytes, the table says %d", ErrChunk, len(data), e.Size)
+		}
+		return data, nil
 	}
 	return checkContent(e, data)
 }
@@ -425,7 +466,7 @@ func startPipeline(p *PayloadReader) *pipeline {
 		holders++ // the whole-payload hasher
 		go pl.hashSlots(pl.hashQ, func(s *slot) []byte { return s.data }, pl.sum)
 	}
-	if _, ok := p.src.(*streamSource); ok && p.check {
+	if _, ok := p.src.(*streamSource); ok && p.check && p.stored == nil {
 		pl.storedQ, pl.storedSum = make(chan *slot, n), make(chan [32]byte, 1)
 		holders++ // the stored-bytes hasher
 		go pl.hashSlots(pl.storedQ, func(s *slot) []byte { return s.stored }, pl.storedSum)
@@ -436,7 +477,7 @@ func startPipeline(p *PayloadReader) *pipeline {
 	go pl.read(p, maxStored, holders)
 	rf, _ := p.src.(Refetcher)
 	for range workers {
-		go pl.verify(p.dec, rf, maxSize)
+		go pl.verify(p, rf, maxSize)
 	}
 	return pl
 }
@@ -483,13 +524,13 @@ func (pl *pipeline) read(p *PayloadReader, maxStored int, holders int32) {
 
 // verify checks (and decompresses) the chunks the reader hands it, asking
 // a Refetcher source again for a chunk that failed.
-func (pl *pipeline) verify(dec *zstd.Decoder, rf Refetcher, maxSize int) {
+func (pl *pipeline) verify(p *PayloadReader, rf Refetcher, maxSize int) {
 	for s := range pl.work {
 		select {
 		case <-pl.quit:
 			s.err = errors.New("bundle: reader stopped")
 		default:
-			s.data, s.err = s.check(dec, maxSize)
+			s.data, s.err = s.check(p, maxSize)
 			for attempt := 1; s.err != nil && rf != nil; attempt++ {
 				b, err := rf.Refetch(s.i, s.e, attempt)
 				if err != nil {
@@ -500,7 +541,7 @@ func (pl *pipeline) verify(dec *zstd.Decoder, rf Refetcher, maxSize int) {
 					break
 				}
 				s.stored, s.content = b, false
-				s.data, s.err = s.check(dec, maxSize)
+				s.data, s.err = s.check(p, maxSize)
 			}
 			s.verifyErr = s.err != nil
 		}
@@ -509,15 +550,19 @@ func (pl *pipeline) verify(dec *zstd.Decoder, rf Refetcher, maxSize int) {
 }
 
 // check verifies the slot's bytes: a copy of the content by its digest,
-// stored bytes after decompressing them.
-func (s *slot) check(dec *zstd.Decoder, maxSize int) ([]byte, error) {
+// stored bytes by their digest (format 3) or after decompressing them.
+func (s *slot) check(p *PayloadReader, maxSize int) ([]byte, error) {
 	if s.content {
 		return checkContent(s.e, s.stored)
 	}
 	if s.buf == nil && s.e.Compressed() {
 		s.buf = make([]byte, 0, maxSize)
 	}
-	return verifyChunk(dec, s.e, s.stored, s.buf)
+	var sd *[32]byte
+	if p.stored != nil {
+		sd = &p.stored[s.i]
+	}
+	return verifyChunk(p.dec, s.e, sd, p.check, s.stored, s.buf)
 }
 
 // hashSlots feeds part(s) of each slot q brings, in order, to a SHA-256

@@ -17,13 +17,13 @@ func chunkSpans(t *testing.T, b []byte) (spans [][2]int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := len(r.HeaderBytes) + len(r.SigBytes)
+	tableOff, dataOff := r.PayloadOffsets(0)
 	p := r.Header.Payloads[0]
-	entries, err := ParseTable(b[off:off+int(p.TableSize())], &p)
+	entries, err := ParseTable(b[tableOff:tableOff+int64(p.TableSize())], &p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	off += int(p.TableSize())
+	off := int(dataOff)
 	for _, e := range entries {
 		spans = append(spans, [2]int{off, off + int(e.StoredSize)})
 		off += int(e.StoredSize)

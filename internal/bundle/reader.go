@@ -155,6 +155,15 @@ func (r *Reader) NextPayload() (*PayloadReader, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.Header.HasStoredTable() {
+		st := make([]byte, r.Header.StoredTableSize(p))
+		if err := readFull(r.r, st, "stored table of payload "+p.Name); err != nil {
+			return nil, err
+		}
+		if err := t.AddStoredTable(st); err != nil {
+			return nil, err
+		}
+	}
 	r.cur, _ = t.Chunks(&streamSource{r: r, name: p.Name})
 	return r.cur, nil
 }
@@ -171,14 +180,17 @@ func (r *Reader) end() error {
 // Random access, for delta installs that fetch parts of a remote bundle.
 
 // PayloadOffsets returns where payload i's chunk table and chunk data start
-// in the bundle, from the sizes in the header and signature section.
+// in the bundle, from the sizes in the header and signature section. In
+// format 3 the payload's stored table lies between them, at table +
+// TableSize().
 func (r *Reader) PayloadOffsets(i int) (table, data int64) {
 	off := int64(len(r.HeaderBytes) + len(r.SigBytes))
 	for j := 0; j < i; j++ {
 		p := &r.Header.Payloads[j]
-		off += int64(p.TableSize()) + int64(p.StoredSize)
+		off += int64(p.TableSize()) + int64(r.Header.StoredTableSize(p)) + int64(p.StoredSize)
 	}
-	return off, off + int64(r.Header.Payloads[i].TableSize())
+	p := &r.Header.Payloads[i]
+	return off, off + int64(p.TableSize()) + int64(r.Header.StoredTableSize(p))
 }
 
 // BundleSize returns the total size of the bundle.

@@ -62,9 +62,15 @@ func splitPayload(t *testing.T, b []byte) (*Table, [][]byte, [][]byte) {
 		t.Fatal(err)
 	}
 	tableOff, dataOff := r.PayloadOffsets(0)
-	tb, err := r.Table(0, b[tableOff:dataOff])
+	storedOff := tableOff + int64(r.Header.Payloads[0].TableSize())
+	tb, err := r.Table(0, b[tableOff:storedOff])
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r.Header.HasStoredTable() {
+		if err := tb.AddStoredTable(b[storedOff:dataOff]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var stored, content [][]byte
 	off := dataOff

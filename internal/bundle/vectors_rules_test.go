@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/tandem-ota/tandem/internal/signature"
 	"github.com/tandem-ota/tandem/internal/testutil"
 )
@@ -227,6 +228,22 @@ func rleFrame(wd byte, c byte, n int) []byte {
 	return []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, wd, byte(bh), byte(bh >> 8), byte(bh >> 16), c}
 }
 
+// withChecksum sets the content checksum flag of a frame rleFrame made and
+// appends the checksum of content (the low 32 bits of its XXH64, taken from
+// a frame the encoder made of the same content).
+func withChecksum(t *testing.T, frame, content []byte) []byte {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	ref := enc.EncodeAll(content, nil)
+	frame = bytes.Clone(frame)
+	frame[4] |= 1 << 2
+	return append(frame, ref[len(ref)-4:]...)
+}
+
 // ruleVectors adds the vectors of the decisions to files; signed is
 // valid-signed.tandem, multi valid-multi.tandem.
 func ruleVectors(t *testing.T, files map[string][]byte, signed, multi []byte) {
@@ -357,8 +374,9 @@ func ruleVectors(t *testing.T, files map[string][]byte, signed, multi []byte) {
 	// block, in a frame that declares a window of 16 MiB (allowed) or
 	// 32 MiB (refused).
 	zeros, _ := makeBundle(t, LevelDefault, true, testPayload{"system", KindSlot, make([]byte, 1000)})
-	files["chunk-window-16m.tandem"] = rebuild(t, zeros, false, func(c []chunkData) { c[0].stored = rleFrame(14<<3, 0, 1000) })
-	files["chunk-window-32m.tandem"] = rebuild(t, zeros, false, func(c []chunkData) { c[0].stored = rleFrame(15<<3, 0, 1000) })
+	rle := func(wd byte) []byte { return withChecksum(t, rleFrame(wd, 0, 1000), make([]byte, 1000)) }
+	files["chunk-window-16m.tandem"] = rebuild(t, zeros, false, func(c []chunkData) { c[0].stored = rle(14 << 3) })
+	files["chunk-window-32m.tandem"] = rebuild(t, zeros, false, func(c []chunkData) { c[0].stored = rle(15 << 3) })
 }
 
 // ruleExpect labels the vectors of ruleVectors; clock is the device clock

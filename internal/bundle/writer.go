@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -63,13 +64,20 @@ type Options struct {
 // DefaultChunkSize is the default average chunk size.
 const DefaultChunkSize = 64 << 10
 
-// Write makes a bundle from meta (Compatible, Name, Version, MinVersion,
-// Created, Flags) and the payloads, streaming: chunk data is compressed on
+// Write makes a bundle from meta (Format, Compatible, Name, Version,
+// MinVersion, Created, Flags) and the payloads, streaming (format 3 unless
+// meta.Format asks for 2): chunk data is compressed on
 // all cores and spooled to temporary files, so memory stays bounded whatever
 // the payload size. The same inputs and options give the same bytes.
 func Write(w io.Writer, meta Header, payloads []PayloadSpec, opts Options) (Hash, error) {
 	h := meta
 	h.Payloads = nil
+	if h.Format == 0 {
+		h.Format = FormatVersion
+	}
+	if h.Format < MinFormatVersion || h.Format > FormatVersion {
+		return Hash{}, &VersionError{Version: h.Format}
+	}
 	var spools []*os.File
 	defer func() {
 		for _, f := range spools {
@@ -77,19 +85,19 @@ func Write(w io.Writer, meta Header, payloads []PayloadSpec, opts Options) (Hash
 			os.Remove(f.Name())
 		}
 	}()
-	var tables [][]byte
+	var tables, storedTables [][]byte
 	for _, ps := range payloads {
 		spool, err := os.CreateTemp(opts.TempDir, "tandem-bundle-*")
 		if err != nil {
 			return Hash{}, err
 		}
 		spools = append(spools, spool)
-		p, table, err := writePayload(spool, ps, opts)
+		p, table, storedTable, err := writePayload(spool, ps, opts, h.HasStoredTable())
 		if err != nil {
 			return Hash{}, fmt.Errorf("payload %s: %w", ps.Name, err)
 		}
 		h.Payloads = append(h.Payloads, p)
-		tables = append(tables, table)
+		tables, storedTables = append(tables, table), append(storedTables, storedTable)
 	}
 	hb, err := MarshalHeader(&h)
 	if err != nil {
@@ -116,6 +124,9 @@ func Write(w io.Writer, meta Header, payloads []PayloadSpec, opts Options) (Hash
 		if _, err := w.Write(tables[i]); err != nil {
 			return hash, err
 		}
+		if _, err := w.Write(storedTables[i]); err != nil {
+			return hash, err
+		}
 		if _, err := spool.Seek(0, io.SeekStart); err != nil {
 			return hash, err
 		}
@@ -135,19 +146,20 @@ type chunkResult struct {
 	seq    int
 	entry  Entry
 	stored []byte
+	sd     [32]byte // SHA-256 of stored
 	err    error
 }
 
 // writePayload chunks, compresses and spools one payload; it returns the
-// payload description and its chunk table.
-func writePayload(spool io.Writer, ps PayloadSpec, opts Options) (Payload, []byte, error) {
-	p := Payload{Name: ps.Name, Kind: ps.Kind, Target: ps.Target, Handler: ps.Handler, Chunker: ps.Chunker}
+// payload description, its chunk table and, with stored (format 3), its
+// stored table; format 3 frames carry zstd's content checksum.
+func writePayload(spool io.Writer, ps PayloadSpec, opts Options, stored bool) (p Payload, table, storedTable []byte, err error) {
+	p = Payload{Name: ps.Name, Kind: ps.Kind, Target: ps.Target, Handler: ps.Handler, Chunker: ps.Chunker}
 	size := ps.ChunkSize
 	if size == 0 {
 		size = DefaultChunkSize
 	}
 	var ch *chunker.Chunker
-	var err error
 	switch ps.Chunker {
 	case ChunkerFixed:
 		p.ChunkMin, p.ChunkAvg, p.ChunkMax = uint32(size), uint32(size), uint32(size)
@@ -160,12 +172,12 @@ func writePayload(spool io.Writer, ps PayloadSpec, opts Options) (Payload, []byt
 		err = fmt.Errorf("unknown chunker %d", ps.Chunker)
 	}
 	if err != nil {
-		return p, nil, err
+		return p, nil, nil, err
 	}
 	level, compress := zstd.SpeedDefault, opts.Level != LevelStored
 	if compress {
 		if level, err = opts.Level.encoderLevel(); err != nil {
-			return p, nil, err
+			return p, nil, nil, err
 		}
 	}
 	workers := opts.Workers
@@ -184,11 +196,16 @@ func writePayload(spool io.Writer, ps PayloadSpec, opts Options) (Payload, []byt
 			var enc *zstd.Encoder
 			if compress {
 				enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
-					zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true), zstd.WithWindowSize(windowFor(int(p.ChunkMax))))
+					zstd.WithEncoderCRC(stored), zstd.WithZeroFrames(true), zstd.WithWindowSize(windowFor(int(p.ChunkMax))))
 				defer enc.Close()
 			}
+			var dec *zstd.Decoder
+			if compress && stored {
+				dec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxChunk))
+				defer dec.Close()
+			}
 			for j := range jobs {
-				r := compressChunk(enc, j)
+				r := compressChunk(enc, dec, j)
 				select {
 				case results <- r:
 				case <-done:
@@ -223,7 +240,6 @@ func writePayload(spool io.Writer, ps PayloadSpec, opts Options) (Payload, []byt
 		}
 	}()
 	// Collect in order; hash the stored bytes on the way.
-	var table []byte
 	storedSum := sha256.New()
 	pendingResults := map[int]chunkResult{}
 	next := 0
@@ -236,13 +252,18 @@ func writePayload(spool io.Writer, ps PayloadSpec, opts Options) (Payload, []byt
 			}
 			delete(pendingResults, next)
 			if r.err != nil {
-				return p, nil, r.err
+				return p, nil, nil, r.err
 			}
 			if _, err := spool.Write(r.stored); err != nil {
-				return p, nil, err
+				return p, nil, nil, err
 			}
-			storedSum.Write(r.stored)
+			if !stored {
+				storedSum.Write(r.stored)
+			}
 			table = MarshalEntry(table, &r.entry)
+			if stored {
+				storedTable = append(storedTable, r.sd[:]...)
+			}
 			p.Chunks++
 			p.Size += uint64(r.entry.Size)
 			p.StoredSize += uint64(r.entry.StoredSize)
@@ -250,15 +271,19 @@ func writePayload(spool io.Writer, ps PayloadSpec, opts Options) (Payload, []byt
 		}
 	}
 	if err := <-feedErr; err != nil {
-		return p, nil, err
+		return p, nil, nil, err
 	}
 	if len(pendingResults) != 0 {
-		return p, nil, fmt.Errorf("internal error: %d chunks out of order", len(pendingResults))
+		return p, nil, nil, fmt.Errorf("internal error: %d chunks out of order", len(pendingResults))
 	}
 	copy(p.Digest[:], sum.Sum(nil))
-	copy(p.StoredDigest[:], storedSum.Sum(nil))
+	if stored {
+		p.StoredTableDigest = TableDigest(storedTable)
+	} else {
+		copy(p.StoredDigest[:], storedSum.Sum(nil))
+	}
 	p.TableDigest = TableDigest(table)
-	return p, table, nil
+	return p, table, storedTable, nil
 }
 
 func windowFor(maxChunk int) int {
@@ -269,7 +294,12 @@ func windowFor(maxChunk int) int {
 	return w
 }
 
-func compressChunk(enc *zstd.Encoder, j chunkJob) chunkResult {
+// compressChunk compresses one chunk. With dec (format 3), it decodes each
+// frame it keeps and compares it with the chunk: a format 3 install checks
+// a chunk by its stored bytes, zstd's checksum and its size, not by its
+// content digest (docs/bundle-format.md, "An install"), so the writer makes
+// sure that what it signs decodes to the content it hashed.
+func compressChunk(enc *zstd.Encoder, dec *zstd.Decoder, j chunkJob) chunkResult {
 	r := chunkResult{seq: j.seq}
 	e := &r.entry
 	e.Digest = sha256.Sum256(j.data)
@@ -280,8 +310,17 @@ func compressChunk(enc *zstd.Encoder, j chunkJob) chunkResult {
 	if enc != nil {
 		if c := enc.EncodeAll(j.data, make([]byte, 0, len(j.data)/2)); len(c) < len(j.data) {
 			r.stored = c
+			if dec != nil {
+				if back, err := dec.DecodeAll(c, make([]byte, 0, len(j.data))); err != nil || !bytes.Equal(back, j.data) {
+					r.err = fmt.Errorf("internal error: the zstd frame of chunk %d does not decode to its content (%v)", j.seq, err)
+				}
+			}
 		}
 	}
 	e.StoredSize = uint32(len(r.stored))
+	r.sd = e.Digest
+	if e.StoredSize < e.Size {
+		r.sd = sha256.Sum256(r.stored)
+	}
 	return r
 }

@@ -11,9 +11,10 @@ import (
 // frame header, blocks up to the one marked last, the content checksum when
 // the header announces one, and nothing after. Skippable frames, frames
 // that need a dictionary and frames whose header declares a content size
-// other than size are refused. It only walks the block headers; the decoder
-// checks the blocks themselves.
-func oneFrame(b []byte, size uint32) error {
+// other than size are refused, and with checksum, frames without a content
+// checksum (format 3). It only walks the block headers; the decoder checks
+// the blocks themselves, and the checksum.
+func oneFrame(b []byte, size uint32, checksum bool) error {
 	var h zstd.Header
 	if err := h.Decode(b); err != nil {
 		return err
@@ -23,6 +24,8 @@ func oneFrame(b []byte, size uint32) error {
 		return errors.New("a skippable frame")
 	case h.DictionaryID != 0:
 		return errors.New("the frame needs a dictionary")
+	case checksum && !h.HasCheckSum:
+		return errors.New("the frame has no content checksum")
 	case h.HasFCS && h.FrameContentSize != uint64(size):
 		return fmt.Errorf("the frame holds %d bytes, the table says %d", h.FrameContentSize, size)
 	}

@@ -330,12 +330,16 @@ func TestSlotsIndex(t *testing.T) {
 }
 
 // A bundle of format version 1 is refused (bundle rejected) with a hint to
-// make it again.
+// make it again; one of format version 2 is still verified.
 func TestBundleFormatVersion1(t *testing.T) {
+	v2 := filepath.Join("..", "..", "testdata", "vectors", "v2-valid-signed.tandem")
+	if r := run(t, nil, "bundle", "verify", v2, "--trust", filepath.Join("..", "..", "testdata", "vectors", "test-key.pub")); r.code != 0 {
+		t.Errorf("verify of a format 2 bundle: exit %d, stderr %q", r.code, r.stderr)
+	}
 	v1 := filepath.Join("..", "..", "testdata", "vectors", "version-1.tandem")
 	for _, args := range [][]string{{"bundle", "inspect", v1}, {"bundle", "verify", v1, "--trust", filepath.Join("..", "..", "testdata", "vectors", "test-key.pub")}} {
 		r := run(t, nil, args...)
-		if r.code != ExitBundle || !strings.Contains(r.stderr, "format version 1 (this tandem reads 2)") ||
+		if r.code != ExitBundle || !strings.Contains(r.stderr, "format version 1 (this tandem reads 2 and 3)") ||
 			!strings.Contains(r.stderr, "\nhint: the bundle was made by an older tandem; re-create it") {
 			t.Errorf("%v: exit %d, stderr %q", args, r.code, r.stderr)
 		}

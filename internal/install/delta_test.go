@@ -369,3 +369,38 @@ func TestDeltaOldIndexVersion(t *testing.T) {
 		t.Fatalf("reused %d bytes, a fresh device %d", res.Transfer.BytesReused, fresh.Transfer.BytesReused)
 	}
 }
+
+// A URL install that fetches at least half of the chunks fetches the
+// payload's stored table too (format 3), so that the chunks are checked by
+// their stored bytes; a stored table that does not match the header is not
+// used, and the chunks are then checked by their content.
+func TestURLInstallStoredTable(t *testing.T) {
+	s := split(t, fx.sysV1)
+	storedOff := len(s.hb) + len(s.sb) + len(s.tables[0])
+	if len(s.stored[0]) == 0 {
+		t.Fatal("fx.sysV1 has no stored table")
+	}
+	for _, bad := range []bool{false, true} {
+		b := fx.sysV1
+		if bad {
+			b = flip(b, storedOff+3)
+		}
+		var asked atomic.Bool
+		url := serve(t, b, func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasPrefix(r.Header.Get("Range"), fmt.Sprintf("bytes=%d-", storedOff)) {
+					asked.Store(true)
+				}
+				h.ServeHTTP(w, r)
+			})
+		})
+		dir := newDevice(t, devOpts{})
+		if _, err := installURL(t, dir, url, install.Options{}); err != nil {
+			t.Fatalf("stored table changed %v: %v", bad, err)
+		}
+		checkSlot(t, dir, "b", fx.imgV1)
+		if !asked.Load() {
+			t.Fatalf("stored table changed %v: the stored table was not fetched", bad)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -259,11 +260,12 @@ type spec struct {
 	unsigned                        bool
 	sign                            signFunc // nil: fx.sign
 	payloads                        []pl
+	format                          uint16 // bundle format version; 0: the writer's
 }
 
 func buildBundle(s spec) ([]byte, bundle.Hash, error) {
 	meta := bundle.Header{Compatible: compatible, Version: "1.0.0", Name: "tandem test bundle",
-		MinVersion: s.minVersion, Created: time.Now().Unix()}
+		MinVersion: s.minVersion, Created: time.Now().Unix(), Format: s.format}
 	if s.compatible != "" {
 		meta.Compatible = s.compatible
 	}
@@ -296,11 +298,12 @@ func mkBundle(t testing.TB, s spec) ([]byte, bundle.Hash) {
 	return b, h
 }
 
-// sections is a bundle taken apart.
+// sections is a bundle taken apart. stored holds each payload's stored
+// table (format 3; empty in format 2), which join makes again.
 type sections struct {
-	h            *bundle.Header
-	hb, sb       []byte
-	tables, data [][]byte
+	h                    *bundle.Header
+	hb, sb               []byte
+	tables, stored, data [][]byte
 }
 
 func split(t testing.TB, b []byte) *sections {
@@ -315,6 +318,9 @@ func split(t testing.TB, b []byte) *sections {
 		n := int(p.TableSize())
 		s.tables = append(s.tables, slices.Clone(b[off:off+n]))
 		off += n
+		n = int(r.Header.StoredTableSize(&p))
+		s.stored = append(s.stored, slices.Clone(b[off:off+n]))
+		off += n
 		s.data = append(s.data, slices.Clone(b[off:off+int(p.StoredSize)]))
 		off += int(p.StoredSize)
 	}
@@ -324,14 +330,14 @@ func split(t testing.TB, b []byte) *sections {
 	return s
 }
 
-// tableEnd and dataEnd are the offsets where payload i's chunk table and
-// data end.
-func (s *sections) tableEnd(i int) int { return s.dataEnd(i-1) + len(s.tables[i]) }
+// tableEnd and dataEnd are the offsets where payload i's tables (chunk
+// table and, in format 3, stored table) and data end.
+func (s *sections) tableEnd(i int) int { return s.dataEnd(i-1) + len(s.tables[i]) + len(s.stored[i]) }
 
 func (s *sections) dataEnd(i int) int {
 	off := len(s.hb) + len(s.sb)
 	for j := 0; j <= i; j++ {
-		off += len(s.tables[j]) + len(s.data[j])
+		off += len(s.tables[j]) + len(s.stored[j]) + len(s.data[j])
 	}
 	return off
 }
@@ -339,6 +345,21 @@ func (s *sections) dataEnd(i int) int {
 // join marshals the (possibly changed) header again and signs it with sign.
 func (s *sections) join(t testing.TB, sign signFunc) []byte {
 	t.Helper()
+	s.stored = make([][]byte, len(s.tables))
+	if s.h.HasStoredTable() {
+		// The stored table of each payload, from its (possibly changed)
+		// chunk table and data.
+		for i := range s.tables {
+			off := 0
+			for raw := s.tables[i]; len(raw) >= bundle.EntrySize; raw = raw[bundle.EntrySize:] {
+				n := int(bundle.UnmarshalEntry(raw).StoredSize)
+				sd := sha256.Sum256(s.data[i][off : off+n])
+				s.stored[i] = append(s.stored[i], sd[:]...)
+				off += n
+			}
+			s.h.Payloads[i].StoredTableDigest = bundle.TableDigest(s.stored[i])
+		}
+	}
 	hb, err := bundle.MarshalHeader(s.h)
 	if err != nil {
 		t.Fatalf("marshal header: %v", err)
@@ -353,7 +374,7 @@ func (s *sections) join(t testing.TB, sign signFunc) []byte {
 	}
 	out := slices.Concat(hb, sb)
 	for i := range s.tables {
-		out = slices.Concat(out, s.tables[i], s.data[i])
+		out = slices.Concat(out, s.tables[i], s.stored[i], s.data[i])
 	}
 	return out
 }
@@ -672,6 +693,33 @@ func diff(a, b snap, keep func(string) bool) []string {
 func bootConfig(p string) bool { return under(p, "/boot", efivarsDir) }
 
 // ---- happy paths ----
+
+// A bundle of format 2, as published before format 3, still installs, from
+// a file (checked by its chunks' content digests) and from a URL.
+func TestInstallFormat2(t *testing.T) {
+	t.Parallel()
+	b, _ := mkBundle(t, spec{format: 2, payloads: []pl{sysPayload(fx.imgV1)}})
+	if v := binary.LittleEndian.Uint16(b[8:]); v != 2 {
+		t.Fatalf("format %d, want 2", v)
+	}
+	dir := newDevice(t, devOpts{})
+	if _, err := installBytes(t, dir, b, install.Options{}); err != nil {
+		t.Fatalf("install of a format 2 bundle: %v", err)
+	}
+	checkSlot(t, dir, "b", fx.imgV1)
+	dir = newDevice(t, devOpts{})
+	if _, err := installURL(t, dir, serve(t, b, nil), install.Options{}); err != nil {
+		t.Fatalf("install of a format 2 bundle from a URL: %v", err)
+	}
+	checkSlot(t, dir, "b", fx.imgV1)
+	// A changed chunk byte of a format 2 bundle is still refused before it
+	// is written, by the content digest.
+	bad := flip(b, split(t, b).tableEnd(0)+len(split(t, b).data[0])/2)
+	dir = newDevice(t, devOpts{})
+	if _, err := installBytes(t, dir, bad, install.Options{}); !errors.Is(err, bundle.ErrDigest) && !errors.Is(err, bundle.ErrChunk) {
+		t.Fatalf("a changed chunk of a format 2 bundle: %v", err)
+	}
+}
 
 func TestInstallSlotImage(t *testing.T) {
 	t.Parallel()
@@ -1061,7 +1109,7 @@ func TestInstallBadInput(t *testing.T) {
 			return flip(fx.full, len(s.hb)+len(s.sb)-5)
 		}), want: signature.ErrBadSignature, preWrite: true},
 		{name: "changed/chunk-table", dev: devOpts{app: true}, bundle: fromFull(func(t *testing.T, s *sections) []byte {
-			return flip(fx.full, s.tableEnd(0)-len(s.tables[0])/2)
+			return flip(fx.full, s.tableEnd(0)-len(s.stored[0])-len(s.tables[0])/2)
 		}), want: bundle.ErrDigest},
 		// A changed byte of a zstd chunk breaks its frame (ErrChunk), its
 		// content (ErrDigest) or, when the frame still gives the same content,

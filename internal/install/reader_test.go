@@ -34,7 +34,7 @@ func chunkLayout(t *testing.T, b []byte) (stored, content []int64, dataOff int64
 		t.Fatal(err)
 	}
 	tableOff, dataOff := r.PayloadOffsets(0)
-	tb, err := r.Table(0, b[tableOff:dataOff])
+	tb, err := r.Table(0, b[tableOff:tableOff+int64(r.Header.Payloads[0].TableSize())])
 	if err != nil {
 		t.Fatal(err)
 	}
