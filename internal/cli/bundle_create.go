@@ -85,7 +85,7 @@ X.509 chain (PEM, leaf first); repeat it to sign with several keys (key rotation
 			if err != nil {
 				return err
 			}
-			hash, err := s.Create(args[0], sign)
+			hash, err := s.Create(args[0], sign, a.warn)
 			if err != nil {
 				return err
 			}

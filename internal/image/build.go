@@ -344,7 +344,7 @@ func Build(s *Spec, o Options) (*Result, error) {
 	if b.Payloads, err = spec.SlotPayloads([]string{"system=" + sys}, "64K", false); err != nil {
 		return nil, err
 	}
-	hash, err := b.Create(o.Bundle, sign)
+	hash, err := b.Create(o.Bundle, sign, nil)
 	if err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
@@ -453,7 +453,7 @@ func (j *job) data(work string) (string, error) {
 		}
 	}
 	img := filepath.Join(work, "data.ext4")
-	return img, Ext4(img, j.s.Disk.data, "data", dir)
+	return img, Ext4(img, j.s.Disk.data, "data", dir, RoleData)
 }
 
 // agentBinary returns the tandem binary to place in the root file system:

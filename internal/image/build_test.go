@@ -251,6 +251,14 @@ func TestBuildGrub(t *testing.T) {
 	if ls := debugfsOut(t, data, "ls -l /"); !strings.Contains(ls, "tandem") {
 		t.Errorf("data partition:\n%s", ls)
 	}
+	// A slot image has no journal (a mounted one would not read back as
+	// written, and patches would not match); the read-write data partition has.
+	if st := debugfsOut(t, sys, "stats -h"); strings.Contains(st, "has_journal") || !strings.Contains(st, "Filesystem features:") {
+		t.Errorf("system partition has a journal:\n%s", st)
+	}
+	if st := debugfsOut(t, data, "stats -h"); !strings.Contains(st, "has_journal") {
+		t.Errorf("data partition has no journal:\n%s", st)
+	}
 
 	// The bundle verifies with the image's trusted key, and its payload is system-a.
 	trust, err := signature.ParseTrust(pub)

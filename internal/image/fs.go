@@ -47,17 +47,35 @@ func runIn(stdin, name string, args ...string) error {
 // oneLine joins a tool's output into one line.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// Role is what an ext4 file system is for; it decides its features.
+type Role int
+
+const (
+	// RoleSlot is a slot image, mounted read-only: made without a journal.
+	// Mounting ext4 with a journal, even read-only, makes jbd2 rewrite the
+	// journal superblock in the block device's page cache, so the slot
+	// would no longer read back as the image tandem wrote and a patch's
+	// source check would refuse it (docs/delta.md, "Patches").
+	RoleSlot Role = iota
+	// RoleData is the read-write data partition: journaled.
+	RoleData
+)
+
 // Ext4 makes an ext4 file system image of size bytes at out holding the tree
-// under dir ("" dir: empty), labelled label.
-func Ext4(out string, size int64, label, dir string) error {
+// under dir ("" dir: empty), labelled label, with the features of role.
+func Ext4(out string, size int64, label, dir string, role Role) error {
 	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return Run("mkfs.ext4", ext4Args(out, size, label, dir)...)
+	return Run("mkfs.ext4", ext4Args(out, size, label, dir, role)...)
 }
 
-func ext4Args(out string, size int64, label, dir string) []string {
-	args := []string{"-q", "-F", "-t", "ext4", "-L", label, "-E", "root_owner=0:0", "-O", "^metadata_csum_seed"}
+func ext4Args(out string, size int64, label, dir string, role Role) []string {
+	features := "^metadata_csum_seed"
+	if role == RoleSlot {
+		features += ",^has_journal"
+	}
+	args := []string{"-q", "-F", "-t", "ext4", "-L", label, "-E", "root_owner=0:0", "-O", features}
 	if dir != "" {
 		args = append(args, "-d", dir)
 	}

@@ -132,5 +132,5 @@ func (t *tree) ext4(out string, size int64, label string) error {
 		return err
 	}
 	args := append([]string{"-i", t.db, "--", "sh", "-c", ownScript, "sh", t.dir}, t.added...)
-	return Run("fakeroot", append(append(args, "--"), ext4Args(out, size, label, t.dir)...)...)
+	return Run("fakeroot", append(append(args, "--"), ext4Args(out, size, label, t.dir, RoleSlot)...)...)
 }

@@ -64,7 +64,7 @@ func TestSetXattrsReportsFailures(t *testing.T) {
 	needTools(t, FlowUBoot)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "fs.ext4")
-	if err := Ext4(img, 8*MiB, "x", ""); err != nil {
+	if err := Ext4(img, 8*MiB, "x", "", RoleSlot); err != nil {
 		t.Fatal(err)
 	}
 	err := setXattrs(img, dir, []xattr{{path: "no/such/file", name: "user.x", value: []byte("1")}}, nil)

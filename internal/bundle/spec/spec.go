@@ -8,8 +8,10 @@ package spec
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -151,8 +153,10 @@ func rel(dir, p string) string {
 }
 
 // Create makes the bundle file out from the spec (bundle.WriteFile: written
-// atomically), signed by sign (nil: unsigned), and returns its hash.
-func (s *Spec) Create(out string, sign func(bundle.Hash) ([]signature.Signature, error)) (bundle.Hash, error) {
+// atomically), signed by sign (nil: unsigned), and returns its hash. warn
+// (nil: none) hears about slot images that will not take patches once
+// mounted (JournalWarning).
+func (s *Spec) Create(out string, sign func(bundle.Hash) ([]signature.Signature, error), warn func(string)) (bundle.Hash, error) {
 	var specs []bundle.PayloadSpec
 	for i, p := range s.Payloads {
 		f, err := os.Open(p.File)
@@ -163,11 +167,43 @@ func (s *Spec) Create(out string, sign func(bundle.Hash) ([]signature.Signature,
 			return bundle.Hash{}, err
 		}
 		defer f.Close()
+		if p.Kind == bundle.KindSlot && warn != nil {
+			if w := JournalWarning(f, p.Name); w != "" {
+				warn(w)
+			}
+		}
 		ps := p.PayloadSpec
 		ps.Source = bufio.NewReaderSize(f, 1<<20)
 		specs = append(specs, ps)
 	}
 	return bundle.WriteFile(out, s.Header, specs, bundle.Options{Level: s.Level, Sign: sign})
+}
+
+// ext4 superblock fields (at offset 1024 of the file system).
+const (
+	ext4Super      = 1024
+	ext4MagicOff   = 0x38 // le16 s_magic
+	ext4Magic      = 0xEF53
+	ext4CompatOff  = 0x5C // le32 s_feature_compat
+	ext4HasJournal = 0x4  // COMPAT_HAS_JOURNAL
+)
+
+// JournalWarning returns a warning when the slot image r (read from its
+// start) is an ext4 file system with a journal, else "". Mounting such a
+// file system, even read-only, makes the kernel's jbd2 rewrite the journal
+// superblock in the page cache, so the slot no longer reads back as this
+// image and a patch made from it will not match the device (docs/delta.md,
+// "Patches").
+func JournalWarning(r io.ReaderAt, name string) string {
+	var sb [ext4CompatOff + 4]byte
+	if n, _ := r.ReadAt(sb[:], ext4Super); n < len(sb) ||
+		binary.LittleEndian.Uint16(sb[ext4MagicOff:]) != ext4Magic ||
+		binary.LittleEndian.Uint32(sb[ext4CompatOff:])&ext4HasJournal == 0 {
+		return ""
+	}
+	return fmt.Sprintf("payload %s is an ext4 image with a journal: once the device mounts it (even read-only), "+
+		"its slot no longer reads back as this image and patches from it will not match (the device falls back to "+
+		"chunk reuse); make it without one (mkfs.ext4 -O ^has_journal, or tune2fs -O ^has_journal IMAGE)", name)
 }
 
 // ParseSize parses a size as specs and tandem's flags write it: bytes, or a

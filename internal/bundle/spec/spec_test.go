@@ -2,6 +2,7 @@ package spec
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,18 +111,61 @@ func TestCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out.tandem")
-	if _, err := s.Create(out, nil); err == nil || !strings.Contains(err.Error(), name+": payload 1: open") {
+	if _, err := s.Create(out, nil, nil); err == nil || !strings.Contains(err.Error(), name+": payload 1: open") {
 		t.Fatalf("Create without the payload file: %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "v2.img"), []byte(strings.Repeat("tandem ", 5000)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hash, err := s.Create(out, nil)
+	hash, err := s.Create(out, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	info, err := bundle.Inspect(out, false)
 	if err != nil || info.Hash != hash.String() || len(info.Payloads) != 1 || info.Payloads[0].Size != 35000 {
 		t.Fatalf("Inspect: %v, %+v", err, info)
+	}
+}
+
+// An ext4 slot image with a journal draws the warning; one without, a tree
+// payload or a file that is no ext4 image does not. The images are made by
+// the real mkfs.ext4.
+func TestJournalWarning(t *testing.T) {
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 not installed")
+	}
+	dir := t.TempDir()
+	mk := func(name string, features ...string) string {
+		p := filepath.Join(dir, name)
+		args := append([]string{"-q", "-F", "-t", "ext4"}, features...)
+		if out, err := exec.Command("mkfs.ext4", append(args, p, "8M")...).CombinedOutput(); err != nil {
+			t.Fatalf("mkfs.ext4: %v: %s", err, out)
+		}
+		return p
+	}
+	journal, none := mk("journal.ext4"), mk("none.ext4", "-O", "^has_journal")
+	other := filepath.Join(dir, "other.img")
+	if err := os.WriteFile(other, []byte(strings.Repeat("tandem ", 5000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file string
+		kind bundle.Kind
+		warn bool
+	}{{journal, bundle.KindSlot, true}, {none, bundle.KindSlot, false}, {other, bundle.KindSlot, false}, {journal, bundle.KindTree, false}} {
+		s := &Spec{Header: bundle.Header{Compatible: "acme", Version: "2.0.0"},
+			Payloads: []Payload{{bundle.PayloadSpec{Name: "system", Kind: tc.kind, Target: "system", ChunkSize: 64 << 10}, tc.file}}}
+		if tc.kind == bundle.KindTree {
+			s.Payloads[0].Target = ""
+		}
+		var warnings []string
+		_, err := s.Create(filepath.Join(dir, "out.tandem"), nil, func(w string) { warnings = append(warnings, w) })
+		if tc.kind == bundle.KindSlot && err != nil {
+			t.Fatal(err)
+		}
+		if got := len(warnings) == 1 && strings.Contains(warnings[0], "payload system is an ext4 image with a journal") &&
+			strings.Contains(warnings[0], "tune2fs -O ^has_journal"); got != tc.warn || len(warnings) > 1 {
+			t.Errorf("%s (kind %d): warnings %q, want one: %v", filepath.Base(tc.file), tc.kind, warnings, tc.warn)
+		}
 	}
 }
