@@ -103,6 +103,9 @@ func (a *Applier) Read(dst []byte) error {
 		return corrupt("asked for %d bytes, %d left", len(dst), a.outLeft)
 	}
 	a.outLeft -= uint64(len(dst))
+	if a.outLeft == 0 {
+		defer a.src.release()
+	}
 	for len(dst) > 0 {
 		if a.dLeft == 0 && a.eLeft == 0 {
 			a.next()
@@ -110,7 +113,7 @@ func (a *Applier) Read(dst []byte) error {
 		}
 		if a.dLeft > 0 {
 			n := int(min(a.dLeft, uint64(len(dst))))
-			if err := a.src.readAt(dst[:n], a.pos); err != nil {
+			if err := a.readSource(dst[:n]); err != nil {
 				return err
 			}
 			addBytes(dst[:n], a.diff[:n])
@@ -145,8 +148,67 @@ func addBytes(b, d []byte) {
 	}
 }
 
-// sourceCache reads the source through a window of sourceWindow bytes, so
-// that many short reads close together cost one system call.
+// readSource reads dst from the source at a.pos, the current instruction's
+// position. Reads that the window does not hold refill it with exactly the
+// source bytes the next instructions use (span), so the source is read
+// once however the instructions jump; a read of at least half a window
+// goes straight to dst.
+func (a *Applier) readSource(dst []byte) error {
+	c := a.src
+	if len(dst) >= sourceWindow/2 {
+		return readFullAt(c.r, dst, a.pos)
+	}
+	if !c.has(a.pos, len(dst)) {
+		if err := c.fill(a.pos, a.span()); err != nil {
+			return err
+		}
+	}
+	copy(dst, c.buf[a.pos-c.off:])
+	return nil
+}
+
+// span returns how many source bytes from a.pos the current instruction and
+// the ones after it read, as long as each reads within a window from a.pos
+// and starts at most spanGap bytes after the bytes before it (the gaps are
+// read too): at least the rest of the current instruction's diff, at most
+// sourceWindow.
+func (a *Applier) span() int {
+	start := a.pos
+	end := start + int64(min(a.dLeft, sourceWindow))
+	limit := start + sourceWindow
+	prev := start + int64(a.dLeft) // where the current instruction's diff ends
+	ctrl := a.ctrl
+	for range min(a.ops, spanLookahead) {
+		d, n := binary.Uvarint(ctrl)
+		ctrl = ctrl[n:]
+		_, n = binary.Uvarint(ctrl)
+		ctrl = ctrl[n:]
+		seek, n := binary.Varint(ctrl)
+		ctrl = ctrl[n:]
+		p := prev + seek
+		prev = p + int64(d)
+		if d == 0 {
+			continue
+		}
+		if p < start || prev > limit || p > end+spanGap {
+			break
+		}
+		end = max(end, prev)
+	}
+	return int(end - start)
+}
+
+const (
+	// sourceWindow is the most a refill of the source window reads.
+	sourceWindow = 1 << 20
+	// spanGap is the most source bytes a refill reads that no instruction
+	// uses, between two that it serves.
+	spanGap = 16 << 10
+	// spanLookahead bounds the instructions a refill looks at.
+	spanLookahead = 1024
+)
+
+// sourceCache holds the source bytes [off, off+n), read by offset.
 type sourceCache struct {
 	r   io.ReaderAt
 	buf []byte
@@ -154,29 +216,33 @@ type sourceCache struct {
 	n   int
 }
 
-const sourceWindow = 1 << 20
+func newSourceCache(r io.ReaderAt) *sourceCache { return &sourceCache{r: r} }
 
-func newSourceCache(r io.ReaderAt) *sourceCache { return &sourceCache{r: r, off: -1} }
+func (c *sourceCache) has(off int64, n int) bool {
+	return c.n > 0 && off >= c.off && off+int64(n) <= c.off+int64(c.n)
+}
 
-func (c *sourceCache) readAt(dst []byte, off int64) error {
-	if len(dst) >= sourceWindow/2 {
-		return readFullAt(c.r, dst, off)
+// windows recycles the windows of finished appliers (one per segment).
+var windows = sync.Pool{New: func() any { return new([sourceWindow]byte) }}
+
+// release gives the window back once the segment is done.
+func (c *sourceCache) release() {
+	if c.buf != nil {
+		windows.Put((*[sourceWindow]byte)(c.buf))
+		c.buf, c.n = nil, 0
 	}
-	if c.off < 0 || off < c.off || off+int64(len(dst)) > c.off+int64(c.n) {
-		if c.buf == nil {
-			c.buf = make([]byte, sourceWindow)
-		}
-		n, err := c.r.ReadAt(c.buf, off)
-		if n < len(dst) {
-			if err == nil || errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			c.off = -1
-			return fmt.Errorf("read source at %d: %w", off, err)
-		}
-		c.off, c.n = off, n
+}
+
+// fill reads the n source bytes at off (n <= sourceWindow).
+func (c *sourceCache) fill(off int64, n int) error {
+	if c.buf == nil {
+		c.buf = windows.Get().(*[sourceWindow]byte)[:]
 	}
-	copy(dst, c.buf[off-c.off:])
+	c.n = 0
+	if err := readFullAt(c.r, c.buf[:n], off); err != nil {
+		return err
+	}
+	c.off, c.n = off, n
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"testing"
 
@@ -31,6 +32,66 @@ func pair(seed uint64, size int) (old, nw []byte) {
 		nw[i] ^= 0x20
 	}
 	return old, nw
+}
+
+// scattered returns a source of size bytes and a new image of about size
+// bytes made of pieces of 2 to 34 KiB taken from all over it, each changed
+// a little: the shape of a kernel and package upgrade, where the decoder
+// jumps between source offsets at almost every instruction.
+func scattered(seed uint64, size int) (old, nw []byte) {
+	r := rand.New(rand.NewPCG(seed, 1))
+	old = make([]byte, size)
+	for i := range old {
+		old[i] = byte(r.IntN(16)) + 'a'
+	}
+	for len(nw) < size {
+		off, n := r.IntN(size-40<<10), 2<<10+r.IntN(32<<10)
+		nw = append(nw, old[off:off+n]...)
+	}
+	for i := 100; i < len(nw); i += 512 {
+		nw[i] ^= 0x20
+	}
+	return old, nw
+}
+
+// countingReader counts the bytes and calls of ReadAt.
+type countingReader struct {
+	r            io.ReaderAt
+	bytes, calls int64
+}
+
+func (c *countingReader) ReadAt(b []byte, off int64) (int, error) {
+	c.bytes += int64(len(b))
+	c.calls++
+	return c.r.ReadAt(b, off)
+}
+
+// The decoder reads the source bytes the instructions use, not a window
+// around each: on a scattered pair it reads about as much source as it
+// writes output (a 1 MiB window a jump read 30 times as much).
+func TestApplyReadsSourceOnce(t *testing.T) {
+	old, nw := scattered(9, 8<<20)
+	entries := fixedEntries(nw, 64<<10)
+	b, err := buildSection(old, nw, nil, entries, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &countingReader{r: bytes.NewReader(old)}
+	var out []byte
+	err = ApplySection(&b.Section, entries, bytes.NewReader(bytes.Join(b.stored, nil)), src, func(_ int, c []byte) error {
+		out = append(out, c...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, nw) {
+		t.Fatal("output differs from the new image")
+	}
+	t.Logf("%d bytes of output: %d source bytes read in %d calls", len(nw), src.bytes, src.calls)
+	if src.bytes > int64(len(nw))*3/2 {
+		t.Errorf("read %d source bytes for %d bytes of output", src.bytes, len(nw))
+	}
 }
 
 // fixedEntries cuts n bytes into chunks of size c (the last shorter).
