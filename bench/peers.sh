@@ -15,7 +15,7 @@
 #   N           rounds (default 7); the report gives medians
 #   IMAGE_MIB   image size in MiB (default 512)
 #   IMAGE_SRC   directory tarred into the image (default /usr)
-#   ONLY        space-separated contenders to run (default: all five)
+#   ONLY        space-separated contenders to run (default: all six)
 #   LOAD        busy loops to run beside the contenders during the rounds
 #               (default 0): the comparison is made under load, and on a
 #               machine that is otherwise idle LOAD=4 gives a load of about 4
@@ -26,7 +26,7 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/tandem-peers}
 N=${N:-7}
 IMAGE_MIB=${IMAGE_MIB:-512}
 IMAGE_SRC=${IMAGE_SRC:-/usr}
-ONLY=${ONLY:-tandem mender rauc swupdate baseline}
+ONLY=${ONLY:-tandem tandem-stored mender rauc swupdate baseline}
 LOAD=${LOAD:-0}
 TIME=/usr/bin/time
 SIZE=$((IMAGE_MIB << 20))
@@ -86,9 +86,14 @@ fi
 [ -s "$B/tandem.key" ] || "$TANDEM" key generate "$B/tandem" >/dev/null
 
 log "tandem bundle (rebuilt every run: the code under test may have changed)"
-rm -f "$B/bench.tandem"
+rm -f "$B/bench.tandem" "$B/bench-stored.tandem"
 SOURCE_DATE_EPOCH=1700000000 "$TANDEM" bundle create "$B/bench.tandem" --compatible tandem-sim --version 2.0.0 \
 	--slot system="$IMAGE" --key "$B/tandem.key" >/dev/null
+# tandem-stored: the same bundle with uncompressed chunks, the like-for-like row for mender's uncompressed artifact
+if [[ " $ONLY " == *" tandem-stored "* ]]; then
+	SOURCE_DATE_EPOCH=1700000000 "$TANDEM" bundle create "$B/bench-stored.tandem" --compatible tandem-sim --version 2.0.0 \
+		--slot system="$IMAGE" --key "$B/tandem.key" --compression stored >/dev/null
+fi
 
 if stale "$B/bench.mender"; then
 	log "mender artifact (module image, uncompressed, signed with ECDSA P-256)"
@@ -252,6 +257,7 @@ contender() {
 	local round=$2
 	case $1 in
 	tandem) run tandem "$round" "$B/dev/slots/system-b.img" "$TANDEM" --root "$B/dev" update install "$B/bench.tandem" --json ;;
+	tandem-stored) run tandem-stored "$round" "$B/dev/slots/system-b.img" "$TANDEM" --root "$B/dev" update install "$B/bench-stored.tandem" --json ;;
 	mender)
 		# A private mount namespace puts the module and /etc/mender in place.
 		run mender "$round" "$B/slot-mender.img" unshare -m --propagation private sh -c '
@@ -293,12 +299,14 @@ med() { awk -v c="$2" '{print $c}' "$R/$1".* | median; }
 range() { awk -v c="$2" '{print $c}' "$R/$1".* | sort -g | awk 'NR==1 {a=$1} {b=$1} END {print a "–" b}'; }
 declare -A what=(
 	[tandem]="signature over the header before any payload byte; every chunk's stored bytes against their signed SHA-256 before they are decoded, the decoded size and zstd checksum before it is written"
+	[tandem-stored]="as tandem, with each chunk's SHA-256 over its uncompressed bytes"
 	[mender]="signature over the manifest; the payload's SHA-256 at the end of the stream, after the module wrote it"
 	[rauc]="CMS signature over the whole bundle before mounting it; the image is not hashed again while copied"
 	[swupdate]="CMS signature over sw-description; the artifact's SHA-256 (of its compressed bytes) at the end, after writing"
 	[baseline]="nothing (sha256sum computes a digest nobody compares)")
 declare -A label=(
 	[tandem]="**tandem** (\`update install\`, bundle format 3)"
+	[tandem-stored]="tandem, the same bundle with \`--compression stored\`"
 	[mender]="mender-client $(dpkg-query -W -f='${Version}' mender-client 2>/dev/null | cut -d+ -f1), module artifact, uncompressed"
 	[rauc]="RAUC $(dpkg-query -W -f='${Version}' rauc 2>/dev/null | cut -d- -f1), plain bundle, squashfs zstd"
 	[swupdate]="SWUpdate $(dpkg-query -W -f='${Version}' swupdate 2>/dev/null | cut -d+ -f1), zstd, streamed"
@@ -317,7 +325,7 @@ Image: $IMAGE_MIB MiB (first $SIZE bytes of \`tar --sort=name -C / -cf - ${IMAGE
 EOF
 for c in "${names[@]}"; do
 	case $c in
-	tandem) f=$B/bench.tandem ;; mender) f=$B/bench.mender ;; rauc) f=$B/bench.raucb ;;
+	tandem) f=$B/bench.tandem ;; tandem-stored) f=$B/bench-stored.tandem ;; mender) f=$B/bench.mender ;; rauc) f=$B/bench.raucb ;;
 	swupdate) f=$B/bench.swu ;; baseline) f=$B/image.zst ;;
 	esac
 	printf '| %s | %s MB | %.2f (%s) | %.2f (%s) | %.2f | %d | %s |\n' "${label[$c]}" \
@@ -331,6 +339,10 @@ if [[ " $ONLY " == *" tandem "* ]]; then
 		[[ " $ONLY " == *" $c "* ]] || continue
 		printf -- '- tandem / %s: wall %.2f, CPU %.2f\n' "$c" "$(echo "$tw / $(med "$c" 1)" | bc -l)" "$(echo "$tc / $(med "$c" 2)" | bc -l)"
 	done
+fi
+if [[ " $ONLY " == *" tandem-stored "* && " $ONLY " == *" mender "* ]]; then
+	printf -- '- tandem-stored / mender (both uncompressed): wall %.2f, CPU %.2f\n' \
+		"$(echo "$(med tandem-stored 1) / $(med mender 1)" | bc -l)" "$(echo "$(med tandem-stored 2) / $(med mender 2)" | bc -l)"
 fi
 echo
 echo "Per round (wall s / CPU s), in the order run:"
