@@ -377,43 +377,9 @@ done
 
 # --- nginx on loopback, its files in $B/nginx --------------------------------
 NG=$B/nginx
-rm -rf "$NG"
-mkdir -p "$NG/tmp"
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-userline=""
-[ "$(id -u)" != 0 ] || userline="user $(id -un) $(id -gn);"
-cat >"$NG/nginx.conf" <<NGINX
-$userline
-worker_processes 1;
-pid "$NG/nginx.pid";
-error_log "$NG/error.log" info;
-events { worker_connections 256; }
-http {
-	log_format bench '\$status \$body_bytes_sent \$bytes_sent \$request_length "\$http_range" "\$request_uri"';
-	access_log "$NG/access.log" bench;
-	client_body_temp_path "$NG/tmp/client_body";
-	proxy_temp_path "$NG/tmp/proxy";
-	fastcgi_temp_path "$NG/tmp/fastcgi";
-	uwsgi_temp_path "$NG/tmp/uwsgi";
-	scgi_temp_path "$NG/tmp/scgi";
-	default_type application/octet-stream;
-	sendfile on;
-	keepalive_requests 100000;
-	server {
-		listen 127.0.0.1:$PORT;
-		root "$W";
-	}
-}
-NGINX
-nginx -p "$NG/" -c "$NG/nginx.conf" -e "$NG/error.log" -g 'daemon off;' &
-NGINX_PID=$!
-trap 'kill $NGINX_PID 2>/dev/null; wait $NGINX_PID 2>/dev/null || true' EXIT
-BASE=http://127.0.0.1:$PORT
-for _ in $(seq 100); do
-	curl -fs -o /dev/null -r 0-0 "$BASE/v2.caibx" && break
-	sleep 0.1
-done
-curl -fs -o /dev/null -r 0-0 "$BASE/v2.caibx" || { cat "$NG/error.log" >&2; log "nginx does not answer"; exit 1; }
+. "$REPO/bench/nginx.sh"
+trap '[ -z "${NGINX_PID:-}" ] || { kill $NGINX_PID 2>/dev/null; wait $NGINX_PID 2>/dev/null; } || true' EXIT
+start_nginx "$NG" "$W" v2.caibx "$NG/access.log" || exit 1
 
 # --- runs --------------------------------------------------------------------
 R=$B/results

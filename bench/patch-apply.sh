@@ -38,33 +38,10 @@ for v in $PAIRS; do
 	[ -f "$W/${v%:*}.tandem.patches/version-1.0.0.tpatch" ] || { echo "no patch for ${v%:*}: run bench/delta.sh first" >&2; exit 1; }
 done
 
-NG=$B/nginx-apply
-rm -rf "$NG" && mkdir -p "$NG/tmp"
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-userline=""
-[ "$(id -u)" != 0 ] || userline="user $(id -un) $(id -gn);"
-cat >"$NG/nginx.conf" <<NGINX
-$userline
-worker_processes 1;
-pid "$NG/nginx.pid";
-error_log "$NG/error.log" info;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path "$NG/tmp/cb"; proxy_temp_path "$NG/tmp/p"; fastcgi_temp_path "$NG/tmp/f";
-	uwsgi_temp_path "$NG/tmp/u"; scgi_temp_path "$NG/tmp/s";
-	default_type application/octet-stream;
-	sendfile on;
-	keepalive_requests 100000;
-	server { listen 127.0.0.1:$PORT; root "$W"; }
-}
-NGINX
-nginx -p "$NG/" -c "$NG/nginx.conf" -e "$NG/error.log" -g 'daemon off;' &
-NGINX_PID=$!
+. "$REPO/bench/nginx.sh"
 DEV=$B/dev-apply OUT=$B/apply-out.img
-trap 'kill $NGINX_PID 2>/dev/null; wait $NGINX_PID 2>/dev/null || true; rm -rf "$DEV" "$OUT"' EXIT
-BASE=http://127.0.0.1:$PORT
-for _ in $(seq 100); do curl -fs -o /dev/null "$BASE/" -r 0-0 2>/dev/null && break; sleep 0.1; done
+trap '[ -z "${NGINX_PID:-}" ] || { kill $NGINX_PID 2>/dev/null; wait $NGINX_PID 2>/dev/null; } || true; rm -rf "$DEV" "$OUT"' EXIT
+start_nginx "$B/nginx-apply" "$W" "${PAIRS%%:*}.tandem" || exit 1
 
 # timed LABEL CMD...: wall time (s) and peak RSS (KiB) of CMD, then a sync.
 timed() {
