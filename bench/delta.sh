@@ -213,7 +213,7 @@ mkimage() {
 	E2FSPROGS_FAKE_TIME=$EPOCH e2fsck -fn "$out.tmp" >/dev/null 2>&1 || { log "e2fsck finds $out broken"; exit 1; }
 	mv "$out.tmp" "$out"
 }
-IMAGES_KEY="images-v4 $TREE_KEY $IMAGE_MB $FS_UUID $(mke2fs -V 2>&1 | head -1)"
+IMAGES_KEY="images-v4 $TREE_KEY $IMAGE_MB $FS_UUID $(mke2fs -V 2>&1 | sed -n 1p)"
 if [ "$(cat "$B/images.key" 2>/dev/null)" != "$IMAGES_KEY" ] || [ ! -f "$B/v1.ext4" ] ||
 	[ ! -f "$B/v2.ext4" ] || [ ! -f "$B/v2s.ext4" ]; then
 	rm -f "$B/images.key"
@@ -311,7 +311,7 @@ PY
 	echo "$K_KEY" >"$B/ktree.key"
 fi
 cat "$B/ktree.stats" >&2
-KIMAGES_KEY="kimages-v1 $K_KEY $K_IMAGE_MB $FS_UUID $(mke2fs -V 2>&1 | head -1)"
+KIMAGES_KEY="kimages-v1 $K_KEY $K_IMAGE_MB $FS_UUID $(mke2fs -V 2>&1 | sed -n 1p)"
 if [ "$(cat "$B/kimages.key" 2>/dev/null)" != "$KIMAGES_KEY" ] || [ ! -f "$B/k1.ext4" ] || [ ! -f "$B/k2.ext4" ]; then
 	rm -f "$B/kimages.key"
 	for v in k1 k2; do
