@@ -278,13 +278,15 @@ func (s *deltaSource) dynamic(t *bundle.Table, i int, resume bool) (*bundle.Payl
 			}
 		}
 	}
-	// Plan the fetches: every chunk without a local copy, in table order.
+	// Plan the fetches: every chunk without a local copy, in table order,
+	// each distinct one once (planRepeats).
+	rc.repeat = planRepeats(entries, local, repeatBudget)
 	var ranges []fetch.Range
 	var stored int64
 	for j := range entries {
 		e := &entries[j]
 		rc.storedOff = append(rc.storedOff, dataOff+stored)
-		if _, ok := local[e.Digest]; !ok {
+		if _, ok := local[e.Digest]; !ok && rc.repeat[j] >= 0 {
 			ranges = append(ranges, fetch.Range{Off: dataOff + stored, Len: int64(e.StoredSize)})
 		}
 		stored += int64(e.StoredSize)
@@ -330,6 +332,62 @@ type rangeChunks struct {
 	files     map[string]*os.File
 	fetched   chan []byte
 	fetchErr  chan error
+	// repeat[i] (planRepeats) is how many later chunks reuse chunk i's
+	// fetched bytes, or -1 when chunk i takes its bytes from an earlier one;
+	// kept holds those bytes, by digest, until the last reuse.
+	repeat []int
+	kept   map[[32]byte]*keptChunk
+}
+
+// keptChunk is a fetched chunk's stored bytes kept for later chunks of the
+// same content, and how many of them are still to come.
+type keptChunk struct {
+	stored []byte
+	uses   int
+}
+
+// repeatBudget bounds the stored bytes a payload's fetch keeps for chunks
+// that occur again later (about 8 MiB of them wait in the fetch pipeline).
+const repeatBudget = 8 << 20
+
+// planRepeats plans, for the chunks without a local copy, which fetched
+// chunk serves later chunks of the same content: a chunk that occurs
+// several times in the new image and nowhere on the device is downloaded
+// once and its stored bytes kept (at most budget bytes at a time) until
+// its last occurrence; the reader checks every copy like any fetched
+// chunk. The result is per entry: the number of later entries served from
+// it, -1 for an entry served from an earlier one, 0 otherwise.
+func planRepeats(entries []bundle.Entry, local map[[32]byte]chunkLocation, budget int64) []int {
+	repeat := make([]int, len(entries))
+	last := map[[32]byte]int{}
+	for j := range entries {
+		if _, ok := local[entries[j].Digest]; !ok {
+			last[entries[j].Digest] = j
+		}
+	}
+	type held struct{ first, last int }
+	open := map[[32]byte]held{}
+	var kept int64
+	for j := range entries {
+		e := &entries[j]
+		if _, ok := local[e.Digest]; ok {
+			continue
+		}
+		if h, ok := open[e.Digest]; ok {
+			repeat[j] = -1
+			repeat[h.first]++
+			if j == h.last {
+				delete(open, e.Digest)
+				kept -= int64(e.StoredSize)
+			}
+			continue
+		}
+		if l := last[e.Digest]; l > j && kept+int64(e.StoredSize) <= budget {
+			open[e.Digest] = held{first: j, last: l}
+			kept += int64(e.StoredSize)
+		}
+	}
+	return repeat
 }
 
 // forget drops the local candidates in a slot that cannot be opened.
@@ -353,6 +411,17 @@ func (r *rangeChunks) ReadChunk(i int, e *bundle.Entry, buf []byte) ([]byte, boo
 		b, err := r.fetchOne(i, e)
 		return b, false, err
 	}
+	if r.repeat[i] < 0 {
+		k := r.kept[e.Digest]
+		if k == nil { // its first occurrence never arrived: cannot happen in table order
+			b, err := r.fetchOne(i, e)
+			return b, false, err
+		}
+		if k.uses--; k.uses == 0 {
+			delete(r.kept, e.Digest)
+		}
+		return bytes.Clone(k.stored), false, nil
+	}
 	b, ok := <-r.fetched
 	if !ok {
 		err := <-r.fetchErr
@@ -360,6 +429,12 @@ func (r *rangeChunks) ReadChunk(i int, e *bundle.Entry, buf []byte) ([]byte, boo
 			err = errors.New("internal error: fewer fetched chunks than planned")
 		}
 		return nil, false, err
+	}
+	if r.repeat[i] > 0 {
+		if r.kept == nil {
+			r.kept = map[[32]byte]*keptChunk{}
+		}
+		r.kept[e.Digest] = &keptChunk{stored: bytes.Clone(b), uses: r.repeat[i]}
 	}
 	return b, false, nil
 }

@@ -404,3 +404,48 @@ func TestURLInstallStoredTable(t *testing.T) {
 		}
 	}
 }
+
+// A chunk that occurs several times in the new image and nowhere on the
+// device is downloaded once: its later occurrences take the kept bytes
+// (each checked again by the reader). The new image repeats one
+// incompressible 192 KiB block three times over the old image.
+func TestDeltaRepeatedChunksFetchedOnce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	v1 := make([]byte, 1<<20)
+	for i := range v1 {
+		v1[i] = "tandem repeats "[rng.IntN(15)] // compressible, but its chunks are v1's own
+	}
+	block := make([]byte, 192<<10)
+	for i := range block {
+		block[i] = byte(rng.Uint32())
+	}
+	v2 := slices.Clone(v1)
+	for _, off := range []int{100 << 10, 420 << 10, 760 << 10} {
+		copy(v2[off:], block)
+	}
+	b, _, err := buildBundle(spec{version: "2.0.0", payloads: []pl{sysPayload(v2)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := newDevice(t, devOpts{})
+	f, err := os.OpenFile(filepath.Join(dir, "slots/system-a.img"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(v1, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	res, err := installURL(t, dir, serve(t, b, nil), install.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSlot(t, dir, "b", v2)
+	tr := res.Transfer
+	t.Logf("%d of %d bundle bytes downloaded in %d requests, %d chunks from the bundle", tr.BytesDownloaded, len(b), tr.Requests, tr.ChunksFetched)
+	// The block once (192 KiB, incompressible), the chunks around its three
+	// copies, the header and the table: well under two copies of the block.
+	if tr.BytesDownloaded >= 2*int64(len(block)) {
+		t.Fatalf("downloaded %d bytes: the repeated block was fetched more than once", tr.BytesDownloaded)
+	}
+}
