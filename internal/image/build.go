@@ -358,11 +358,7 @@ func Build(s *Spec, o Options) (*Result, error) {
 	r := &Result{Disk: o.Out, Bundle: o.Bundle, BundleHash: hash.String(), BootFlow: flow, Version: s.Version}
 	starts, _ := Offsets(parts, mbr)
 	for i, p := range parts {
-		n := i + 1
-		if mbr && i >= 3 {
-			n++ // 4 is the extended partition
-		}
-		r.Partitions = append(r.Partitions, PartitionInfo{Number: n, Label: p.Label, Start: starts[i], Size: p.Size, Empty: p.Image == ""})
+		r.Partitions = append(r.Partitions, PartitionInfo{Number: PartitionNumber(i, mbr), Label: p.Label, Start: starts[i], Size: p.Size, Empty: p.Image == ""})
 	}
 	return r, nil
 }

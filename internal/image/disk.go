@@ -40,12 +40,25 @@ func Disk(out string, parts []Partition) error { return writeDisk(out, parts, fa
 // type codes (TypeMBRFAT32, TypeMBRLinux); labels name errors only.
 func DiskMBR(out string, parts []Partition) error { return writeDisk(out, parts, true) }
 
+// logical reports whether the i-th (0-based) partition of an MBR disk is a
+// logical one, inside the extended partition (number 4).
+func logical(i int, mbr bool) bool { return mbr && i >= 3 }
+
+// PartitionNumber returns the number Linux gives the i-th (0-based)
+// partition of a disk that Disk (mbr false) or DiskMBR writes.
+func PartitionNumber(i int, mbr bool) int {
+	if logical(i, mbr) {
+		return i + 2 // 4 is the extended partition
+	}
+	return i + 1
+}
+
 // Offsets returns each partition's start in bytes on a disk that Disk
 // (mbr false) or DiskMBR writes, and the disk's size.
 func Offsets(parts []Partition, mbr bool) (starts []int64, total int64) {
 	off := int64(MiB)
 	for i, p := range parts {
-		if mbr && i >= 3 {
+		if logical(i, mbr) {
 			off += MiB // the logical partition's extended boot record
 		}
 		starts = append(starts, off)
@@ -97,12 +110,11 @@ func writeDisk(out string, parts []Partition, mbr bool) error {
 	return f.Sync()
 }
 
-// ReadPartition copies partition n (1-based) of the disk image to out.
+// ReadPartition copies partition n (1-based) of a GPT disk image that Disk
+// wrote to out.
 func ReadPartition(disk string, parts []Partition, n int, out string) error {
-	off := int64(MiB)
-	for i := 0; i < n-1; i++ {
-		off += parts[i].Size
-	}
+	starts, _ := Offsets(parts[:n], false)
+	off := starts[n-1]
 	in, err := os.Open(disk)
 	if err != nil {
 		return err

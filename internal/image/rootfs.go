@@ -40,7 +40,7 @@ func unpack(src, dir, db string) (*tree, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if magic, _ := readHead(src, 4); bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+	if magic, _ := readHead(src, 4); bytes.Equal(magic, zstdMagic) {
 		if err := CheckTools("zstd"); err != nil {
 			return nil, err
 		}
@@ -54,6 +54,9 @@ func unpack(src, dir, db string) (*tree, error) {
 	}
 	return &tree{dir: dir, db: db, root: r}, nil
 }
+
+// zstdMagic starts a zstd frame (a .tar.zst archive).
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 
 func readHead(name string, n int) ([]byte, error) {
 	f, err := os.Open(name)

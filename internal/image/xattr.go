@@ -79,7 +79,7 @@ func tarXattrs(src string) ([]xattr, error) {
 		}
 		defer gz.Close()
 		r = gz
-	case bytes.Equal(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+	case bytes.Equal(head, zstdMagic):
 		zr, err := zstd.NewReader(br)
 		if err != nil {
 			return nil, err
