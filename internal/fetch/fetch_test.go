@@ -648,3 +648,38 @@ func TestDefaultHTTPClient(t *testing.T) {
 		t.Error("wrong defaults")
 	}
 }
+
+// FetchLimited narrows one call below the Client's settings: one request in
+// flight, none longer than the limit, and the same bytes delivered.
+func TestFetchLimited(t *testing.T) {
+	data := testData(3<<20, 9)
+	s := newServer(t, data, nil)
+	s.delay = 5 * time.Millisecond
+	ranges := []Range{{Off: 0, Len: 1 << 20}, {Off: 1 << 20, Len: 1 << 20}, {Off: 2 << 20, Len: 1 << 20}}
+	c := &Client{}
+	var got []byte
+	err := c.FetchLimited(context.Background(), s.remote(), ranges, Limits{Concurrency: 1, MaxRequestSize: 512 << 10}, func(_ int, b []byte) error {
+		got = append(got, b...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("delivered bytes differ from the file")
+	}
+	if m := s.maxInflight.Load(); m != 1 {
+		t.Errorf("%d requests in flight at once, want 1", m)
+	}
+	for _, rh := range s.requested() {
+		m := closedRange.FindStringSubmatch(rh)
+		off, _ := strconv.ParseInt(m[1], 10, 64)
+		end, _ := strconv.ParseInt(m[2], 10, 64)
+		if end-off+1 > 512<<10 {
+			t.Errorf("request %s is longer than 512 KiB", rh)
+		}
+	}
+	if n := len(s.requested()); n != 6 {
+		t.Errorf("%d requests, want 6 of 512 KiB", n)
+	}
+}

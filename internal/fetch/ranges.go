@@ -76,6 +76,21 @@ type target struct {
 // fails in deliver may call Fetch again for the ranges from the failing one
 // on. On any failure the ranges delivered are a prefix of ranges.
 func (c *Client) Fetch(ctx context.Context, r *Remote, ranges []Range, deliver func(i int, data []byte) error) error {
+	return c.FetchLimited(ctx, r, ranges, Limits{}, deliver)
+}
+
+// Limits narrow one Fetch below the Client's settings: a caller whose
+// deliver is slower than the network (a patch applier) keeps few bytes
+// waiting. Zero fields take the Client's Concurrency and MaxRequestSize.
+type Limits struct {
+	Concurrency    int
+	MaxRequestSize int64
+}
+
+// FetchLimited is Fetch with at most lim.Concurrency requests in flight,
+// each of at most lim.MaxRequestSize bytes (so at most their product of
+// request buffers held).
+func (c *Client) FetchLimited(ctx context.Context, r *Remote, ranges []Range, lim Limits, deliver func(i int, data []byte) error) error {
 	if r == nil || r.Size < 0 {
 		return fmt.Errorf("fetch: Fetch needs a Remote of known size from Open")
 	}
@@ -91,8 +106,15 @@ func (c *Client) Fetch(ctx context.Context, r *Remote, ranges []Range, deliver f
 	if r.ETag != "" && !strings.HasPrefix(r.ETag, "W/") {
 		tg.ifRange = r.ETag
 	}
-	jobs := plan(ranges, c.gapThreshold(), c.maxRequestSize())
-	conc := min(c.concurrency(), len(jobs))
+	maxReq, conc := c.maxRequestSize(), c.concurrency()
+	if lim.MaxRequestSize > 0 {
+		maxReq = min(maxReq, lim.MaxRequestSize)
+	}
+	if lim.Concurrency > 0 {
+		conc = min(conc, lim.Concurrency)
+	}
+	jobs := plan(ranges, c.gapThreshold(), maxReq)
+	conc = min(conc, len(jobs))
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -151,7 +173,7 @@ func (c *Client) Fetch(ctx context.Context, r *Remote, ranges []Range, deliver f
 				}
 				res := &results[k]
 				res.buf = buf
-				err := c.fetchJob(ctx, tg, j.start, buf, func(n int64) {
+				err := c.fetchJob(ctx, tg, j.start, buf, maxReq, func(n int64) {
 					res.filled.Store(n)
 					select {
 					case res.more <- struct{}{}:
@@ -210,9 +232,8 @@ func (c *Client) Fetch(ctx context.Context, r *Remote, ranges []Range, deliver f
 }
 
 // fetchJob fills buf with the file's bytes from offset start, in requests
-// of at most MaxRequestSize bytes, each retried on its own.
-func (c *Client) fetchJob(ctx context.Context, tg target, start int64, buf []byte, progress func(int64)) error {
-	maxReq := c.maxRequestSize()
+// of at most maxReq bytes, each retried on its own.
+func (c *Client) fetchJob(ctx context.Context, tg target, start int64, buf []byte, maxReq int64, progress func(int64)) error {
 	for o := int64(0); o < int64(len(buf)); o += maxReq {
 		dst := buf[o:min(o+maxReq, int64(len(buf)))]
 		off := start + o

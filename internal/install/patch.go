@@ -266,9 +266,8 @@ type patchChunks struct {
 	fetchErr chan error
 }
 
-// patchBatch bounds the patch bytes fetched by one Fetch call (one
-// request, as segments are adjacent), beside the segment being applied and
-// the one waiting for it.
+// patchBatch bounds the patch bytes of the one request in flight, beside
+// the segment being applied and the one waiting for it.
 const patchBatch = 4 << 20
 
 func (s *deltaSource) newPatchChunks(sec *patch.Section, entries []bundle.Entry, src *os.File, local map[[32]byte]chunkLocation) (*patchChunks, error) {
@@ -305,32 +304,22 @@ func (s *deltaSource) newPatchChunks(sec *patch.Section, entries []bundle.Entry,
 	// patch.MaxSegmentRaw, about patch.SegmentTarget as made).
 	pc.fetched, pc.fetchErr = make(chan []byte, 1), make(chan error, 1)
 	go func() {
-		// One batch of at most patchBatch bytes at a time: the fetch
-		// client's requests run in parallel, each with a buffer of up to
-		// 8 MiB, which would hold tens of MiB of a large patch waiting
-		// for the applier.
-		var err error
-		for lo := 0; lo < len(ranges) && err == nil; {
-			hi, n := lo+1, ranges[lo].Len
-			for hi < len(ranges) && n+ranges[hi].Len <= patchBatch {
-				n += ranges[hi].Len
-				hi++
+		// One request of at most patchBatch bytes in flight: with the
+		// client's defaults (4 requests of up to 8 MiB) tens of MiB of a
+		// large patch would wait for the applier.
+		err := s.c.FetchLimited(ctx, s.pt.remote, ranges, fetch.Limits{Concurrency: 1, MaxRequestSize: patchBatch}, func(j int, data []byte) error {
+			// Checked here, on the fetch goroutine: a tampered segment
+			// ends the fetch at once.
+			if err := patch.CheckSegment(segs[j], data); err != nil {
+				return err
 			}
-			err = s.c.Fetch(ctx, s.pt.remote, ranges[lo:hi], func(j int, data []byte) error {
-				// Checked here, on the fetch goroutine: a tampered segment
-				// ends the fetch at once.
-				if err := patch.CheckSegment(segs[lo+j], data); err != nil {
-					return err
-				}
-				select {
-				case pc.fetched <- bytes.Clone(data):
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			})
-			lo = hi
-		}
+			select {
+			case pc.fetched <- bytes.Clone(data):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
 		close(pc.fetched)
 		pc.fetchErr <- err
 	}()
