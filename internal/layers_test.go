@@ -18,7 +18,7 @@ const module = "github.com/tandem-ota/tandem/"
 // packages of lower layers only; a new package must be added here.
 var layers = [][]string{
 	{"internal/filetrust", "internal/bounded", "internal/gpt", "internal/wire"},
-	{"internal/cmdout", "internal/retry", "internal/rootfs", "internal/chunker", "internal/directio", "internal/signature",
+	{"internal/cmdout", "internal/retry", "internal/rootfs", "internal/chunker", "internal/signature",
 		"internal/bootenv/autoboot", "internal/bootenv/bls", "internal/bootenv/efivar", "internal/bootenv/grubenv", "internal/bootenv/ubootenv",
 		"internal/testutil", "internal/e2e/qemu", "bootloader", "systemd"},
 	{"internal/config", "internal/fetch", "internal/bundle"},

@@ -1,6 +1,7 @@
 package install
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"github.com/tandem-ota/tandem/internal/chunker"
 	"github.com/tandem-ota/tandem/internal/config"
 	"github.com/tandem-ota/tandem/internal/device"
-	"github.com/tandem-ota/tandem/internal/directio"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
@@ -110,9 +110,7 @@ func scanStale(d *device.Device, slot string, idx os.FileInfo) bool {
 }
 
 // ScanSlot computes the chunk index of a slot by reading it with the given
-// chunker parameters (with direct I/O where the slot allows it: the scan
-// neither evicts the running system's cached pages nor leaves the slot in
-// the page cache), and caches it in the data directory.
+// chunker parameters, and caches it in the data directory.
 func ScanSlot(d *device.Device, slot string, ch bundle.ChunkerType, min, avg, max uint32) (*SlotIndex, error) {
 	s, ok := d.Config.Slots[slot]
 	if !ok {
@@ -125,16 +123,16 @@ func ScanSlot(d *device.Device, slot string, ch bundle.ChunkerType, min, avg, ma
 	if err != nil {
 		return nil, err
 	}
-	f, err := directio.Open(p)
+	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var c *chunker.Chunker
 	if ch == bundle.ChunkerFixed {
-		c, err = chunker.NewFixed(f, int(max))
+		c, err = chunker.NewFixed(bufio.NewReaderSize(f, 1<<20), int(max))
 	} else {
-		c, err = chunker.New(f, chunker.Params{Min: int(min), Avg: int(avg), Max: int(max)})
+		c, err = chunker.New(bufio.NewReaderSize(f, 1<<20), chunker.Params{Min: int(min), Avg: int(avg), Max: int(max)})
 	}
 	if err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 
 	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/config"
-	"github.com/tandem-ota/tandem/internal/directio"
 	"github.com/tandem-ota/tandem/internal/fetch"
 	"github.com/tandem-ota/tandem/internal/patch"
 	"github.com/tandem-ota/tandem/internal/signature"
@@ -155,13 +154,14 @@ func (s *deltaSource) patchPayload(i int, resume bool) (*bundle.PayloadReader, s
 	if err != nil {
 		return nil, oneLine(err), nil
 	}
-	srcChunks, err := checkSource(srcPath, sec, p)
-	if err != nil {
-		return nil, fmt.Sprintf("slot %s does not hold the patch's source: %s", srcName, oneLine(err)), nil
-	}
 	src, err := os.Open(srcPath)
 	if err != nil {
 		return nil, oneLine(err), nil
+	}
+	srcChunks, err := checkSource(src, sec, p)
+	if err != nil {
+		src.Close()
+		return nil, fmt.Sprintf("slot %s does not hold the patch's source: %s", srcName, oneLine(err)), nil
 	}
 	t, why := s.patchTable(i, sec, srcChunks)
 	if t == nil {
@@ -227,17 +227,9 @@ func (s *deltaSource) patchTable(i int, sec *patch.Section, srcChunks []bundle.E
 	return t, "from the patch"
 }
 
-// checkSource checks that the slot at path starts with the section's source
-// (its size and SHA-256) and returns the source's chunks, cut with p's
-// chunker parameters. It reads the slot once, with direct I/O where the slot
-// allows it (package directio): the applier reads only the parts the patch
-// copies, by offset, later.
-func checkSource(path string, sec *patch.Section, p *bundle.Payload) ([]bundle.Entry, error) {
-	f, err := directio.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+// checkSource checks that f starts with the section's source (its size and
+// SHA-256) and returns the source's chunks, cut with p's chunker parameters.
+func checkSource(f *os.File, sec *patch.Section, p *bundle.Payload) ([]bundle.Entry, error) {
 	chunks, digest, n, err := patch.SourceChunks(io.LimitReader(f, int64(sec.SourceSize)), p)
 	if err != nil {
 		return nil, err

@@ -2,11 +2,10 @@ package install
 
 import (
 	"errors"
-	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
-	"github.com/tandem-ota/tandem/internal/directio"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
@@ -20,7 +19,10 @@ import (
 // time (docs/benchmarks.md) and in the running system's cached pages, which
 // the image evicted. A slot that refuses direct I/O is written through the
 // page cache. Either way the caller's fsync makes the image durable.
-const writeBlock = 1 << 20 // bytes per write
+const (
+	writeBlock  = 1 << 20 // bytes per write
+	directAlign = 4096    // alignment of a direct write's offset, length and memory
+)
 
 // slotWriter writes a slot image sequentially from its start. Write copies
 // into the current block and hands full blocks to the writing goroutine
@@ -45,10 +47,18 @@ func newSlotWriter(f rootfs.File) *slotWriter {
 	// to return one.
 	w := &slotWriter{f: f, free: make(chan []byte, 2), todo: make(chan []byte, 1), done: make(chan struct{})}
 	w.direct = setDirect(f, true) == nil
-	w.cur = directio.AlignedBlock(writeBlock)
-	w.free <- directio.AlignedBlock(writeBlock)
+	w.cur = alignedBlock()
+	w.free <- alignedBlock()
 	go w.run()
 	return w
+}
+
+// alignedBlock returns an empty buffer of capacity writeBlock whose first
+// byte is directAlign-aligned in memory.
+func alignedBlock() []byte {
+	b := make([]byte, writeBlock+directAlign)
+	off := int(-uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
+	return b[off : off : off+writeBlock]
 }
 
 // Write copies b into the blocks to write; it fails once a write did.
@@ -107,11 +117,11 @@ func (w *slotWriter) run() {
 // write writes one block: its aligned part directly while direct I/O is
 // on, the rest (a last, shorter block) through the page cache. A direct
 // write the slot refuses (EINVAL: no direct I/O there, or a block size
-// above directio.Align) is done again through the page cache, which then
+// above directAlign) is done again through the page cache, which then
 // writes the rest of the image.
 func (w *slotWriter) write(b []byte) error {
 	if w.direct {
-		k := len(b) &^ (directio.Align - 1)
+		k := len(b) &^ (directAlign - 1)
 		n, err := w.f.Write(b[:k])
 		switch {
 		case errors.Is(err, syscall.EINVAL):
@@ -131,28 +141,4 @@ func (w *slotWriter) write(b []byte) error {
 	}
 	_, err := w.f.Write(b)
 	return err
-}
-
-// setDirect turns direct I/O on or off for a slot opened by the real file
-// layer: a regular file or a block device. Anything else (a simulated
-// device's file, a character device) is left as it is, with an error when
-// on was asked.
-func setDirect(f rootfs.File, on bool) error {
-	of, ok := f.(*os.File)
-	if !ok {
-		if !on {
-			return nil
-		}
-		return errors.New("not a file of the real file layer")
-	}
-	if on {
-		fi, err := of.Stat()
-		if err != nil {
-			return err
-		}
-		if t := fi.Mode().Type(); t != 0 && t != os.ModeDevice {
-			return errors.New("neither a regular file nor a block device")
-		}
-	}
-	return directio.SetDirect(of, on)
 }

@@ -3,7 +3,6 @@ package install
 import (
 	"bytes"
 	"errors"
-	"github.com/tandem-ota/tandem/internal/directio"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -66,8 +65,8 @@ func randomBytes(n int, seed uint64) []byte {
 // through the page cache) and in a file of another layer.
 func TestSlotWriterSizes(t *testing.T) {
 	dir := t.TempDir()
-	for i, n := range []int{0, 1, directio.Align - 1, directio.Align, directio.Align + 1, writeBlock - 1, writeBlock,
-		writeBlock + 1, 2*writeBlock + directio.Align, 2*writeBlock + 3*directio.Align + 123} {
+	for i, n := range []int{0, 1, directAlign - 1, directAlign, directAlign + 1, writeBlock - 1, writeBlock,
+		writeBlock + 1, 2*writeBlock + directAlign, 2*writeBlock + 3*directAlign + 123} {
 		data := randomBytes(n, uint64(i))
 		name := filepath.Join(dir, "slot.img")
 		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)

@@ -1,6 +1,7 @@
 package patch
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -26,7 +27,7 @@ import (
 // SHA-256 of the whole and its size.
 func SourceChunks(r io.Reader, p *bundle.Payload) ([]bundle.Entry, [32]byte, int64, error) {
 	whole := sha256.New()
-	br := io.TeeReader(r, whole) // r is buffered (a directio.Reader on the device)
+	br := bufio.NewReaderSize(io.TeeReader(r, whole), 1<<20)
 	var c *chunker.Chunker
 	var err error
 	if p.Chunker == bundle.ChunkerFixed {
