@@ -16,6 +16,9 @@
 #   N          rounds (default 2)
 #   XDELTA3    0: no xdelta3 rounds (default 1: when $BENCH_DIR/www/NEW.xd3 exists)
 #   BENCH_DIR  bench/delta.sh's work directory (default /var/tmp/tandem-bench-delta)
+#   DROP       1: drop the page cache before each timed run (root), so that the
+#              source slot is read from the disk as on a device after boot
+#              (default 0: the source is in the page cache, just written)
 #
 # Wall time is until the slot is on disk (tandem fsyncs; a sync is timed for
 # xdelta3), MB/s is the new image's size over it, CPU and peak RSS are
@@ -48,6 +51,7 @@ timed() {
 	local label=$1 t0 t1
 	shift
 	sync
+	[ "${DROP:-0}" != 1 ] || echo 3 >/proc/sys/vm/drop_caches
 	t0=$EPOCHREALTIME
 	/usr/bin/time -f '%M %U %S' -o "$B/apply.rss" "$@" >"$B/apply.out" 2>&1
 	sync
