@@ -18,7 +18,11 @@
 #   ONLY        space-separated contenders to run (default: all six)
 #   LOAD        busy loops to run beside the contenders during the rounds
 #               (default 0): the comparison is made under load, and on a
-#               machine that is otherwise idle LOAD=4 gives a load of about 4
+#               machine that is otherwise idle LOAD=4 gives a load of about 4.
+#               With LOAD=0 the report adds the whole machine's CPU time
+#               during each run (/proc/stat), which also counts the kernel
+#               threads a cgroup misses (page-cache write-back, RAUC's loop
+#               device): meaningful only when nothing else runs
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -229,14 +233,27 @@ R=$B/results
 rm -rf "$R"
 mkdir -p "$R/time"
 
+# busy: CPU seconds the whole machine spent so far outside idle and I/O wait
+# (user, nice, system, irq, softirq, steal of /proc/stat's cpu line).
+busy() { awk -v t="$TCK" '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / t}' /proc/stat; }
+
+# kthreads: CPU seconds the kernel's threads (children of kthreadd: page-cache
+# write-back, block I/O workers, the loop device's) used so far.
+kthreads() {
+	awk -v t="$TCK" 'FNR == 1 { sub(/^.*\) /, ""); split($0, f, " "); if (f[2] == 2) s += f[12] + f[13] }
+		END { printf "%.2f\n", s / t }' /proc/[0-9]*/stat 2>/dev/null
+}
+
 # run NAME ROUND SLOT CMD...: one timed run into a fresh SLOT, then sync; writes
-# "wall cpu maxrss_kib rusage_cpu" to $R/NAME.ROUND and checks the slot.
+# "wall cpu maxrss_kib rusage_cpu machine_cpu kthreads_cpu" to $R/NAME.ROUND and
+# checks the slot.
 run() {
-	local name=$1 round=$2 slot=$3 t0 t1 c0=0 c1=0 g0=0 g1=0
+	local name=$1 round=$2 slot=$3 t0 t1 c0=0 c1=0 g0=0 g1=0 m0 m1 k0 k1
 	shift 3
 	fresh "$slot"
 	[ "$name" != rauc ] || c0=$(cpu_of "$RAUC_PID")
 	[ -z "$CG" ] || g0=$(cat "$CG/cpuacct.usage")
+	m0=$(busy) k0=$(kthreads)
 	t0=$(now)
 	if ! $TIME -f '%U %S %M' -o "$R/time/$name.$round" bash -c '[ -z "$CG" ] || echo $$ >"$CG/tasks"; "$@" >/dev/null 2>"$0" || exit; sync' \
 		"$R/time/$name.$round.err" "$@"; then
@@ -245,10 +262,12 @@ run() {
 		exit 1
 	fi
 	t1=$(now)
+	m1=$(busy) k1=$(kthreads)
 	[ "$name" != rauc ] || c1=$(cpu_of "$RAUC_PID")
 	[ -z "$CG" ] || g1=$(cat "$CG/cpuacct.usage")
 	awk -v w="$(echo "$t1 - $t0" | bc -l)" -v extra="$(echo "$c1 - $c0" | bc -l)" -v cg="$(echo "($g1 - $g0) / 10^9" | bc -l)" \
-		'{cpu = $1 + $2 + extra; if (cg > 0) cpu = cg; printf "%.3f %.2f %d %.2f\n", w, cpu, $3, $1 + $2 + extra}' \
+		-v m="$(echo "$m1 - $m0" | bc -l)" -v k="$(echo "$k1 - $k0" | bc -l)" \
+		'{cpu = $1 + $2 + extra; if (cg > 0) cpu = cg; printf "%.3f %.2f %d %.2f %.2f %.2f\n", w, cpu, $3, $1 + $2 + extra, m, k}' \
 		"$R/time/$name.$round" >"$R/$name.$round"
 	cmp -s "$IMAGE" "$slot" || { log "$name: the slot differs from the image (round $round)"; cat "$R/time/$name.$round.err" >&2; exit 1; }
 }
@@ -339,6 +358,37 @@ if [[ " $ONLY " == *" tandem "* ]]; then
 		[[ " $ONLY " == *" $c "* ]] || continue
 		printf -- '- tandem / %s: wall %.2f, CPU %.2f\n' "$c" "$(echo "$tw / $(med "$c" 1)" | bc -l)" "$(echo "$tc / $(med "$c" 2)" | bc -l)"
 	done
+fi
+# The cgroup's CPU plus the kernel threads' during the run: the work a
+# buffered writer leaves to write-back counted for every contender alike.
+echo
+echo "Kernel threads' CPU during each run (page-cache write-back, I/O workers; other activity of the machine"
+echo "adds a little to every contender), and the cgroup's CPU plus it, medians:"
+echo
+for c in "${names[@]}"; do
+	awk '{print $2 + $6}' "$R/$c".* | median >"$R/total.$c"
+	printf -- '- %s: kernel threads %.2f s (%s), CPU + kernel threads %.2f s\n' "$c" "$(med "$c" 6)" "$(range "$c" 6)" "$(cat "$R/total.$c")"
+done
+if [[ " $ONLY " == *" tandem "* ]]; then
+	for c in mender rauc swupdate; do
+		[[ " $ONLY " == *" $c "* ]] || continue
+		printf -- '- tandem / %s, CPU + kernel threads: %.2f\n' "$c" "$(echo "$(cat "$R/total.tandem") / $(cat "$R/total.$c")" | bc -l)"
+	done
+fi
+if [ "$LOAD" -eq 0 ]; then
+	# The cgroup counts what runs in it; page-cache write-back (kernel
+	# threads, after a buffered write) and the loop device's worker do not.
+	echo
+	echo "Whole-machine CPU during each run (every process and kernel thread, from /proc/stat: meaningful on an"
+	echo "otherwise idle machine only; load average before: $LOAD0), medians:"
+	echo
+	for c in "${names[@]}"; do printf -- '- %s: %.2f s (%s)\n' "$c" "$(med "$c" 5)" "$(range "$c" 5)"; done
+	if [[ " $ONLY " == *" tandem "* ]]; then
+		for c in mender rauc swupdate; do
+			[[ " $ONLY " == *" $c "* ]] || continue
+			printf -- '- tandem / %s, whole-machine CPU: %.2f\n' "$c" "$(echo "$(med tandem 5) / $(med "$c" 5)" | bc -l)"
+		done
+	fi
 fi
 if [[ " $ONLY " == *" tandem-stored "* && " $ONLY " == *" mender "* ]]; then
 	printf -- '- tandem-stored / mender (both uncompressed): wall %.2f, CPU %.2f\n' \
