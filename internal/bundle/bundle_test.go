@@ -417,7 +417,7 @@ func TestParseHash(t *testing.T) {
 	}
 }
 
-// A decompression buffer has decodeSlack bytes past the chunk's size (the
+// A decompression buffer has DecodeSlack bytes past the chunk's size (the
 // decoder's fast path), yet a frame that decodes to even one byte more than
 // the table says is refused, with a frame content size or without one.
 func TestDecodeSlackStillBounds(t *testing.T) {
@@ -428,7 +428,7 @@ func TestDecodeSlackStillBounds(t *testing.T) {
 			t.Fatalf("%s: the frame (%d bytes) is not smaller than the chunk", name, len(frame))
 		}
 		e.StoredSize = uint32(len(frame))
-		buf := make([]byte, 0, int(e.Size)+decodeSlack)
+		buf := make([]byte, 0, int(e.Size)+DecodeSlack)
 		if _, err := verifyChunk(mustDecoder(t), e, nil, false, frame, buf); !errors.Is(err, ErrChunk) {
 			t.Errorf("%s: a frame one byte longer than the chunk: %v, want ErrChunk", name, err)
 		}

@@ -131,8 +131,9 @@ func grow(buf []byte, n int) []byte {
 // It verifies ahead of the caller: from the first call to Next, a pipeline
 // asks the source for the bytes of the following chunks in order (one
 // goroutine), decompresses them and checks their content digest (GOMAXPROCS
-// workers, at most 4), all while the caller writes the chunks it already
-// has. Each content byte is hashed once, for its chunk's digest. The
+// workers, at most 4, each given runs of consecutive chunks), all while the
+// caller writes the chunks it already has; with SetDestination, straight
+// into the caller's memory. Each content byte is hashed once, for its chunk's digest. The
 // payload's two digests of its own are recomputed only when the Reader's
 // CheckPayloadDigests asks for them (a check of the bundle file rather than
 // an install): the whole content's (one more goroutine) and, when the
@@ -160,6 +161,33 @@ type PayloadReader struct {
 	skipped bool
 	pending []byte // for Read
 	counts  Counts
+	dest    Destination
+	base    uint64 // p.off when dest was set
+}
+
+// A Destination says where the caller will write a chunk of n bytes at
+// offset off (from where the reader was when it was set): an empty slice of
+// capacity n+DecodeSlack at that place in the caller's memory, or nil when
+// it has none. The caller's memory is blocks of PlaceBlock bytes, each with
+// DecodeSlack bytes of its own after it; a place lies within one block. A
+// Destination may block until that memory is free; it must return nil
+// once the caller stopped reading.
+type Destination func(off uint64, n int) []byte
+
+// SetDestination lets the reader decompress chunks straight into the
+// caller's memory, to spare the caller a copy: a compressed chunk that d
+// places is decoded there, and its Data is that memory. Until Next hands
+// the chunk out, the reader may write anything there and in the
+// DecodeSlack bytes after it (the decoder's fast copies), so the caller
+// must write a chunk's place only after the chunk before it was handed out
+// (writing its chunks in order does that). A chunk the reader does not
+// place is handed out from its own memory. The reader places nothing when
+// it also hashes the payload's content (CheckPayloadDigests). Call it
+// before the first Next.
+func (p *PayloadReader) SetDestination(d Destination) {
+	if p.pl == nil && !p.check {
+		p.dest, p.base = d, p.off
+	}
 }
 
 // Counts says how the chunks handed out so far came from the source.
@@ -282,19 +310,20 @@ func (p *PayloadReader) stop() {
 	}
 }
 
-// decodeSlack is the room a decompression buffer has past the chunk's size.
+// DecodeSlack is the room a decompression buffer has past the chunk's size
+// (and a destination of SetDestination past its chunk).
 // klauspost/compress takes its fast sequence copies, which may write up to
 // 32 bytes past a match (zstd.compressedBlockOverAlloc), only when the
 // output has that much spare capacity; without it, the last block of every
 // frame is decoded with bounds-exact copies, about a third slower
 // (docs/benchmarks.md). The decoder never writes past the capacity
 // (WithDecodeAllCapLimit), and a frame that produces more than the chunk's
-// size is refused, so the output bound stays size + decodeSlack.
-const decodeSlack = 64
+// size is refused, so the output bound stays size + DecodeSlack.
+const DecodeSlack = 64
 
 // verifyChunk checks a chunk's stored bytes and decompresses them into buf
 // when they are a zstd frame (never producing more than the declared size
-// plus decodeSlack, which is an error). With sd, the digest of the stored
+// plus DecodeSlack, which is an error). With sd, the digest of the stored
 // bytes from a format 3 stored table, the stored bytes are checked against
 // it before anything else, the frame must carry its content checksum (which
 // the decoder checks), and the content is released after its size matched
@@ -312,11 +341,11 @@ func verifyChunk(dec *zstd.Decoder, e *Entry, sd *[32]byte, both bool, stored, b
 		if err := oneFrame(stored, e.Size, sd != nil); err != nil {
 			return nil, fmt.Errorf("%w: not one zstd frame: %w", ErrChunk, err)
 		}
-		if n := int(e.Size) + decodeSlack; cap(buf) < n {
+		if n := int(e.Size) + DecodeSlack; cap(buf) < n {
 			buf = make([]byte, 0, n)
 		}
 		var err error
-		data, err = dec.DecodeAll(stored, buf[:0:int(e.Size)+decodeSlack])
+		data, err = dec.DecodeAll(stored, buf[:0:int(e.Size)+DecodeSlack])
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrChunk, err)
 		}
@@ -412,7 +441,8 @@ type slot struct {
 	stored    []byte        // what the source gave
 	content   bool          // stored holds the chunk's content, not its stored bytes
 	buf       []byte        // decompression buffer
-	data      []byte        // the verified content (stored or buf)
+	place     []byte        // the Destination's memory for the chunk, if it placed it
+	data      []byte        // the verified content (stored, buf or place)
 	err       error         // why the chunk cannot be handed out
 	verifyErr bool          // err is the chunk's (else a read error, reported as is)
 	done      chan struct{} // one token when data/err are set
@@ -431,7 +461,7 @@ func (s *slot) release() {
 // pipeline is the reading, verifying and hashing ahead of one payload.
 type pipeline struct {
 	free    chan *slot    // slots nobody holds
-	work    chan *slot    // read, to verify
+	work    chan []*slot  // read, to verify: runs of consecutive chunks, each verified in order by one worker
 	ordered chan *slot    // read, in payload order, for Next
 	hashQ   chan *slot    // handed out, in order, for the whole-payload hash (when asked)
 	sum     chan [32]byte // the whole-payload digest, after hashQ closed
@@ -452,12 +482,12 @@ func startPipeline(p *PayloadReader) *pipeline {
 	var maxStored, maxSize int
 	for i := p.i; i < len(p.Entries); i++ {
 		maxStored = max(maxStored, int(p.Entries[i].StoredSize))
-		maxSize = max(maxSize, int(p.Entries[i].Size)+decodeSlack)
+		maxSize = max(maxSize, int(p.Entries[i].Size)+DecodeSlack)
 	}
 	n := min(max(pipelineBudget/(maxStored+maxSize), 1), maxSlots, len(p.Entries)-p.i)
 	workers := min(runtime.GOMAXPROCS(0), maxWorkers, n)
 	pl := &pipeline{
-		free: make(chan *slot, n), work: make(chan *slot, n), ordered: make(chan *slot, n),
+		free: make(chan *slot, n), work: make(chan []*slot, n), ordered: make(chan *slot, n),
 		hashQ: make(chan *slot, n), sum: make(chan [32]byte, 1),
 		quit: make(chan struct{}), fed: make(chan struct{}),
 	}
@@ -474,7 +504,7 @@ func startPipeline(p *PayloadReader) *pipeline {
 	for range n {
 		pl.free <- &slot{done: make(chan struct{}, 1), free: pl.free}
 	}
-	go pl.read(p, maxStored, holders)
+	go pl.read(p, maxStored, holders, max(n/workers, 1))
 	rf, _ := p.src.(Refetcher)
 	for range workers {
 		go pl.verify(p, rf, maxSize)
@@ -485,20 +515,30 @@ func startPipeline(p *PayloadReader) *pipeline {
 func (pl *pipeline) stop() { pl.once.Do(func() { close(pl.quit) }) }
 
 // read asks the source for the bytes of each chunk in order, into a free
-// slot.
-func (pl *pipeline) read(p *PayloadReader, maxStored int, holders int32) {
+// slot, and hands the chunks to the workers in runs of at most maxRun.
+func (pl *pipeline) read(p *PayloadReader, maxStored int, holders int32, maxRun int) {
 	defer close(pl.fed)
+	var runs placer
 	defer close(pl.work)
+	defer runs.flush(pl)
 	if pl.storedQ != nil {
 		defer close(pl.storedQ)
 	}
+	off := p.off
 	for i := p.i; i < len(p.Entries); i++ {
 		var s *slot
 		select {
 		case s = <-pl.free:
-		case <-pl.quit:
-			pl.next = i
-			return
+		default:
+			// The workers must have every chunk read before this one
+			// while the reader waits for a slot.
+			runs.flush(pl)
+			select {
+			case s = <-pl.free:
+			case <-pl.quit:
+				pl.next = i
+				return
+			}
 		}
 		if s.stored == nil {
 			s.stored = make([]byte, 0, maxStored)
@@ -514,7 +554,8 @@ func (pl *pipeline) read(p *PayloadReader, maxStored int, holders int32) {
 		s.stored, s.content = b, content
 		s.refs.Store(holders)
 		pl.ordered <- s
-		pl.work <- s
+		runs.add(pl, p, s, off, maxRun)
+		off += uint64(s.e.Size)
 		if pl.storedQ != nil {
 			pl.storedQ <- s
 		}
@@ -522,31 +563,94 @@ func (pl *pipeline) read(p *PayloadReader, maxStored int, holders int32) {
 	pl.next = len(p.Entries)
 }
 
-// verify checks (and decompresses) the chunks the reader hands it, asking
-// a Refetcher source again for a chunk that failed.
-func (pl *pipeline) verify(p *PayloadReader, rf Refetcher, maxSize int) {
-	for s := range pl.work {
-		select {
-		case <-pl.quit:
-			s.err = errors.New("bundle: reader stopped")
-		default:
-			s.data, s.err = s.check(p, maxSize)
-			for attempt := 1; s.err != nil && rf != nil; attempt++ {
-				b, err := rf.Refetch(s.i, s.e, attempt)
-				if err != nil {
-					s.err = err
-					break
-				}
-				if b == nil {
-					break
-				}
-				s.stored, s.content = b, false
-				s.data, s.err = s.check(p, maxSize)
-			}
-			s.verifyErr = s.err != nil
-		}
-		s.done <- struct{}{}
+// placer groups the chunks read into runs for the workers and, with a
+// Destination, decides which chunks are decoded in place. The decoder may
+// write DecodeSlack bytes past a chunk, into the place of the next one, so
+// a chunk is placed only when no chunk that another worker may still be
+// decoding can write into its place: when the placed chunk before it is in
+// the same run (one worker decodes a run in order), or the last placed
+// chunk's reach ends before it, or that chunk ended a block of the
+// Destination (whose slack is its own).
+type placer struct {
+	run      []*slot
+	runBlock uint64 // the destination block of the run's placed chunks
+	lastEnd  uint64 // end of the last placed chunk (0: none yet)
+	lastIn   bool   // the last placed chunk is in run
+}
+
+// PlaceBlock is the size of a Destination's blocks (install's write
+// block). A chunk placed in a new block starts a new run, so that runs of
+// different blocks decode in parallel.
+const PlaceBlock = 1 << 20
+
+func (r *placer) flush(pl *pipeline) {
+	if len(r.run) > 0 {
+		pl.work <- r.run
+		r.run, r.lastIn = nil, false
 	}
+}
+
+func (r *placer) add(pl *pipeline, p *PayloadReader, s *slot, off uint64, maxRun int) {
+	s.place = nil
+	rel, n := off-p.base, int(s.e.Size)
+	if p.dest != nil && !s.content && s.e.Compressed() && n >= DecodeSlack {
+		block := rel / PlaceBlock
+		if len(r.run) >= maxRun || (len(r.run) > 0 && block != r.runBlock) {
+			// A new block may have to wait for the caller's memory:
+			// the chunks before it go to the workers first.
+			r.flush(pl)
+		}
+		safe := r.lastIn || rel >= r.lastEnd+DecodeSlack || r.lastEnd%PlaceBlock == 0
+		if safe {
+			s.place = p.dest(rel, n)
+		}
+		if s.place != nil {
+			r.runBlock, r.lastEnd, r.lastIn = block, rel+uint64(n), true
+		}
+	}
+	if s.place == nil && len(r.run) >= maxRun {
+		r.flush(pl)
+	}
+	r.run = append(r.run, s)
+	if len(r.run) == 1 && s.place == nil {
+		// Nothing waits for this chunk's neighbours: verify it now.
+		r.flush(pl)
+	}
+}
+
+// verify checks (and decompresses) the runs of chunks the reader hands it,
+// each run in order.
+func (pl *pipeline) verify(p *PayloadReader, rf Refetcher, maxSize int) {
+	for run := range pl.work {
+		for _, s := range run {
+			pl.verifyOne(p, rf, maxSize, s)
+		}
+	}
+}
+
+// verifyOne checks one chunk, asking a Refetcher source again while it fails.
+func (pl *pipeline) verifyOne(p *PayloadReader, rf Refetcher, maxSize int, s *slot) {
+	defer func() { s.done <- struct{}{} }()
+	select {
+	case <-pl.quit:
+		s.err = errors.New("bundle: reader stopped")
+		return
+	default:
+	}
+	s.data, s.err = s.check(p, maxSize)
+	for attempt := 1; s.err != nil && rf != nil; attempt++ {
+		b, err := rf.Refetch(s.i, s.e, attempt)
+		if err != nil {
+			s.err = err
+			break
+		}
+		if b == nil {
+			break
+		}
+		s.stored, s.content = b, false
+		s.data, s.err = s.check(p, maxSize)
+	}
+	s.verifyErr = s.err != nil
 }
 
 // check verifies the slot's bytes: a copy of the content by its digest,
@@ -555,14 +659,18 @@ func (s *slot) check(p *PayloadReader, maxSize int) ([]byte, error) {
 	if s.content {
 		return checkContent(s.e, s.stored)
 	}
-	if s.buf == nil && s.e.Compressed() {
-		s.buf = make([]byte, 0, maxSize)
+	buf := s.place
+	if buf == nil {
+		if s.buf == nil && s.e.Compressed() {
+			s.buf = make([]byte, 0, maxSize)
+		}
+		buf = s.buf
 	}
 	var sd *[32]byte
 	if p.stored != nil {
 		sd = &p.stored[s.i]
 	}
-	return verifyChunk(p.dec, s.e, sd, p.check, s.stored, s.buf)
+	return verifyChunk(p.dec, s.e, sd, p.check, s.stored, buf)
 }
 
 // hashSlots feeds part(s) of each slot q brings, in order, to a SHA-256

@@ -110,7 +110,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 // by the destination's capacity.
 var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(maxWorkers), zstd.WithDecodeAllCapLimit(true),
-		zstd.WithDecoderMaxMemory(MaxChunk+decodeSlack), zstd.WithDecoderMaxWindow(MaxChunk))
+		zstd.WithDecoderMaxMemory(MaxChunk+DecodeSlack), zstd.WithDecoderMaxWindow(MaxChunk))
 })
 
 // Verify runs v; payloads can be read only after it returned nil.

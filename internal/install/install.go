@@ -429,6 +429,7 @@ func writeImage(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *pr
 		return err
 	}
 	sw := newSlotWriter(f)
+	pr.SetDestination(sw.Dest) // compressed chunks are decoded into the write blocks
 	for {
 		c, err := pr.Next()
 		if errors.Is(err, io.EOF) {

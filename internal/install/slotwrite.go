@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/tandem-ota/tandem/internal/bundle"
 	"github.com/tandem-ota/tandem/internal/rootfs"
 )
 
@@ -19,57 +20,114 @@ import (
 // time (docs/benchmarks.md) and in the running system's cached pages, which
 // the image evicted. A slot that refuses direct I/O is written through the
 // page cache. Either way the caller's fsync makes the image durable.
+//
+// The blocks are a ring of ringBlocks buffers, block k in buffer k mod
+// ringBlocks, free again once block k-ringBlocks is written. The bundle
+// reader decodes compressed chunks straight into them (Dest, a
+// bundle.Destination) ahead of Write, which then finds a chunk in place and
+// only moves on: the copy of every byte into the block is spared.
 const (
-	writeBlock  = 1 << 20 // bytes per write
-	directAlign = 4096    // alignment of a direct write's offset, length and memory
+	writeBlock  = bundle.PlaceBlock // bytes per write: the reader's blocks
+	ringBlocks  = 6                 // being written, queued, being filled, and up to 3 ahead
+	directAlign = 4096              // alignment of a direct write's offset, length and memory
 )
 
 // slotWriter writes a slot image sequentially from its start. Write copies
-// into the current block and hands full blocks to the writing goroutine
-// (two blocks: one being filled, one being written); Close writes what is
-// left and reports the first error. Neither is safe for concurrent use.
+// into the current block (or finds the bytes there already) and hands full
+// blocks to the writing goroutine; Close writes what is left and reports
+// the first error. Write and Close are not safe for concurrent use; Dest
+// may be called from another goroutine.
 type slotWriter struct {
 	f      rootfs.File
 	direct bool // O_DIRECT is on (the writing goroutine turns it off)
-	cur    []byte
-	free   chan []byte
+	ring   [ringBlocks][]byte
+	k      int    // the block being filled
+	cur    []byte // ring[k%ringBlocks][:n:writeBlock]
+	placed int64  // bytes Write found in place
 	todo   chan []byte
 	done   chan struct{}
-	mu     sync.Mutex
-	err    error // the writing goroutine's first error
-	closed bool
+
+	mu      sync.Mutex
+	cond    sync.Cond // on mu: written or stopped changed
+	written int       // blocks the writing goroutine is done with
+	stopped bool      // Close was called: Dest places nothing more
+	err     error     // the writing goroutine's first error
+	closed  bool
 }
 
 // newSlotWriter starts writing f at its current offset, which must be 0
 // for direct I/O to be used.
 func newSlotWriter(f rootfs.File) *slotWriter {
-	// free holds both blocks at most: the writing goroutine never waits
-	// to return one.
-	w := &slotWriter{f: f, free: make(chan []byte, 2), todo: make(chan []byte, 1), done: make(chan struct{})}
+	w := &slotWriter{f: f, todo: make(chan []byte, 1), done: make(chan struct{})}
+	w.cond.L = &w.mu
 	w.direct = setDirect(f, true) == nil
-	w.cur = alignedBlock()
-	w.free <- alignedBlock()
+	for i := range w.ring {
+		w.ring[i] = alignedBlock()
+	}
+	w.cur = w.ring[0][:0:writeBlock]
 	go w.run()
 	return w
 }
 
-// alignedBlock returns an empty buffer of capacity writeBlock whose first
-// byte is directAlign-aligned in memory.
+// alignedBlock returns an empty buffer of capacity writeBlock +
+// bundle.DecodeSlack (the decoder's slack past a chunk that ends the block)
+// whose first byte is directAlign-aligned in memory.
 func alignedBlock() []byte {
-	b := make([]byte, writeBlock+directAlign)
+	n := writeBlock + bundle.DecodeSlack
+	b := make([]byte, n+directAlign)
 	off := int(-uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
-	return b[off : off : off+writeBlock]
+	return b[off : off : off+n]
 }
 
-// Write copies b into the blocks to write; it fails once a write did.
+// usable waits until block k's buffer is free (block k-ringBlocks written)
+// and reports false once the writer was closed.
+func (w *slotWriter) usable(k int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k >= w.written+ringBlocks && !w.stopped {
+		w.cond.Wait()
+	}
+	return !w.stopped
+}
+
+// Dest is the bundle.Destination of the image: the place of n bytes at
+// offset off, when they lie within one block that is not written yet.
+func (w *slotWriter) Dest(off uint64, n int) []byte {
+	k, o := int(off/writeBlock), int(off%writeBlock)
+	if o+n > writeBlock || !w.usable(k) {
+		return nil
+	}
+	w.mu.Lock()
+	behind := k < w.k // (Write runs on the caller's goroutine: read under mu)
+	w.mu.Unlock()
+	if behind {
+		return nil
+	}
+	return w.ring[k%ringBlocks][o : o : o+n+bundle.DecodeSlack]
+}
+
+// Write copies b into the blocks to write, or moves on over the part of b
+// that is there already (placed by Dest); it fails once a write did.
 func (w *slotWriter) Write(b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {
-		k := copy(w.cur[len(w.cur):cap(w.cur)], b)
+		var k int
+		if full := w.cur[:cap(w.cur)]; &b[0] == &full[len(w.cur)] {
+			k = min(len(b), cap(w.cur)-len(w.cur))
+			w.placed += int64(k)
+		} else {
+			k = copy(full[len(w.cur):], b)
+		}
 		w.cur, b = w.cur[:len(w.cur)+k], b[k:]
 		if len(w.cur) == cap(w.cur) {
 			w.todo <- w.cur
-			w.cur = <-w.free
+			w.mu.Lock()
+			w.k++
+			w.mu.Unlock()
+			if !w.usable(w.k) {
+				return n - len(b), errors.New("slot writer closed")
+			}
+			w.cur = w.ring[w.k%ringBlocks][:0:writeBlock]
 			if err := w.failed(); err != nil {
 				return n - len(b), err
 			}
@@ -83,6 +141,10 @@ func (w *slotWriter) Write(b []byte) (int, error) {
 func (w *slotWriter) Close() error {
 	if !w.closed {
 		w.closed = true
+		w.mu.Lock()
+		w.stopped = true
+		w.cond.Broadcast()
+		w.mu.Unlock()
 		if len(w.cur) > 0 {
 			w.todo <- w.cur
 		}
@@ -104,13 +166,15 @@ func (w *slotWriter) run() {
 	var err error
 	for b := range w.todo {
 		if err == nil {
-			if err = w.write(b); err != nil {
-				w.mu.Lock()
-				w.err = err
-				w.mu.Unlock()
-			}
+			err = w.write(b)
 		}
-		w.free <- b[:0]
+		w.mu.Lock()
+		if w.err == nil {
+			w.err = err
+		}
+		w.written++
+		w.cond.Broadcast()
+		w.mu.Unlock()
 	}
 }
 

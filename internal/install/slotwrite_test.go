@@ -3,12 +3,16 @@ package install
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"syscall"
 	"testing"
+
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/signature"
 )
 
 // memFile is a slot file that is not an *os.File (as on a simulated
@@ -150,5 +154,125 @@ func TestSlotWriterDirectRefused(t *testing.T) {
 	}
 	if !bytes.Equal(m.Bytes(), data) {
 		t.Fatalf("%d bytes, want the image written through the page cache", m.Len())
+	}
+}
+
+// repetitive returns n bytes that compress with long matches, some running
+// to a chunk's end (where the decoder's fast copies write past the match),
+// between stretches of random bytes that are stored raw.
+func repetitive(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 7))
+	pat := make([]byte, 3000)
+	for i := range pat {
+		pat[i] = byte(r.IntN(256))
+	}
+	out := make([]byte, 0, n)
+	for len(out) < n {
+		switch r.IntN(5) {
+		case 0: // incompressible
+			for range 1 + r.IntN(300000) {
+				out = append(out, byte(r.Uint32()))
+			}
+		default: // a run of the pattern with a few bytes changed
+			at := len(out)
+			for range 1 + r.IntN(40) {
+				out = append(out, pat[r.IntN(100):]...)
+			}
+			for range r.IntN(8) {
+				out[at+r.IntN(len(out)-at)] ^= byte(1 + r.IntN(255))
+			}
+		}
+	}
+	return out[:n]
+}
+
+// The bundle reader decodes compressed chunks straight into the writer's
+// blocks (slotWriter.Dest): whatever the chunk sizes — many small chunks
+// per block, chunks that end exactly at a block's end, chunks across two
+// blocks, raw chunks between compressed ones, a last chunk of a few bytes —
+// the slot gets exactly the image, and most of it was found in place.
+func TestSlotWriterDecodesInPlace(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4)) // four decoders
+	for _, tc := range []struct {
+		name    string
+		chunker bundle.ChunkerType
+		size    int
+	}{
+		{"fixed 4 KiB + 17", bundle.ChunkerFixed, 4096 + 17},
+		{"fixed 64 KiB (block ends)", bundle.ChunkerFixed, 64 << 10},
+		{"fixed 200000", bundle.ChunkerFixed, 200000},
+		{"content-defined 16 KiB", bundle.ChunkerBuzhash, 16 << 10},
+		{"content-defined 64 KiB", bundle.ChunkerBuzhash, 64 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := repetitive(6*writeBlock+13, uint64(tc.size))
+			var b bytes.Buffer
+			meta := bundle.Header{Compatible: "test", Version: "1.0.0", Created: 1}
+			specs := []bundle.PayloadSpec{{Name: "system", Kind: bundle.KindSlot, Target: "system",
+				Chunker: tc.chunker, ChunkSize: tc.size, Source: bytes.NewReader(img)}}
+			if _, err := bundle.Write(&b, meta, specs, bundle.Options{Workers: 2, TempDir: t.TempDir()}); err != nil {
+				t.Fatal(err)
+			}
+			br, err := bundle.NewReader(&b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := br.Verify(func(*bundle.Header, bundle.Hash, []signature.Signature) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			pr, err := br.NextPayload()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var raw, compressed int
+			for _, e := range pr.Entries {
+				if e.Compressed() {
+					compressed++
+				} else {
+					raw++
+				}
+			}
+			if raw == 0 || compressed == 0 {
+				t.Fatalf("%d raw and %d compressed chunks: the test needs both", raw, compressed)
+			}
+			p := filepath.Join(t.TempDir(), "slot.img")
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			sw := newSlotWriter(f)
+			pr.SetDestination(sw.Dest)
+			for {
+				c, err := pr.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := sw.Write(c.Data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := sw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, img) {
+				i := 0
+				for i < min(len(got), len(img)) && got[i] == img[i] {
+					i++
+				}
+				t.Fatalf("the slot differs from the image at byte %d (%d bytes written, %d in the image)", i, len(got), len(img))
+			}
+			if sw.placed < int64(len(img))/4 {
+				t.Fatalf("%d of %d bytes were decoded in place", sw.placed, len(img))
+			}
+			t.Logf("%d chunks (%d raw), %d of %d bytes decoded in place", len(pr.Entries), raw, sw.placed, len(img))
+		})
 	}
 }
