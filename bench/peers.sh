@@ -237,23 +237,27 @@ mkdir -p "$R/time"
 # (user, nice, system, irq, softirq, steal of /proc/stat's cpu line).
 busy() { awk -v t="$TCK" '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / t}' /proc/stat; }
 
-# kthreads: CPU seconds the kernel's threads (children of kthreadd: page-cache
-# write-back, block I/O workers, the loop device's) used so far.
+# kthreads FILE: each kernel thread's (children of kthreadd: page-cache
+# write-back, block I/O workers, the loop device's) pid and CPU ticks so far.
 kthreads() {
-	awk -v t="$TCK" 'FNR == 1 { sub(/^.*\) /, ""); split($0, f, " "); if (f[2] == 2) s += f[12] + f[13] }
-		END { printf "%.2f\n", s / t }' /proc/[0-9]*/stat 2>/dev/null
+	awk 'FNR == 1 { pid = $1; sub(/^.*\) /, ""); split($0, f, " "); if (f[2] == 2) print pid, f[12] + f[13] }' \
+		/proc/[0-9]*/stat 2>/dev/null >"$1"
 }
+# kdelta BEFORE AFTER: CPU seconds the kernel threads used in between (a
+# thread that started in between counts whole; one that exited is lost).
+kdelta() { awk -v t="$TCK" 'NR == FNR { a[$1] = $2; next } { s += $2 - a[$1] } END { printf "%.2f\n", s / t }' "$1" "$2"; }
 
 # run NAME ROUND SLOT CMD...: one timed run into a fresh SLOT, then sync; writes
 # "wall cpu maxrss_kib rusage_cpu machine_cpu kthreads_cpu" to $R/NAME.ROUND and
 # checks the slot.
 run() {
-	local name=$1 round=$2 slot=$3 t0 t1 c0=0 c1=0 g0=0 g1=0 m0 m1 k0 k1
+	local name=$1 round=$2 slot=$3 t0 t1 c0=0 c1=0 g0=0 g1=0 m0 m1
 	shift 3
 	fresh "$slot"
 	[ "$name" != rauc ] || c0=$(cpu_of "$RAUC_PID")
 	[ -z "$CG" ] || g0=$(cat "$CG/cpuacct.usage")
-	m0=$(busy) k0=$(kthreads)
+	m0=$(busy)
+	kthreads "$R/k0"
 	t0=$(now)
 	if ! $TIME -f '%U %S %M' -o "$R/time/$name.$round" bash -c '[ -z "$CG" ] || echo $$ >"$CG/tasks"; "$@" >/dev/null 2>"$0" || exit; sync' \
 		"$R/time/$name.$round.err" "$@"; then
@@ -262,11 +266,12 @@ run() {
 		exit 1
 	fi
 	t1=$(now)
-	m1=$(busy) k1=$(kthreads)
+	m1=$(busy)
+	kthreads "$R/k1"
 	[ "$name" != rauc ] || c1=$(cpu_of "$RAUC_PID")
 	[ -z "$CG" ] || g1=$(cat "$CG/cpuacct.usage")
 	awk -v w="$(echo "$t1 - $t0" | bc -l)" -v extra="$(echo "$c1 - $c0" | bc -l)" -v cg="$(echo "($g1 - $g0) / 10^9" | bc -l)" \
-		-v m="$(echo "$m1 - $m0" | bc -l)" -v k="$(echo "$k1 - $k0" | bc -l)" \
+		-v m="$(echo "$m1 - $m0" | bc -l)" -v k="$(kdelta "$R/k0" "$R/k1")" \
 		'{cpu = $1 + $2 + extra; if (cg > 0) cpu = cg; printf "%.3f %.2f %d %.2f %.2f %.2f\n", w, cpu, $3, $1 + $2 + extra, m, k}' \
 		"$R/time/$name.$round" >"$R/$name.$round"
 	cmp -s "$IMAGE" "$slot" || { log "$name: the slot differs from the image (round $round)"; cat "$R/time/$name.$round.err" >&2; exit 1; }
