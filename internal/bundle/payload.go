@@ -133,12 +133,13 @@ func grow(buf []byte, n int) []byte {
 // goroutine), decompresses them and checks their content digest (GOMAXPROCS
 // workers, at most 4, each given runs of consecutive chunks), all while the
 // caller writes the chunks it already has; with SetDestination, straight
-// into the caller's memory. Each content byte is hashed once, for its chunk's digest. The
-// payload's two digests of its own are recomputed only when the Reader's
-// CheckPayloadDigests asks for them (a check of the bundle file rather than
-// an install): the whole content's (one more goroutine) and, when the
-// source is the bundle stream, the stored bytes' (another). The buffers in
-// flight are bounded by pipelineBudget. Nothing changes for the caller:
+// into the caller's memory. Each content byte is hashed once, for its
+// chunk's digest. The payload's two digests of its own are recomputed only
+// when the Reader's CheckPayloadDigests asks for them (a check of the
+// bundle file rather than an install): the whole content's (one more
+// goroutine) and, when the source is the bundle stream, the stored bytes'
+// (another). The buffers in flight are bounded by pipelineBudget. Nothing
+// changes for the caller:
 // Next hands out chunks in order, each only after its content digest
 // matched, reports the first bad chunk (or the point where the input ended)
 // exactly as a sequential reader would, and returns io.EOF only after the
