@@ -428,27 +428,7 @@ func writeImage(d *device.Device, pr *bundle.PayloadReader, plan slotPlan, w *pr
 	if err != nil {
 		return err
 	}
-	sw := newSlotWriter(f)
-	pr.SetDestination(sw.Dest) // compressed chunks are decoded into the write blocks
-	for {
-		c, err := pr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			// Keep what was verified so far: a resumed install finds it.
-			sw.Close()
-			f.Close()
-			return err
-		}
-		if _, err := sw.Write(c.Data); err != nil {
-			sw.Close()
-			f.Close()
-			return err
-		}
-		w.add(len(c.Data))
-	}
-	if err := sw.Close(); err != nil {
+	if err := newSlotWriter(f).writeAll(pr, w.add); err != nil {
 		f.Close()
 		return err
 	}

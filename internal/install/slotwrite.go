@@ -2,6 +2,7 @@ package install
 
 import (
 	"errors"
+	"io"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -80,14 +81,15 @@ func alignedBlock() []byte {
 }
 
 // usable waits until block k's buffer is free (block k-ringBlocks written)
-// and reports false once the writer was closed.
+// and reports whether it may be filled: not once the writer was closed, nor
+// for a block Write has moved past.
 func (w *slotWriter) usable(k int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for k >= w.written+ringBlocks && !w.stopped {
 		w.cond.Wait()
 	}
-	return !w.stopped
+	return !w.stopped && k >= w.k
 }
 
 // Dest is the bundle.Destination of the image: the place of n bytes at
@@ -95,12 +97,6 @@ func (w *slotWriter) usable(k int) bool {
 func (w *slotWriter) Dest(off uint64, n int) []byte {
 	k, o := int(off/writeBlock), int(off%writeBlock)
 	if o+n > writeBlock || !w.usable(k) {
-		return nil
-	}
-	w.mu.Lock()
-	behind := k < w.k // (Write runs on the caller's goroutine: read under mu)
-	w.mu.Unlock()
-	if behind {
 		return nil
 	}
 	return w.ring[k%ringBlocks][o : o : o+n+bundle.DecodeSlack]
@@ -134,6 +130,28 @@ func (w *slotWriter) Write(b []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// writeAll writes the payload's verified chunks, compressed ones decoded
+// straight into the blocks (Dest), and closes the writer; progress gets
+// each chunk's size. After an error, what was verified so far is still
+// written: a resumed install finds it.
+func (w *slotWriter) writeAll(pr *bundle.PayloadReader, progress func(int)) error {
+	pr.SetDestination(w.Dest)
+	for {
+		c, err := pr.Next()
+		if errors.Is(err, io.EOF) {
+			return w.Close()
+		}
+		if err == nil {
+			_, err = w.Write(c.Data)
+		}
+		if err != nil {
+			w.Close()
+			return err
+		}
+		progress(len(c.Data))
+	}
 }
 
 // Close writes the rest and waits for the writing goroutine; it returns

@@ -3,7 +3,6 @@ package install
 import (
 	"bytes"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -242,20 +241,7 @@ func TestSlotWriterDecodesInPlace(t *testing.T) {
 			}
 			defer f.Close()
 			sw := newSlotWriter(f)
-			pr.SetDestination(sw.Dest)
-			for {
-				c, err := pr.Next()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := sw.Write(c.Data); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := sw.Close(); err != nil {
+			if err := sw.writeAll(pr, func(int) {}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(p)
