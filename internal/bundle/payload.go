@@ -593,24 +593,23 @@ func (r *placer) flush(pl *pipeline) {
 
 func (r *placer) add(pl *pipeline, p *PayloadReader, s *slot, off uint64, maxRun int) {
 	s.place = nil
+	if len(r.run) >= maxRun {
+		r.flush(pl)
+	}
 	rel, n := off-p.base, int(s.e.Size)
 	if p.dest != nil && !s.content && s.e.Compressed() && n >= DecodeSlack {
 		block := rel / PlaceBlock
-		if len(r.run) >= maxRun || (len(r.run) > 0 && block != r.runBlock) {
+		if len(r.run) > 0 && block != r.runBlock {
 			// A new block may have to wait for the caller's memory:
 			// the chunks before it go to the workers first.
 			r.flush(pl)
 		}
-		safe := r.lastIn || rel >= r.lastEnd+DecodeSlack || r.lastEnd%PlaceBlock == 0
-		if safe {
+		if r.lastIn || rel >= r.lastEnd+DecodeSlack || r.lastEnd%PlaceBlock == 0 {
 			s.place = p.dest(rel, n)
 		}
 		if s.place != nil {
 			r.runBlock, r.lastEnd, r.lastIn = block, rel+uint64(n), true
 		}
-	}
-	if s.place == nil && len(r.run) >= maxRun {
-		r.flush(pl)
 	}
 	r.run = append(r.run, s)
 	if len(r.run) == 1 && s.place == nil {
