@@ -3,6 +3,7 @@ package install
 import (
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -27,6 +28,18 @@ import (
 // reader decodes compressed chunks straight into them (Dest, a
 // bundle.Destination) ahead of Write, which then finds a chunk in place and
 // only moves on: the copy of every byte into the block is spared.
+//
+// A direct write waits for the device, a millisecond or more per block.
+// Made as an ordinary system call, the Go scheduler hands the writer's P
+// to another thread once the call has taken 20 µs, and its monitor thread
+// polls every 20 µs again after each such hand-off: on a loaded machine,
+// 5–7 thousand wake-ups and 9–11 thousand context switches per 512 MiB
+// image, a fifth of the install's CPU time (docs/benchmarks.md, "Seventh
+// pass"). So direct writes are raw system calls (writeDirect), which keep
+// the P, and the writer holds one P more than the scheduler had (holdProc)
+// while it runs, for the decoders to keep every CPU busy meanwhile. The
+// price: the runtime cannot stop the world during a block's write, so a
+// garbage collection that starts then waits for the write to end.
 const (
 	writeBlock  = bundle.PlaceBlock // bytes per write: the reader's blocks
 	ringBlocks  = 6                 // being written, queued, being filled, and up to 3 ahead
@@ -39,14 +52,15 @@ const (
 // the first error. Write and Close are not safe for concurrent use; Dest
 // may be called from another goroutine.
 type slotWriter struct {
-	f      rootfs.File
-	direct bool // O_DIRECT is on (the writing goroutine turns it off)
-	ring   [ringBlocks][]byte
-	k      int    // the block being filled
-	cur    []byte // ring[k%ringBlocks][:n:writeBlock]
-	placed int64  // bytes Write found in place
-	todo   chan []byte
-	done   chan struct{}
+	f       rootfs.File
+	direct  bool // O_DIRECT is on (the writing goroutine turns it off)
+	ring    [ringBlocks][]byte
+	k       int    // the block being filled
+	cur     []byte // ring[k%ringBlocks][:n:writeBlock]
+	placed  int64  // bytes Write found in place
+	release func() // gives back the P holdProc added (direct I/O only)
+	todo    chan []byte
+	done    chan struct{}
 
 	mu      sync.Mutex
 	cond    sync.Cond // on mu: written or stopped changed
@@ -62,6 +76,9 @@ func newSlotWriter(f rootfs.File) *slotWriter {
 	w := &slotWriter{f: f, todo: make(chan []byte, 1), done: make(chan struct{})}
 	w.cond.L = &w.mu
 	w.direct = setDirect(f, true) == nil
+	if w.direct {
+		w.release = holdProc()
+	}
 	for i := range w.ring {
 		w.ring[i] = alignedBlock()
 	}
@@ -172,6 +189,32 @@ func (w *slotWriter) Close() error {
 	return w.failed()
 }
 
+// procs counts the Ps added by holdProc that are still held.
+var procs struct {
+	sync.Mutex
+	held int
+	prev int // GOMAXPROCS before the first of them
+}
+
+// holdProc adds one P to the scheduler (GOMAXPROCS) for a goroutine that
+// blocks in raw system calls, which keep their P; the returned func gives
+// it back, restoring GOMAXPROCS once no hold is left.
+func holdProc() (release func()) {
+	procs.Lock()
+	defer procs.Unlock()
+	if procs.held == 0 {
+		procs.prev = runtime.GOMAXPROCS(0)
+	}
+	procs.held++
+	runtime.GOMAXPROCS(procs.prev + procs.held)
+	return sync.OnceFunc(func() {
+		procs.Lock()
+		defer procs.Unlock()
+		procs.held--
+		runtime.GOMAXPROCS(procs.prev + procs.held)
+	})
+}
+
 func (w *slotWriter) failed() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -181,6 +224,9 @@ func (w *slotWriter) failed() error {
 // run writes the blocks in order; after an error it only returns them.
 func (w *slotWriter) run() {
 	defer close(w.done)
+	if w.release != nil {
+		defer w.release()
+	}
 	var err error
 	for b := range w.todo {
 		if err == nil {
@@ -204,7 +250,7 @@ func (w *slotWriter) run() {
 func (w *slotWriter) write(b []byte) error {
 	if w.direct {
 		k := len(b) &^ (directAlign - 1)
-		n, err := w.f.Write(b[:k])
+		n, err := writeDirect(w.f, b[:k])
 		switch {
 		case errors.Is(err, syscall.EINVAL):
 		case err != nil:
