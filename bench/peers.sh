@@ -241,7 +241,7 @@ busy() { awk -v t="$TCK" '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9
 # write-back, block I/O workers, the loop device's) pid and CPU ticks so far.
 kthreads() {
 	awk 'FNR == 1 { pid = $1; sub(/^.*\) /, ""); split($0, f, " "); if (f[2] == 2) print pid, f[12] + f[13] }' \
-		/proc/[0-9]*/stat 2>/dev/null >"$1"
+		/proc/[0-9]*/stat 2>/dev/null >"$1" || true # a process that exits before awk opens its stat: awk exits 2
 }
 # kdelta BEFORE AFTER: CPU seconds the kernel threads used in between (a
 # thread that started in between counts whole; one that exited is lost).
