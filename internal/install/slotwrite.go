@@ -34,8 +34,8 @@ import (
 // to another thread once the call has taken 20 µs, and its monitor thread
 // polls every 20 µs again after each such hand-off: on a loaded machine,
 // 5–7 thousand wake-ups and 9–11 thousand context switches per 512 MiB
-// image, a fifth of the install's CPU time (docs/benchmarks.md, "Seventh
-// pass"). So direct writes are raw system calls (writeDirect), which keep
+// image, 12–20 % of the install's CPU time there (docs/benchmarks.md,
+// "Seventh pass"). So direct writes are raw system calls (writeDirect), which keep
 // the P, and the writer holds one P more than the scheduler had (holdProc)
 // while it runs, for the decoders to keep every CPU busy meanwhile. The
 // price: the runtime cannot stop the world during a block's write, so a
@@ -198,7 +198,8 @@ var procs struct {
 
 // holdProc adds one P to the scheduler (GOMAXPROCS) for a goroutine that
 // blocks in raw system calls, which keep their P; the returned func gives
-// it back, restoring GOMAXPROCS once no hold is left.
+// it back, restoring GOMAXPROCS's value once no hold is left. (Having been
+// set, it no longer follows a change of the cgroup's CPU limit.)
 func holdProc() (release func()) {
 	procs.Lock()
 	defer procs.Unlock()

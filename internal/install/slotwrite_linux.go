@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -71,9 +72,9 @@ func writeDirect(f rootfs.File, b []byte) (int, error) {
 	var werr error
 	if err := rc.Write(func(fd uintptr) bool {
 		for n < len(b) && werr == nil {
-			m, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
+			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
 			switch {
-			case e == unix.EINTR:
+			case e == syscall.EINTR:
 			case e != 0:
 				werr = e
 			case m == 0:
