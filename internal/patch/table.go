@@ -1,7 +1,6 @@
 package patch
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -27,7 +26,8 @@ import (
 // SHA-256 of the whole and its size.
 func SourceChunks(r io.Reader, p *bundle.Payload) ([]bundle.Entry, [32]byte, int64, error) {
 	whole := sha256.New()
-	br := bufio.NewReaderSize(io.TeeReader(r, whole), 1<<20)
+	br := newAheadHasher(r, whole)
+	defer br.Close()
 	var c *chunker.Chunker
 	var err error
 	if p.Chunker == bundle.ChunkerFixed {
