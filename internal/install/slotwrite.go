@@ -35,11 +35,12 @@ import (
 // polls every 20 µs again after each such hand-off: on a loaded machine,
 // 5–7 thousand wake-ups and 9–11 thousand context switches per 512 MiB
 // image, 12–20 % of the install's CPU time there (docs/benchmarks.md,
-// "Seventh pass"). So direct writes are raw system calls (writeDirect), which keep
-// the P, and the writer holds one P more than the scheduler had (holdProc)
-// while it runs, for the decoders to keep every CPU busy meanwhile. The
-// price: the runtime cannot stop the world during a block's write, so a
-// garbage collection that starts then waits for the write to end.
+// "Seventh pass"). So direct writes are raw system calls (writeDirect),
+// which keep the P, and the writer holds one P more than the scheduler had
+// (holdProc) while it runs, for the decoders to keep every CPU busy
+// meanwhile. The price: the runtime cannot stop the world during a block's
+// write, so a garbage collection that starts then waits for the write to
+// end.
 const (
 	writeBlock  = bundle.PlaceBlock // bytes per write: the reader's blocks
 	ringBlocks  = 6                 // being written, queued, being filled, and up to 3 ahead
@@ -52,15 +53,14 @@ const (
 // the first error. Write and Close are not safe for concurrent use; Dest
 // may be called from another goroutine.
 type slotWriter struct {
-	f       rootfs.File
-	direct  bool // O_DIRECT is on (the writing goroutine turns it off)
-	ring    [ringBlocks][]byte
-	k       int    // the block being filled
-	cur     []byte // ring[k%ringBlocks][:n:writeBlock]
-	placed  int64  // bytes Write found in place
-	release func() // gives back the P holdProc added (direct I/O only)
-	todo    chan []byte
-	done    chan struct{}
+	f      rootfs.File
+	direct bool // O_DIRECT is on (the writing goroutine turns it off)
+	ring   [ringBlocks][]byte
+	k      int    // the block being filled
+	cur    []byte // ring[k%ringBlocks][:n:writeBlock]
+	placed int64  // bytes Write found in place
+	todo   chan []byte
+	done   chan struct{}
 
 	mu      sync.Mutex
 	cond    sync.Cond // on mu: written or stopped changed
@@ -76,14 +76,15 @@ func newSlotWriter(f rootfs.File) *slotWriter {
 	w := &slotWriter{f: f, todo: make(chan []byte, 1), done: make(chan struct{})}
 	w.cond.L = &w.mu
 	w.direct = setDirect(f, true) == nil
+	release := func() {}
 	if w.direct {
-		w.release = holdProc()
+		release = holdProc()
 	}
 	for i := range w.ring {
 		w.ring[i] = alignedBlock()
 	}
 	w.cur = w.ring[0][:0:writeBlock]
-	go w.run()
+	go w.run(release)
 	return w
 }
 
@@ -223,11 +224,10 @@ func (w *slotWriter) failed() error {
 }
 
 // run writes the blocks in order; after an error it only returns them.
-func (w *slotWriter) run() {
+// It calls release when it ends.
+func (w *slotWriter) run(release func()) {
 	defer close(w.done)
-	if w.release != nil {
-		defer w.release()
-	}
+	defer release()
 	var err error
 	for b := range w.todo {
 		if err == nil {
