@@ -221,6 +221,11 @@ func Install(ctx context.Context, d *device.Device, o Options) (*Result, error) 
 			return nil, fmt.Errorf("payload %s: %w", pr.Payload.Name, err)
 		}
 	}
+	// A cancelled install records nothing, even when its last chunks were
+	// already fetched: the journal stays, and the next install resumes.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("install cancelled: %w", err)
+	}
 	// The journal goes first: losing it only loses the resume shortcut.
 	if err := endJournal(d); err != nil {
 		return nil, err

@@ -313,6 +313,9 @@ func (s *deltaSource) newPatchChunks(sec *patch.Section, entries []bundle.Entry,
 			if err := patch.CheckSegment(segs[j], data); err != nil {
 				return err
 			}
+			if err := ctx.Err(); err != nil {
+				return err // not a segment more once cancelled
+			}
 			select {
 			case pc.fetched <- bytes.Clone(data):
 				return nil

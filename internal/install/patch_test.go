@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/install"
 	"github.com/tandem-ota/tandem/internal/patch"
 	"github.com/tandem-ota/tandem/internal/signature"
@@ -256,51 +258,95 @@ func TestPatchInterrupted(t *testing.T) {
 			t.Fatalf("method %q (%s), %d drops", res.Transfer.Method, res.Transfer.Reason, drops.Load())
 		}
 	})
-	t.Run("cancelled install", func(t *testing.T) {
-		if len(head.Header.Sections[0].Segments) < 4 {
-			t.Fatalf("%d segments: too few to test a resume", len(head.Header.Sections[0].Segments))
-		}
-		dir := deltaDevice(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		var segBytes atomic.Int64 // patch data asked for
-		url := servePatch(t, p, func(h http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				var a, b int64
-				if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &b); err == nil &&
-					strings.HasSuffix(r.URL.Path, ".tpatch") && a >= head.DataOffset {
-					segBytes.Add(b - a + 1)
-				}
-				h.ServeHTTP(w, r)
-			})
-		})
-		var written uint64
-		d := open(t, dir)
-		_, err := install.Install(ctx, d, install.Options{Source: url, Progress: install.Progress{Event: func(e install.Event) {
-			if e.Event == "progress" && e.Bytes > e.Total/2 && written == 0 {
-				written = e.Bytes
-				cancel()
+	// Cancelled half-way (the server holds back the second half of the
+	// segments until then), the next install fetches only what was not
+	// written; cancelled at the last byte, the install records nothing
+	// either (the group stays incomplete), and the next fetches nothing.
+	sec := head.Header.Sections[0]
+	table := head.DataOffset + int64(sec.Table.Offset)
+	for _, tc := range []struct {
+		name string
+		hold bool
+	}{{"cancelled half-way", true}, {"cancelled at the last byte", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if len(sec.Segments) < 4 {
+				t.Fatalf("%d segments: too few to test a resume", len(sec.Segments))
 			}
-		}}})
-		if err == nil {
-			t.Fatal("the cancelled install succeeded")
-		}
-		// The boot configuration is untouched and the group incomplete.
-		if g := reboot(t, dir); g != "a" {
-			t.Fatalf("after an interrupted install the device booted %s", g)
-		}
-		segBytes.Store(0)
-		res, err := install.Install(context.Background(), open(t, dir), install.Options{Source: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkSlot(t, dir, "b", fx.imgV2)
-		data := int64(head.Header.DataSize())
-		if res.Transfer.Method != install.MethodPatch || segBytes.Load() == 0 || segBytes.Load() >= data {
-			t.Fatalf("resumed: method %q (%s), %d bytes of the %d bytes of patch data asked again", res.Transfer.Method, res.Transfer.Reason,
-				segBytes.Load(), data)
-		}
-		t.Logf("cancelled after %d bytes written; resumed asking %d of %d bytes of patch data", written, segBytes.Load(), data)
-	})
+			dir := deltaDevice(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			var written, total uint64
+			wrote, once := make(chan struct{}), sync.Once{}
+			var segBytes atomic.Int64 // segments asked for (not the chunk table)
+			url := servePatch(t, p, func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					var a, b int64
+					if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &b); err != nil ||
+						!strings.HasSuffix(r.URL.Path, ".tpatch") || a < head.DataOffset || a == table {
+						h.ServeHTTP(w, r)
+						return
+					}
+					segBytes.Add(b - a + 1)
+					if !tc.hold || ctx.Err() != nil {
+						h.ServeHTTP(w, r)
+						return
+					}
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, r)
+					for k, v := range rec.Header() {
+						w.Header()[k] = v
+					}
+					w.WriteHeader(rec.Code)
+					w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
+					w.(http.Flusher).Flush()
+					select {
+					case <-wrote:
+					case <-time.After(10 * time.Second):
+						t.Error("nothing written from the first half of the segments")
+					}
+					cancel()
+					panic(http.ErrAbortHandler)
+				})
+			})
+			d := open(t, dir)
+			_, err := install.Install(ctx, d, install.Options{Source: url, Progress: install.Progress{Event: func(e install.Event) {
+				if e.Event != "progress" || ctx.Err() != nil {
+					return
+				}
+				written, total = e.Bytes, e.Total
+				switch {
+				case tc.hold && written > 0 && written < total:
+					once.Do(func() { close(wrote) })
+				case !tc.hold && written == total:
+					cancel()
+				}
+			}}})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("the cancelled install returned %v", err)
+			}
+			// Nothing recorded: the group is incomplete and cannot be tried.
+			if db, err := d.LoadState(); err != nil || db.Groups["b"].Incomplete == nil {
+				t.Fatalf("after a cancelled install group b is %+v (%v)", db.Groups["b"], err)
+			}
+			if err := d.TryNext("b"); !errors.Is(err, device.ErrIncomplete) {
+				t.Fatalf("trying the group of a cancelled install: %v", err)
+			}
+			if g := reboot(t, dir); g != "a" {
+				t.Fatalf("after an interrupted install the device booted %s", g)
+			}
+			segBytes.Store(0)
+			res, err := install.Install(context.Background(), open(t, dir), install.Options{Source: url})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSlot(t, dir, "b", fx.imgV2)
+			data, again := int64(head.Header.DataSize()-uint64(sec.Table.StoredSize)), segBytes.Load()
+			if res.Transfer.Method != install.MethodPatch || again >= data || (again == 0) == tc.hold {
+				t.Fatalf("resumed: method %q (%s), %d bytes of the %d bytes of segments asked again", res.Transfer.Method, res.Transfer.Reason,
+					again, data)
+			}
+			t.Logf("cancelled with %d of %d bytes written; resumed asking %d of %d bytes of segments", written, total, again, data)
+		})
+	}
 }
 
 // Patches offered with the bundle (install.Options.Patches): the device
