@@ -1381,6 +1381,36 @@ func TestInterruptedInstall(t *testing.T) {
 	commit(t, dir)
 }
 
+// TestCancelledAtLastByte: an install cancelled once every byte is written
+// records nothing (the group stays incomplete and cannot be tried), and the
+// next install of the same bundle completes.
+func TestCancelledAtLastByte(t *testing.T) {
+	t.Parallel()
+	dir := newDevice(t, devOpts{})
+	ctx, cancel := context.WithCancel(context.Background())
+	d := open(t, dir)
+	_, err := install.Install(ctx, d, install.Options{Source: "-", Stdin: bytes.NewReader(fx.sysV1),
+		Progress: install.Progress{Event: func(e install.Event) {
+			if e.Event == "progress" && e.Bytes == e.Total {
+				cancel()
+			}
+		}}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("the install cancelled at its last byte returned %v", err)
+	}
+	if gs := state(t, dir).Groups["b"]; gs.Incomplete == nil || gs.Version != "" {
+		t.Fatalf("state records %+v for the cancelled group b, want it incomplete", gs)
+	}
+	if _, err := open(t, dir).TrySpare(); !errors.Is(err, device.ErrIncomplete) {
+		t.Fatalf("try of the cancelled group b: %v, want ErrIncomplete", err)
+	}
+	mustInstall(t, dir, fx.sysV1, install.Options{}, install.RebootSet)
+	checkSlot(t, dir, "b", fx.imgV1)
+	if g := reboot(t, dir); g != "b" {
+		t.Fatalf("booted %s, want b", g)
+	}
+}
+
 func TestInstallNotPinnedSentinel(t *testing.T) {
 	t.Parallel()
 	dir := newDevice(t, devOpts{})
