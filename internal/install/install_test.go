@@ -1383,31 +1383,51 @@ func TestInterruptedInstall(t *testing.T) {
 
 // TestCancelledAtLastByte: an install cancelled once every byte is written
 // records nothing (the group stays incomplete and cannot be tried), and the
-// next install of the same bundle completes.
+// next install of the same bundle completes — from a stream, and by
+// dynamic delta, whose resume keeps every chunk written.
 func TestCancelledAtLastByte(t *testing.T) {
 	t.Parallel()
-	dir := newDevice(t, devOpts{})
-	ctx, cancel := context.WithCancel(context.Background())
-	d := open(t, dir)
-	_, err := install.Install(ctx, d, install.Options{Source: "-", Stdin: bytes.NewReader(fx.sysV1),
-		Progress: install.Progress{Event: func(e install.Event) {
-			if e.Event == "progress" && e.Bytes == e.Total {
-				cancel()
+	for _, tc := range []struct {
+		name   string
+		dir    func(*testing.T) string
+		source func(*testing.T) install.Options
+	}{
+		{"stream", func(t *testing.T) string { return newDevice(t, devOpts{}) }, func(*testing.T) install.Options {
+			return install.Options{Source: "-", Stdin: bytes.NewReader(fx.sysV2)}
+		}},
+		{"dynamic delta", deltaDevice, func(t *testing.T) install.Options { return install.Options{Source: serve(t, fx.sysV2, nil)} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.dir(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			o := tc.source(t)
+			o.Progress.Event = func(e install.Event) {
+				if e.Event == "progress" && e.Bytes == e.Total {
+					cancel()
+				}
 			}
-		}}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("the install cancelled at its last byte returned %v", err)
-	}
-	if gs := state(t, dir).Groups["b"]; gs.Incomplete == nil || gs.Version != "" {
-		t.Fatalf("state records %+v for the cancelled group b, want it incomplete", gs)
-	}
-	if _, err := open(t, dir).TrySpare(); !errors.Is(err, device.ErrIncomplete) {
-		t.Fatalf("try of the cancelled group b: %v, want ErrIncomplete", err)
-	}
-	mustInstall(t, dir, fx.sysV1, install.Options{}, install.RebootSet)
-	checkSlot(t, dir, "b", fx.imgV1)
-	if g := reboot(t, dir); g != "b" {
-		t.Fatalf("booted %s, want b", g)
+			if _, err := install.Install(ctx, open(t, dir), o); !errors.Is(err, context.Canceled) {
+				t.Fatalf("the install cancelled at its last byte returned %v", err)
+			}
+			if gs := state(t, dir).Groups["b"]; gs.Incomplete == nil || gs.Version != "" {
+				t.Fatalf("state records %+v for the cancelled group b, want it incomplete", gs)
+			}
+			if _, err := open(t, dir).TrySpare(); !errors.Is(err, device.ErrIncomplete) {
+				t.Fatalf("try of the cancelled group b: %v, want ErrIncomplete", err)
+			}
+			o = tc.source(t)
+			res, err := installActivate(t, dir, o, []install.Reboot{install.RebootSet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSlot(t, dir, "b", fx.imgV2)
+			if o.Stdin == nil && res.Transfer.BytesReused != int64(len(fx.imgV2)) {
+				t.Errorf("the resumed delta install reused %d of %d bytes", res.Transfer.BytesReused, len(fx.imgV2))
+			}
+			if g := reboot(t, dir); g != "b" {
+				t.Fatalf("booted %s, want b", g)
+			}
+		})
 	}
 }
 
