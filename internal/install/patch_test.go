@@ -228,6 +228,19 @@ func TestPatchWrongChunk(t *testing.T) {
 	}
 }
 
+// serveHalf sends the headers of h's answer to r and the first half of its
+// body, flushed.
+func serveHalf(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
+	w.(http.Flusher).Flush()
+}
+
 // An interrupted patch download: connections dropped in the middle of the
 // patch are resumed by range; an install cancelled half-way is resumed by
 // the next one, which does not fetch again the segments whose chunks it
@@ -241,13 +254,7 @@ func TestPatchInterrupted(t *testing.T) {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if strings.HasSuffix(r.URL.Path, ".tpatch") && r.Header.Get("Range") != "bytes=0-4095" && drops.Add(1) <= 2 {
 					// Half of what was asked, then the connection drops.
-					rec := httptest.NewRecorder()
-					h.ServeHTTP(rec, r)
-					for k, v := range rec.Header() {
-						w.Header()[k] = v
-					}
-					w.WriteHeader(rec.Code)
-					w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
+					serveHalf(w, r, h)
 					panic(http.ErrAbortHandler)
 				}
 				h.ServeHTTP(w, r)
@@ -290,14 +297,7 @@ func TestPatchInterrupted(t *testing.T) {
 						h.ServeHTTP(w, r)
 						return
 					}
-					rec := httptest.NewRecorder()
-					h.ServeHTTP(rec, r)
-					for k, v := range rec.Header() {
-						w.Header()[k] = v
-					}
-					w.WriteHeader(rec.Code)
-					w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
-					w.(http.Flusher).Flush()
+					serveHalf(w, r, h)
 					select {
 					case <-wrote:
 					case <-time.After(10 * time.Second):
