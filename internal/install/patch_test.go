@@ -270,15 +270,15 @@ func TestPatchInterrupted(t *testing.T) {
 	// written; cancelled at the last byte, the install records nothing
 	// either (the group stays incomplete), and the next fetches nothing.
 	sec := head.Header.Sections[0]
+	if len(sec.Segments) < 4 {
+		t.Fatalf("%d segments: too few to test a resume", len(sec.Segments))
+	}
 	table := head.DataOffset + int64(sec.Table.Offset)
 	for _, tc := range []struct {
 		name string
 		hold bool
 	}{{"cancelled half-way", true}, {"cancelled at the last byte", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			if len(sec.Segments) < 4 {
-				t.Fatalf("%d segments: too few to test a resume", len(sec.Segments))
-			}
 			dir := deltaDevice(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			var written, total uint64
