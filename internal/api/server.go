@@ -346,11 +346,14 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 	if up != nil && up.stop != nil {
 		up.stop()
 	}
-	if up != nil && err != nil {
-		abandonBody(w)
-	}
+	// Whether the install was cancelled is read before abandonBody: moving
+	// the read deadline ends the server's background read of the connection,
+	// and that cancels the request's context too.
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
+	}
+	if up != nil && err != nil {
+		abandonBody(w)
 	}
 	var final *install.Event
 	if err == nil {
