@@ -1,12 +1,20 @@
 package fleet_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/tandem-ota/tandem/internal/bundle"
+	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/install"
+	"github.com/tandem-ota/tandem/internal/sim"
 )
 
 // direct is the smallest adapter: its "server" is in memory. It is the
@@ -54,4 +62,60 @@ func TestConformance(t *testing.T) {
 	fleettest.Run(t, func(t *testing.T, env *fleettest.Env) fleettest.Harness {
 		return &direct{agent: &fleet.Agent{Open: env.Open, Adapter: "direct"}}
 	})
+}
+
+// Wait keeps polling while the trial is undecided, ends with ctx, and
+// returns the outcome once the health check commits.
+func TestWait(t *testing.T) {
+	dir := t.TempDir()
+	key, pubFile := fleettest.NewKey(t, dir, "release")
+	b, _ := fleettest.SignedBundle(t, bundle.Header{Version: "2.0.0", Created: time.Now().Unix()}, bytes.Repeat([]byte("wait "), 4096), key)
+	bundlePath := filepath.Join(dir, "v2.tandem")
+	root := filepath.Join(dir, "dev")
+	if err := os.WriteFile(bundlePath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.New(root, sim.Options{BootFlow: "grub", FactoryVersion: "1.0.0", Trust: []string{pubFile}}); err != nil {
+		t.Fatal(err)
+	}
+	a := &fleet.Agent{Adapter: "wait", Open: func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }}
+	if _, err := a.Begin(fleet.Job{ID: "j", Source: bundlePath}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Install(context.Background(), install.Options{}, install.RebootSet); err != nil {
+		t.Fatal(err)
+	}
+	if group, _, err := sim.Reboot(root, false); err != nil || group != "b" {
+		t.Fatalf("trial boot: %s %v", group, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if out, err := a.Wait(ctx, time.Millisecond); !errors.Is(err, context.DeadlineExceeded) || out.State != fleet.Verifying {
+		t.Fatalf("undecided trial: %s %v, want verifying and the deadline", out.State, err)
+	}
+
+	done := make(chan fleet.Outcome, 1)
+	go func() {
+		out, err := a.Wait(context.Background(), time.Millisecond)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- out
+	}()
+	d, err := a.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case out := <-done:
+		if out.State != fleet.Success {
+			t.Fatalf("after the commit: %s, want success", out.State)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Wait did not return after the commit")
+	}
 }
