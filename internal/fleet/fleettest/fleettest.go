@@ -23,6 +23,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -178,12 +179,14 @@ type scene struct {
 	fx  *fixture
 	env Env
 	h   Harness
-	// served counts body bytes the server sent; cut, when set, is called
-	// once served passes cutAt.
-	served atomic.Int64
-	mu     sync.Mutex
-	cutAt  int64
-	cut    func()
+	// served counts body bytes the server sent. Once served passes cutAt
+	// with reached set, reached is closed and the server holds: it sends
+	// nothing more until holding is cleared (when startCut returns).
+	served  atomic.Int64
+	holding atomic.Bool
+	mu      sync.Mutex
+	cutAt   int64
+	reached chan struct{}
 }
 
 func newScene(t *testing.T, fx *fixture) *scene {
@@ -213,12 +216,13 @@ func (s *scene) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	http.ServeContent(&countingWriter{ResponseWriter: w, s: s}, r, "", time.Unix(1700000000, 0), f)
+	http.ServeContent(&countingWriter{ResponseWriter: w, s: s, ctx: r.Context()}, r, "", time.Unix(1700000000, 0), f)
 }
 
 type countingWriter struct {
 	http.ResponseWriter
-	s *scene
+	s   *scene
+	ctx context.Context // the request's
 }
 
 func (c *countingWriter) Write(b []byte) (int, error) {
@@ -226,6 +230,13 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	const piece = 64 << 10
 	n := 0
 	for len(b) > 0 {
+		for c.s.holding.Load() {
+			select {
+			case <-c.ctx.Done(): // the adapter is killed while it waits
+				return n, c.ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
 		k := min(len(b), piece)
 		m, err := c.ResponseWriter.Write(b[:k])
 		if f, ok := c.ResponseWriter.(http.Flusher); ok {
@@ -235,9 +246,10 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 		n += m
 		total := c.s.served.Add(int64(m))
 		c.s.mu.Lock()
-		if c.s.cut != nil && total >= c.s.cutAt {
-			c.s.cut()
-			c.s.cut = nil
+		if c.s.reached != nil && total >= c.s.cutAt {
+			c.s.holding.Store(true)
+			close(c.s.reached)
+			c.s.reached = nil
 		}
 		c.s.mu.Unlock()
 		if err != nil {
@@ -454,25 +466,65 @@ func interrupted(t *testing.T, s *scene) {
 	s.slotIs(t, "b")
 }
 
-// startCut runs the adapter until half of the bundle was served, then stops
-// it as if it was killed.
+// startCut runs the adapter until half of the bundle was served, waits
+// until the slot holds over a quarter of the image (the server sends nothing
+// more meanwhile), then stops the adapter as if it was killed. The amount
+// written at the kill is thus known, however slow the machine.
 func (s *scene) startCut(t *testing.T, o Offer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	reached := make(chan struct{})
 	s.mu.Lock()
-	s.cutAt, s.cut = s.served.Load()+o.Size/2, cancel
+	s.cutAt, s.reached = s.served.Load()+o.Size/2, reached
 	s.mu.Unlock()
+	defer s.holding.Store(false)
 	done := make(chan error, 1)
 	go func() { done <- s.h.Run(ctx, t) }()
+	deadline := time.After(2 * time.Minute)
+	select {
+	case <-reached:
+	case err := <-done:
+		t.Fatalf("the adapter finished before the download was interrupted: %v", err)
+	case <-deadline:
+		t.Fatalf("half of the bundle was not served within 2 minutes")
+	}
+	// A quarter of the image and a little more keeps the resume under 3/4
+	// of the bundle. The slot shows the install's writes in 1 MiB blocks
+	// until the kill flushes the rest.
+	for want := len(s.fx.image)/4 + 64<<10; s.written(t, "b") < want; {
+		select {
+		case err := <-done:
+			t.Fatalf("the adapter stopped before it wrote %d bytes of the image: %v", want, err)
+		case <-deadline:
+			t.Fatalf("the slot did not hold %d bytes of the image within 2 minutes", want)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Minute):
+	case <-deadline:
 		t.Fatalf("the adapter did not stop within 2 minutes of the interruption")
 	}
-	if ctx.Err() == nil {
-		t.Fatalf("the adapter finished before the download was interrupted")
+}
+
+// written is how many leading bytes of group's system slot are the image's.
+func (s *scene) written(t *testing.T, group string) int {
+	t.Helper()
+	f, err := os.Open(filepath.Join(s.env.Root, "slots", "system-"+group+".img"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer f.Close()
+	b := make([]byte, len(s.fx.image))
+	n, _ := io.ReadFull(f, b)
+	for i := range n {
+		if b[i] != s.fx.image[i] {
+			return i
+		}
+	}
+	return n
 }
 
 func cancelBeforeTrial(t *testing.T, s *scene) {
