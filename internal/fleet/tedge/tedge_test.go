@@ -154,8 +154,9 @@ func (m *mapper) await(t *testing.T, id string, timeout time.Duration, want ...s
 }
 
 // retained reads what the broker holds for topic, as a new subscriber
-// (e.g. the mapper after its own restart) would.
-func retained(t *testing.T, addr, topic string) []byte {
+// (e.g. the mapper after its own restart) would: nil when nothing came
+// within wait of the subscription.
+func retained(t *testing.T, addr, topic string, wait time.Duration) []byte {
 	t.Helper()
 	got := make(chan []byte, 1)
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("retained-reader"))
@@ -163,18 +164,32 @@ func retained(t *testing.T, addr, topic string) []byte {
 		t.Fatalf("connect: %v", tok.Error())
 	}
 	defer c.Disconnect(100)
-	c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
+	tok := c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
 		select {
 		case got <- m.Payload():
 		default:
 		}
 	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", topic, tok.Error())
+	}
 	select {
 	case b := <-got:
 		return b
-	case <-time.After(500 * time.Millisecond):
+	case <-time.After(wait):
 		return nil
 	}
+}
+
+// cleared waits until the broker holds nothing for topic.
+func cleared(t *testing.T, addr, topic string) bool {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if retained(t, addr, topic, 200*time.Millisecond) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func logger(t testing.TB) *slog.Logger {
@@ -206,7 +221,8 @@ type harness struct {
 	b        *testutil.Mosquitto
 	m        *mapper
 	cfg      tedge.Config
-	failures int // broker restarts during the next Run
+	failures int  // broker restarts during the next Run
+	reported bool // the last Run ended on a step that sent a final status
 }
 
 // FailNext restarts the broker n times while the adapter next runs.
@@ -219,8 +235,14 @@ func (h *harness) Offer(t *testing.T, o fleettest.Offer) {
 func (h *harness) Run(ctx context.Context, t *testing.T) error {
 	n := h.failures
 	h.failures = 0
+	h.reported = false
 	done := make(chan error, 1)
-	go func() { done <- drive(ctx, t, h.cfg) }()
+	go func() {
+		var last fleet.Activity
+		err := driveRecording(ctx, t, h.cfg, &last)
+		h.reported = last == fleet.ActReported
+		done <- err
+	}()
 	for range n {
 		select {
 		case err := <-done:
@@ -235,15 +257,17 @@ func (h *harness) Run(ctx context.Context, t *testing.T) error {
 }
 
 func (h *harness) Report(t *testing.T, id string) (fleettest.Report, bool) {
-	// The final status travels through the broker: give it a moment.
-	for range 20 {
-		if d := h.m.last(id); d != nil && (d["status"] == "successful" || d["status"] == "failed") {
-			reason, _ := d["reason"].(string)
-			return fleettest.Report{Success: d["status"] == "successful", Detail: reason}, true
-		}
-		time.Sleep(25 * time.Millisecond)
+	d := h.m.last(id)
+	if h.reported {
+		// The broker acknowledged the final status: it reaches the mapper,
+		// however slowly (after a broker restart, once it resubscribes).
+		d = h.m.await(t, id, 30*time.Second, "successful", "failed")
 	}
-	return fleettest.Report{}, false
+	if d == nil || d["status"] != "successful" && d["status"] != "failed" {
+		return fleettest.Report{}, false
+	}
+	reason, _ := d["reason"].(string)
+	return fleettest.Report{Success: d["status"] == "successful", Detail: reason}, true
 }
 
 // world is a simulated device, a broker, the mapper and an HTTP server with
@@ -330,11 +354,28 @@ func writeBundle(t *testing.T, p string, image []byte, key crypto.Signer) {
 // fleet.Loop until it requested the reboot, reported a final status or
 // waits for the health check.
 func drive(ctx context.Context, t testing.TB, cfg tedge.Config) error {
+	return driveRecording(ctx, t, cfg, new(fleet.Activity))
+}
+
+// driveRecording is drive that sets *last to the last step's activity.
+func driveRecording(ctx context.Context, t testing.TB, cfg tedge.Config, last *fleet.Activity) error {
 	h, err := tedge.New(cfg)
 	if err != nil {
 		return err
 	}
-	return fleettest.Stretch(ctx, h, fleettest.Loop(t))
+	return fleettest.Stretch(ctx, &recorder{Handler: h, last: last}, fleettest.Loop(t))
+}
+
+// recorder is a handler that records its steps' activity.
+type recorder struct {
+	*tedge.Handler
+	last *fleet.Activity
+}
+
+func (r *recorder) Step(ctx context.Context) (fleet.Step, error) {
+	st, err := r.Handler.Step(ctx)
+	*r.last = st.Activity
+	return st, err
 }
 
 // serve runs a handler made from cfg as the service does (tandem tedge):
@@ -445,10 +486,10 @@ func TestSuccess(t *testing.T) {
 	if len(capa) == 0 || capa[0] != "{}" {
 		t.Errorf("capability messages %q", capa)
 	}
-	if b := retained(t, w.broker.Addr, topics.Command("c8y-mapper-1")); b != nil {
-		t.Errorf("the command was not cleared: %s", b)
+	if !cleared(t, w.broker.Addr, topics.Command("c8y-mapper-1")) {
+		t.Errorf("the command was not cleared: %s", retained(t, w.broker.Addr, topics.Command("c8y-mapper-1"), time.Second))
 	}
-	if b := retained(t, w.broker.Addr, topics.Capability()); string(b) != "{}" {
+	if b := retained(t, w.broker.Addr, topics.Capability(), 10*time.Second); string(b) != "{}" {
 		t.Errorf("retained capability %q", b)
 	}
 }
@@ -473,14 +514,14 @@ func TestBrokerRestart(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var doc map[string]any
-		if b := retained(t, w.broker.Addr, topics.Command("c8y-mapper-2")); json.Unmarshal(b, &doc) == nil && doc["status"] == "executing" {
+		if b := retained(t, w.broker.Addr, topics.Command("c8y-mapper-2"), 500*time.Millisecond); json.Unmarshal(b, &doc) == nil && doc["status"] == "executing" {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("after the broker restart, the command's executing state was not published again")
 		}
 	}
-	if b := retained(t, w.broker.Addr, topics.Capability()); string(b) != "{}" {
+	if b := retained(t, w.broker.Addr, topics.Capability(), 10*time.Second); string(b) != "{}" {
 		t.Errorf("capability after the restart: %q", b)
 	}
 	close(w.gate)

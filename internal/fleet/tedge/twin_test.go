@@ -22,7 +22,7 @@ func TestTwinPublisher(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `{"name":"os","version":"2.0.0","url":"http://x/v2.tandem"}`
-	if got := string(retained(t, b.Addr, "te/device/main///twin/firmware")); got != want {
+	if got := string(retained(t, b.Addr, "te/device/main///twin/firmware", 10*time.Second)); got != want {
 		t.Errorf("twin = %s, want %s", got, want)
 	}
 }
