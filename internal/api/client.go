@@ -191,7 +191,7 @@ func (c *Client) Install(ctx context.Context, r InstallRequest, progress func(in
 	}
 	err := c.do(ctx, http.MethodPost, path, body, contentType, &final)
 	if events != nil {
-		events.drain()
+		events.drain(ctx, err == nil)
 	}
 	if err != nil {
 		return nil, err
@@ -251,12 +251,19 @@ func (c *Client) subscribe(ctx context.Context, progress func(install.Event)) (*
 	return s, nil
 }
 
-// drain waits (briefly) for the stream's final event, so that every
-// progress event is delivered before the caller prints the end.
-func (s *eventStream) drain() {
+// drain waits for the stream's final event, so that every progress event
+// is delivered before the caller prints the end. After a successful install
+// the server queued that event before it answered: it comes, however busy
+// the machine (30 s bounds a broken server). A refusal has none: 2 s.
+func (s *eventStream) drain(ctx context.Context, succeeded bool) {
+	wait := 2 * time.Second
+	if succeeded {
+		wait = 30 * time.Second
+	}
 	select {
 	case <-s.final:
-	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	case <-time.After(wait):
 	}
 }
 

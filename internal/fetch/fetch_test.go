@@ -190,7 +190,12 @@ func TestFetchBoundsBufferedJobs(t *testing.T) {
 	c := &Client{Concurrency: 2, GapThreshold: -1}
 	err := c.Fetch(context.Background(), s.remote(), ranges, func(i int, _ []byte) error {
 		if i == 0 {
-			time.Sleep(200 * time.Millisecond)
+			// Range 1 is fetched meanwhile (however slowly); range 2 must
+			// wait until range 0 is delivered.
+			for deadline := time.Now().Add(10 * time.Second); s.reqs.Load() < 2 && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond)
 			if n := s.reqs.Load(); n != 2 {
 				return fmt.Errorf("%d requests sent while range 0 is delivered, want 2", n)
 			}
@@ -346,7 +351,12 @@ func TestFetchFaults(t *testing.T) {
 			s := newServer(t, data, tc.fault)
 			sl := &sleeper{}
 			c := &tc.client
-			c.Retry.Sleep, c.StallWindow, c.MaxRequestSize = sl.sleep, 200*time.Millisecond, 128<<10
+			// A short stall window only where the server stalls: elsewhere a
+			// pause of a loaded machine must not count as one.
+			c.Retry.Sleep, c.StallWindow, c.MaxRequestSize = sl.sleep, 10*time.Second, 128<<10
+			if strings.HasPrefix(tc.name, "stalls ") {
+				c.StallWindow = 200 * time.Millisecond
+			}
 			start := time.Now()
 			got, err := fetchAll(context.Background(), c, s.remote(), ranges)
 			st := c.Stats()

@@ -119,7 +119,7 @@ func TestMeterJudgesTheClientAsAWhole(t *testing.T) {
 func TestStallIgnoresASlowReader(t *testing.T) {
 	data := testData(8<<10, 31)
 	s := newFileServer(t, data, nil)
-	c := &Client{StallWindow: 300 * time.Millisecond, MinRate: 100 << 10, Retry: retry.Policy{Attempts: 1}}
+	c := &Client{StallWindow: time.Second, MinRate: 100 << 10, Retry: retry.Policy{Attempts: 1}}
 	_, rc, err := c.Get(context.Background(), s.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestStallIgnoresASlowReader(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(80 * time.Millisecond) // 8 reads: longer than two windows
+		time.Sleep(300 * time.Millisecond) // 8 reads: longer than two windows
 	}
 	if !bytes.Equal(got.Bytes(), data) {
 		t.Error("wrong data")

@@ -91,7 +91,7 @@ func TestGetResumesAfterAStall(t *testing.T) {
 		}
 		return false
 	})
-	c := &Client{StallWindow: 250 * time.Millisecond, Retry: retry.Policy{Sleep: noSleep}}
+	c := &Client{StallWindow: time.Second, Retry: retry.Policy{Sleep: noSleep}}
 	got, err := readAll(t, c, fs.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestGetFaults(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := newFileServer(t, data, tc.answer)
-			c := &Client{StallWindow: 250 * time.Millisecond, Retry: retry.Policy{Attempts: tc.attempts, Sleep: noSleep}}
+			c := &Client{StallWindow: time.Second, Retry: retry.Policy{Attempts: tc.attempts, Sleep: noSleep}}
 			got, err := readAll(t, c, fs.URL)
 			ranges, _ := fs.requests()
 			switch {
@@ -219,7 +219,7 @@ func TestOpenNoRangeBodyResumes(t *testing.T) {
 		}
 		return true
 	})
-	c := &Client{StallWindow: 250 * time.Millisecond, Retry: retry.Policy{Sleep: noSleep}}
+	c := &Client{StallWindow: time.Second, Retry: retry.Policy{Sleep: noSleep}}
 	remote, _, body, err := c.Open(context.Background(), fs.URL, 4096)
 	if !errors.Is(err, ErrNoRange) {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func TestNoDeltaStallResumes(t *testing.T) {
 			<-r.Context().Done()
 		})
 	})
-	err := installWith(t, dir, url, config.Download{StallWindow: "200ms"}, install.Options{HTTP: install.HTTPOptions{NoDelta: true}})
+	err := installWith(t, dir, url, config.Download{StallWindow: "1s"}, install.Options{HTTP: install.HTTPOptions{NoDelta: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
