@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/tandem-ota/tandem/internal/bundle"
-	"github.com/tandem-ota/tandem/internal/device"
 	"github.com/tandem-ota/tandem/internal/fleet"
 	"github.com/tandem-ota/tandem/internal/fleet/fleettest"
 	"github.com/tandem-ota/tandem/internal/install"
@@ -67,21 +63,7 @@ func TestConformance(t *testing.T) {
 // Wait keeps polling while the trial is undecided, ends with ctx, and
 // returns the outcome once the health check commits.
 func TestWait(t *testing.T) {
-	dir := t.TempDir()
-	key, pubFile := fleettest.NewKey(t, dir, "release")
-	b, _ := fleettest.SignedBundle(t, bundle.Header{Version: "2.0.0", Created: time.Now().Unix()}, bytes.Repeat([]byte("wait "), 4096), key)
-	bundlePath := filepath.Join(dir, "v2.tandem")
-	root := filepath.Join(dir, "dev")
-	if err := os.WriteFile(bundlePath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.New(root, sim.Options{BootFlow: "grub", FactoryVersion: "1.0.0", Trust: []string{pubFile}}); err != nil {
-		t.Fatal(err)
-	}
-	a := &fleet.Agent{Adapter: "wait", Open: func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }}
-	if _, err := a.Begin(fleet.Job{ID: "j", Source: bundlePath}); err != nil {
-		t.Fatal(err)
-	}
+	a, root := begunJob(t, bytes.Repeat([]byte("wait "), 4096))
 	if _, err := a.Install(context.Background(), install.Options{}, install.RebootSet); err != nil {
 		t.Fatal(err)
 	}

@@ -115,21 +115,7 @@ func TestInstallPowerCuts(t *testing.T) {
 // to installing, so that the adapter installs it again instead of trying a
 // torn group. Issue 11, hardening 12.
 func TestTryIncompleteGroup(t *testing.T) {
-	dir := t.TempDir()
-	key, pubFile := fleettest.NewKey(t, dir, "release")
-	b, _ := fleettest.SignedBundle(t, bundle.Header{Version: "2.0.0", Created: time.Now().Unix()}, []byte("tandem fleet incomplete"), key)
-	bundlePath := filepath.Join(dir, "v2.tandem")
-	if err := os.WriteFile(bundlePath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(dir, "dev")
-	if err := sim.New(root, sim.Options{BootFlow: "grub", FactoryVersion: "1.0.0", Trust: []string{pubFile}}); err != nil {
-		t.Fatal(err)
-	}
-	a := &fleet.Agent{Adapter: "t", Open: func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }}
-	if _, err := a.Begin(fleet.Job{ID: "j", Source: bundlePath}); err != nil {
-		t.Fatal(err)
-	}
+	a, _ := begunJob(t, []byte("tandem fleet incomplete"))
 	if _, err := a.Install(context.Background(), install.Options{}, install.RebootNo); err != nil {
 		t.Fatal(err)
 	}
@@ -152,4 +138,28 @@ func TestTryIncompleteGroup(t *testing.T) {
 	if out, err := a.Outcome(); err != nil || out.State != fleet.Rebooting {
 		t.Fatalf("outcome after the new install: %+v %v", out, err)
 	}
+}
+
+// begunJob makes a simulated GRUB device that trusts a new key, and a
+// bundle of version 2.0.0 holding image signed by that key; it returns an
+// agent on the device with job "j" begun for the bundle, and the device's
+// root.
+func begunJob(t *testing.T, image []byte) (*fleet.Agent, string) {
+	t.Helper()
+	dir := t.TempDir()
+	key, pubFile := fleettest.NewKey(t, dir, "release")
+	b, _ := fleettest.SignedBundle(t, bundle.Header{Version: "2.0.0", Created: time.Now().Unix()}, image, key)
+	bundlePath := filepath.Join(dir, "v2.tandem")
+	if err := os.WriteFile(bundlePath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "dev")
+	if err := sim.New(root, sim.Options{BootFlow: "grub", FactoryVersion: "1.0.0", Trust: []string{pubFile}}); err != nil {
+		t.Fatal(err)
+	}
+	a := &fleet.Agent{Adapter: "t", Open: func() (*device.Device, error) { return device.Open(device.Options{Root: root}) }}
+	if _, err := a.Begin(fleet.Job{ID: "j", Source: bundlePath}); err != nil {
+		t.Fatal(err)
+	}
+	return a, root
 }
