@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -405,6 +406,34 @@ func TestBusy(t *testing.T) {
 	}
 	if _, err := fx.client.Reboot(context.Background(), RebootRequest{Spare: true}); err != nil {
 		t.Fatalf("reboot after the install: %v", err)
+	}
+}
+
+// A client that sends its whole upload before it reads (curl, simple
+// scripts) gets the server's reason for a refused bundle, not a broken
+// pipe: the server reads the rest before it answers and closes.
+func TestRefusedUploadAnswered(t *testing.T) {
+	fx := newFixture(t, ServeOptions{})
+	body := append(bytes.Clone(fx.untrust), make([]byte, 16<<20)...) // far more than a socket buffers
+	c, err := net.Dial("unix", fx.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "POST /v1/install HTTP/1.1\r\nHost: tandem\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", len(body)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(body); err != nil {
+		t.Fatalf("sending the upload: %v (the server closed before it answered)", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(b), "signature") {
+		t.Errorf("answer %d %s, want 422 naming the signature", resp.StatusCode, b)
 	}
 }
 

@@ -326,13 +326,13 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 	c := callerOf(r.Context())
 	req, source, err := parseInstall(r, c)
 	if err != nil {
-		abandonBody(w)
+		abandonBody(w, r.Body)
 		writeError(w, asError(err))
 		return
 	}
 	ctx, end, err := s.begin(r.Context(), Operation{Name: "install", Source: source, Caller: c.Name})
 	if err != nil {
-		abandonBody(w)
+		abandonBody(w, r.Body)
 		writeError(w, asError(err))
 		return
 	}
@@ -353,7 +353,7 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
 	}
 	if up != nil && err != nil {
-		abandonBody(w)
+		abandonBody(w, r.Body)
 	}
 	var final *install.Event
 	if err == nil {
@@ -368,13 +368,32 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, final)
 }
 
-// abandonBody makes the rest of a request body unreadable, so that the
-// server answers and closes the connection instead of draining what a slow
-// or stalled client may still send.
-func abandonBody(w http.ResponseWriter) {
+// abandonBody ends a request whose body the handler will not use, before
+// it answers. While the client keeps sending, the rest is read and
+// discarded (for at most drainFor), so that a client that writes its whole
+// body before it reads gets the answer rather than a broken pipe when the
+// server closes. Then the rest is made unreadable, so that the server
+// answers and closes the connection instead of waiting on a slow or
+// stalled client.
+func abandonBody(w http.ResponseWriter, body io.Reader) {
 	w.Header().Set("Connection", "close")
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 64<<10)
+	for end := time.Now().Add(drainFor); time.Now().Before(end); {
+		_ = rc.SetReadDeadline(time.Now().Add(drainIdle))
+		if _, err := body.Read(buf); err != nil {
+			break
+		}
+	}
+	_ = rc.SetReadDeadline(time.Now())
 }
+
+// How long abandonBody reads a refused body, and how long it waits for the
+// client's next bytes.
+const (
+	drainFor  = 10 * time.Second
+	drainIdle = time.Second
+)
 
 // uploadReader is an upload's body: it fails once ctx is cancelled (the
 // read deadline is moved to now so a blocked read returns) and when the
