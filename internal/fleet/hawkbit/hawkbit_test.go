@@ -433,8 +433,9 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-// slowServer serves data (with Range) slowly, so that a cancel lands
-// during the download.
+// slowServer serves data (with Range) slowly, and nothing past its first
+// MiB until the client goes away: a cancel lands during the download,
+// however slow the machine.
 type slowServer struct {
 	data    []byte
 	started chan struct{}
@@ -444,12 +445,17 @@ type slowServer struct {
 
 type slowWriter struct {
 	http.ResponseWriter
-	s *slowServer
+	s   *slowServer
+	ctx context.Context // the request's
 }
 
 func (w *slowWriter) Write(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
+		if w.s.served.Load() >= 1<<20 {
+			<-w.ctx.Done()
+			return n, w.ctx.Err()
+		}
 		k := min(len(b), 32<<10)
 		m, err := w.ResponseWriter.Write(b[:k])
 		n += m
@@ -468,7 +474,7 @@ func (w *slowWriter) Write(b []byte) (int, error) {
 }
 
 func (s *slowServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	http.ServeContent(&slowWriter{ResponseWriter: w, s: s}, r, "", time.Unix(1700000000, 0), bytes.NewReader(s.data))
+	http.ServeContent(&slowWriter{ResponseWriter: w, s: s, ctx: r.Context()}, r, "", time.Unix(1700000000, 0), bytes.NewReader(s.data))
 }
 
 func httptestServer(t *testing.T, h http.Handler) string {
