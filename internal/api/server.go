@@ -352,16 +352,16 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
 	}
-	if up != nil && err != nil {
-		abandonBody(w, r.Body)
-	}
 	var final *install.Event
 	if err == nil {
 		e := res.Event()
 		final = &e
 	}
-	end(final, err)
+	end(final, err) // the device is free while a refused upload is discarded
 	if err != nil {
+		if up != nil {
+			abandonBody(w, r.Body)
+		}
 		writeError(w, asError(err))
 		return
 	}
