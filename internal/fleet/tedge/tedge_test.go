@@ -221,11 +221,12 @@ type harness struct {
 	b        *testutil.Mosquitto
 	m        *mapper
 	cfg      tedge.Config
-	failures int  // broker restarts during the next Run
+	failures int  // broker restarts in the next Run
 	reported bool // the last Run ended on a step that sent a final status
 }
 
-// FailNext restarts the broker n times while the adapter next runs.
+// FailNext restarts the broker n times, before each of the adapter's next
+// steps.
 func (h *harness) FailNext(t *testing.T, n int) { h.failures = n }
 
 func (h *harness) Offer(t *testing.T, o fleettest.Offer) {
@@ -235,25 +236,22 @@ func (h *harness) Offer(t *testing.T, o fleettest.Offer) {
 func (h *harness) Run(ctx context.Context, t *testing.T) error {
 	n := h.failures
 	h.failures = 0
-	h.reported = false
-	done := make(chan error, 1)
-	go func() {
-		var last fleet.Activity
-		err := driveRecording(ctx, t, h.cfg, &last)
-		h.reported = last == fleet.ActReported
-		done <- err
-	}()
-	for range n {
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(100 * time.Millisecond):
+	// The broker restarts between the handler's steps (during a download,
+	// too: it runs beside them), never while a step publishes: a broker
+	// stopped just as it acknowledged a retained message can come back
+	// without it, which no client can help.
+	restart := func() {
+		if n > 0 {
+			n--
+			h.b.Stop()
+			time.Sleep(100 * time.Millisecond)
+			h.b.Start()
 		}
-		h.b.Stop()
-		time.Sleep(100 * time.Millisecond)
-		h.b.Start()
 	}
-	return <-done
+	var last fleet.Activity
+	err := driveRecording(ctx, t, h.cfg, &last, restart)
+	h.reported = last == fleet.ActReported
+	return err
 }
 
 func (h *harness) Report(t *testing.T, id string) (fleettest.Report, bool) {
@@ -354,25 +352,28 @@ func writeBundle(t *testing.T, p string, image []byte, key crypto.Signer) {
 // fleet.Loop until it requested the reboot, reported a final status or
 // waits for the health check.
 func drive(ctx context.Context, t testing.TB, cfg tedge.Config) error {
-	return driveRecording(ctx, t, cfg, new(fleet.Activity))
+	return driveRecording(ctx, t, cfg, new(fleet.Activity), func() {})
 }
 
-// driveRecording is drive that sets *last to the last step's activity.
-func driveRecording(ctx context.Context, t testing.TB, cfg tedge.Config, last *fleet.Activity) error {
+// driveRecording is drive that calls before ahead of each step and sets
+// *last to the last step's activity.
+func driveRecording(ctx context.Context, t testing.TB, cfg tedge.Config, last *fleet.Activity, before func()) error {
 	h, err := tedge.New(cfg)
 	if err != nil {
 		return err
 	}
-	return fleettest.Stretch(ctx, &recorder{Handler: h, last: last}, fleettest.Loop(t))
+	return fleettest.Stretch(ctx, &recorder{Handler: h, last: last, before: before}, fleettest.Loop(t))
 }
 
 // recorder is a handler that records its steps' activity.
 type recorder struct {
 	*tedge.Handler
-	last *fleet.Activity
+	last   *fleet.Activity
+	before func()
 }
 
 func (r *recorder) Step(ctx context.Context) (fleet.Step, error) {
+	r.before()
 	st, err := r.Handler.Step(ctx)
 	*r.last = st.Activity
 	return st, err
