@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -26,6 +27,9 @@ type conn struct {
 	connected chan struct{}
 	log       *slog.Logger
 	ackWait   time.Duration
+
+	mu     sync.Mutex
+	closed bool // by close: no redial may connect the client again
 }
 
 // dial starts the session with the broker (tcp://host:port, ssl://, ws://).
@@ -77,7 +81,11 @@ func dial(broker, clientID, subscription string, retry time.Duration, log *slog.
 
 func (k *conn) redial(c mqtt.Client) {
 	time.Sleep(time.Second)
-	c.Connect()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.closed {
+		c.Connect()
+	}
 }
 
 // publish publishes one message with QoS 1 and waits for the broker's
@@ -111,7 +119,15 @@ func (k *conn) publish(ctx context.Context, topic string, retained bool, payload
 	}
 }
 
-func (k *conn) close() { k.c.Disconnect(250) }
+// close ends the session for good. A client closed while a redial waited
+// would otherwise connect again, and with the same client id it would take
+// the connection of the next handler over, again and again.
+func (k *conn) close() {
+	k.mu.Lock()
+	k.closed = true
+	k.mu.Unlock()
+	k.c.Disconnect(250)
+}
 
 // brokerURL turns host:port into tcp://host:port; URLs pass unchanged.
 func brokerURL(s string) (string, error) {
