@@ -120,8 +120,8 @@ func (k *conn) publish(ctx context.Context, topic string, retained bool, payload
 }
 
 // close ends the session for good. A client closed while a redial waited
-// would otherwise connect again, and with the same client id it would take
-// the connection of the next handler over, again and again.
+// would otherwise connect again, with the same client id as the next
+// handler's, and the broker would drop one of the two connections.
 func (k *conn) close() {
 	k.mu.Lock()
 	k.closed = true
