@@ -248,8 +248,7 @@ func (h *harness) Run(ctx context.Context, t *testing.T) error {
 			h.b.Start()
 		}
 	}
-	var last fleet.Activity
-	err := driveRecording(ctx, t, h.cfg, &last, restart)
+	last, err := drive(ctx, t, h.cfg, restart)
 	h.reported = last == fleet.ActReported
 	return err
 }
@@ -350,32 +349,31 @@ func writeBundle(t *testing.T, p string, image []byte, key crypto.Signer) {
 
 // drive runs a handler made from cfg (a start of the process) through
 // fleet.Loop until it requested the reboot, reported a final status or
-// waits for the health check.
-func drive(ctx context.Context, t testing.TB, cfg tedge.Config) error {
-	return driveRecording(ctx, t, cfg, new(fleet.Activity), func() {})
-}
-
-// driveRecording is drive that calls before ahead of each step and sets
-// *last to the last step's activity.
-func driveRecording(ctx context.Context, t testing.TB, cfg tedge.Config, last *fleet.Activity, before func()) error {
+// waits for the health check, calling before (when set) ahead of each
+// step. It returns the last step's activity.
+func drive(ctx context.Context, t testing.TB, cfg tedge.Config, before func()) (fleet.Activity, error) {
 	h, err := tedge.New(cfg)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return fleettest.Stretch(ctx, &recorder{Handler: h, last: last, before: before}, fleettest.Loop(t))
+	r := &recorder{Handler: h, before: before}
+	err = fleettest.Stretch(ctx, r, fleettest.Loop(t))
+	return r.last, err
 }
 
 // recorder is a handler that records its steps' activity.
 type recorder struct {
 	*tedge.Handler
-	last   *fleet.Activity
 	before func()
+	last   fleet.Activity
 }
 
 func (r *recorder) Step(ctx context.Context) (fleet.Step, error) {
-	r.before()
+	if r.before != nil {
+		r.before()
+	}
 	st, err := r.Handler.Step(ctx)
-	*r.last = st.Activity
+	r.last = st.Activity
 	return st, err
 }
 
@@ -622,7 +620,7 @@ func TestRefused(t *testing.T) {
 	w.reboot(t, "b")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := drive(ctx, t, w.cfg); err != nil { // busy-1 verifying: returns
+	if _, err := drive(ctx, t, w.cfg, nil); err != nil { // busy-1 verifying: returns
 		t.Fatal(err)
 	}
 	stop = w.start(t)
@@ -649,7 +647,7 @@ func TestDelta(t *testing.T) {
 	w.healthCheck(t, health.Committed)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := drive(ctx, t, w.cfg); err != nil {
+	if _, err := drive(ctx, t, w.cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	if d := w.m.await(t, "c8y-mapper-5", 10*time.Second, "successful", "failed"); d["status"] != "successful" {
